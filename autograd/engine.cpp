@@ -1,0 +1,149 @@
+// Graph bookkeeping (grad mode, recording, iterative teardown) and the backward engine.
+#include "autograd/engine.h"
+
+#include <stdexcept>
+#include <unordered_map>
+
+namespace lm::autograd {
+
+namespace {
+thread_local bool t_grad_enabled = true;
+}
+
+bool grad_enabled() { return t_grad_enabled; }
+void set_grad_enabled(bool on) { t_grad_enabled = on; }
+
+bool needs_grad(const std::vector<Tensor>& inputs) {
+  if (!t_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+void record(const std::string& name, const std::vector<Tensor>& inputs, Tensor& output, BackwardFn fn) {
+  auto node = std::make_shared<Node>();
+  node->name = name;
+  node->inputs.reserve(inputs.size());
+  for (const Tensor& t : inputs) {
+    Edge e;
+    if (t.defined()) {
+      e.shape = t.shape();
+      if (t.grad_fn()) e.node = t.grad_fn();
+      else if (t.impl().requires_grad) e.leaf = t.impl_ptr();
+    }
+    node->inputs.push_back(std::move(e));
+  }
+  node->backward = std::move(fn);
+  output.impl().grad_fn = std::move(node);
+}
+
+Node::~Node() {
+  // Move children we solely own onto a local stack before this node dies, so destroying
+  // a chain of N nodes takes N iterations instead of N nested destructor calls.
+  std::vector<std::shared_ptr<Node>> stack;
+  for (Edge& e : inputs)
+    if (e.node && e.node.use_count() == 1) stack.push_back(std::move(e.node));
+  while (!stack.empty()) {
+    std::shared_ptr<Node> n = std::move(stack.back());
+    stack.pop_back();
+    for (Edge& e : n->inputs)
+      if (e.node && e.node.use_count() == 1) stack.push_back(std::move(e.node));
+    // n is destroyed here with no children left to recurse into.
+  }
+}
+
+static void accumulate_leaf(TensorImpl& leaf, const Tensor& g, const std::string& from) {
+  if (g.shape() != leaf.shape)
+    throw std::runtime_error("backward: op '" + from + "' produced a gradient of shape " + shape_str(g.shape()) +
+                             " for a leaf of shape " + shape_str(leaf.shape));
+  Tensor gc = g.dtype() == leaf.dtype ? g : g.to(leaf.dtype);
+  if (!leaf.grad) {
+    // Store a packed copy we own, so later in-place use cannot alias another tensor.
+    leaf.grad = gc.clone().impl_ptr();
+  } else {
+    leaf.grad = add_same_shape(Tensor(leaf.grad), gc).impl_ptr();
+  }
+}
+
+void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) {
+  if (!root.requires_grad())
+    throw std::runtime_error("backward: the tensor does not require grad and has no grad_fn (" + root.str() + ")");
+  Tensor g0 = grad_output;
+  if (!g0.defined()) {
+    if (root.numel() != 1)
+      throw std::runtime_error("backward: an output gradient is needed for a non-scalar root " + root.str());
+    g0 = Tensor::ones(root.shape(), root.dtype(), root.device());
+  } else if (g0.shape() != root.shape()) {
+    throw std::runtime_error("backward: output gradient " + shape_str(g0.shape()) + " does not match root " + shape_str(root.shape()));
+  }
+  NoGradGuard no_grad;
+  if (!root.grad_fn()) {  // a leaf
+    accumulate_leaf(root.impl(), g0, "<root>");
+    return;
+  }
+
+  // 1. Count, for every reachable node, how many edges point at it (iterative DFS).
+  std::unordered_map<Node*, int> pending;
+  std::vector<Node*> stack{root.grad_fn().get()};
+  pending[root.grad_fn().get()] = 0;
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (Edge& e : n->inputs) {
+      if (!e.node) continue;
+      auto [it, inserted] = pending.try_emplace(e.node.get(), 0);
+      it->second++;
+      if (inserted) stack.push_back(e.node.get());
+    }
+  }
+
+  // 2. Kahn's algorithm: a node runs once all gradients flowing into it have arrived.
+  std::unordered_map<Node*, Tensor> grads;
+  grads[root.grad_fn().get()] = g0;
+  std::vector<Node*> ready{root.grad_fn().get()};
+  while (!ready.empty()) {
+    Node* n = ready.back();
+    ready.pop_back();
+    Tensor g;
+    if (auto it = grads.find(n); it != grads.end()) {
+      g = std::move(it->second);
+      grads.erase(it);
+    }
+    std::vector<Tensor> in_grads(n->inputs.size());
+    if (g.defined()) {  // a node no gradient reached only passes the count on
+      if (n->released || !n->backward)
+        throw std::runtime_error("backward: trying to go through the graph a second time (op '" + n->name +
+                                 "'): its saved tensors were freed after the first backward; pass retain_graph=true to keep them");
+      in_grads = n->backward(g);
+      if (in_grads.size() != n->inputs.size())
+        throw std::logic_error("backward of '" + n->name + "' returned " + std::to_string(in_grads.size()) + " gradients for " +
+                               std::to_string(n->inputs.size()) + " inputs");
+    }
+    for (size_t i = 0; i < n->inputs.size(); ++i) {
+      Edge& e = n->inputs[i];
+      if (!e.active()) continue;
+      Tensor& gi = in_grads[i];
+      if (gi.defined() && gi.shape() != e.shape)
+        throw std::logic_error("backward of '" + n->name + "': gradient " + shape_str(gi.shape()) + " for input " +
+                               std::to_string(i) + " of shape " + shape_str(e.shape));
+      if (e.leaf) {
+        if (gi.defined()) accumulate_leaf(*e.leaf, gi, n->name);
+        continue;
+      }
+      Node* child = e.node.get();
+      if (gi.defined()) {
+        auto it = grads.find(child);
+        if (it == grads.end()) grads.emplace(child, gi);
+        else it->second = add_same_shape(it->second, gi);
+      }
+      if (--pending[child] == 0) ready.push_back(child);
+    }
+    if (!g.defined()) continue;
+    if (!retain_graph) {
+      n->backward = nullptr;
+      n->released = true;
+    }
+  }
+}
+
+}  // namespace lm::autograd

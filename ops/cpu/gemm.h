@@ -1,0 +1,73 @@
+// CPU matrix multiplication: our own packed, cache-blocked SGEMM (GotoBLAS/BLIS style) with
+// AVX-512, AVX2+FMA and portable micro-kernels chosen at run time, plus a simple DGEMM used
+// by float64 gradient checks. See gemm.cpp for the blocking scheme.
+//
+// Convention (row-major everywhere):
+//   C(M,N) = alpha * op(A)(M,K) * op(B)(K,N) + beta * C
+//   op(A) = A   (A stored M x K, leading dimension lda)   when !trans_a
+//         = A^T (A stored K x M, leading dimension lda)   when  trans_a
+//   op(B) = B   (B stored K x N, leading dimension ldb)   when !trans_b
+//         = B^T (B stored N x K, leading dimension ldb)   when  trans_b
+//   beta == 0 means C is not read (it may hold NaN or garbage).
+// Both functions are safe to call from several threads at once; inside an OpenMP parallel
+// region they run single-threaded.
+#pragma once
+#include <cstdint>
+
+namespace lm::cpu {
+
+// A: (M, K) row-major, or (K, M) when trans_a.  B: (K, N), or (N, K) when trans_b.
+// C: (M, N) row-major with leading dimension ldc.
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc);
+
+// Same contract in float64 (straightforward blocked loops, OpenMP over rows of C).
+void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+           const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
+           double* C, int64_t ldc);
+
+// The micro-kernel families. Auto = best the CPU supports, unless the environment variable
+// LIBRAMIL_GEMM_KERNEL=portable|avx2|avx512 forces one.
+enum class GemmKernel { Auto, Portable, Avx2, Avx512 };
+
+// Whether this CPU can run kernel k (Portable and Auto: always).
+bool gemm_kernel_supported(GemmKernel k);
+
+// sgemm with an explicit micro-kernel (tests use it to cover every code path).
+// k must be supported (see gemm_kernel_supported); Auto behaves like sgemm.
+void sgemm_with_kernel(GemmKernel k, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                       int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                       int64_t ldb, float beta, float* C, int64_t ldc);
+
+// Human-readable name of the kernel sgemm uses, e.g. "avx512 14x32 packed".
+const char* sgemm_kernel_name();
+const char* sgemm_kernel_name(GemmKernel k);
+
+// ---- internals shared by gemm.cpp and the per-ISA gemm_*.cpp files ----------------------
+namespace detail {
+
+// A micro-kernel computes one MR x NR tile of C from packed panels:
+//   Ap: (kc, MR) -- for each k, MR consecutive values op(A)(i0..i0+MR-1, k)
+//   Bp: (kc, NR) -- for each k, NR consecutive values op(B)(k, j0..j0+NR-1)
+//   C : (MR, NR) tile, row-major with leading dimension ldc
+//   C = alpha * Ap^T Bp + beta * C, and C is not read when beta == 0.
+using MicroKernel = void (*)(int64_t kc, const float* Ap, const float* Bp, float* C,
+                             int64_t ldc, float alpha, float beta);
+
+// A kernel family: register tile MR x NR and the cache blocks it is tuned for.
+struct KernelSpec {
+  GemmKernel id;
+  int mr, nr;          // register tile of C
+  int64_t mc, kc, nc;  // cache blocks: A block (mc, kc) in L2, B block (kc, nc) in L3
+  MicroKernel fn;
+  const char* name;
+};
+
+// Defined in gemm_avx512.cpp / gemm_avx2.cpp; compiled with per-function target attributes,
+// so only call them after checking __builtin_cpu_supports.
+KernelSpec avx512_kernel_spec();
+KernelSpec avx2_kernel_spec();
+
+}  // namespace detail
+}  // namespace lm::cpu

@@ -1,0 +1,130 @@
+// Batched entropic optimal transport (Sinkhorn) kernels, CPU: forward and exact backward of
+// the unrolled recurrence fixed by docs SPEC "Forward, paper mode" step 5, plus a log-domain
+// (stabilised) variant for small epsilon. Raw pointers, row-major, float and double.
+// Math (adjoint recurrence, what is stored / recomputed, memory): docs/ops/sinkhorn.md.
+//
+// The recurrence (plain domain), for each problem of the batch:
+//   Kmat = exp(-C / eps);  u = 1/K1 (all entries);  w = 1/K2
+//   repeat n times { u = a / (Kmat w + 1e-8);  w = b / (Kmat^T u + 1e-8) }
+//   plan T = diag(u) Kmat diag(w)
+// n = opt.iterations, or fewer when opt.tol > 0 (see SinkhornOptions::tol).
+//
+// Log domain: f = eps log u, g = eps log w, updated by log-sum-exp; omits the 1e-8 terms
+// unless opt.log_domain_stabiliser is set (then it is the same function as the plain one).
+//
+// Conventions shared by every function below:
+// - B problems; K1 rows (size of a), K2 columns (size of b).
+// - shared_cost: cost is (K1, K2), the same for every problem (Kmat is computed once);
+//   otherwise cost is (B, K1, K2).
+// - Every output pointer may be nullptr (that output is not produced). Outputs are
+//   overwritten, never accumulated into.
+// - Backward recomputes the forward iterates from the inputs, problem by problem, in a small
+//   per-thread buffer: the forward saves nothing. Call it with the same inputs and options as
+//   the forward (it re-runs the same arithmetic, so early stopping picks the same iteration).
+// - OpenMP over problems. Results do not depend on the number of threads (grad_cost with a
+//   shared cost is summed in a fixed number of fixed chunks, then the chunks in order).
+// - Marginals must be >= 0 with a positive sum; zero entries are allowed.
+#pragma once
+#include <cstdint>
+
+namespace lm::cpu {
+
+// The stabiliser of the SPEC's recurrence: u = a / (Kmat w + 1e-8), w = b / (Kmat^T u + 1e-8).
+inline constexpr double kSinkhornStabiliser = 1e-8;
+
+struct SinkhornOptions {
+  double epsilon = 0.05;  // entropic regularisation; Kmat = exp(-C / epsilon)
+  int iterations = 20;    // maximum (and, with tol == 0, exact) number of (u, w) updates
+  // Early stopping: before each iteration after the first, stop a problem when the L1 error
+  // of the ROW marginal ||u o (Kmat w) - a||_1 < tol (plan row sums vs a). The column
+  // marginal is satisfied to ~1e-8 relative after every full iteration in this update order
+  // (w is updated last), so it cannot serve as a criterion; the row error is what POT's
+  // check measures for its (v-then-u) order. Costs no extra work (Kmat w is the next
+  // iteration's product). 0 = always run `iterations`.
+  double tol = 0.0;
+  // Log domain only: include the 1e-8 terms as log(exp(LSE) + 1e-8) (logaddexp). Then the
+  // log-domain recurrence is the same function as the plain one (same values and gradients
+  // up to rounding) but inherits its behaviour for small epsilon (Kmat w << 1e-8 swamps
+  // everything). Default false: pure Sinkhorn, u = a / (Kmat w), which is what small epsilon
+  // needs.
+  bool log_domain_stabiliser = false;
+};
+
+// ---- plain domain ---------------------------------------------------------------------------
+
+// Forward. Returns nothing; writes the requested outputs.
+template <typename T>
+void sinkhorn_forward(const T* a,          // a: (B, K1) row-major, row marginals
+                      const T* b,          // b: (B, K2) row-major, column marginals
+                      const T* cost,       // cost: (K1, K2) if shared_cost else (B, K1, K2)
+                      int64_t B, int64_t K1, int64_t K2, bool shared_cost,
+                      const SinkhornOptions& opt,
+                      T* u_out,            // u_out: (B, K1) final u, or nullptr
+                      T* w_out,            // w_out: (B, K2) final w, or nullptr
+                      T* plan_out,         // plan_out: (B, K1, K2) u_i Kmat_ij w_j, or nullptr
+                      T* col_sums_out,     // col_sums_out: (B, K2) w o (Kmat^T u), or nullptr
+                      T* row_sums_out,     // row_sums_out: (B, K1) u o (Kmat w), or nullptr
+                      int32_t* iterations_run);  // iterations_run: (B) iterations done, or nullptr
+
+// Backward: exact gradient of the unrolled recurrence (as autograd through the loop would
+// give, 1e-8 terms included) for the upstream gradients given (each may be nullptr = zero).
+template <typename T>
+void sinkhorn_backward(const T* a,          // a: (B, K1) row-major
+                       const T* b,          // b: (B, K2) row-major
+                       const T* cost,       // cost: (K1, K2) if shared_cost else (B, K1, K2)
+                       int64_t B, int64_t K1, int64_t K2, bool shared_cost,
+                       const SinkhornOptions& opt,
+                       const T* grad_plan,      // grad_plan: (B, K1, K2), or nullptr
+                       const T* grad_col_sums,  // grad_col_sums: (B, K2), or nullptr
+                       const T* grad_row_sums,  // grad_row_sums: (B, K1), or nullptr
+                       const T* grad_u,         // grad_u: (B, K1) grad of final u, or nullptr
+                       const T* grad_w,         // grad_w: (B, K2) grad of final w, or nullptr
+                       T* grad_a,               // grad_a: (B, K1), or nullptr
+                       T* grad_b,               // grad_b: (B, K2), or nullptr
+                       T* grad_cost);           // grad_cost: (K1, K2) summed over the batch if
+                                                //   shared_cost else (B, K1, K2), or nullptr
+
+// ---- log domain -----------------------------------------------------------------------------
+// f = eps log u, g = eps log w (potentials; -inf where the marginal entry is 0);
+//   f_i = eps log a_i - eps LSE_j((g_j - C_ij) / eps)   [LSE also over log 1e-8 if stabiliser]
+//   g_j = eps log b_j - eps LSE_i((f_i - C_ij) / eps)
+//   plan_ij = exp((f_i + g_j - C_ij) / eps)
+// Starts from f = -eps log K1, g = -eps log K2 (the plain u = 1/K1, w = 1/K2).
+
+template <typename T>
+void sinkhorn_log_forward(const T* a,       // a: (B, K1) row-major
+                          const T* b,       // b: (B, K2) row-major
+                          const T* cost,    // cost: (K1, K2) if shared_cost else (B, K1, K2)
+                          int64_t B, int64_t K1, int64_t K2, bool shared_cost,
+                          const SinkhornOptions& opt,
+                          T* f_out,         // f_out: (B, K1) final f = eps log u, or nullptr
+                          T* g_out,         // g_out: (B, K2) final g = eps log w, or nullptr
+                          T* plan_out,      // plan_out: (B, K1, K2), or nullptr
+                          T* col_sums_out,  // col_sums_out: (B, K2) plan column sums, or nullptr
+                          T* row_sums_out,  // row_sums_out: (B, K1) plan row sums, or nullptr
+                          int32_t* iterations_run);  // iterations_run: (B), or nullptr
+
+// Exact gradient of the unrolled log-domain recurrence. Where a_i = 0 (f_i = -inf) the
+// derivative w.r.t. a_i through the plan / sums is returned as its finite limit (what the plain
+// recurrence gives); a nonzero grad_f_i there has an infinite derivative (returned as inf/NaN).
+// Same for b_j = 0.
+template <typename T>
+void sinkhorn_log_backward(const T* a,          // a: (B, K1) row-major
+                           const T* b,          // b: (B, K2) row-major
+                           const T* cost,       // cost: (K1, K2) if shared_cost else (B, K1, K2)
+                           int64_t B, int64_t K1, int64_t K2, bool shared_cost,
+                           const SinkhornOptions& opt,
+                           const T* grad_plan,      // grad_plan: (B, K1, K2), or nullptr
+                           const T* grad_col_sums,  // grad_col_sums: (B, K2), or nullptr
+                           const T* grad_row_sums,  // grad_row_sums: (B, K1), or nullptr
+                           const T* grad_f,         // grad_f: (B, K1) grad of final f, or nullptr
+                           const T* grad_g,         // grad_g: (B, K2) grad of final g, or nullptr
+                           T* grad_a,               // grad_a: (B, K1), or nullptr
+                           T* grad_b,               // grad_b: (B, K2), or nullptr
+                           T* grad_cost);           // grad_cost: (K1, K2) if shared_cost
+                                                    //   else (B, K1, K2), or nullptr
+
+// Per-thread scratch the backward uses for one problem, in elements of T (for docs/tests).
+int64_t sinkhorn_backward_scratch_elements(int64_t K1, int64_t K2, int iterations, bool log_domain);
+
+}  // namespace lm::cpu

@@ -1,0 +1,133 @@
+// matmul / linear: operand layout analysis (plain or transposed, leading dimension),
+// batch broadcasting, dispatch to our GEMM, and the gradients dA = dC B^T, dB = A^T dC.
+#include "ops/matmul.h"
+
+#include "ops/cpu/gemm.h"
+#include "ops/elementwise.h"
+#include "ops/op_utils.h"
+#include "ops/reduce.h"
+#include "ops/shape.h"
+
+namespace lm {
+
+using namespace ops_detail;
+using autograd::needs_grad;
+using autograd::record;
+
+namespace {
+
+// How a (rows, cols) matrix view is laid out for the GEMM.
+struct MatrixLayout {
+  bool transposed = false;  // stored as (cols, rows) row-major
+  int64_t ld = 0;
+};
+
+bool layout_of(const Tensor& x, MatrixLayout& l) {
+  int64_t nd = x.dim();
+  int64_t rows = x.shape()[nd - 2], cols = x.shape()[nd - 1];
+  int64_t s0 = x.strides()[nd - 2], s1 = x.strides()[nd - 1];
+  if ((s1 == 1 || cols == 1) && s0 >= std::max<int64_t>(cols, 1)) { l = {false, std::max<int64_t>(s0, 1)}; return true; }
+  if ((s0 == 1 || rows == 1) && s1 >= std::max<int64_t>(rows, 1)) { l = {true, std::max<int64_t>(s1, 1)}; return true; }
+  if (rows == 1 && cols == 1) { l = {false, 1}; return true; }
+  return false;
+}
+
+void gemm_dispatch(const Tensor& ref, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,
+                   const void* B, int64_t ldb, void* C, int64_t ldc) {
+  if (!ref.device().is_cpu()) no_cuda("matmul");
+  if (ref.dtype() == DType::F32)
+    cpu::sgemm(ta, tb, M, N, K, 1.0f, static_cast<const float*>(A), lda, static_cast<const float*>(B), ldb, 0.0f,
+               static_cast<float*>(C), ldc);
+  else
+    cpu::dgemm(ta, tb, M, N, K, 1.0, static_cast<const double*>(A), lda, static_cast<const double*>(B), ldb, 0.0,
+               static_cast<double*>(C), ldc);
+}
+
+Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in) {
+  Tensor a = a_in, b = b_in;
+  MatrixLayout la, lb;
+  if (!layout_of(a, la)) { a = a.contiguous(); layout_of(a, la); }
+  if (!layout_of(b, lb)) { b = b.contiguous(); layout_of(b, lb); }
+  int64_t M = a.shape()[a.dim() - 2], K = a.shape()[a.dim() - 1], N = b.shape()[b.dim() - 1];
+  Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+  Shape batch = broadcast_shapes("matmul", ba, bb);
+  Shape out_shape = batch;
+  out_shape.push_back(M);
+  out_shape.push_back(N);
+  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
+  int64_t nb = shape_numel(batch);
+  size_t es = dtype_size(a.dtype());
+  // Batch offsets through broadcast strides.
+  auto batch_offsets = [&](const Tensor& x) {
+    Shape bs(batch.size(), 0);
+    size_t lead = batch.size() - (size_t)(x.dim() - 2);
+    for (size_t i = 0; i + 2 < (size_t)x.dim(); ++i) bs[lead + i] = x.shape()[i] == 1 ? 0 : x.strides()[i];
+    std::vector<int64_t> offs(nb);
+    for (int64_t k = 0; k < nb; ++k) {
+      int64_t rem = k, off = 0;
+      for (int64_t d = (int64_t)batch.size() - 1; d >= 0; --d) {
+        off += (rem % batch[d]) * bs[d];
+        rem /= batch[d];
+      }
+      offs[k] = off;
+    }
+    return offs;
+  };
+  std::vector<int64_t> oa = batch_offsets(a), ob = batch_offsets(b);
+  const char* pa = static_cast<const char*>(a.raw_data());
+  const char* pb = static_cast<const char*>(b.raw_data());
+  char* pc = static_cast<char*>(out.raw_data());
+  if (M == 0 || N == 0) return out;
+  auto one = [&](int64_t k) {
+    gemm_dispatch(a, la.transposed, lb.transposed, M, N, K, pa + oa[k] * es, la.ld, pb + ob[k] * es, lb.ld,
+                  pc + k * M * N * es, N);
+  };
+  if (nb > 1 && M * N * K < (1 << 21) && a.device().is_cpu()) {
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < nb; ++k) one(k);
+  } else {
+    for (int64_t k = 0; k < nb; ++k) one(k);
+  }
+  return out;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_float("matmul", a);
+  check_float("matmul", b);
+  check_same("matmul", a, b);
+  if (a.dim() < 1 || b.dim() < 1) fail("matmul", "scalars are not matrices: " + a.str() + " @ " + b.str());
+  if (a.dim() == 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);
+  if (b.dim() == 1) return squeeze(matmul(a, unsqueeze(b, 1)), -1);
+  if (a.shape()[a.dim() - 1] != b.shape()[b.dim() - 2])
+    fail("matmul", "inner dimensions differ: " + a.str() + " @ " + b.str());
+  Tensor out = matmul_forward(a, b);
+  if (needs_grad({a, b})) {
+    bool ga = a.requires_grad(), gb = b.requires_grad();
+    Tensor ad = a.detach(), bd = b.detach();
+    Shape sa = a.shape(), sb = b.shape();
+    record("matmul", {a, b}, out, [=](const Tensor& g) -> std::vector<Tensor> {
+      Tensor da, db;
+      if (ga) da = sum_to(matmul_forward(g, transpose(bd, -1, -2)), sa);
+      if (gb) db = sum_to(matmul_forward(transpose(ad, -1, -2), g), sb);
+      return {da, db};
+    });
+  }
+  return out;
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_float("linear", x);
+  check_dim("linear", weight, 2, "weight");
+  if (x.dim() < 1 || x.shape().back() != weight.shape()[1])
+    fail("linear", "input " + x.str() + " does not match weight " + weight.str() + " (expected last dim " + std::to_string(weight.shape()[1]) + ")");
+  Tensor y = matmul(x, t(weight));
+  if (bias.defined()) {
+    if (bias.dim() != 1 || bias.shape()[0] != weight.shape()[0]) fail("linear", "bias " + bias.str() + " does not match weight " + weight.str());
+    y = add(y, bias);
+  }
+  return y;
+}
+
+}  // namespace lm

@@ -1,0 +1,53 @@
+// Reference-counted memory shared by a tensor and all its views. CPU memory is 64-byte
+// aligned (one cache line, one AVX-512 register). Device memory is obtained through hooks
+// that the CUDA backend registers at start-up, so this layer never includes CUDA headers.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "tensor/device.h"
+
+namespace lm {
+
+// What a non-CPU backend provides. Registered once by the backend (cuda/device_hooks.cpp).
+struct DeviceHooks {
+  std::function<void*(size_t nbytes, int device)> allocate;
+  std::function<void(void* ptr, int device)> release;
+  // Copies nbytes between host and device memory (either side may be the device).
+  std::function<void(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes)> copy;
+  std::function<int()> device_count;
+};
+void register_device_hooks(DeviceType type, DeviceHooks hooks);
+const DeviceHooks* device_hooks(DeviceType type);  // nullptr when that backend is absent
+// Throws a clear error when `device` cannot be used in this build / on this machine.
+void check_device_available(Device device);
+
+class Storage {
+ public:
+  Storage(size_t nbytes, Device device);
+  // Wraps memory owned elsewhere (e.g. a memory-mapped file); `keep_alive` owns it.
+  Storage(void* data, size_t nbytes, Device device, std::shared_ptr<void> keep_alive);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  size_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+
+  // Bytes currently held / the high-water mark of CPU tensor storage in this process.
+  static int64_t cpu_bytes_in_use();
+  static int64_t cpu_peak_bytes();
+  static void reset_cpu_peak();
+
+ private:
+  void* data_ = nullptr;
+  size_t nbytes_ = 0;
+  Device device_;
+  bool owned_ = true;
+  std::shared_ptr<void> keep_alive_;
+};
+
+}  // namespace lm

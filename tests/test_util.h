@@ -1,0 +1,55 @@
+// Helpers shared by the test suites: where the repository and build tree are, a scratch
+// directory per test, and running the Python reference scripts in tools/ (PyTorch, POT,
+// Hugging Face tokenizers) that produce fixtures at test time.
+#pragma once
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace lm::test {
+
+inline std::filesystem::path source_dir() { return LIBRAMIL_SOURCE_DIR; }
+inline std::filesystem::path binary_dir() { return LIBRAMIL_BINARY_DIR; }
+inline std::filesystem::path shared_dir() { return source_dir().parent_path() / "shared"; }
+
+// The interpreter that has torch (Debian's python3-torch) and the PyPI references
+// (tokenizers, safetensors, pot): the project venv made by .ci/run, else LIBRAMIL_PYTHON,
+// else /usr/bin/python3.
+inline std::string python() {
+  if (const char* p = std::getenv("LIBRAMIL_PYTHON")) return p;
+  auto venv = source_dir() / ".venv" / "bin" / "python";
+  if (std::filesystem::exists(venv)) return venv.string();
+  return "/usr/bin/python3";
+}
+
+// A fresh, empty scratch directory under the build tree, named after the caller.
+inline std::filesystem::path scratch_dir(const std::string& name) {
+  auto d = binary_dir() / "test_scratch" / name;
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d;
+}
+
+// Runs a shell command; throws with the command line if it exits non-zero.
+inline void run_or_throw(const std::string& cmd) {
+  int rc = std::system(cmd.c_str());
+  if (rc != 0) throw std::runtime_error("command failed (" + std::to_string(rc) + "): " + cmd);
+}
+
+// Runs tools/<script> with the reference interpreter and the given arguments.
+inline void run_python_tool(const std::string& script, const std::string& args) {
+  run_or_throw(python() + " " + (source_dir() / "tools" / script).string() + " " + args);
+}
+
+inline std::string read_text(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot read " + p.string());
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace lm::test
