@@ -19,9 +19,12 @@ bool is_chinese_char(char32_t c) {
 }
 
 bool is_bert_whitespace(char32_t c) { return c == U'\t' || c == U'\n' || c == U'\r' || uni::is_white_space(c); }
+// HF: char::is_other() of the unicode_categories crate, which in practice covers Cc, Cf, Cs
+// and Co but not unassigned code points (Cn are kept; checked against tokenizers 0.23).
 bool is_bert_control(char32_t c) {
   if (c == U'\t' || c == U'\n' || c == U'\r') return false;
-  return uni::is_other(c);
+  const int k = uni::category(c);
+  return uni::is_other(c) && k != 0 /* Cn */;
 }
 bool is_bert_punctuation(char32_t c) {
   const bool ascii_punct = (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);

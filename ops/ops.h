@@ -9,6 +9,7 @@
 #include "ops/normalize.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
+#include "ops/sinkhorn.h"
 #include "ops/softmax.h"
 #include "tensor/rng.h"
 #include "tensor/tensor.h"

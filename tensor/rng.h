@@ -41,7 +41,7 @@ LM_HOST_DEVICE inline double uint_to_unit(uint32_t x) { return ((double)x + 1.0)
 LM_HOST_DEVICE inline double philox_normal(uint64_t key, uint64_t index) {
   Philox4x32 r = philox4x32_10(index, key);
   double u1 = uint_to_unit(r.c[0]), u2 = uint_to_unit(r.c[1]);
-  return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+  return ::sqrt(-2.0 * ::log(u1)) * ::cos(6.283185307179586 * u2);  // :: so lm::log(Tensor) cannot hide them
 }
 
 // The i-th uniform in [0, 1).

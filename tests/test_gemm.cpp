@@ -70,7 +70,7 @@ int64_t count_mismatches(const Problem<T>& p, const std::vector<T>& got,
                          const std::vector<double>& ref, double eps, const std::string& what) {
   int64_t bad = 0;
   const double tol = eps * std::sqrt(double(std::max<int64_t>(p.K, 1))) *
-                     (std::abs(double(p.alpha)) * (1 + 0.0) + std::abs(double(p.beta)) + 1);
+                     (std::abs(double(p.alpha)) + std::abs(double(p.beta)) + 1);
   for (int64_t i = 0; i < p.M; ++i) {
     for (int64_t j = 0; j < p.ldc; ++j) {
       const int64_t idx = i * p.ldc + j;

@@ -102,35 +102,47 @@ def torch_case(wr, rng, name, kind, dtype, B, K1, K2, shared, eps, iters, zeros,
         "w": rng.standard_normal((B, K2)),
     }
     # Round inputs to the case's dtype, so both sides see identical numbers.
-    at = torch.tensor(a, dtype=tdt, requires_grad=True)
-    bt = torch.tensor(b, dtype=tdt, requires_grad=True)
-    Ct = torch.tensor(C, dtype=tdt, requires_grad=True)
-    upt = {k: torch.tensor(v, dtype=tdt) for k, v in ups.items()}
-    if kind == "torch_plain":
-        u, w, plan = spec_loop(at, bt, Ct, eps, iters)
-    else:
-        u, w, plan = log_loop(at, bt, Ct, eps, iters, stab)  # u, w are f, g here
-    col, row = plan.sum(dim=1), plan.sum(dim=2)
-    outs = {"plan": plan, "col": col, "row": row, "u": u, "w": w}
-    loss = sum((upt[k] * outs[k]).sum() for k in which)
-    ga, gb, gC = torch.autograd.grad(loss, (at, bt, Ct), allow_unused=True)
-    ga = torch.zeros_like(at) if ga is None else ga  # iterations = 0: u, w do not depend on a, b
-    gb = torch.zeros_like(bt) if gb is None else gb
-    for key, x in [("a", at), ("b", bt), ("cost", Ct), ("ga", ga), ("gb", gb), ("gcost", gC)]:
-        wr.tensor(name, key, x.double())
+    a, b, C = (torch.tensor(x, dtype=tdt).double().numpy() for x in (a, b, C))
+    ups = {k: torch.tensor(v, dtype=tdt).double().numpy() for k, v in ups.items()}
+
+    def evaluate(dt):
+        at = torch.tensor(a, dtype=dt, requires_grad=True)
+        bt = torch.tensor(b, dtype=dt, requires_grad=True)
+        Ct = torch.tensor(C, dtype=dt, requires_grad=True)
+        upt = {k: torch.tensor(v, dtype=dt) for k, v in ups.items()}
+        if kind == "torch_plain":
+            u, w, plan = spec_loop(at, bt, Ct, eps, iters)
+        else:
+            u, w, plan = log_loop(at, bt, Ct, eps, iters, stab)  # u, w are f, g here
+        col, row = plan.sum(dim=1), plan.sum(dim=2)
+        outs = {"plan": plan, "col": col, "row": row, "u": u, "w": w}
+        loss = sum((upt[k] * outs[k]).sum() for k in which)
+        ga, gb, gC = torch.autograd.grad(loss, (at, bt, Ct), allow_unused=True)
+        outs["ga"] = torch.zeros_like(at) if ga is None else ga  # iterations 0: no a, b dependence
+        outs["gb"] = torch.zeros_like(bt) if gb is None else gb
+        outs["gcost"] = gC
+        return {k: v.detach().double() for k, v in outs.items()}
+
+    outs = evaluate(tdt)
+    for key, x in [("a", a), ("b", b), ("cost", C)]:
+        wr.tensor(name, key, x)
+    for k, v in outs.items():
+        wr.tensor(name, k, v)
+    if dtype == "f32":  # the same inputs in float64: how far float32 itself is from exact
+        for k, v in evaluate(torch.float64).items():
+            wr.tensor(name, k + "_f64", v)
     for k in ("plan", "col", "row", "u", "w"):
-        wr.tensor(name, k, outs[k].double())
         # an upstream gradient not in `which` is written as zeros (the C++ side passes all five)
-        wr.tensor(name, "g" + k, upt[k].double() if k in which else torch.zeros_like(upt[k]).double())
+        wr.tensor(name, "g" + k, ups[k] if k in which else np.zeros_like(ups[k]))
     wr.case(name, kind, dtype, B, K1, K2, shared, eps, iters, stab)
 
 
-def pot_case(wr, rng, name, K1, K2, eps, zeros_a, zeros_b):
+def pot_case(wr, rng, name, K1, K2, eps, zeros_a, zeros_b, cmax=2.0):
     import ot
 
     a = marginals(rng, 1, K1, zeros_a)[0]
     b = marginals(rng, 1, K2, zeros_b)[0]
-    C = rng.uniform(0.0, 2.0, size=(K1, K2))
+    C = rng.uniform(0.0, cmax, size=(K1, K2))
     # POT divides by a (Kp = K / a), so a zero in a breaks it at iteration 0; solve on the
     # support of a and put zero rows back (a zero marginal entry gives a zero plan row).
     rows = a > 0
@@ -168,6 +180,10 @@ def main():
     for k, (K1, K2, eps, za, zb) in enumerate([(10, 46, 0.05, False, False), (46, 10, 0.1, False, True),
                                                (7, 9, 0.05, True, False), (5, 5, 0.1, True, True)]):
         pot_case(wr, rng, f"pot{k}", K1, K2, eps, za, zb)
+    # well conditioned for the 1e-8 terms: Kmat entries >= exp(-5)
+    pot_case(wr, rng, "pot_wc0", 10, 46, 0.1, False, False, cmax=0.5)
+    pot_case(wr, rng, "pot_wc1", 46, 10, 0.1, True, True, cmax=0.5)
+    pot_case(wr, rng, "pot_wc2", 8, 8, 0.05, False, True, cmax=0.25)
     wr.close()
 
 

@@ -20,7 +20,9 @@
 //
 // Packing handles both transposes (so no transposed copy of a whole matrix is made) and pads
 // edge micro-panels with zeros, so the micro-kernel always runs a full tile; partial tiles at
-// the right/bottom edge of C are computed into a small scratch tile and copied out.
+// the right/bottom edge of C are computed into a small scratch tile and copied out. The
+// portable packers below copy one float at a time; a kernel family may supply faster ones
+// (gemm_avx512.cpp packs with 16x16 in-register transposes).
 // beta is applied on the first K block only (later K blocks accumulate with beta = 1).
 //
 // Parallelism: the M x N output is cut into one contiguous slab per thread (along M or N,
@@ -258,12 +260,18 @@ void gemm_serial(const KernelSpec& ks, bool trans_a, bool trans_b, int64_t M, in
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = std::min(KC, K - pc);
       const float* b_blk = trans_b ? B + jc * ldb + pc : B + pc * ldb + jc;
-      pack_b(trans_b, b_blk, ldb, kc, nc, nr, Bp);
+      if (ks.pack_b)
+        ks.pack_b(trans_b, b_blk, ldb, kc, nc, Bp);
+      else
+        pack_b(trans_b, b_blk, ldb, kc, nc, nr, Bp);
       const float beta_blk = pc == 0 ? beta : 1.0f;
       for (int64_t ic = 0; ic < M; ic += MC) {
         const int64_t mc = std::min(MC, M - ic);
         const float* a_blk = trans_a ? A + pc * lda + ic : A + ic * lda + pc;
-        pack_a(trans_a, a_blk, lda, mc, kc, mr, Ap);
+        if (ks.pack_a)
+          ks.pack_a(trans_a, a_blk, lda, mc, kc, Ap);
+        else
+          pack_a(trans_a, a_blk, lda, mc, kc, mr, Ap);
         macro_kernel(ks, mc, nc, kc, alpha, Ap, Bp, beta_blk, C + ic * ldc + jc, ldc);
       }
     }

@@ -55,13 +55,26 @@ namespace detail {
 using MicroKernel = void (*)(int64_t kc, const float* Ap, const float* Bp, float* C,
                              int64_t ldc, float alpha, float beta);
 
-// A kernel family: register tile MR x NR and the cache blocks it is tuned for.
+// Packing routines (layouts described in gemm.cpp, pack_a / pack_b):
+//   PackA: A block op(A)(mc, kc) -> ceil(mc/MR) panels of (kc, MR), zero-padded rows.
+//          A: (M, K) row-major, or (K, M) when trans_a; offset to the block's first element.
+//   PackB: B block op(B)(kc, nc) -> ceil(nc/NR) panels of (kc, NR), zero-padded columns.
+//          B: (K, N) row-major, or (N, K) when trans_b; offset to the block's first element.
+using PackA = void (*)(bool trans_a, const float* A, int64_t lda, int64_t mc, int64_t kc,
+                       float* Ap);
+using PackB = void (*)(bool trans_b, const float* B, int64_t ldb, int64_t kc, int64_t nc,
+                       float* Bp);
+
+// A kernel family: register tile MR x NR, the cache blocks it is tuned for, and optional
+// ISA-specific packing routines (nullptr = the portable ones in gemm.cpp).
 struct KernelSpec {
   GemmKernel id;
   int mr, nr;          // register tile of C
   int64_t mc, kc, nc;  // cache blocks: A block (mc, kc) in L2, B block (kc, nc) in L3
   MicroKernel fn;
   const char* name;
+  PackA pack_a = nullptr;
+  PackB pack_b = nullptr;
 };
 
 // Defined in gemm_avx512.cpp / gemm_avx2.cpp; compiled with per-function target attributes,

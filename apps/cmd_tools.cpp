@@ -1,0 +1,221 @@
+// `libramil eval | dump | split | tokenize | encode-text`.
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include "apps/commands.h"
+#include "apps/inputs.h"
+#include "data/atomic_file.h"
+#include "data/feature_bag.h"
+#include "data/safetensors.h"
+#include "data/tokenizer.h"
+#include "models/text_encoder.h"
+#include "models/trainer.h"
+#include "ops/ops.h"
+
+namespace lm::app {
+
+namespace fs = std::filesystem;
+
+// ---- dump -------------------------------------------------------------------------------
+Runner add_dump(CLI::App& app) {
+  struct Flags {
+    std::string checkpoint, features, out, dtype = "float32";
+    int label = -1;
+    models::LibraMILConfig cfg;
+    bool overwrite = false;
+  };
+  auto f = std::make_shared<Flags>();
+  app.add_option("--checkpoint", f->checkpoint, "model weights (.safetensors, reference names)")->required()->check(CLI::ExistingFile);
+  app.add_option("--features", f->features, "one bag (.h5 or .pt)")->required()->check(CLI::ExistingFile);
+  app.add_option("--label", f->label, "class label of the bag")->required();
+  app.add_option("--mode", f->cfg.mode, "paper | reference")->capture_default_str();
+  app.add_option("--fusion", f->cfg.fusion, "softmax | literal")->capture_default_str();
+  app.add_option("--ot_epsilon", f->cfg.ot_epsilon)->capture_default_str();
+  app.add_option("--ot_iter", f->cfg.ot_iter)->capture_default_str();
+  app.add_option("--heads", f->cfg.heads)->capture_default_str();
+  app.add_option("--dtype", f->dtype, "float32 | float64")->check(CLI::IsMember({"float32", "float64"}))->capture_default_str();
+  app.add_option("--out", f->out, "output .safetensors")->required();
+  app.add_flag("--overwrite", f->overwrite, "replace an existing output file");
+  return [f] {
+    if (fs::exists(f->out) && !f->overwrite) throw std::runtime_error(f->out + " exists (pass --overwrite to replace it)");
+    std::unique_ptr<nn::Module> m = train::load_model_from_checkpoint(f->checkpoint, &f->cfg);
+    DType dt = f->dtype == "float64" ? DType::F64 : DType::F32;
+    m->to(dt);
+    Tensor x = data::read_feature_bag(f->features).features.to(dt);
+    Tensor logits = (*m)(x);
+    int64_t C = logits.shape()[0];
+    if (f->label < 0 || f->label >= C)
+      throw std::runtime_error("--label " + std::to_string(f->label) + " is outside 0.." + std::to_string(C - 1));
+    Tensor loss = cross_entropy(unsqueeze(logits, 0), Tensor::from_vector(std::vector<int64_t>{f->label}, {1}));
+    backward(loss);
+    std::vector<std::pair<std::string, Tensor>> out{{"logits", logits.detach().to(DType::F32)}, {"loss", loss.detach().to(DType::F32)}};
+    for (auto& [name, p] : m->named_parameters()) {
+      Tensor g = p.grad().defined() ? p.grad() : Tensor::zeros(p.shape(), p.dtype());
+      out.emplace_back("grad." + name, g.to(DType::F32));
+    }
+    data::write_safetensors(f->out, out, {{"checkpoint", f->checkpoint}, {"features", f->features}});
+    std::cout << "loss " << loss.item() << ", logits written with " << out.size() - 2 << " gradients to " << f->out << "\n";
+    return 0;
+  };
+}
+
+// ---- eval -------------------------------------------------------------------------------
+Runner add_eval(CLI::App& app) {
+  struct Flags {
+    std::string checkpoint, features, split, labels, out, part = "test";
+    std::vector<std::string> slides;
+    int fold = 0, threads = 0;
+    bool overwrite = false;
+  };
+  auto f = std::make_shared<Flags>();
+  app.add_option("--checkpoint", f->checkpoint, "checkpoint written by train")->required()->check(CLI::ExistingFile);
+  app.add_option("--features", f->features, "directory of feature bags")->required()->check(CLI::ExistingDirectory);
+  app.add_option("--split", f->split, "split JSON; evaluates --part of --fold")->check(CLI::ExistingFile);
+  app.add_option("--fold", f->fold, "fold of --split")->capture_default_str();
+  app.add_option("--part", f->part, "train | val | test")->check(CLI::IsMember({"train", "val", "test"}))->capture_default_str();
+  app.add_option("--slides", f->slides, "slide names (default: every bag in --features)")->delimiter(',');
+  app.add_option("--labels", f->labels, "labels CSV: adds a label column and prints metrics")->check(CLI::ExistingFile);
+  app.add_option("--out", f->out, "output CSV of per-slide probabilities")->required();
+  app.add_option("--threads", f->threads)->capture_default_str();
+  app.add_flag("--overwrite", f->overwrite, "replace an existing output file");
+  return [f] {
+    set_threads(f->threads);
+    if (fs::exists(f->out) && !f->overwrite) throw std::runtime_error(f->out + " exists (pass --overwrite to replace it)");
+    std::vector<std::string> slides = f->slides;
+    if (!f->split.empty()) {
+      auto splits = data::read_split_json(f->split);
+      if (f->fold < 0 || f->fold >= (int)splits.size()) throw std::runtime_error(f->split + ": no fold " + std::to_string(f->fold));
+      const auto& s = splits[f->fold];
+      slides = f->part == "train" ? s.train : f->part == "val" ? s.val : s.test;
+    }
+    if (slides.empty())
+      for (auto& e : fs::directory_iterator(f->features)) {
+        std::string ext = e.path().extension().string();
+        if (ext == ".h5" || ext == ".hdf5" || ext == ".pt") slides.push_back(e.path().stem().string());
+      }
+    std::sort(slides.begin(), slides.end());
+    if (slides.empty()) throw std::runtime_error("no slides to evaluate in " + f->features);
+    std::map<std::string, int> labels;
+    if (!f->labels.empty())
+      for (auto& l : data::read_labels_csv(f->labels)) labels[l.name] = l.label;
+    std::unique_ptr<nn::Module> m = train::load_model_from_checkpoint(f->checkpoint);
+    m->eval();
+    NoGradGuard ng;
+    std::ostringstream csv;
+    std::vector<double> probs;
+    std::vector<int> ys;
+    int C = 0;
+    for (const std::string& s : slides) {
+      Tensor logits = (*m)(data::read_feature_bag(find_feature_file(f->features, s)).features);
+      std::vector<double> p = softmax(logits, 0).to_double_vector();
+      C = (int)p.size();
+      if (csv.tellp() == 0) {
+        csv << "slide";
+        if (!labels.empty()) csv << ",label";
+        for (int c = 0; c < C; ++c) csv << ",prob_" << c;
+        csv << ",prediction\n";
+      }
+      csv << s;
+      if (!labels.empty()) {
+        if (!labels.count(s)) throw std::runtime_error(f->labels + ": no label for slide '" + s + "'");
+        csv << "," << labels[s];
+        ys.push_back(labels[s]);
+        probs.insert(probs.end(), p.begin(), p.end());
+      }
+      for (double v : p) csv << "," << v;
+      csv << "," << (std::max_element(p.begin(), p.end()) - p.begin()) << "\n";
+    }
+    data::write_file_atomic(f->out, csv.str());
+    std::cout << slides.size() << " slides -> " << f->out << "\n";
+    if (!ys.empty()) {
+      data::Metrics mt = data::compute_metrics(probs, ys, C);
+      std::cout << "acc " << mt.acc << " auc " << mt.auc << " f1 " << mt.f1 << "\n";
+    }
+    return 0;
+  };
+}
+
+// ---- split ------------------------------------------------------------------------------
+Runner add_split(CLI::App& app) {
+  struct Flags {
+    std::string labels, out;
+    int shots = 0, folds = 5, num_classes = 0;
+    uint64_t seed = 7;
+    bool overwrite = false;
+  };
+  auto f = std::make_shared<Flags>();
+  app.add_option("--labels", f->labels, "labels CSV (name,label)")->required()->check(CLI::ExistingFile);
+  app.add_option("--shots", f->shots, "training slides per class")->required()->check(CLI::PositiveNumber);
+  app.add_option("--folds", f->folds)->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--seed", f->seed)->capture_default_str();
+  app.add_option("--num_classes", f->num_classes, "classes (default: max label + 1)");
+  app.add_option("--out", f->out, "output split JSON")->required();
+  app.add_flag("--overwrite", f->overwrite, "replace an existing output file");
+  return [f] {
+    if (fs::exists(f->out) && !f->overwrite) throw std::runtime_error(f->out + " exists (pass --overwrite to replace it)");
+    auto labels = data::read_labels_csv(f->labels);
+    int C = f->num_classes;
+    if (C <= 0)
+      for (auto& l : labels) C = std::max(C, l.label + 1);
+    data::validate_labels(labels, C, f->labels);
+    auto splits = data::make_few_shot_splits(labels, C, f->shots, f->folds, f->seed);
+    data::write_split_json(f->out, splits);
+    std::cout << f->folds << " folds of " << f->shots << " shots per class -> " << f->out << "\n";
+    return 0;
+  };
+}
+
+// ---- tokenize ---------------------------------------------------------------------------
+Runner add_tokenize(CLI::App& app) {
+  struct Flags {
+    std::string tokenizer;
+    int64_t max_length = 0;
+  };
+  auto f = std::make_shared<Flags>();
+  app.add_option("--tokenizer", f->tokenizer, "tokenizer.json (byte-level BPE or WordPiece) or vocab.txt")->required()->check(CLI::ExistingFile);
+  app.add_option("--max-length", f->max_length, "truncate to this many ids incl. specials (0 = no limit)")->capture_default_str();
+  return [f] {
+    data::Tokenizer tok = data::Tokenizer::from_file(f->tokenizer);
+    std::string line;
+    bool warned = false;
+    while (std::getline(std::cin, line)) {
+      data::Encoding e = tok.encode_full(line, f->max_length);
+      if (e.truncated && !warned) {
+        std::cerr << "libramil tokenize: note: lines longer than " << f->max_length << " tokens are truncated\n";
+        warned = true;
+      }
+      for (size_t i = 0; i < e.ids.size(); ++i) std::cout << (i ? " " : "") << e.ids[i];
+      std::cout << "\n";
+    }
+    return 0;
+  };
+}
+
+// ---- encode-text --------------------------------------------------------------------------
+Runner add_encode_text(CLI::App& app) {
+  struct Flags {
+    std::string encoder, texts, out;
+    int threads = 0;
+    bool overwrite = false;
+  };
+  auto f = std::make_shared<Flags>();
+  app.add_option("--encoder", f->encoder, "converted .safetensors or Hugging Face BERT folder (default: all-MiniLM-L6-v2)");
+  app.add_option("--texts", f->texts, "JSON list of strings, or CSV with one quoted text per row")->required()->check(CLI::ExistingFile);
+  app.add_option("--out", f->out, "output .safetensors with tensor 'embeddings' (K, Dt)")->required();
+  app.add_option("--threads", f->threads)->capture_default_str();
+  app.add_flag("--overwrite", f->overwrite, "replace an existing output file");
+  return [f] {
+    set_threads(f->threads);
+    if (fs::exists(f->out) && !f->overwrite) throw std::runtime_error(f->out + " exists (pass --overwrite to replace it)");
+    std::string ext = fs::path(f->texts).extension().string();
+    std::vector<std::string> texts = ext == ".json" ? data::read_instance_prompts(f->texts) : data::read_bag_prompts_csv(f->texts);
+    std::unique_ptr<models::TextEncoder> enc = models::load_text_encoder(f->encoder);
+    Tensor e = enc->encode(texts);
+    data::write_safetensors(f->out, {{"embeddings", e}}, {{"encoder", enc->id()}, {"texts", f->texts}});
+    std::cout << texts.size() << " texts -> " << f->out << " (" << e.shape()[0] << " x " << e.shape()[1] << ")\n";
+    return 0;
+  };
+}
+
+}  // namespace lm::app

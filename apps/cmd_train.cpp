@@ -1,0 +1,150 @@
+// `libramil train`: flags (the reference code's names plus ours), input loading, the
+// protocol run (models/trainer.h) and the results table.
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <set>
+
+#include "apps/commands.h"
+#include "apps/inputs.h"
+#include "data/atomic_file.h"
+#include "models/text_encoder.h"
+#include "models/trainer.h"
+
+namespace lm::app {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TrainFlags {
+  std::string split_json, labels_csv, features_dir, instance_path, bag_path, encoder, save_dir;
+  std::string instance_embeddings, bag_embeddings, device = "cpu", cache_dtype = "f32";
+  int num_classes = 0, threads = 0, shots = 0;
+  bool overwrite = false, quiet = false;
+  train::TrainOptions opt;
+};
+
+void print_table(const train::RunResult& r, const std::string& model, std::ostream& out) {
+  out << "\n" << std::left << std::setw(10) << "fold" << std::setw(12) << "best epoch" << std::setw(10) << "acc"
+      << std::setw(10) << "auc" << "f1\n";
+  for (const auto& f : r.folds)
+    out << std::left << std::setw(10) << f.fold << std::setw(12) << f.best_epoch + 1 << std::fixed << std::setprecision(4)
+        << std::setw(10) << f.test.acc << std::setw(10) << f.test.auc << f.test.f1 << "\n";
+  out << std::fixed << std::setprecision(4) << model << " test (mean +- std over " << r.folds.size()
+      << " folds): acc " << r.acc.mean << " +- " << r.acc.std << " | auc " << r.auc.mean << " +- " << r.auc.std
+      << " | f1 " << r.f1.mean << " +- " << r.f1.std << "  (" << std::setprecision(1) << r.seconds << " s)\n";
+}
+
+}  // namespace
+
+int run_train(TrainFlags& f) {
+  set_threads(f.threads);
+  if (f.device != "cpu") throw std::runtime_error("--device " + f.device + ": this build trains on the CPU only (the CUDA backend is not complete yet)");
+  // Labels and splits.
+  std::vector<data::LabeledSlide> labels = data::read_labels_csv(f.labels_csv);
+  int max_label = 0;
+  for (auto& l : labels) max_label = std::max(max_label, l.label);
+  std::vector<std::string> bag_rows;
+  if (!f.bag_path.empty()) bag_rows = data::read_bag_prompts_csv(f.bag_path);
+  int C = f.num_classes > 0 ? f.num_classes : max_label + 1;
+  data::validate_labels(labels, C, f.labels_csv);
+  train::Dataset ds;
+  ds.num_classes = C;
+  for (auto& l : labels) ds.labels[l.name] = l.label;
+  if (!f.split_json.empty()) {
+    ds.splits = data::read_split_json(f.split_json, f.opt.folds);
+  } else if (f.shots > 0) {
+    ds.splits = data::make_few_shot_splits(labels, C, f.shots, f.opt.folds, f.opt.seed);
+  } else {
+    throw std::runtime_error("give --data_split_json FILE, or --shots K to draw few-shot splits from the labels");
+  }
+  // Feature bags of every slide the folds use.
+  std::set<std::string> used;
+  for (int i = 0; i < f.opt.folds && i < (int)ds.splits.size(); ++i)
+    for (auto* v : {&ds.splits[i].train, &ds.splits[i].val, &ds.splits[i].test}) used.insert(v->begin(), v->end());
+  std::vector<std::string> paths;
+  for (const std::string& s : used) {
+    if (!ds.labels.count(s)) throw std::runtime_error(f.split_json + ": slide '" + s + "' is not in " + f.labels_csv);
+    paths.push_back(find_feature_file(f.features_dir, s));
+  }
+  data::FeatureCacheOptions co;
+  co.store = f.cache_dtype == "f16" ? DType::F16 : DType::F32;
+  if (!f.quiet)
+    co.progress = [](int64_t done, int64_t total) {
+      std::cerr << "\rloading feature bags " << done << "/" << total << std::flush;
+      if (done == total) std::cerr << "\n";
+    };
+  auto cache = std::make_unique<data::FeatureCache>(co);
+  cache->load(paths);
+  ds.features = cache.get();
+  ds.dim = cache->get(*used.begin()).shape()[1];
+  for (const std::string& s : used)
+    if (cache->stored(s).shape()[1] != ds.dim)
+      throw std::runtime_error("slide '" + s + "': feature width " + std::to_string(cache->stored(s).shape()[1]) +
+                               " differs from the other slides' " + std::to_string(ds.dim));
+  // Priors and their embeddings (Libra-MIL only).
+  if (f.opt.model == "libramil") {
+    if (f.instance_path.empty() || f.bag_path.empty())
+      throw std::runtime_error("Libra-MIL needs --instance_path (instance priors JSON) and --bag_path (bag priors CSV)");
+    ds.instance_prompts = data::read_instance_prompts(f.instance_path);
+    std::vector<std::string> bag = select_bag_prompts(bag_rows, C, f.bag_path);
+    if (!f.instance_embeddings.empty()) {
+      ds.z_ins = read_embeddings(f.instance_embeddings, (int64_t)ds.instance_prompts.size());
+      if (f.bag_embeddings.empty()) throw std::runtime_error("--instance_embeddings needs --bag_embeddings too");
+      ds.z_bag = read_embeddings(f.bag_embeddings, C);
+    } else {
+      std::unique_ptr<models::TextEncoder> enc = models::load_text_encoder(f.encoder);
+      std::string cache_dir = (fs::path(models::default_encoder_path()).parent_path().parent_path() / "embeddings").string();
+      ds.z_ins = models::encode_cached(*enc, ds.instance_prompts, cache_dir);
+      ds.z_bag = models::encode_cached(*enc, bag, cache_dir);
+    }
+  }
+  if (!f.save_dir.empty()) data::prepare_output_dir(f.save_dir, f.overwrite);
+  f.opt.save_dir = f.save_dir;
+  f.opt.show_progress = !f.quiet;
+  train::RunResult r = train::run_protocol(f.opt, ds, std::cerr);
+  print_table(r, f.opt.model, std::cout);
+  if (!f.save_dir.empty()) std::cout << "logs and checkpoints: " << f.save_dir << "\n";
+  return 0;
+}
+
+Runner add_train(CLI::App& app) {
+  auto f = std::make_shared<TrainFlags>();
+  app.set_config("--config", "", "read flags from a TOML file (same keys as the flags)");
+  app.add_option("--data_split_json,--split", f->split_json, "split JSON with train_i/val_i/test_i lists")->check(CLI::ExistingFile);
+  app.add_option("--data_csv,--labels", f->labels_csv, "labels CSV (name,label)")->required()->check(CLI::ExistingFile);
+  app.add_option("--h5_file_dir,--features", f->features_dir, "directory of <slide>.h5 / .pt feature bags")->required()->check(CLI::ExistingDirectory);
+  app.add_option("--instance_path", f->instance_path, "instance priors (JSON list of texts)")->check(CLI::ExistingFile);
+  app.add_option("--bag_path", f->bag_path, "bag priors (CSV, one text per class, or two scales)")->check(CLI::ExistingFile);
+  app.add_option("--text_model_weights_path,--text-encoder", f->encoder,
+                 "text encoder: converted .safetensors or a Hugging Face BERT folder (default: all-MiniLM-L6-v2)");
+  app.add_option("--instance_embeddings", f->instance_embeddings, "precomputed instance-prior embeddings (libramil encode-text)");
+  app.add_option("--bag_embeddings", f->bag_embeddings, "precomputed bag-prior embeddings (libramil encode-text)");
+  app.add_option("--save_dir,--out", f->save_dir, "run directory for logs/ and checkpoints/");
+  app.add_flag("--overwrite", f->overwrite, "allow writing into a non-empty run directory");
+  app.add_option("--model", f->opt.model, "libramil | abmil | gated_abmil | meanpool | maxpool | transmil")->capture_default_str();
+  app.add_option("--mode", f->opt.libramil.mode, "Libra-MIL fusion: paper | reference")->capture_default_str();
+  app.add_option("--fusion", f->opt.libramil.fusion, "paper mode step 7: softmax | literal")->capture_default_str();
+  app.add_option("--ablation", f->opt.libramil.ablation, "none | no_instance_priors | no_visual_prototypes | concat")->capture_default_str();
+  app.add_option("--num_vis_prototypes", f->opt.libramil.num_vis_prototypes, "Kv")->capture_default_str();
+  app.add_option("--heads", f->opt.libramil.heads, "attention heads")->capture_default_str();
+  app.add_option("--ot_epsilon", f->opt.libramil.ot_epsilon, "Sinkhorn entropic regularisation")->capture_default_str();
+  app.add_option("--ot_iter", f->opt.libramil.ot_iter, "Sinkhorn iterations")->capture_default_str();
+  app.add_option("--num_classes", f->num_classes, "classes (default: max label + 1)");
+  app.add_option("--epochs,--epoches", f->opt.epochs, "epochs per fold")->capture_default_str();
+  app.add_option("--folds,--flods", f->opt.folds, "folds")->capture_default_str();
+  app.add_option("--shots", f->shots, "draw K-shot splits from the labels instead of --data_split_json");
+  app.add_option("--lr", f->opt.lr, "AdamW learning rate")->capture_default_str();
+  app.add_option("--weight_decay", f->opt.weight_decay, "AdamW weight decay")->capture_default_str();
+  app.add_option("--warmup_steps", f->opt.warmup_steps, "linear warm-up steps")->capture_default_str();
+  app.add_option("--seed", f->opt.seed, "random seed")->capture_default_str();
+  app.add_option("--device", f->device, "cpu | cuda")->capture_default_str();
+  app.add_option("--threads", f->threads, "CPU threads (0 = all cores)")->capture_default_str();
+  app.add_option("--feature-dtype", f->cache_dtype, "in-memory feature cache: f32 | f16")->check(CLI::IsMember({"f32", "f16"}))->capture_default_str();
+  app.add_flag("--quiet", f->quiet, "no progress output");
+  return [f] { return run_train(*f); };
+}
+
+}  // namespace lm::app

@@ -1,0 +1,22 @@
+// The subcommands of the `libramil` binary. Each registers its flags on a CLI11 app and
+// returns the function that runs it. The logic lives in the libraries (models/, data/), so
+// that tests reach it; these files only parse flags, load inputs and print.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace lm::app {
+
+using Runner = std::function<int()>;
+
+Runner add_train(CLI::App& app);
+Runner add_eval(CLI::App& app);
+Runner add_dump(CLI::App& app);
+Runner add_split(CLI::App& app);
+Runner add_tokenize(CLI::App& app);
+Runner add_encode_text(CLI::App& app);
+
+// Shared: sets the OpenMP thread count (0 = all cores).
+void set_threads(int threads);
+
+}  // namespace lm::app

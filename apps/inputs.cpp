@@ -1,0 +1,38 @@
+// Input loading helpers shared by the subcommands.
+#include "apps/inputs.h"
+
+#include <filesystem>
+#include <stdexcept>
+
+#include "data/safetensors.h"
+
+namespace lm::app {
+
+namespace fs = std::filesystem;
+
+std::string find_feature_file(const std::string& dir, const std::string& slide) {
+  for (const char* ext : {".h5", ".hdf5", ".pt"}) {
+    fs::path p = fs::path(dir) / (slide + ext);
+    if (fs::exists(p)) return p.string();
+  }
+  throw std::runtime_error("slide '" + slide + "': no feature file " + slide + ".h5 (or .hdf5/.pt) in " + dir);
+}
+
+std::vector<std::string> select_bag_prompts(const std::vector<std::string>& rows, int c, const std::string& path) {
+  if ((int)rows.size() == c) return rows;
+  if ((int)rows.size() == 2 * c) return std::vector<std::string>(rows.begin() + c, rows.end());
+  throw std::runtime_error("bag prior file " + path + " has " + std::to_string(rows.size()) + " rows; expected " +
+                           std::to_string(c) + " (one per class) or " + std::to_string(2 * c) + " (two scales) for " +
+                           std::to_string(c) + " classes");
+}
+
+Tensor read_embeddings(const std::string& path, int64_t expected_rows) {
+  data::SafetensorsFile f = data::read_safetensors(path);
+  const Tensor& e = f.at("embeddings");
+  if (e.dim() != 2) throw std::runtime_error(path + ": tensor 'embeddings' must be 2-d, got " + e.str());
+  if (expected_rows >= 0 && e.shape()[0] != expected_rows)
+    throw std::runtime_error(path + ": 'embeddings' has " + std::to_string(e.shape()[0]) + " rows, expected " + std::to_string(expected_rows));
+  return e.to(DType::F32).clone();
+}
+
+}  // namespace lm::app

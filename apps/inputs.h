@@ -1,0 +1,23 @@
+// Loading the inputs a run needs (labels, splits, feature bags, priors and their
+// embeddings) from the users' files, with one-line errors naming the file and the problem.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "data/feature_cache.h"
+#include "data/tables.h"
+#include "models/trainer.h"
+
+namespace lm::app {
+
+// Finds <dir>/<slide>.h5 (or .hdf5, .pt); throws naming the slide and the directory.
+std::string find_feature_file(const std::string& dir, const std::string& slide);
+
+// The bag-prior rows to use for C classes: all C rows, or rows C..2C-1 of a two-scale file
+// (SPEC: low-resolution rows first, then high-resolution rows).
+std::vector<std::string> select_bag_prompts(const std::vector<std::string>& rows, int num_classes, const std::string& path);
+
+// Reads tensor "embeddings" (K, Dt) from a safetensors file written by `libramil encode-text`.
+Tensor read_embeddings(const std::string& path, int64_t expected_rows);
+
+}  // namespace lm::app

@@ -1,0 +1,43 @@
+// libramil: train, evaluate, explain and profile Libra-MIL and baseline MIL models on
+// whole-slide-image feature bags. Every error ends as one line on stderr and exit code 1.
+#include <omp.h>
+
+#include <iostream>
+#include <map>
+
+#include "apps/commands.h"
+
+namespace lm::app {
+void set_threads(int threads) {
+  if (threads > 0) omp_set_num_threads(threads);
+}
+}  // namespace lm::app
+
+int main(int argc, char** argv) {
+  CLI::App app{"libramil: few-shot whole-slide-image classification with Libra-MIL (from-scratch C++/CUDA stack)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "libramil 0.1.0");
+  std::map<CLI::App*, lm::app::Runner> runners;
+  auto add = [&](const char* name, const char* help, lm::app::Runner (*fn)(CLI::App&)) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    runners[sub] = fn(*sub);
+  };
+  add("train", "run the few-shot training/evaluation protocol (K folds)", lm::app::add_train);
+  add("eval", "evaluate a checkpoint on feature bags; writes per-slide probabilities (CSV)", lm::app::add_eval);
+  add("dump", "one forward+backward on one bag; writes logits, loss and every parameter gradient", lm::app::add_dump);
+  add("split", "make few-shot K-fold splits from a labels CSV", lm::app::add_split);
+  add("tokenize", "tokenize lines of stdin with a tokenizer.json / vocab.txt; prints ids", lm::app::add_tokenize);
+  add("encode-text", "embed texts (JSON list or one-column CSV) with a text encoder", lm::app::add_encode_text);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (CLI::App* sub : app.get_subcommands()) return runners.at(sub)();
+  } catch (const std::exception& e) {
+    std::cerr << "libramil: error: " << e.what() << std::endl;
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,68 @@
+// Batched Sinkhorn (entropic optimal transport) kernels, CUDA: plain-domain forward (plan or
+// reduced outputs) and the exact backward of the unrolled recurrence by recomputation. Mirrors
+// ops/cpu/sinkhorn.h (same arguments, same meaning; see there and docs/ops/sinkhorn.md).
+// The log-domain variant exists on the CPU only.
+//
+// Layout: one thread block per problem (grid-stride over problems), the problem's Kmat, u, w
+// and gradient vectors in shared memory; the backward's per-iteration denominators S_t, R_t
+// live in a global workspace slice per block. Raw device pointers, row-major; every output
+// pointer may be nullptr. Outputs are overwritten. Functions return the launch's cudaError_t.
+//
+// grad_cost with a shared cost: block g sums its problems (g, g + G, g + 2G, ...) in order into
+// its own (K1, K2) slice of the workspace, G = min(B, kSinkhornGradBlocks); a second kernel adds
+// the G slices in order. No atomics: same inputs give the same bits on any device.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace lm::cuda {
+
+inline constexpr double kSinkhornStabiliser = 1e-8;  // u = a / (Kmat w + 1e-8), ...
+inline constexpr int64_t kSinkhornGradBlocks = 1024;  // G above
+inline constexpr int kSinkhornThreads = 128;          // threads per block
+
+struct SinkhornOptions {
+  double epsilon = 0.05;  // Kmat = exp(-C / epsilon)
+  int iterations = 20;    // maximum (with tol == 0: exact) number of (u, w) updates
+  double tol = 0.0;       // stop a problem when ||u o (Kmat w) - a||_1 < tol (row marginal)
+};
+
+template <typename T>
+cudaError_t sinkhorn_forward(const T* a,          // a: (B, K1) row-major
+                             const T* b,          // b: (B, K2) row-major
+                             const T* cost,       // cost: (K1, K2) if shared_cost else (B, K1, K2)
+                             int64_t B, int64_t K1, int64_t K2, bool shared_cost,
+                             const SinkhornOptions& opt,
+                             T* u_out,            // u_out: (B, K1), or nullptr
+                             T* w_out,            // w_out: (B, K2), or nullptr
+                             T* plan_out,         // plan_out: (B, K1, K2), or nullptr
+                             T* col_sums_out,     // col_sums_out: (B, K2) w o (Kmat^T u), or nullptr
+                             T* row_sums_out,     // row_sums_out: (B, K1) u o (Kmat w), or nullptr
+                             int32_t* iterations_run,  // iterations_run: (B), or nullptr
+                             cudaStream_t stream);
+
+// Bytes of device workspace sinkhorn_backward needs (element_size = sizeof(T)).
+size_t sinkhorn_backward_workspace_bytes(int64_t B, int64_t K1, int64_t K2, int iterations,
+                                         bool shared_cost, size_t element_size);
+
+template <typename T>
+cudaError_t sinkhorn_backward(const T* a,             // a: (B, K1) row-major
+                              const T* b,             // b: (B, K2) row-major
+                              const T* cost,          // cost: (K1, K2) if shared else (B, K1, K2)
+                              int64_t B, int64_t K1, int64_t K2, bool shared_cost,
+                              const SinkhornOptions& opt,
+                              const T* grad_plan,     // grad_plan: (B, K1, K2), or nullptr
+                              const T* grad_col_sums, // grad_col_sums: (B, K2), or nullptr
+                              const T* grad_row_sums, // grad_row_sums: (B, K1), or nullptr
+                              const T* grad_u,        // grad_u: (B, K1), or nullptr
+                              const T* grad_w,        // grad_w: (B, K2), or nullptr
+                              T* grad_a,              // grad_a: (B, K1), or nullptr
+                              T* grad_b,              // grad_b: (B, K2), or nullptr
+                              T* grad_cost,           // grad_cost: (K1, K2) summed over the batch
+                                                      //   if shared_cost else (B, K1, K2), or nullptr
+                              void* workspace,        // workspace: >= workspace_bytes, device
+                              size_t workspace_bytes, cudaStream_t stream);
+
+}  // namespace lm::cuda

@@ -1,0 +1,15 @@
+// Safe output files: content is written to a temporary file in the destination directory,
+// flushed to disk and renamed over the destination, so a crash or a full disk never leaves a
+// half-written file under the real name. Errors name the path and the system's reason.
+#pragma once
+#include <string>
+
+namespace lm::data {
+
+void write_file_atomic(const std::string& path, const std::string& content);
+
+// Creates `dir` (and parents). With overwrite == false, an existing non-empty directory is an
+// error naming it (so a previous run is never overwritten silently).
+void prepare_output_dir(const std::string& dir, bool overwrite);
+
+}  // namespace lm::data

@@ -1,0 +1,60 @@
+// In-memory cache of slide feature bags, loaded in parallel worker threads.
+//
+// load(paths) first probes every file (shapes only, in parallel) and checks the byte budget
+// before reading anything: when the bags would not fit, it throws saying how many bytes are
+// needed and how many the budget allows. It then reads the bags (read_feature_bag), keeping
+// them as float32 or float16 (`store`; float16 halves the memory, get() converts back).
+// All per-file failures are collected and reported together in one std::runtime_error
+// (each line names the file and the problem); nothing from a failed load() is kept.
+// Coordinates are not kept.
+//
+// Threading: load() must not run concurrently with other calls on the same cache; get() and
+// the other const members may be called from several threads at once. The progress callback
+// is called from worker threads, one call at a time (serialised), with loaded counts 1..total.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace lm::data {
+
+struct FeatureCacheOptions {
+  int workers = 0;             // loader threads; 0 = std::thread::hardware_concurrency()
+  DType store = DType::F32;    // F32 or F16
+  int64_t byte_budget = 0;     // total bytes of stored features allowed; 0 = unlimited
+  std::function<void(int64_t loaded, int64_t total)> progress;  // optional
+};
+
+class FeatureCache {
+ public:
+  explicit FeatureCache(FeatureCacheOptions options = {});
+
+  // Loads the bags at `paths` (.h5/.hdf5/.pt), named by slide_name_from_path(). A name that
+  // repeats (within `paths` or with a bag already cached) is an error.
+  void load(const std::vector<std::string>& paths);
+
+  bool contains(const std::string& name) const { return bags_.count(name) != 0; }
+  // The features of `name` as a float32 (N, D) tensor. With store = F32 this shares the
+  // cached memory (treat it as read-only); with F16 it is a fresh float32 copy.
+  Tensor get(const std::string& name) const;
+  // The tensor as stored (float32 or float16).
+  const Tensor& stored(const std::string& name) const;
+  std::vector<std::string> names() const;  // sorted
+  size_t size() const { return bags_.size(); }
+  int64_t bytes() const { return bytes_; }  // bytes of stored features
+  const FeatureCacheOptions& options() const { return opts_; }
+
+ private:
+  FeatureCacheOptions opts_;
+  std::map<std::string, Tensor> bags_;
+  int64_t bytes_ = 0;
+};
+
+// "1.50 GiB", "12.0 MiB", "512 B".
+std::string format_bytes(int64_t bytes);
+
+}  // namespace lm::data

@@ -1,0 +1,344 @@
+// Label tables, split files, prior files and the few-shot split maker. See tables.h.
+#include "data/tables.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <charconv>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include "tensor/rng.h"
+
+namespace lm::data {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw std::runtime_error("file " + path + ": " + what);
+}
+
+std::string read_file(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) fail(path, "no such file");
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail(path, "cannot open for reading");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  std::string s = ss.str();
+  if (s.size() >= 3 && (unsigned char)s[0] == 0xEF && (unsigned char)s[1] == 0xBB && (unsigned char)s[2] == 0xBF)
+    s.erase(0, 3);  // UTF-8 BOM
+  return s;
+}
+
+std::string trim(const std::string& s) {
+  size_t b = 0, e = s.size();
+  while (b < e && std::isspace((unsigned char)s[b])) ++b;
+  while (e > b && std::isspace((unsigned char)s[e - 1])) --e;
+  return s.substr(b, e - b);
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = (char)std::tolower((unsigned char)c);
+  return s;
+}
+
+json read_json(const std::string& path) {
+  std::string text = read_file(path);
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    fail(path, std::string("invalid JSON: ") + e.what());
+  }
+}
+
+}  // namespace
+
+// ---- CSV ---------------------------------------------------------------------------------
+
+std::vector<CsvRecord> parse_csv(const std::string& text, const std::string& origin) {
+  std::vector<CsvRecord> out;
+  CsvRecord rec;
+  std::string field;
+  int line = 1;
+  rec.line = 1;
+  bool in_quotes = false, after_quote = false, any_quoted = false;
+  int quote_line = 0;
+  auto end_field = [&] {
+    rec.fields.push_back(std::move(field));
+    field.clear();
+    after_quote = false;
+  };
+  auto end_record = [&] {
+    end_field();
+    bool blank = rec.fields.size() == 1 && rec.fields[0].empty() && !any_quoted;
+    if (!blank) out.push_back(std::move(rec));
+    rec = CsvRecord{};
+    any_quoted = false;
+    rec.line = line + 1;
+  };
+  const size_t n = text.size();
+  for (size_t i = 0; i < n; ++i) {
+    char c = text[i];
+    if (in_quotes) {
+      if (c == '"') {
+        if (i + 1 < n && text[i + 1] == '"') {
+          field += '"';
+          ++i;
+        } else {
+          in_quotes = false;
+          after_quote = true;
+        }
+      } else if (c == '\r' && i + 1 < n && text[i + 1] == '\n') {
+        field += '\n';
+        ++i;
+        ++line;
+      } else {
+        if (c == '\n') ++line;
+        field += c;
+      }
+      continue;
+    }
+    if (c == ',') {
+      end_field();
+    } else if (c == '\n' || c == '\r') {
+      if (c == '\r' && i + 1 < n && text[i + 1] == '\n') ++i;
+      end_record();
+      ++line;
+    } else if (after_quote) {
+      if (c != ' ' && c != '\t')
+        throw std::runtime_error("file " + origin + ": line " + std::to_string(line) +
+                                 ": unexpected text after a closing quote");
+    } else if (c == '"' && trim(field).empty()) {
+      field.clear();
+      in_quotes = true;
+      any_quoted = true;
+      quote_line = line;
+    } else {
+      field += c;
+    }
+  }
+  if (in_quotes)
+    throw std::runtime_error("file " + origin + ": line " + std::to_string(quote_line) +
+                             ": quoted field is never closed");
+  if (!field.empty() || !rec.fields.empty() || any_quoted) end_record();
+  return out;
+}
+
+// ---- labels --------------------------------------------------------------------------------
+
+std::vector<LabeledSlide> read_labels_csv(const std::string& path) {
+  std::string text = read_file(path);
+  std::vector<CsvRecord> recs = parse_csv(text, path);
+  if (recs.empty()) fail(path, "empty file (expected a header `name,label` and one row per slide)");
+  const CsvRecord& head = recs[0];
+  int name_col = -1, label_col = -1;
+  for (size_t k = 0; k < head.fields.size(); ++k) {
+    std::string h = lower(trim(head.fields[k]));
+    if (h == "name" && name_col < 0) name_col = (int)k;
+    if (h == "label" && label_col < 0) label_col = (int)k;
+  }
+  std::string missing;
+  if (name_col < 0) missing += "`name`";
+  if (label_col < 0) missing += std::string(missing.empty() ? "" : " and ") + "`label`";
+  if (!missing.empty())
+    fail(path, "line " + std::to_string(head.line) + ": header lacks the column " + missing +
+                   " (expected a header like `name,label`)");
+  std::vector<LabeledSlide> out;
+  std::map<std::string, int> seen;  // name -> line
+  for (size_t r = 1; r < recs.size(); ++r) {
+    const CsvRecord& rec = recs[r];
+    const std::string where = "line " + std::to_string(rec.line) + ": ";
+    int need = std::max(name_col, label_col);
+    if ((int)rec.fields.size() <= need)
+      fail(path, where + "expected at least " + std::to_string(need + 1) + " fields, found " +
+                     std::to_string(rec.fields.size()));
+    std::string name = trim(rec.fields[name_col]);
+    std::string lab = trim(rec.fields[label_col]);
+    if (name.empty()) fail(path, where + "empty slide name");
+    int value = 0;
+    auto [ptr, ec] = std::from_chars(lab.data(), lab.data() + lab.size(), value);
+    if (lab.empty() || ec != std::errc() || ptr != lab.data() + lab.size())
+      fail(path, where + "label '" + lab + "' of slide " + name + " is not an integer");
+    auto [it, fresh] = seen.emplace(name, rec.line);
+    if (!fresh)
+      fail(path, where + "duplicate slide name " + name + " (first on line " + std::to_string(it->second) + ")");
+    out.push_back({name, value});
+  }
+  if (out.empty()) fail(path, "no data rows after the header");
+  return out;
+}
+
+void validate_labels(const std::vector<LabeledSlide>& labels, int num_classes, const std::string& path) {
+  if (num_classes < 1) throw std::invalid_argument("validate_labels: num_classes must be >= 1");
+  for (const auto& s : labels)
+    if (s.label < 0 || s.label >= num_classes)
+      fail(path, "slide " + s.name + " has label " + std::to_string(s.label) + ", outside 0.." +
+                     std::to_string(num_classes - 1) + " (" + std::to_string(num_classes) + " classes)");
+}
+
+// ---- splits --------------------------------------------------------------------------------
+
+namespace {
+
+std::vector<std::string> string_list(const std::string& path, const json& j, const std::string& key) {
+  if (!j.is_array()) fail(path, "key '" + key + "' is not a list of slide names");
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (size_t i = 0; i < j.size(); ++i) {
+    if (!j[i].is_string())
+      fail(path, "key '" + key + "' entry " + std::to_string(i) + " is not a string (" + j[i].dump() + ")");
+    std::string s = j[i].get<std::string>();
+    if (!seen.insert(s).second) fail(path, "slide " + s + " is listed twice in '" + key + "'");
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<FoldSplit> read_split_json(const std::string& path, int folds) {
+  json j = read_json(path);
+  if (!j.is_object()) fail(path, "expected a JSON object with keys train_0, val_0, test_0, ...");
+  if (folds <= 0) {
+    folds = 0;
+    while (j.contains("train_" + std::to_string(folds))) ++folds;
+    if (folds == 0) fail(path, "missing key 'train_0'");
+  }
+  std::vector<FoldSplit> out(folds);
+  for (int f = 0; f < folds; ++f) {
+    const char* names[3] = {"train_", "val_", "test_"};
+    std::vector<std::string>* lists[3] = {&out[f].train, &out[f].val, &out[f].test};
+    for (int k = 0; k < 3; ++k) {
+      std::string key = names[k] + std::to_string(f);
+      if (!j.contains(key)) fail(path, "missing key '" + key + "' (" + std::to_string(folds) + " folds expected)");
+      *lists[k] = string_list(path, j[key], key);
+    }
+    std::map<std::string, int> where;
+    for (int k = 0; k < 3; ++k)
+      for (const auto& s : *lists[k]) {
+        auto [it, fresh] = where.emplace(s, k);
+        if (!fresh)
+          fail(path, "fold " + std::to_string(f) + ": slide " + s + " is in both " + names[it->second] +
+                         std::to_string(f) + " and " + names[k] + std::to_string(f));
+      }
+  }
+  return out;
+}
+
+void write_split_json(const std::string& path, const std::vector<FoldSplit>& splits) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  for (size_t f = 0; f < splits.size(); ++f) {
+    j["train_" + std::to_string(f)] = splits[f].train;
+    j["val_" + std::to_string(f)] = splits[f].val;
+    j["test_" + std::to_string(f)] = splits[f].test;
+  }
+  std::string text = j.dump(2) + "\n";
+  static std::atomic<int> counter{0};
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) fail(path, "cannot create temporary file " + tmp);
+  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  ok = (std::fflush(f) == 0) && ok;
+  ok = (::fsync(fileno(f)) == 0) && ok;
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok) {
+    std::remove(tmp.c_str());
+    fail(path, "writing " + tmp + " failed");
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    std::remove(tmp.c_str());
+    fail(path, "cannot rename " + tmp + " into place: " + ec.message());
+  }
+}
+
+// ---- priors ----------------------------------------------------------------------------------
+
+std::vector<std::string> read_instance_prompts(const std::string& path) {
+  json j = read_json(path);
+  if (!j.is_array()) fail(path, "expected a JSON list of strings (instance priors)");
+  if (j.empty()) fail(path, "the list of instance priors is empty");
+  std::vector<std::string> out;
+  for (size_t i = 0; i < j.size(); ++i) {
+    if (!j[i].is_string()) fail(path, "entry " + std::to_string(i) + " is not a string (" + j[i].dump() + ")");
+    out.push_back(j[i].get<std::string>());
+  }
+  return out;
+}
+
+std::vector<std::string> read_bag_prompts_csv(const std::string& path) {
+  std::string text = read_file(path);
+  std::vector<CsvRecord> recs = parse_csv(text, path);
+  std::vector<std::string> out;
+  for (const auto& r : recs) {
+    if (r.fields.size() != 1)
+      fail(path, "line " + std::to_string(r.line) + ": expected one text per row, found " +
+                     std::to_string(r.fields.size()) + " fields (quote texts that contain commas)");
+    out.push_back(r.fields[0]);
+  }
+  if (out.empty()) fail(path, "empty file (expected one bag prior per row)");
+  return out;
+}
+
+// ---- few-shot splits ---------------------------------------------------------------------------
+
+std::vector<FoldSplit> make_few_shot_splits(const std::vector<LabeledSlide>& labels, int num_classes, int shots,
+                                            int folds, uint64_t seed, double val_fraction) {
+  if (num_classes < 1) throw std::invalid_argument("make_few_shot_splits: num_classes must be >= 1");
+  if (shots < 0) throw std::invalid_argument("make_few_shot_splits: shots must be >= 0");
+  if (folds < 1) throw std::invalid_argument("make_few_shot_splits: folds must be >= 1");
+  if (!(val_fraction > 0.0 && val_fraction < 1.0))
+    throw std::invalid_argument("make_few_shot_splits: val_fraction must lie in (0, 1)");
+  validate_labels(labels, num_classes, "<labels given to make_few_shot_splits>");
+  std::vector<std::vector<std::string>> by_class(num_classes);
+  std::set<std::string> names;
+  for (const auto& s : labels) {
+    if (!names.insert(s.name).second)
+      throw std::invalid_argument("make_few_shot_splits: duplicate slide name " + s.name);
+    by_class[s.label].push_back(s.name);
+  }
+  for (int c = 0; c < num_classes; ++c) {
+    std::sort(by_class[c].begin(), by_class[c].end());
+    if ((int64_t)by_class[c].size() < (int64_t)shots + 2)
+      throw std::runtime_error("make_few_shot_splits: class " + std::to_string(c) + " has " +
+                               std::to_string(by_class[c].size()) + " slides; " + std::to_string(shots) +
+                               "-shot splits need at least " + std::to_string(shots + 2) +
+                               " (shots for train, one for val, one for test)");
+  }
+  std::vector<FoldSplit> out(folds);
+  for (int f = 0; f < folds; ++f) {
+    Generator gen(seed);
+    gen.set_state(seed, (uint64_t)f << 32);
+    for (int c = 0; c < num_classes; ++c) {
+      std::vector<std::string> v = by_class[c];
+      for (size_t i = v.size() - 1; i > 0; --i) {  // Fisher-Yates
+        size_t j = (size_t)gen.next_below(i + 1);
+        std::swap(v[i], v[j]);
+      }
+      const int64_t r = (int64_t)v.size() - shots;
+      int64_t nval = (int64_t)(r * val_fraction);
+      nval = std::clamp<int64_t>(nval, 1, r - 1);
+      for (int64_t i = 0; i < (int64_t)v.size(); ++i) {
+        if (i < shots) out[f].train.push_back(v[i]);
+        else if (i < shots + nval) out[f].val.push_back(v[i]);
+        else out[f].test.push_back(v[i]);
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace lm::data

@@ -1,0 +1,66 @@
+// Labels, fold splits and prior (prompt) files in the formats users already have (SPEC "Data
+// formats users already have"), and the few-shot split maker. Every error is a
+// std::runtime_error naming the file (and the line / key / slide where there is one).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lm::data {
+
+struct LabeledSlide {
+  std::string name;
+  int label = 0;
+};
+
+// CSV with a header row holding a `name` and a `label` column (found by name, in any order;
+// other columns are ignored; a UTF-8 BOM, CRLF line ends, RFC-4180 quoting and blank lines are
+// tolerated). Errors (with file and line): empty file, missing column, missing field,
+// non-integer label, duplicate name, empty name, no data rows.
+std::vector<LabeledSlide> read_labels_csv(const std::string& path);
+
+// Throws naming the slide when a label lies outside 0..num_classes-1. `path` names the
+// source in the message.
+void validate_labels(const std::vector<LabeledSlide>& labels, int num_classes, const std::string& path);
+
+struct FoldSplit {
+  std::vector<std::string> train, val, test;
+};
+
+// JSON object with keys train_i, val_i, test_i (i = 0..folds-1), each a list of slide names.
+// folds <= 0 means "as many folds as there are consecutive train_i keys" (at least one).
+// Errors: not a JSON object, a missing key (named), a non-list / non-string entry, a slide
+// listed twice in one list, a slide in two of train/val/test of the same fold (named).
+std::vector<FoldSplit> read_split_json(const std::string& path, int folds = 0);
+
+// Writes the same format (keys train_0, val_0, test_0, train_1, ...), atomically: a temporary
+// file in the same directory is written, flushed and renamed over `path`.
+void write_split_json(const std::string& path, const std::vector<FoldSplit>& splits);
+
+// Instance priors: a JSON list of (non-empty list of) strings.
+std::vector<std::string> read_instance_prompts(const std::string& path);
+
+// Bag priors: CSV without header, one (usually quoted) text per row; RFC-4180 quoting with
+// doubled quotes and embedded commas / newlines. Blank lines are skipped; a row with more than
+// one field (an unquoted comma) is an error naming the line.
+std::vector<std::string> read_bag_prompts_csv(const std::string& path);
+
+// Few-shot folds from a label table. For each fold and class (slides of a class taken in
+// name order): a Fisher-Yates shuffle drawn from lm::Generator(seed) at counter offset
+// fold << 32 (so folds use different, reproducible draws); the first `shots` go to train, the
+// remaining r = count - shots are split per class into val = clamp(floor(r * val_fraction),
+// 1, r - 1) and test = the rest (so with the default 0.5, an odd remainder gives test the
+// extra slide). Lists are ordered class by class, in draw order. Requires every class
+// 0..num_classes-1 to have at least shots + 2 slides (error names the class and its count).
+std::vector<FoldSplit> make_few_shot_splits(const std::vector<LabeledSlide>& labels, int num_classes, int shots,
+                                            int folds, uint64_t seed, double val_fraction = 0.5);
+
+// RFC-4180 CSV parsing used by the readers above: records with the 1-based line on which
+// each starts. Throws (naming `origin`) on an unterminated quote or text after a closing quote.
+struct CsvRecord {
+  std::vector<std::string> fields;
+  int line = 0;
+};
+std::vector<CsvRecord> parse_csv(const std::string& text, const std::string& origin);
+
+}  // namespace lm::data

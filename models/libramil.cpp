@@ -1,0 +1,164 @@
+// Libra-MIL forward pass, step by step as numbered in ../shared/docs/SPEC.md.
+#include "models/libramil.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "ops/ops.h"
+
+namespace lm::models {
+
+void LibraMILConfig::validate() const {
+  auto bad = [](const std::string& m) { throw std::invalid_argument("Libra-MIL config: " + m); };
+  if (dim <= 0 || text_dim <= 0) bad("dim and text_dim must be positive");
+  if (num_vis_prototypes <= 0) bad("num_vis_prototypes must be positive");
+  if (num_text_prototypes <= 0) bad("there must be at least one instance prior");
+  if (num_classes < 2) bad("num_classes must be >= 2");
+  if (heads <= 0 || dim % heads != 0) bad("heads (" + std::to_string(heads) + ") must divide dim (" + std::to_string(dim) + ")");
+  if (mode != "paper" && mode != "reference") bad("mode must be paper or reference, got '" + mode + "'");
+  if (fusion != "softmax" && fusion != "literal") bad("fusion must be softmax or literal, got '" + fusion + "'");
+  if (!(ot_epsilon > 0)) bad("ot_epsilon must be positive");
+  if (ot_iter < 1) bad("ot_iter must be >= 1");
+  if (ablation != "none" && ablation != "no_instance_priors" && ablation != "no_visual_prototypes" && ablation != "concat")
+    bad("unknown ablation '" + ablation + "'");
+  if (ablation != "none" && mode != "paper") bad("ablations apply to paper mode only");
+}
+
+LibraMIL::LibraMIL(const LibraMILConfig& c, const Tensor& z_ins, const Tensor& z_bag, Generator& gen)
+    : q_proj(c.dim, c.dim, gen), k_proj(c.dim, c.dim, gen), v_proj(c.dim, c.dim, gen), o_proj(c.dim, c.dim, gen),
+      config_(c) {
+  c.validate();
+  if (z_ins.dim() != 2 || z_ins.shape()[0] != c.num_text_prototypes || z_ins.shape()[1] != c.text_dim)
+    throw std::invalid_argument("Libra-MIL: instance-prior embeddings " + z_ins.str() + " do not match (Kt=" +
+                                std::to_string(c.num_text_prototypes) + ", Dt=" + std::to_string(c.text_dim) + ")");
+  if (z_bag.dim() != 2 || z_bag.shape()[0] != c.num_classes || z_bag.shape()[1] != c.text_dim)
+    throw std::invalid_argument("Libra-MIL: bag-prior embeddings " + z_bag.str() + " do not match (C=" +
+                                std::to_string(c.num_classes) + ", Dt=" + std::to_string(c.text_dim) + ")");
+  const int64_t D = c.dim, Dt = c.text_dim;
+  // Registration order follows the reference module so state_dicts list the same way.
+  proto_vis = register_parameter("proto_vis", Tensor::randn({c.num_vis_prototypes, D}, gen));
+  prompt_inst = register_parameter("prompt_inst", z_ins.to(DType::F32).clone());
+  prompt_bag = register_parameter("prompt_bag", z_bag.to(DType::F32).clone());
+  proj_v.emplace_back<nn::Linear>(D, D, gen);
+  proj_v.emplace_back<nn::LayerNorm>(D);
+  proj_v.emplace_back<nn::GELU>();
+  register_module("proj_v", proj_v);
+  proj_llm.emplace_back<nn::Linear>(Dt, D, gen);
+  proj_llm.emplace_back<nn::LayerNorm>(D);
+  register_module("proj_llm", proj_llm);
+  temp_struct = register_parameter("temp_struct", Tensor::scalar(1.0));
+  temp_vis = register_parameter("temp_vis", Tensor::scalar(1.0));
+  register_module("q_proj", q_proj);
+  register_module("k_proj", k_proj);
+  register_module("v_proj", v_proj);
+  register_module("o_proj", o_proj);
+  classification_head.emplace_back<nn::LayerNorm>(D);
+  classification_head.emplace_back<nn::Linear>(D, D, gen);
+  classification_head.emplace_back<nn::ReLU>();
+  classification_head.emplace_back<nn::Linear>(D, 1, gen);
+  register_module("classification_head", classification_head);
+  if (c.ablation == "concat") {
+    double bound = 1.0 / std::sqrt((double)(c.num_vis_prototypes + c.num_text_prototypes));
+    concat_weight = register_parameter("concat_weight",
+                                       Tensor::uniform({c.num_vis_prototypes + c.num_text_prototypes}, -bound, bound, gen));
+  }
+  register_buffer("T_struct_llm", z_ins.to(DType::F32).clone());
+  register_buffer("T_bag_llm", z_bag.to(DType::F32).clone());
+}
+
+Tensor LibraMIL::forward(const Tensor& x) { return run(x, nullptr); }
+
+Tensor LibraMIL::explain(const Tensor& x, LibraMILExplanation& ex) {
+  NoGradGuard no_grad;
+  return run(x, &ex);
+}
+
+// Steps 2-7 of paper mode. V (N, D), Pv (Kv, D), Pt (Kt, D) -> Xf (N, D).
+Tensor LibraMIL::fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt, LibraMILExplanation* ex) {
+  const int64_t N = V.shape()[0];
+  // 2. cosine similarities of every instance to every prototype.
+  Tensor Vn = l2_normalize(V, 1), Pvn = l2_normalize(Pv, 1), Ptn = l2_normalize(Pt, 1);
+  Tensor Sv = matmul(Vn, t(Pvn));  // (N, Kv)
+  Tensor St = matmul(Vn, t(Ptn));  // (N, Kt)
+  Tensor s;                        // (N) fused instance score
+  Tensor plan;
+  const std::string& ab = config_.ablation;
+  if (ab == "no_instance_priors") {
+    s = matmul(Sv, softmax(mean(Sv, {0}), 0));  // visual similarities weighted by the visual marginal
+  } else if (ab == "no_visual_prototypes") {
+    s = matmul(St, softmax(mean(St, {0}), 0));
+  } else if (ab == "concat") {
+    s = matmul(cat({Sv, St}, 1), concat_weight);
+  } else {
+    // 3. marginals over the prototype sets from the bag's mean similarities.
+    Tensor mu = softmax(mean(Sv, {0}), 0);  // (Kv)
+    Tensor nu = softmax(mean(St, {0}), 0);  // (Kt)
+    // 4-5. transport between visual and text prototypes, cost 1 - cos.
+    Tensor cost = rsub(1.0, matmul(Pvn, t(Ptn)));  // (Kv, Kt)
+    SinkhornConfig sc;
+    sc.epsilon = config_.ot_epsilon;
+    sc.iterations = config_.ot_iter;
+    plan = sinkhorn_plan(mu, nu, cost, sc);  // (Kv, Kt)
+    // 6. s_j = Sv_j T St_j^T, without forming anything of size N x Kv x Kt.
+    s = sum(mul(matmul(Sv, plan), St), {1});  // (N)
+  }
+  // 7. reweight instances.
+  Tensor w;
+  if (config_.fusion == "literal") {
+    w = s;
+  } else {
+    w = mul(softmax(mul(s, exp(neg(temp_vis))), 0), (double)N);
+  }
+  if (ex) {
+    ex->instance_weights = w.detach().to(DType::F32).clone();
+    ex->instance_scores = s.detach().to(DType::F32).clone();
+    ex->sim_text = St.detach().to(DType::F32).clone();
+    if (plan.defined()) ex->plan = plan.detach().to(DType::F32).clone();
+  }
+  return mul(unsqueeze(w, 1), V);
+}
+
+// Reference mode: one transport problem per instance between its text and visual
+// attention distributions (SPEC "Forward, reference mode").
+Tensor LibraMIL::fuse_reference(const Tensor& V, const Tensor& Pv, const Tensor& Pt, LibraMILExplanation* ex) {
+  Tensor a_t = softmax(mul(matmul(V, t(Pt)), exp(neg(temp_struct))), -1);  // (N, Kt)
+  Tensor a_v = softmax(mul(matmul(V, t(Pv)), exp(neg(temp_vis))), -1);     // (N, Kv)
+  Tensor cost = rsub(1.0, matmul(l2_normalize(Pt, 1), t(l2_normalize(Pv, 1))));  // (Kt, Kv)
+  SinkhornConfig sc;
+  sc.epsilon = config_.ot_epsilon;
+  sc.iterations = config_.ot_iter;
+  Tensor cols = sinkhorn_column_sums(a_t, a_v, cost, sc);  // (N, Kv) column sums of each plan
+  Tensor fused = softmax(cols, -1);                         // (N, Kv)
+  Tensor scale = sum(fused, {1}, true);                     // (N, 1), = 1 up to rounding
+  if (ex) {
+    ex->instance_scores = reshape(scale, {-1}).detach().to(DType::F32).clone();
+    ex->instance_weights = ex->instance_scores;
+    ex->sim_text = matmul(l2_normalize(V, 1), t(l2_normalize(Pt, 1))).detach().to(DType::F32).clone();
+  }
+  return mul(scale, V);
+}
+
+Tensor LibraMIL::run(const Tensor& x, LibraMILExplanation* ex) {
+  if (x.dim() != 2 || x.shape()[1] != config_.dim)
+    throw std::invalid_argument("Libra-MIL: bag features " + x.str() + " do not match the model width D=" + std::to_string(config_.dim));
+  if (x.shape()[0] == 0) throw std::invalid_argument("Libra-MIL: empty bag (0 instances)");
+  // 1. projections.
+  Tensor V = proj_v(x);
+  Tensor Pv = proj_v(proto_vis);
+  Tensor Pt = proj_llm(prompt_inst);
+  Tensor Pb = proj_llm(prompt_bag);
+  Tensor Xf = config_.mode == "paper" ? fuse_paper(V, Pv, Pt, ex) : fuse_reference(V, Pv, Pt, ex);
+  // 8. class priors attend over the reweighted instances.
+  Tensor H = nn::multi_head_attention(Pb, Xf, q_proj, k_proj, v_proj, o_proj, config_.heads);  // (C, D)
+  if (ex) {
+    const int64_t C = Pb.shape()[0], N = Xf.shape()[0], hd = config_.dim / config_.heads;
+    Tensor q = permute(reshape(q_proj(Pb), {C, config_.heads, hd}), {1, 0, 2});  // (H, C, d)
+    Tensor k = permute(reshape(k_proj(Xf), {N, config_.heads, hd}), {1, 0, 2});  // (H, N, d)
+    Tensor a = softmax(mul(matmul(q, transpose(k, 1, 2)), 1.0 / std::sqrt((double)hd)), -1);  // (H, C, N)
+    ex->attention = mean(a, {0}).to(DType::F32).contiguous();
+  }
+  // 9. one logit per class query.
+  return squeeze(classification_head(H), -1);
+}
+
+}  // namespace lm::models

@@ -1,0 +1,379 @@
+// The training protocol (see trainer.h). One bag per optimizer step; evaluation never
+// records a graph.
+#include "models/trainer.h"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "data/atomic_file.h"
+#include "data/safetensors.h"
+#include "models/baselines.h"
+#include "models/optim.h"
+#include "ops/ops.h"
+
+namespace lm::train {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+static double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::unique_ptr<nn::Module> make_model(const TrainOptions& o, const Dataset& d, Generator& gen) {
+  if (o.model == "libramil") {
+    models::LibraMILConfig c = o.libramil;
+    c.dim = d.dim;
+    c.num_classes = d.num_classes;
+    if (!d.z_ins.defined() || !d.z_bag.defined())
+      throw std::invalid_argument("Libra-MIL needs instance- and bag-prior embeddings");
+    c.text_dim = d.z_ins.shape()[1];
+    c.num_text_prototypes = d.z_ins.shape()[0];
+    return std::make_unique<models::LibraMIL>(c, d.z_ins, d.z_bag, gen);
+  }
+  return models::make_baseline(o.model, d.dim, d.num_classes, gen);
+}
+
+std::string options_json(const TrainOptions& o, const Dataset& d) {
+  nlohmann::json j;
+  j["model"] = o.model;
+  j["dim"] = d.dim;
+  j["num_classes"] = d.num_classes;
+  if (o.model == "libramil") {
+    j["mode"] = o.libramil.mode;
+    j["fusion"] = o.libramil.fusion;
+    j["ot_epsilon"] = o.libramil.ot_epsilon;
+    j["ot_iter"] = o.libramil.ot_iter;
+    j["heads"] = o.libramil.heads;
+    j["num_vis_prototypes"] = o.libramil.num_vis_prototypes;
+    j["ablation"] = o.libramil.ablation;
+    if (d.z_ins.defined()) {
+      j["text_dim"] = d.z_ins.shape()[1];
+      j["num_text_prototypes"] = d.z_ins.shape()[0];
+    }
+  }
+  j["epochs"] = o.epochs;
+  j["folds"] = o.folds;
+  j["lr"] = o.lr;
+  j["weight_decay"] = o.weight_decay;
+  j["warmup_steps"] = o.warmup_steps;
+  j["seed"] = o.seed;
+  return j.dump();
+}
+
+void save_checkpoint(const std::string& path, nn::Module& model, const std::string& config_json) {
+  data::write_safetensors(path, model.ordered_state_dict(), {{"libramil.config", config_json}, {"format", "pt"}});
+}
+
+void load_checkpoint(const std::string& path, nn::Module& model) {
+  data::SafetensorsFile f = data::read_safetensors(path);
+  nn::StateDict sd(f.tensors.begin(), f.tensors.end());
+  model.load_state_dict(sd, true);
+}
+
+static std::vector<double> softmax_row(const Tensor& logits) {
+  std::vector<double> v = logits.to_double_vector();
+  double m = -INFINITY, s = 0;
+  for (double x : v) m = std::max(m, x);
+  for (double& x : v) s += (x = std::exp(x - m));
+  for (double& x : v) x /= s;
+  return v;
+}
+
+static bool all_finite(const Tensor& t) {
+  Tensor c = t.contiguous();
+  if (c.dtype() == DType::F32) {
+    const float* p = c.data<float>();
+    float acc = 0;
+    for (int64_t i = 0; i < c.numel(); ++i) acc += p[i] * 0.0f;  // NaN/Inf poison the sum
+    return acc == 0.0f;
+  }
+  for (double v : c.to_double_vector())
+    if (!std::isfinite(v)) return false;
+  return true;
+}
+
+static Tensor label_tensor(int y) { return Tensor::from_vector(std::vector<int64_t>{y}, {1}); }
+
+Evaluation evaluate(nn::Module& model, const std::vector<std::string>& slides, const Dataset& d) {
+  NoGradGuard no_grad;
+  bool was_training = model.is_training();
+  model.eval();
+  Evaluation ev;
+  std::vector<double> probs;
+  std::vector<int> labels;
+  double loss_sum = 0;
+  for (const std::string& s : slides) {
+    Tensor logits = model(d.features->get(s));
+    int y = d.labels.at(s);
+    loss_sum += cross_entropy(unsqueeze(logits, 0), label_tensor(y)).item();
+    Prediction p{s, y, softmax_row(logits)};
+    probs.insert(probs.end(), p.probs.begin(), p.probs.end());
+    labels.push_back(y);
+    ev.predictions.push_back(std::move(p));
+  }
+  ev.loss = slides.empty() ? NAN : loss_sum / (double)slides.size();
+  if (!slides.empty()) ev.metrics = data::compute_metrics(probs, labels, d.num_classes);
+  model.train(was_training);
+  return ev;
+}
+
+static std::string fmt(double v, int prec = 4) {
+  if (std::isnan(v)) return "nan";
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(prec) << v;
+  return s.str();
+}
+
+static std::string epoch_csv(const std::vector<EpochRecord>& rs) {
+  std::ostringstream s;
+  s << "epoch,train_loss,train_acc,val_loss,val_acc,val_auc,val_f1,test_loss,test_acc,test_auc,test_f1,seconds\n";
+  for (const EpochRecord& r : rs)
+    s << r.epoch << ',' << fmt(r.train_loss, 6) << ',' << fmt(r.train_acc, 6) << ',' << fmt(r.val_loss, 6) << ','
+      << fmt(r.val.acc, 6) << ',' << fmt(r.val.auc, 6) << ',' << fmt(r.val.f1, 6) << ',' << fmt(r.test_loss, 6) << ','
+      << fmt(r.test.acc, 6) << ',' << fmt(r.test.auc, 6) << ',' << fmt(r.test.f1, 6) << ',' << fmt(r.seconds, 3) << '\n';
+  return s.str();
+}
+
+// Checks that every slide of a fold has a label and features.
+static void check_fold(const data::FoldSplit& f, int fold, const Dataset& d) {
+  auto check = [&](const std::vector<std::string>& v, const char* part) {
+    if (v.empty()) throw std::runtime_error("fold " + std::to_string(fold) + ": the " + part + " list is empty");
+    for (const std::string& s : v) {
+      if (!d.labels.count(s)) throw std::runtime_error("fold " + std::to_string(fold) + " " + part + ": slide '" + s + "' has no label");
+      if (!d.features->contains(s)) throw std::runtime_error("fold " + std::to_string(fold) + " " + part + ": slide '" + s + "' has no feature file");
+    }
+  };
+  check(f.train, "train");
+  check(f.val, "val");
+  check(f.test, "test");
+}
+
+static FoldResult run_fold(const TrainOptions& o, const Dataset& d, int fold, std::ostream& log) {
+  const data::FoldSplit& split = d.splits[fold];
+  check_fold(split, fold, d);
+  FoldResult res;
+  res.fold = fold;
+  Generator init_gen(o.seed * 1000003ULL + (uint64_t)fold);
+  std::unique_ptr<nn::Module> model = make_model(o, d, init_gen);
+  const std::string config = options_json(o, d);
+  optim::AdamW opt(model->parameters(), o.lr, {0.9, 0.999}, 1e-8, o.weight_decay);
+  const int64_t steps_per_epoch = (int64_t)split.train.size();
+  optim::CosineWithWarmup schedule(o.lr, o.warmup_steps, (int64_t)o.epochs * steps_per_epoch);
+  Generator shuffle_gen(o.seed ^ 0x5DEECE66DULL);
+  shuffle_gen.set_state(o.seed ^ 0x5DEECE66DULL, (uint64_t)fold << 40);
+
+  std::string ckpt_dir = o.save_dir.empty() ? "" : (fs::path(o.save_dir) / "checkpoints").string();
+  std::string best_path = ckpt_dir.empty() ? "" : (fs::path(ckpt_dir) / ("fold_" + std::to_string(fold) + "_best.safetensors")).string();
+  nn::StateDict best_state;  // in-memory copy when nothing is saved
+  double best_acc = -1, best_auc = -INFINITY;
+  int64_t step = 0;
+  for (int epoch = 0; epoch < o.epochs; ++epoch) {
+    auto t0 = Clock::now();
+    std::vector<std::string> order = split.train;
+    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[shuffle_gen.next_below(i)]);
+    model->train();
+    double loss_sum = 0;
+    int correct = 0;
+    for (size_t b = 0; b < order.size(); ++b) {
+      const std::string& slide = order[b];
+      int y = d.labels.at(slide);
+      schedule.apply(opt, step);
+      opt.zero_grad();
+      Tensor logits = (*model)(d.features->get(slide));
+      Tensor loss = cross_entropy(unsqueeze(logits, 0), label_tensor(y));
+      double lv = loss.item();
+      if (!std::isfinite(lv))
+        throw std::runtime_error("fold " + std::to_string(fold) + " epoch " + std::to_string(epoch) + " step " +
+                                 std::to_string(step) + " (slide " + slide + "): loss is " + fmt(lv) +
+                                 "; stopping this fold (the last good checkpoint is kept)");
+      backward(loss);
+      for (const Tensor& p : model->parameters()) {
+        Tensor g = p.grad();
+        if (!g.defined()) continue;
+        if (!all_finite(g))
+            throw std::runtime_error("fold " + std::to_string(fold) + " epoch " + std::to_string(epoch) + " step " +
+                                     std::to_string(step) + " (slide " + slide + "): non-finite gradient; stopping this fold");
+      }
+      opt.step();
+      ++step;
+      loss_sum += lv;
+      correct += argmax(logits.detach(), 0).item() == (double)y;
+      if (o.show_progress) {
+        int width = 20, filled = (int)((b + 1) * width / order.size());
+        log << "\r  fold " << fold << " epoch " << std::setw(2) << epoch + 1 << "/" << o.epochs << " ["
+            << std::string(filled, '#') << std::string(width - filled, '.') << "] " << b + 1 << "/" << order.size()
+            << " loss " << fmt(loss_sum / (double)(b + 1)) << std::flush;
+      }
+    }
+    EpochRecord r;
+    r.epoch = epoch;
+    r.train_loss = loss_sum / (double)order.size();
+    r.train_acc = (double)correct / (double)order.size();
+    Evaluation val = evaluate(*model, split.val, d);
+    Evaluation test = evaluate(*model, split.test, d);
+    r.val = val.metrics;
+    r.val_loss = val.loss;
+    r.test = test.metrics;
+    r.test_loss = test.loss;
+    r.seconds = seconds_since(t0);
+    res.epochs.push_back(r);
+    bool better = r.val.acc > best_acc || (r.val.acc == best_acc && r.val.auc > best_auc);
+    if (better) {
+      best_acc = r.val.acc;
+      best_auc = r.val.auc;
+      res.best_epoch = epoch;
+      if (!best_path.empty() && o.save_checkpoints) {
+        save_checkpoint(best_path, *model, config);
+      } else {
+        best_state.clear();
+        for (auto& [k, v] : model->state_dict()) best_state[k] = v.clone();
+      }
+    }
+    if (o.show_progress)
+      log << "\r  fold " << fold << " epoch " << std::setw(2) << epoch + 1 << "/" << o.epochs << " loss " << fmt(r.train_loss)
+          << " | val acc " << fmt(r.val.acc, 3) << " auc " << fmt(r.val.auc, 3) << " | test acc " << fmt(r.test.acc, 3)
+          << " auc " << fmt(r.test.auc, 3) << (better ? " *" : "  ") << " (" << fmt(r.seconds, 1) << " s)\n";
+    if (!o.save_dir.empty())
+      data::write_file_atomic((fs::path(o.save_dir) / "logs" / ("log_" + std::to_string(fold) + ".csv")).string(), epoch_csv(res.epochs));
+  }
+  // Reload the selected checkpoint and evaluate it afresh.
+  Generator reload_gen(o.seed);
+  std::unique_ptr<nn::Module> best = make_model(o, d, reload_gen);
+  if (!best_path.empty() && o.save_checkpoints) {
+    load_checkpoint(best_path, *best);
+    res.checkpoint = best_path;
+  } else {
+    best->load_state_dict(best_state, true);
+  }
+  res.val = evaluate(*best, split.val, d).metrics;
+  Evaluation test = evaluate(*best, split.test, d);
+  res.test = test.metrics;
+  res.test_predictions = test.predictions;
+  return res;
+}
+
+RunResult run_protocol(const TrainOptions& o, const Dataset& d, std::ostream& log) {
+  if (o.epochs < 1) throw std::invalid_argument("epochs must be >= 1");
+  if (o.folds < 1) throw std::invalid_argument("folds must be >= 1");
+  if ((int)d.splits.size() < o.folds)
+    throw std::invalid_argument("the split file holds " + std::to_string(d.splits.size()) + " folds, " + std::to_string(o.folds) + " requested");
+  auto t0 = Clock::now();
+  if (!o.save_dir.empty()) {
+    fs::create_directories(fs::path(o.save_dir) / "logs");
+    if (o.save_checkpoints) fs::create_directories(fs::path(o.save_dir) / "checkpoints");
+    data::write_file_atomic((fs::path(o.save_dir) / "config.json").string(), options_json(o, d) + "\n");
+  }
+  RunResult run;
+  std::vector<double> accs, aucs, f1s;
+  for (int fold = 0; fold < o.folds; ++fold) {
+    if (o.show_progress) log << "fold " << fold << ": " << d.splits[fold].train.size() << " train, " << d.splits[fold].val.size()
+                             << " val, " << d.splits[fold].test.size() << " test slides\n";
+    FoldResult f = run_fold(o, d, fold, log);
+    if (o.show_progress)
+      log << "fold " << fold << ": best epoch " << f.best_epoch + 1 << ", test acc " << fmt(f.test.acc) << " auc "
+          << fmt(f.test.auc) << " f1 " << fmt(f.test.f1) << "\n";
+    accs.push_back(f.test.acc);
+    aucs.push_back(f.test.auc);
+    f1s.push_back(f.test.f1);
+    run.folds.push_back(std::move(f));
+    if (!o.save_dir.empty()) {
+      std::ostringstream s;
+      s << "fold,best_epoch,val_acc,val_auc,val_f1,test_acc,test_auc,test_f1\n";
+      for (const FoldResult& r : run.folds)
+        s << r.fold << ',' << r.best_epoch << ',' << fmt(r.val.acc, 6) << ',' << fmt(r.val.auc, 6) << ',' << fmt(r.val.f1, 6)
+          << ',' << fmt(r.test.acc, 6) << ',' << fmt(r.test.auc, 6) << ',' << fmt(r.test.f1, 6) << '\n';
+      data::write_file_atomic((fs::path(o.save_dir) / "logs" / "final_log.csv").string(), s.str());
+      std::ostringstream p;
+      p << "fold,slide,label";
+      for (int c = 0; c < d.num_classes; ++c) p << ",prob_" << c;
+      p << '\n';
+      for (const FoldResult& r : run.folds)
+        for (const Prediction& q : r.test_predictions) {
+          p << r.fold << ',' << q.slide << ',' << q.label;
+          for (double v : q.probs) p << ',' << fmt(v, 6);
+          p << '\n';
+        }
+      data::write_file_atomic((fs::path(o.save_dir) / "logs" / "test_predictions.csv").string(), p.str());
+    }
+  }
+  run.acc = data::mean_std(accs);
+  run.auc = data::mean_std(aucs);
+  run.f1 = data::mean_std(f1s);
+  run.seconds = seconds_since(t0);
+  if (!o.save_dir.empty()) {
+    std::ostringstream s;
+    s << "metric,mean,std\n"
+      << "acc," << fmt(run.acc.mean, 6) << ',' << fmt(run.acc.std, 6) << '\n'
+      << "auc," << fmt(run.auc.mean, 6) << ',' << fmt(run.auc.std, 6) << '\n'
+      << "f1," << fmt(run.f1.mean, 6) << ',' << fmt(run.f1.std, 6) << '\n';
+    data::write_file_atomic((fs::path(o.save_dir) / "logs" / "summary_log.csv").string(), s.str());
+  }
+  return run;
+}
+
+}  // namespace lm::train
+
+namespace lm::train {
+
+std::unique_ptr<nn::Module> load_model_from_checkpoint(const std::string& path, const models::LibraMILConfig* ov) {
+  data::SafetensorsFile f = data::read_safetensors(path);
+  nlohmann::json cfg = nlohmann::json::object();
+  if (f.metadata.count("libramil.config")) {
+    try {
+      cfg = nlohmann::json::parse(f.metadata.at("libramil.config"));
+    } catch (const std::exception& e) {
+      throw std::runtime_error(path + ": metadata 'libramil.config' is not valid JSON");
+    }
+  }
+  std::string model = cfg.value("model", f.contains("proto_vis") ? "libramil" : "");
+  if (model.empty()) throw std::runtime_error(path + ": not a libramil checkpoint (no 'libramil.config' metadata and no 'proto_vis' tensor)");
+  Generator gen(0);
+  std::unique_ptr<nn::Module> m;
+  if (model == "libramil") {
+    const Tensor& pv = f.at("proto_vis");
+    const Tensor& pi = f.at("prompt_inst");
+    const Tensor& pb = f.at("prompt_bag");
+    models::LibraMILConfig c;
+    if (ov) c = *ov;
+    c.mode = cfg.value("mode", c.mode);
+    c.fusion = cfg.value("fusion", c.fusion);
+    c.ot_epsilon = cfg.value("ot_epsilon", c.ot_epsilon);
+    c.ot_iter = cfg.value("ot_iter", c.ot_iter);
+    c.heads = cfg.value("heads", c.heads);
+    c.ablation = cfg.value("ablation", c.ablation);
+    if (ov) {  // explicit flags win over the metadata
+      c.mode = ov->mode;
+      c.fusion = ov->fusion;
+      c.ot_epsilon = ov->ot_epsilon;
+      c.ot_iter = ov->ot_iter;
+      c.heads = ov->heads;
+    }
+    c.num_vis_prototypes = pv.shape()[0];
+    c.dim = pv.shape()[1];
+    c.num_text_prototypes = pi.shape()[0];
+    c.text_dim = pi.shape()[1];
+    c.num_classes = pb.shape()[0];
+    m = std::make_unique<models::LibraMIL>(c, pi.to(DType::F32), pb.to(DType::F32), gen);
+  } else {
+    if (!cfg.contains("dim") || !cfg.contains("num_classes"))
+      throw std::runtime_error(path + ": metadata lacks dim / num_classes for model '" + model + "'");
+    m = models::make_baseline(model, cfg["dim"].get<int64_t>(), cfg["num_classes"].get<int64_t>(), gen);
+  }
+  nn::StateDict sd(f.tensors.begin(), f.tensors.end());
+  nn::LoadResult lr = m->load_state_dict(sd, false);
+  for (const std::string& k : lr.missing_keys)
+    if (k.rfind("T_", 0) != 0) throw std::runtime_error(path + ": missing tensor '" + k + "'");
+  if (!lr.unexpected_keys.empty()) throw std::runtime_error(path + ": unexpected tensor '" + lr.unexpected_keys[0] + "'");
+  return m;
+}
+
+}  // namespace lm::train

@@ -1,0 +1,108 @@
+// The few-shot training and evaluation protocol of ../shared/docs/SPEC.md ("Training and
+// evaluation protocol"): per fold a fresh model, AdamW with a cosine schedule and linear
+// warm-up stepped after every bag, per-epoch evaluation on val and test, best-checkpoint
+// selection (val accuracy, ties broken by val AUC), reload, test metrics; mean and sample
+// std over folds. Logs and checkpoints go to TrainOptions::save_dir.
+#pragma once
+#include <functional>
+#include <iosfwd>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/feature_cache.h"
+#include "data/metrics.h"
+#include "data/tables.h"
+#include "models/libramil.h"
+#include "models/nn.h"
+
+namespace lm::train {
+
+struct TrainOptions {
+  std::string model = "libramil";  // libramil | abmil | gated_abmil | meanpool | maxpool | transmil
+  models::LibraMILConfig libramil;  // dim, text_dim, Kt, C are filled from the data
+  int epochs = 20;
+  int folds = 5;
+  double lr = 1e-4;
+  double weight_decay = 0.01;
+  int warmup_steps = 100;
+  uint64_t seed = 7;
+  std::string save_dir;       // empty: nothing written
+  bool save_checkpoints = true;
+  bool show_progress = true;  // progress lines on the log stream
+};
+
+// Everything a run reads, already loaded and checked.
+struct Dataset {
+  int num_classes = 0;
+  int64_t dim = 0;
+  std::map<std::string, int> labels;       // slide -> class
+  std::vector<data::FoldSplit> splits;     // at least TrainOptions::folds entries
+  const data::FeatureCache* features = nullptr;
+  Tensor z_ins, z_bag;                     // (Kt, Dt), (C, Dt) prior embeddings (Libra-MIL)
+  std::vector<std::string> instance_prompts;  // for reports (entity names)
+};
+
+struct EpochRecord {
+  int epoch = 0;
+  double train_loss = 0, train_acc = 0, seconds = 0;
+  double val_loss = 0, test_loss = 0;
+  data::Metrics val, test;
+};
+
+struct Prediction {
+  std::string slide;
+  int label = 0;
+  std::vector<double> probs;
+};
+
+struct FoldResult {
+  int fold = 0;
+  int best_epoch = 0;
+  data::Metrics val, test;               // of the reloaded best checkpoint
+  std::vector<EpochRecord> epochs;
+  std::vector<Prediction> test_predictions;
+  std::string checkpoint;                // path of the best checkpoint ("" when not saved)
+};
+
+struct RunResult {
+  std::vector<FoldResult> folds;
+  data::MeanStd acc, auc, f1;
+  double seconds = 0;
+};
+
+// A fresh model of options.model for this dataset.
+std::unique_ptr<nn::Module> make_model(const TrainOptions& options, const Dataset& data, Generator& gen);
+
+// Class probabilities and mean loss of `model` on the named slides (no autograd).
+struct Evaluation {
+  std::vector<Prediction> predictions;
+  double loss = 0;
+  data::Metrics metrics;
+};
+Evaluation evaluate(nn::Module& model, const std::vector<std::string>& slides, const Dataset& data);
+
+// Runs all folds. Progress and the epoch table go to `log`.
+RunResult run_protocol(const TrainOptions& options, const Dataset& data, std::ostream& log);
+
+// The checkpoint format: the model's state_dict with the reference names, and the run's
+// configuration in the metadata (key "libramil.config", JSON).
+void save_checkpoint(const std::string& path, nn::Module& model, const std::string& config_json);
+void load_checkpoint(const std::string& path, nn::Module& model);
+
+// JSON of the options that define the model (for checkpoint metadata and logs).
+std::string options_json(const TrainOptions& options, const Dataset& data);
+
+}  // namespace lm::train
+
+namespace lm::train {
+
+// Rebuilds the model a checkpoint holds: its class and sizes from the "libramil.config"
+// metadata (written by save_checkpoint) or, for a bare Libra-MIL state_dict (e.g. saved from
+// PyTorch with the reference names), from the tensor shapes. `libramil_overrides` sets mode,
+// fusion, epsilon, iterations and heads, which shapes cannot tell. Loads the weights.
+std::unique_ptr<nn::Module> load_model_from_checkpoint(const std::string& path,
+                                                       const models::LibraMILConfig* libramil_overrides = nullptr);
+
+}  // namespace lm::train

@@ -1,0 +1,162 @@
+// CPU softmax / log_softmax kernels, forward and backward (docs/ops/softmax.md).
+// Each (outer index) block is independent, so blocks run in parallel with OpenMP; inside a
+// block the loops over `inner` lanes are contiguous and vectorise. Float32 inputs compute
+// exp in float32 and accumulate sums in float64 (at least as accurate as torch's float32).
+#include "ops/cpu/softmax.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace lm::cpu {
+
+namespace {
+
+constexpr int64_t kParallelGrain = 1 << 14;
+
+// One row (inner == 1): x, y: (n) contiguous.
+template <class T>
+void softmax_row(const T* x, int64_t n, bool log, T* y) {
+  T m = -std::numeric_limits<T>::infinity();
+  for (int64_t j = 0; j < n; ++j) m = x[j] > m ? x[j] : m;
+  if (std::isinf(m) && m < 0) m = 0;  // an all -inf row: exp(-inf) = 0, sum 0 -> NaN like torch
+  double s = 0;
+  if (log) {
+    for (int64_t j = 0; j < n; ++j) s += (double)std::exp(x[j] - m);
+    const T lse = (T)((double)m + std::log(s));
+    for (int64_t j = 0; j < n; ++j) y[j] = x[j] - lse;
+  } else {
+    for (int64_t j = 0; j < n; ++j) {
+      T e = std::exp(x[j] - m);
+      y[j] = e;
+      s += (double)e;
+    }
+    const T inv = (T)(1.0 / s);
+    for (int64_t j = 0; j < n; ++j) y[j] *= inv;
+  }
+}
+
+// One block (inner > 1): x, y: (n, inner) contiguous; softmax down each of `inner` columns.
+template <class T>
+void softmax_block(const T* x, int64_t n, int64_t inner, bool log, T* y, std::vector<T>& m,
+                   std::vector<double>& s) {
+  m.assign(inner, -std::numeric_limits<T>::infinity());
+  s.assign(inner, 0.0);
+  for (int64_t j = 0; j < n; ++j) {
+    const T* r = x + j * inner;
+    for (int64_t i = 0; i < inner; ++i) m[i] = r[i] > m[i] ? r[i] : m[i];
+  }
+  for (int64_t i = 0; i < inner; ++i)
+    if (std::isinf(m[i]) && m[i] < 0) m[i] = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const T* r = x + j * inner;
+    T* o = y + j * inner;
+    for (int64_t i = 0; i < inner; ++i) {
+      T e = std::exp(r[i] - m[i]);
+      if (!log) o[i] = e;
+      s[i] += (double)e;
+    }
+  }
+  if (log) {
+    for (int64_t i = 0; i < inner; ++i) s[i] = (double)m[i] + std::log(s[i]);  // s becomes lse
+    for (int64_t j = 0; j < n; ++j) {
+      const T* r = x + j * inner;
+      T* o = y + j * inner;
+      for (int64_t i = 0; i < inner; ++i) o[i] = r[i] - (T)s[i];
+    }
+  } else {
+    for (int64_t i = 0; i < inner; ++i) s[i] = 1.0 / s[i];
+    for (int64_t j = 0; j < n; ++j) {
+      T* o = y + j * inner;
+      for (int64_t i = 0; i < inner; ++i) o[i] *= (T)s[i];
+    }
+  }
+}
+
+template <class T>
+void forward_typed(const T* x, int64_t outer, int64_t n, int64_t inner, bool log, T* y) {
+  const int64_t work = outer * n * inner;
+  if (inner == 1) {
+#pragma omp parallel for schedule(static) if (work > kParallelGrain)
+    for (int64_t o = 0; o < outer; ++o) softmax_row(x + o * n, n, log, y + o * n);
+    return;
+  }
+#pragma omp parallel if (work > kParallelGrain && outer > 1)
+  {
+    std::vector<T> m;
+    std::vector<double> s;
+#pragma omp for schedule(static)
+    for (int64_t o = 0; o < outer; ++o) softmax_block(x + o * n * inner, n, inner, log, y + o * n * inner, m, s);
+  }
+}
+
+template <class T>
+void backward_typed(const T* y, const T* g, int64_t outer, int64_t n, int64_t inner, bool log, T* gx) {
+  const int64_t work = outer * n * inner;
+  if (inner == 1) {
+#pragma omp parallel for schedule(static) if (work > kParallelGrain)
+    for (int64_t o = 0; o < outer; ++o) {
+      const T* yr = y + o * n;
+      const T* gr = g + o * n;
+      T* dr = gx + o * n;
+      double acc = 0;
+      if (log) {
+        for (int64_t j = 0; j < n; ++j) acc += (double)gr[j];
+        const T a = (T)acc;
+        for (int64_t j = 0; j < n; ++j) dr[j] = gr[j] - std::exp(yr[j]) * a;
+      } else {
+        for (int64_t j = 0; j < n; ++j) acc += (double)gr[j] * (double)yr[j];
+        const T a = (T)acc;
+        for (int64_t j = 0; j < n; ++j) dr[j] = yr[j] * (gr[j] - a);
+      }
+    }
+    return;
+  }
+#pragma omp parallel if (work > kParallelGrain && outer > 1)
+  {
+    std::vector<double> acc;
+#pragma omp for schedule(static)
+    for (int64_t o = 0; o < outer; ++o) {
+      const T* yb = y + o * n * inner;
+      const T* gb = g + o * n * inner;
+      T* db = gx + o * n * inner;
+      acc.assign(inner, 0.0);
+      for (int64_t j = 0; j < n; ++j) {
+        const T* yr = yb + j * inner;
+        const T* gr = gb + j * inner;
+        if (log)
+          for (int64_t i = 0; i < inner; ++i) acc[i] += (double)gr[i];
+        else
+          for (int64_t i = 0; i < inner; ++i) acc[i] += (double)gr[i] * (double)yr[i];
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        const T* yr = yb + j * inner;
+        const T* gr = gb + j * inner;
+        T* dr = db + j * inner;
+        if (log)
+          for (int64_t i = 0; i < inner; ++i) dr[i] = gr[i] - std::exp(yr[i]) * (T)acc[i];
+        else
+          for (int64_t i = 0; i < inner; ++i) dr[i] = yr[i] * (gr[i] - (T)acc[i]);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void softmax_forward(const Tensor& x, int64_t outer, int64_t n, int64_t inner, bool log, Tensor& out) {
+  if (outer * n * inner == 0) return;
+  if (x.dtype() == DType::F32) forward_typed<float>(x.data<float>(), outer, n, inner, log, out.data<float>());
+  else forward_typed<double>(x.data<double>(), outer, n, inner, log, out.data<double>());
+}
+
+void softmax_backward(const Tensor& y, const Tensor& grad_y, int64_t outer, int64_t n, int64_t inner, bool log,
+                      Tensor& grad_x) {
+  if (outer * n * inner == 0) return;
+  if (y.dtype() == DType::F32)
+    backward_typed<float>(y.data<float>(), grad_y.data<float>(), outer, n, inner, log, grad_x.data<float>());
+  else
+    backward_typed<double>(y.data<double>(), grad_y.data<double>(), outer, n, inner, log, grad_x.data<double>());
+}
+
+}  // namespace lm::cpu

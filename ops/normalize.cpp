@@ -1,0 +1,63 @@
+// l2_normalize / l1_normalize / cosine_similarity_matrix, composed from existing ops so that
+// autograd comes from the composition. The clamp max(norm, eps) follows
+// torch.nn.functional.normalize: below eps the denominator is the constant eps and carries no
+// gradient. For p = 2 the clamp is applied to the sum of squares (against eps^2) before the
+// square root: the same function and gradient, without sqrt's infinite derivative at 0
+// (0 * inf = NaN) for an all-zero slice.
+#include "ops/normalize.h"
+
+#include <cmath>
+#include <limits>
+
+#include "ops/elementwise.h"
+#include "ops/matmul.h"
+#include "ops/op_utils.h"
+#include "ops/reduce.h"
+#include "ops/shape.h"
+
+namespace lm {
+
+using namespace ops_detail;
+
+namespace {
+
+void check_normalize(const char* name, const Tensor& x, int64_t dim, double eps) {
+  check_float(name, x);
+  check_cpu_or_cuda(name, x);
+  if (x.dim() < 1) fail(name, "input must have at least 1 dimension, got " + x.str());
+  wrap_dim(dim, x.dim(), name);
+  if (!(eps > 0) || !std::isfinite(eps)) fail(name, "eps must be finite and > 0, got " + std::to_string(eps));
+}
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+}  // namespace
+
+Tensor l2_normalize(const Tensor& x, int64_t dim, double eps) {
+  check_normalize("l2_normalize", x, dim, eps);
+  // max(||x||, eps) = sqrt(max(sum x^2, eps^2))
+  Tensor sumsq = sum(pow(x, 2.0), {dim}, true);
+  Tensor denom = sqrt(clamp(sumsq, eps * eps, kInf));
+  return div(x, denom);
+}
+
+Tensor l1_normalize(const Tensor& x, int64_t dim, double eps) {
+  check_normalize("l1_normalize", x, dim, eps);
+  Tensor denom = clamp(sum(abs(x), {dim}, true), eps, kInf);
+  return div(x, denom);
+}
+
+Tensor cosine_similarity_matrix(const Tensor& a, const Tensor& b, double eps) {
+  const char* name = "cosine_similarity_matrix";
+  check_float(name, a);
+  check_float(name, b);
+  check_same(name, a, b);
+  check_dim(name, a, 2, "a");
+  check_dim(name, b, 2, "b");
+  if (a.shape()[1] != b.shape()[1])
+    fail(name, "a (N, D) and b (M, D) must share D, got " + a.str() + " and " + b.str());
+  // t(...) is a transposed view: matmul passes it to the GEMM as a flag, no copy.
+  return matmul(l2_normalize(a, 1, eps), t(l2_normalize(b, 1, eps)));
+}
+
+}  // namespace lm
