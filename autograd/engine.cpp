@@ -40,15 +40,19 @@ void record(const std::string& name, const std::vector<Tensor>& inputs, Tensor& 
 Node::~Node() {
   // Move children we solely own onto a local stack before this node dies, so destroying
   // a chain of N nodes takes N iterations instead of N nested destructor calls.
+  // Every child reference is taken over, not only the sole ones: a child shared by two
+  // consumers (x used twice per step) would otherwise be released from this node's edge
+  // after the loop, recursively, one level per step of the chain.
   std::vector<std::shared_ptr<Node>> stack;
   for (Edge& e : inputs)
-    if (e.node && e.node.use_count() == 1) stack.push_back(std::move(e.node));
+    if (e.node) stack.push_back(std::move(e.node));
   while (!stack.empty()) {
     std::shared_ptr<Node> n = std::move(stack.back());
     stack.pop_back();
-    for (Edge& e : n->inputs)
-      if (e.node && e.node.use_count() == 1) stack.push_back(std::move(e.node));
-    // n is destroyed here with no children left to recurse into.
+    if (n.use_count() == 1)  // the last reference: take its children before it dies
+      for (Edge& e : n->inputs)
+        if (e.node) stack.push_back(std::move(e.node));
+    // n is released here: either one reference fewer, or destroyed with no children left.
   }
 }
 

@@ -314,9 +314,4 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   }
 }
 
-void write_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
-  write_safetensors(path, std::vector<std::pair<std::string, Tensor>>(tensors.begin(), tensors.end()), metadata);
-}
-
 }  // namespace lm::data

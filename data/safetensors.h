@@ -8,6 +8,7 @@
 // file and the problem. Writing is atomic (temporary file, fsync, rename).
 // Supported dtypes: F32, F64, F16, BF16, I64 (other safetensors dtypes are refused by name).
 #pragma once
+#include <concepts>
 #include <map>
 #include <string>
 #include <utility>
@@ -37,8 +38,14 @@ SafetensorsFile read_safetensors(const std::string& path);
 // error (naming the path); a failed write leaves neither the file nor a temporary behind.
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
-void write_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
-                       const std::map<std::string, std::string>& metadata = {});
+// A name -> Tensor map (e.g. a state_dict). A template so that a braced list
+// write_safetensors(p, {{"a", t}}) unambiguously means the vector form above.
+template <class Map>
+  requires std::same_as<Map, std::map<std::string, Tensor>>
+void write_safetensors(const std::string& path, const Map& tensors,
+                       const std::map<std::string, std::string>& metadata = {}) {
+  write_safetensors(path, std::vector<std::pair<std::string, Tensor>>(tensors.begin(), tensors.end()), metadata);
+}
 
 // "F32" <-> DType; safetensors_dtype throws for names libramil cannot hold.
 const char* safetensors_dtype_name(DType dtype);

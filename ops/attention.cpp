@@ -40,7 +40,12 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   if (mask.defined()) {
     check_float(name, mask);
     check_same(name, q, mask);
-    if (broadcast_shapes(name, mask.shape(), score_shape) != score_shape || mask.dim() > 4)
+    bool ok = mask.dim() <= 4;
+    for (int64_t i = 1; ok && i <= mask.dim(); ++i) {
+      const int64_t have = mask.shape()[mask.dim() - i], want = score_shape[4 - i];
+      ok = have == want || have == 1;
+    }
+    if (!ok)
       fail(name, "mask " + mask.str() + " does not broadcast to the score shape (B, H, Lq, Lk) = " +
                      shape_str(score_shape));
   }

@@ -45,7 +45,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target) {
   }
   Tensor xc = logits.contiguous();
   Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());
-  Tensor lse = Tensor::empty({B}, logits.dtype(), logits.device());
+  Tensor lse = Tensor::empty({B}, DType::F64, logits.device());
   LM_DISPATCH(logits.device(), cross_entropy_forward, xc, tc, B, C, loss, lse);
   if (needs_grad({logits})) {
     Tensor xs = xc.detach(), ts = tc.detach();

@@ -98,6 +98,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   check_float("matmul", b);
   check_same("matmul", a, b);
   if (a.dim() < 1 || b.dim() < 1) fail("matmul", "scalars are not matrices: " + a.str() + " @ " + b.str());
+  // 1-d @ 1-d is a dot product -> 0-d (the (1) result of the next line has no dim -2).
+  if (a.dim() == 1 && b.dim() == 1) return squeeze(squeeze(matmul(unsqueeze(a, 0), unsqueeze(b, 1)), -1), -1);
   if (a.dim() == 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);
   if (b.dim() == 1) return squeeze(matmul(a, unsqueeze(b, 1)), -1);
   if (a.shape()[a.dim() - 1] != b.shape()[b.dim() - 2])

@@ -367,7 +367,7 @@ std::vector<OpCase> build_table() {
   for (auto [s, l, affine] : std::vector<std::tuple<Shape, L, int>>{
            {{3, 5}, L::C, 2}, {{3, 5}, L::C, 0}, {{2, 3, 7}, L::S, 2}, {{4, 6}, L::T, 2}, {{2, 4}, L::C, 1}, {{3, 1}, L::C, 2}}) {
     // affine: 0 none, 1 weight only, 2 weight + bias
-    add_case({"layer_norm", "layer_norm " + sh(s) + lay_name(l) + (affine == 2 ? " w+b" : affine == 1 ? " w" : " noaffine"),
+    OpCase c{"layer_norm", "layer_norm " + sh(s) + lay_name(l) + (affine == 2 ? " w+b" : affine == 1 ? " w" : " noaffine"),
               {{"eps", 1e-5}},
               [s, l, affine](Draw& d) {
                 Inputs v{d(s, D::Normal, l)};
@@ -377,7 +377,11 @@ std::vector<OpCase> build_table() {
               },
               [](const Inputs& x) {
                 return layer_norm(x[0], x.size() > 1 ? x[1] : Tensor(), x.size() > 2 ? x[2] : Tensor(), 1e-5);
-              }});
+              }};
+    // D = 1: x - mean is exactly 0, so the exact gradients of x and weight are 0; torch's
+    // float32 kernel leaves ~4e-6 of rounding noise there (float64 torch: ~1e-16).
+    if (s.back() == 1) c.f32 = Tol{1e-5, 1e-5};
+    add_case(c);
   }
 
   // -- cross_entropy: (B, C) logits with (B) targets, one sample (C) with a scalar / (1) target
@@ -803,6 +807,7 @@ TEST_CASE("op table: every op of ops/ops.h (gradcheck, vs PyTorch f32/f64, CUDA 
     std::ofstream f(dir / "index.json");
     f << index.dump(1);
   }
+  auto t1b = clock::now();
   json results;
   bool have_torch = false;
   try {
@@ -820,14 +825,14 @@ TEST_CASE("op table: every op of ops/ops.h (gradcheck, vs PyTorch f32/f64, CUDA 
     bool f64 = p.dt == DType::F64;
     Tol tol = f64 ? c.f64 : c.f32;
     if (!p.error.empty()) {
-      FAIL_CHECK(c.name << " [" << dtype_name(p.dt) << "]: libramil threw: " << p.error);
+      FAIL_CHECK(c.name << " [" << std::string(dtype_name(p.dt)) << "]: libramil threw: " << p.error);
       s.failures++;
       continue;
     }
     if (!have_torch) continue;
     const json& r = results[p.key];
     if (r.is_null() || !r["error"].is_null()) {
-      FAIL_CHECK(c.name << " [" << dtype_name(p.dt) << "]: the torch reference failed: " << (r.is_null() ? "no result" : r["error"].get<std::string>()));
+      FAIL_CHECK(c.name << " [" << std::string(dtype_name(p.dt)) << "]: the torch reference failed: " << (r.is_null() ? "no result" : r["error"].get<std::string>()));
       s.failures++;
       continue;
     }
@@ -838,7 +843,7 @@ TEST_CASE("op table: every op of ops/ops.h (gradcheck, vs PyTorch f32/f64, CUDA 
     case_ok = case_ok && tshape == p.run.out.shape();
     std::string odt = r["out_dtype"].get<std::string>();
     Cmp fw = compare(p.run.out.to_double_vector(), read_bin(dir / (p.key + ".out.bin"), odt), tol);
-    CHECK_MESSAGE(fw.ok, c.name << " [" << dtype_name(p.dt) << "] forward vs torch: " << fw.detail);
+    CHECK_MESSAGE(fw.ok, c.name << " [" << std::string(dtype_name(p.dt)) << "] forward vs torch: " << fw.detail);
     case_ok = case_ok && fw.ok;
     double& fs = f64 ? s.f64_fwd : s.f32_fwd;
     fs = std::max(fs, fw.max_rel);
@@ -846,7 +851,7 @@ TEST_CASE("op table: every op of ops/ops.h (gradcheck, vs PyTorch f32/f64, CUDA 
       if (!p.run.grads[i].defined()) continue;
       Cmp bw = compare(p.run.grads[i].to_double_vector(),
                        read_bin(dir / (p.key + ".gin" + std::to_string(i) + ".bin"), file_dtype(p.dt)), tol);
-      CHECK_MESSAGE(bw.ok, c.name << " [" << dtype_name(p.dt) << "] grad of input " << i << " vs torch: " << bw.detail);
+      CHECK_MESSAGE(bw.ok, c.name << " [" << std::string(dtype_name(p.dt)) << "] grad of input " << i << " vs torch: " << bw.detail);
       case_ok = case_ok && bw.ok;
       double& bs = f64 ? s.f64_bwd : s.f32_bwd;
       bs = std::max(bs, bw.max_rel);
@@ -929,7 +934,7 @@ TEST_CASE("op table: every op of ops/ops.h (gradcheck, vs PyTorch f32/f64, CUDA 
      << " torch comparisons (f32 + f64), " << cuda_cases << " CUDA comparisons, " << cuda_skipped << " CUDA skipped; "
      << failed << " failing checks.\n";
   std::snprintf(line, sizeof line, "time: gradcheck %.1fs, run + write %.1fs, torch %.1fs, compare %.1fs, cuda %.1fs\n",
-                secs(t0, t1), 0.0, secs(t1, t2), secs(t2, t3), secs(t3, t4));
+                secs(t0, t1), secs(t1, t1b), secs(t1b, t2), secs(t2, t3), secs(t3, t4));
   ss << line;
   MESSAGE(ss.str());
 }
@@ -981,6 +986,13 @@ TEST_CASE("autograd: a 2000-op chain runs backward, a 100000-op graph is destroy
   for (int i = 0; i < 20000; ++i) z = add(z, mul(z, 0.0));
   backward(sum(z));
   CHECK(x0.grad().to_double_vector()[0] == doctest::Approx(want + 1.0).epsilon(1e-12));
+  {
+    // Destruction of a 100000-deep graph in which every node is shared by two consumers.
+    Tensor w = x0;
+    for (int i = 0; i < 100000; ++i) w = add(w, mul(w, 0.0));
+    CHECK(w.to_double_vector()[0] == 1.0);
+    w = Tensor();
+  }
 }
 
 TEST_CASE("autograd: a second backward through freed buffers throws; retain_graph keeps them") {

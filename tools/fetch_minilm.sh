@@ -70,5 +70,13 @@ for n in names:
             f.write(read(n))
 print(f"fetch_minilm: extracted {root} from {os.path.basename(archive)} into {dest}", file=sys.stderr)
 EOF
+# Another run may have finished meanwhile; mv -T never nests staging inside an existing DEST.
+if [ -f "$dest/config.json" ]; then
+  rm -rf "$staging"
+  exit 0
+fi
 rm -rf "$dest"
-mv "$staging" "$dest"
+if ! mv -T "$staging" "$dest" 2>/dev/null; then
+  rm -rf "$staging"
+  [ -f "$dest/config.json" ] || { echo "fetch_minilm: could not move files into $dest" >&2; exit 1; }
+fi

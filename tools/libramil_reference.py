@@ -106,6 +106,9 @@ def model_from_state(state, args):
 
 
 def read_features(path):
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        return load_file(path)["features"].float()
     if path.endswith(".pt"):
         return torch.load(path).float()
     import h5py
@@ -125,6 +128,9 @@ def cmd_dump(args):
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
     m = model_from_state(load_file(args.weights), args).to(dtype)
     X = read_features(args.features).to(dtype)
+    if args.features.endswith(".safetensors") and dtype == torch.float64:
+        from safetensors.torch import load_file
+        X = load_file(args.features)["features"].to(dtype)
     logits = m(X)
     loss = F.cross_entropy(logits.unsqueeze(0), torch.tensor([args.label]))
     loss.backward()

@@ -13,7 +13,7 @@ namespace {
 constexpr int64_t kParallelGrain = 1 << 14;
 
 template <class T>
-void forward_typed(const T* x, const int64_t* t, int64_t B, int64_t C, T* loss, T* lse) {
+void forward_typed(const T* x, const int64_t* t, int64_t B, int64_t C, T* loss, double* lse) {
   std::vector<double> row_loss(B);
 #pragma omp parallel for schedule(static) if (B * C > kParallelGrain)
   for (int64_t b = 0; b < B; ++b) {
@@ -24,7 +24,7 @@ void forward_typed(const T* x, const int64_t* t, int64_t B, int64_t C, T* loss, 
     double s = 0;
     for (int64_t c = 0; c < C; ++c) s += (double)std::exp(r[c] - m);
     const double l = (double)m + std::log(s);
-    lse[b] = (T)l;
+    lse[b] = l;
     row_loss[b] = l - (double)r[t[b]];
   }
   double acc = 0;
@@ -33,15 +33,14 @@ void forward_typed(const T* x, const int64_t* t, int64_t B, int64_t C, T* loss, 
 }
 
 template <class T>
-void backward_typed(double g, const T* x, const int64_t* t, const T* lse, int64_t B, int64_t C, T* gx) {
-  const T scale = (T)(g / (double)B);
+void backward_typed(double g, const T* x, const int64_t* t, const double* lse, int64_t B, int64_t C, T* gx) {
+  const double scale = g / (double)B;
 #pragma omp parallel for schedule(static) if (B * C > kParallelGrain)
   for (int64_t b = 0; b < B; ++b) {
     const T* r = x + b * C;
     T* d = gx + b * C;
-    const T l = lse[b];
-    for (int64_t c = 0; c < C; ++c) d[c] = scale * std::exp(r[c] - l);
-    d[t[b]] -= scale;
+    const double l = lse[b];
+    for (int64_t c = 0; c < C; ++c) d[c] = (T)(scale * (std::exp((double)r[c] - l) - (c == t[b] ? 1.0 : 0.0)));
   }
 }
 
@@ -51,7 +50,7 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& target, int64_t B
                            Tensor& lse) {
   const int64_t* t = target.data<int64_t>();
   if (logits.dtype() == DType::F32)
-    forward_typed<float>(logits.data<float>(), t, B, C, loss.data<float>(), lse.data<float>());
+    forward_typed<float>(logits.data<float>(), t, B, C, loss.data<float>(), lse.data<double>());
   else
     forward_typed<double>(logits.data<double>(), t, B, C, loss.data<double>(), lse.data<double>());
 }
@@ -61,7 +60,7 @@ void cross_entropy_backward(const Tensor& grad_loss, const Tensor& logits, const
   const double g = grad_loss.item();
   const int64_t* t = target.data<int64_t>();
   if (logits.dtype() == DType::F32)
-    backward_typed<float>(g, logits.data<float>(), t, lse.data<float>(), B, C, grad_logits.data<float>());
+    backward_typed<float>(g, logits.data<float>(), t, lse.data<double>(), B, C, grad_logits.data<float>());
   else
     backward_typed<double>(g, logits.data<double>(), t, lse.data<double>(), B, C, grad_logits.data<double>());
 }

@@ -7,7 +7,8 @@ namespace lm::cpu {
 
 // logits: (B, C) packed float32/float64; target: (B) int64, each in [0, C);
 // loss: one element (written) = mean_b(lse_b - logits[b, target_b]);
-// lse: (B) packed, same dtype as logits (written): the row log-sum-exp, saved for backward.
+// lse: (B) packed float64 (written): the row log-sum-exp, saved for backward (float64 even
+// for float32 logits, so that exp(logits - lse) does not inherit the rounding of a large lse).
 // Row sums and the mean accumulate in float64.
 void cross_entropy_forward(const Tensor& logits, const Tensor& target, int64_t B, int64_t C, Tensor& loss,
                            Tensor& lse);

@@ -36,11 +36,13 @@ struct SinkhornOptions {
   double epsilon = 0.05;  // entropic regularisation; Kmat = exp(-C / epsilon)
   int iterations = 20;    // maximum (and, with tol == 0, exact) number of (u, w) updates
   // Early stopping: before each iteration after the first, stop a problem when the L1 error
-  // of the ROW marginal ||u o (Kmat w) - a||_1 < tol (plan row sums vs a). The column
-  // marginal is satisfied to ~1e-8 relative after every full iteration in this update order
-  // (w is updated last), so it cannot serve as a criterion; the row error is what POT's
-  // check measures for its (v-then-u) order. Costs no extra work (Kmat w is the next
-  // iteration's product). 0 = always run `iterations`.
+  // of the ROW marginal ||u o (Kmat w) - a||_1 < tol (plan row sums vs a). Not the column
+  // marginal: after every full iteration (w updated last) its error is b_j d / (R'_j + d),
+  // R' = Kmat^T u, d = 1e-8 -- it measures the 1e-8 terms, not convergence (POT, which updates
+  // v then u, checks its b marginal for the same reason). Free: Kmat w is the next iteration's
+  // product. The backward re-runs the same test, so it differentiates the same iterations.
+  // Note the 1e-8 terms bias the plain fixed point (docs/ops/sinkhorn.md): a tol below that
+  // bias is never reached. 0 = always run `iterations`.
   double tol = 0.0;
   // Log domain only: include the 1e-8 terms as log(exp(LSE) + 1e-8) (logaddexp). Then the
   // log-domain recurrence is the same function as the plain one (same values and gradients

@@ -23,8 +23,10 @@ void softmax_row(const T* x, int64_t n, bool log, T* y) {
   double s = 0;
   if (log) {
     for (int64_t j = 0; j < n; ++j) s += (double)std::exp(x[j] - m);
-    const T lse = (T)((double)m + std::log(s));
-    for (int64_t j = 0; j < n; ++j) y[j] = x[j] - lse;
+    // (x - m) - log(s), not x - (m + log(s)): x - m is exact near the maximum, and rounding
+    // m + log(s) to float32 would cost up to half an ulp of |m|.
+    const T ls = (T)std::log(s);
+    for (int64_t j = 0; j < n; ++j) y[j] = (x[j] - m) - ls;
   } else {
     for (int64_t j = 0; j < n; ++j) {
       T e = std::exp(x[j] - m);
@@ -58,11 +60,11 @@ void softmax_block(const T* x, int64_t n, int64_t inner, bool log, T* y, std::ve
     }
   }
   if (log) {
-    for (int64_t i = 0; i < inner; ++i) s[i] = (double)m[i] + std::log(s[i]);  // s becomes lse
+    for (int64_t i = 0; i < inner; ++i) s[i] = std::log(s[i]);  // s becomes log(sum)
     for (int64_t j = 0; j < n; ++j) {
       const T* r = x + j * inner;
       T* o = y + j * inner;
-      for (int64_t i = 0; i < inner; ++i) o[i] = r[i] - (T)s[i];
+      for (int64_t i = 0; i < inner; ++i) o[i] = (r[i] - m[i]) - (T)s[i];
     }
   } else {
     for (int64_t i = 0; i < inner; ++i) s[i] = 1.0 / s[i];
