@@ -212,7 +212,7 @@ Runner add_encode_text(CLI::App& app) {
     std::vector<std::string> texts = ext == ".json" ? data::read_instance_prompts(f->texts) : data::read_bag_prompts_csv(f->texts);
     std::unique_ptr<models::TextEncoder> enc = models::load_text_encoder(f->encoder);
     Tensor e = enc->encode(texts);
-    data::write_safetensors(f->out, {{"embeddings", e}}, {{"encoder", enc->id()}, {"texts", f->texts}});
+    data::write_safetensors(f->out, std::vector<std::pair<std::string, Tensor>>{{"embeddings", e}}, {{"encoder", enc->id()}, {"texts", f->texts}});
     std::cout << texts.size() << " texts -> " << f->out << " (" << e.shape()[0] << " x " << e.shape()[1] << ")\n";
     return 0;
   };

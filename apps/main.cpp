@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
   add("split", "make few-shot K-fold splits from a labels CSV", lm::app::add_split);
   add("tokenize", "tokenize lines of stdin with a tokenizer.json / vocab.txt; prints ids", lm::app::add_tokenize);
   add("encode-text", "embed texts (JSON list or one-column CSV) with a text encoder", lm::app::add_encode_text);
+  add("bench", "benchmarks (train-step)", lm::app::add_bench);
+  add("simulate", "write a simulated whole-slide dataset (features, labels, priors) -- simulated data", lm::app::add_simulate);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

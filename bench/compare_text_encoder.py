@@ -4,7 +4,7 @@
 threads, in the same run. 64 prompts long enough to fill all 128 positions.
 
 usage: .venv/bin/python bench/compare_text_encoder.py --bench BUILD_DIR/text_encoder_bench
-           [--repeats 3] [--work DIR] [--layers 12]
+           [--repeats 3] [--work DIR] [--layers 12] [--torch-warmup 1]
 Honours OPENBLAS_CORETYPE (Debian's OpenBLAS runs its Prescott kernels on this CPU unless it
 is set, e.g. OPENBLAS_CORETYPE=SkylakeX); the BLAS core torch used is probed and printed.
 Prints the timings, the agreement of the embeddings and a JSON line; writes only under --work.
@@ -54,6 +54,7 @@ def main():
     ap.add_argument("--bench", required=True)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--torch-warmup", type=int, default=1, help="untimed torch calls first (0 on a slow machine)")
     ap.add_argument("--work", default=os.path.join(REPO, "build-text", "bench_text"))
     a = ap.parse_args()
     torch.set_num_threads(THREADS)
@@ -76,7 +77,8 @@ def main():
 
     W, meta = ref.load_encoder(enc)
     with torch.no_grad():
-        emb, _ = ref.conch_forward(W, meta, texts)  # warm-up
+        for _ in range(a.torch_warmup):
+            emb, _ = ref.conch_forward(W, meta, texts)
         times = []
         for _ in range(a.repeats):
             t0 = time.perf_counter()

@@ -765,14 +765,19 @@ PtFile open_pt(const std::string& path) {
   // Sanity of the view into the storage.
   const PtTensor& t = pf.t;
   if (t.offset < 0) fail(path, "negative storage offset");
-  int64_t extent = 1;
-  bool empty = false;
+  int64_t extent = 1, numel = 1;
+  bool empty = false, overflow = false;
   for (size_t k = 0; k < t.sizes.size(); ++k) {
     if (t.sizes[k] < 0 || t.strides[k] < 0) fail(path, "negative size or stride in the saved tensor");
+    int64_t span = 0;
+    overflow |= __builtin_mul_overflow(t.sizes[k], numel, &numel);
     if (t.sizes[k] == 0) empty = true;
-    else extent += (t.sizes[k] - 1) * t.strides[k];
+    else overflow |= __builtin_mul_overflow(t.sizes[k] - 1, t.strides[k], &span) ||
+                     __builtin_add_overflow(extent, span, &extent);
   }
-  if (!empty && t.offset + extent > t.storage_numel)
+  if (overflow || __builtin_add_overflow(extent, t.offset, &extent))
+    fail(path, "saved tensor sizes/strides overflow (corrupt file?)");
+  if (!empty && extent > t.storage_numel)
     fail(path, "saved tensor view " + shape_text(t.sizes) + " exceeds its storage of " +
                    std::to_string(t.storage_numel) + " elements");
   return pf;
@@ -786,6 +791,9 @@ FeatureBag read_pt(const std::string& path, DType keep) {
   auto it = pf.zip->entries().find(key);
   if (it == pf.zip->entries().end()) fail(path, "storage entry '" + key + "' missing from the archive");
   const size_t esz = dtype_size(t.dtype);
+  if ((uint64_t)t.storage_numel > it->second.size / esz)
+    fail(path, "storage entry '" + key + "' holds " + std::to_string(it->second.size) + " bytes, fewer than the " +
+                   std::to_string(t.storage_numel) + " " + dtype_name(t.dtype) + " elements it should (corrupt file?)");
   // Read the whole storage, then take the saved view and pack it.
   Tensor storage = Tensor::empty({t.storage_numel}, t.dtype);
   pf.zip->read_into(key, it->second, storage.raw_data(), (uint64_t)t.storage_numel * esz);

@@ -70,11 +70,18 @@ FeatureCache::FeatureCache(FeatureCacheOptions options) : opts_(std::move(option
 }
 
 void FeatureCache::load(const std::vector<std::string>& paths) {
-  const int64_t n = (int64_t)paths.size();
-  std::vector<std::string> names(n);
+  std::vector<std::pair<std::string, std::string>> named;
+  for (const auto& p : paths) named.emplace_back(slide_name_from_path(p), p);
+  load_named(named);
+}
+
+void FeatureCache::load_named(const std::vector<std::pair<std::string, std::string>>& named_paths) {
+  const int64_t n = (int64_t)named_paths.size();
+  std::vector<std::string> names(n), paths(n);
   std::set<std::string> fresh;
   for (int64_t i = 0; i < n; ++i) {
-    names[i] = slide_name_from_path(paths[i]);
+    names[i] = named_paths[i].first;
+    paths[i] = named_paths[i].second;
     if (bags_.count(names[i]) || !fresh.insert(names[i]).second)
       throw std::runtime_error("feature cache: slide name " + names[i] + " (from " + paths[i] +
                                ") occurs more than once");

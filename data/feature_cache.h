@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -36,6 +37,8 @@ class FeatureCache {
   // Loads the bags at `paths` (.h5/.hdf5/.pt), named by slide_name_from_path(). A name that
   // repeats (within `paths` or with a bag already cached) is an error.
   void load(const std::vector<std::string>& paths);
+  // The same with explicit (name, path) pairs.
+  void load_named(const std::vector<std::pair<std::string, std::string>>& named_paths);
 
   bool contains(const std::string& name) const { return bags_.count(name) != 0; }
   // The features of `name` as a float32 (N, D) tensor. With store = F32 this shares the

@@ -598,17 +598,17 @@ void h5_dataset(hid_t file, const std::string& path, const char* name, hid_t mem
   h5_check(H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0, path, std::string("write ") + name);
 }
 
+// Variable-length UTF-8 string attribute (h5py reads it as str).
 void h5_attr_string(hid_t obj, const std::string& path, const char* name, const std::string& value) {
   hid_t t = H5Tcopy(H5T_C_S1);
   H5Closer ct{t, H5Tclose};
-  h5_check(t >= 0 && H5Tset_size(t, value.size() + 1) >= 0 && H5Tset_strpad(t, H5T_STR_NULLTERM) >= 0 &&
-               H5Tset_cset(t, H5T_CSET_UTF8) >= 0,
-           path, "make a string type");
+  h5_check(t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, H5T_CSET_UTF8) >= 0, path, "make a string type");
   hid_t sp = H5Screate(H5S_SCALAR);
   H5Closer cs{sp, H5Sclose};
   hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
   H5Closer ca{a, H5Aclose};
-  h5_check(a >= 0 && H5Awrite(a, t, value.c_str()) >= 0, path, std::string("write attribute ") + name);
+  const char* c = value.c_str();
+  h5_check(a >= 0 && H5Awrite(a, t, &c) >= 0, path, std::string("write attribute ") + name);
 }
 
 template <class T>

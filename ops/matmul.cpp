@@ -34,7 +34,14 @@ bool layout_of(const Tensor& x, MatrixLayout& l) {
 
 void gemm_dispatch(const Tensor& ref, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,
                    const void* B, int64_t ldb, void* C, int64_t ldc) {
-  if (!ref.device().is_cpu()) no_cuda("matmul");
+  if (!ref.device().is_cpu()) {
+#ifdef LIBRAMIL_WITH_CUDA
+    cuda::gemm(ref.device(), ref.dtype(), ta, tb, M, N, K, A, lda, B, ldb, C, ldc);  // cuda/gemm.h
+    return;
+#else
+    no_cuda("matmul");
+#endif
+  }
   if (ref.dtype() == DType::F32)
     cpu::sgemm(ta, tb, M, N, K, 1.0f, static_cast<const float*>(A), lda, static_cast<const float*>(B), ldb, 0.0f,
                static_cast<float*>(C), ldc);

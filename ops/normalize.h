@@ -2,7 +2,9 @@
 //   l2_normalize(x, dim): x / max(||x||_2, eps)   (torch.nn.functional.normalize, p=2)
 //   l1_normalize(x, dim): x / max(||x||_1, eps)   (p=1)
 //   cosine_similarity_matrix(a (N, D), b (M, D)) -> (N, M): entry (i, j) = cos(a_i, b_j),
-//   computed as l2_normalize(a) @ l2_normalize(b)^T.
+//   computed as l2_normalize(a) @ l2_normalize(b)^T, i.e. a_i.b_j / (max(|a_i|, eps) max(|b_j|, eps)).
+//   (torch.nn.functional.cosine_similarity clamps differently, a.b / max(|a| |b|, eps); the
+//   two agree unless a row's norm is below eps. A zero row gives cosine 0 here.)
 #pragma once
 #include "tensor/tensor.h"
 

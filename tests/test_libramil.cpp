@@ -45,7 +45,7 @@ void check_parity(const ParityCase& c, const fs::path& dir, const std::string& w
   DType dt = c.dtype == "float64" ? DType::F64 : DType::F32;
   Tensor x = Tensor::randn({c.n, 32}, gen, dt);
   std::string feat = (dir / ("bag_" + std::to_string(c.n) + "_" + c.dtype + ".safetensors")).string();
-  data::write_safetensors(feat, {{"features", x}});
+  data::write_safetensors(feat, std::vector<std::pair<std::string, Tensor>>{{"features", x}});
   int label = (int)(c.n % 3);
   std::string ref = (dir / ("ref_" + c.mode + c.fusion + std::to_string(c.n) + c.dtype + ".safetensors")).string();
   test::run_python_tool("libramil_reference.py", "dump --weights " + weights + " --features " + feat + " --label " +

@@ -65,13 +65,17 @@ std::string read_attr_string(const std::string& path, const char* name) {
   REQUIRE(f >= 0);
   hid_t a = H5Aopen(f, name, H5P_DEFAULT);
   REQUIRE(a >= 0);
-  hid_t t = H5Aget_type(a);
-  std::string s(H5Tget_size(t), '\0');
-  H5Aread(a, t, s.data());
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, H5T_VARIABLE);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  char* c = nullptr;
+  std::string s;
+  if (H5Aread(a, t, &c) >= 0 && c) s = c;
+  if (c) H5free_memory(c);
   H5Tclose(t);
   H5Aclose(a);
   H5Fclose(f);
-  return s.c_str();
+  return s;
 }
 
 std::string bag_path(const fs::path& dir, const std::string& name) { return (dir / "features" / (name + ".h5")).string(); }

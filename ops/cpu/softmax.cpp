@@ -102,14 +102,13 @@ void backward_typed(const T* y, const T* g, int64_t outer, int64_t n, int64_t in
       const T* gr = g + o * n;
       T* dr = gx + o * n;
       double acc = 0;
+      // The difference g - sum cancels: it is formed in float64 before rounding to T.
       if (log) {
         for (int64_t j = 0; j < n; ++j) acc += (double)gr[j];
-        const T a = (T)acc;
-        for (int64_t j = 0; j < n; ++j) dr[j] = gr[j] - std::exp(yr[j]) * a;
+        for (int64_t j = 0; j < n; ++j) dr[j] = (T)((double)gr[j] - (double)std::exp(yr[j]) * acc);
       } else {
         for (int64_t j = 0; j < n; ++j) acc += (double)gr[j] * (double)yr[j];
-        const T a = (T)acc;
-        for (int64_t j = 0; j < n; ++j) dr[j] = yr[j] * (gr[j] - a);
+        for (int64_t j = 0; j < n; ++j) dr[j] = (T)((double)yr[j] * ((double)gr[j] - acc));
       }
     }
     return;
@@ -136,9 +135,9 @@ void backward_typed(const T* y, const T* g, int64_t outer, int64_t n, int64_t in
         const T* gr = gb + j * inner;
         T* dr = db + j * inner;
         if (log)
-          for (int64_t i = 0; i < inner; ++i) dr[i] = gr[i] - std::exp(yr[i]) * (T)acc[i];
+          for (int64_t i = 0; i < inner; ++i) dr[i] = (T)((double)gr[i] - (double)std::exp(yr[i]) * acc[i]);
         else
-          for (int64_t i = 0; i < inner; ++i) dr[i] = yr[i] * (gr[i] - (T)acc[i]);
+          for (int64_t i = 0; i < inner; ++i) dr[i] = (T)((double)yr[i] * ((double)gr[i] - acc[i]));
       }
     }
   }

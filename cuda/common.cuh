@@ -1,0 +1,135 @@
+// Internal helpers shared by the cuda/*.cu files (never included by host-only code):
+// error checking, the device guard, launch sizes, float/double math overloads, and the
+// deterministic warp-shuffle / block reductions every reduction-style kernel uses.
+//
+// Determinism: a block reduction combines each thread's partial in a fixed tree (warp
+// shuffles, then one warp over the per-warp partials in shared memory). With a fixed
+// blockDim the same inputs always give the same bits; no kernel here uses atomics.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "cuda/device.h"
+#include "tensor/tensor.h"
+
+namespace lm::cuda {
+
+// Throws std::runtime_error naming `what` when `err` is not cudaSuccess.
+inline void check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorName(err) + " (" +
+                             cudaGetErrorString(err) + ")");
+}
+// Checks the last kernel launch (launch-configuration errors; execution errors surface at the
+// next synchronising call).
+inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
+
+// The stream every kernel of this backend is launched on (see device.h).
+cudaStream_t current_stream(int device);
+
+// Makes `device` current for the guard's lifetime and restores the previous one after.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    check(cudaGetDevice(&prev_), "cudaGetDevice");
+    if (prev_ != device) check(cudaSetDevice(device), "cudaSetDevice");
+    changed_ = prev_ != device;
+  }
+  explicit DeviceGuard(const Tensor& t) : DeviceGuard(t.device().index) {}
+  ~DeviceGuard() {
+    if (changed_) cudaSetDevice(prev_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int prev_ = 0;
+  bool changed_ = false;
+};
+
+// Entry-point preamble of every kernel wrapper: the backend is registered and `t`'s device is
+// current for the scope (usage: `KernelScope scope(x);`).
+struct KernelScope {
+  explicit KernelScope(const Tensor& t) : guard((ensure_registered(), t.device().index)), stream(current_stream(t.device().index)) {}
+  DeviceGuard guard;
+  cudaStream_t stream;
+};
+
+constexpr int kThreads = 256;  // default block size (a multiple of 32)
+constexpr int kWarp = 32;
+
+// Blocks for a 1-d grid-stride loop over n items (capped; the kernels loop).
+inline unsigned grid_for(int64_t n, int threads = kThreads) {
+  int64_t b = (n + threads - 1) / threads;
+  if (b < 1) b = 1;
+  if (b > 65535LL * 32) b = 65535LL * 32;
+  return (unsigned)b;
+}
+// Blocks for one-block-per-row kernels (they loop over rows with a stride of gridDim.x).
+inline unsigned grid_rows(int64_t rows) {
+  if (rows < 1) return 1;
+  return (unsigned)(rows > 65535LL * 32 ? 65535LL * 32 : rows);
+}
+
+// ---- math overloads: float calls the float intrinsic, double the double one ------------
+__device__ __forceinline__ float d_exp(float x) { return expf(x); }
+__device__ __forceinline__ double d_exp(double x) { return exp(x); }
+__device__ __forceinline__ float d_log(float x) { return logf(x); }
+__device__ __forceinline__ double d_log(double x) { return log(x); }
+__device__ __forceinline__ float d_sqrt(float x) { return sqrtf(x); }
+__device__ __forceinline__ double d_sqrt(double x) { return sqrt(x); }
+__device__ __forceinline__ float d_pow(float x, float y) { return powf(x, y); }
+__device__ __forceinline__ double d_pow(double x, double y) { return pow(x, y); }
+__device__ __forceinline__ float d_abs(float x) { return fabsf(x); }
+__device__ __forceinline__ double d_abs(double x) { return fabs(x); }
+__device__ __forceinline__ float d_tanh(float x) { return tanhf(x); }
+__device__ __forceinline__ double d_tanh(double x) { return tanh(x); }
+__device__ __forceinline__ float d_erf(float x) { return erff(x); }
+__device__ __forceinline__ double d_erf(double x) { return erf(x); }
+__device__ __forceinline__ bool d_isinf(float x) { return isinf(x); }
+__device__ __forceinline__ bool d_isinf(double x) { return isinf(x); }
+
+template <class T> __device__ __forceinline__ T neg_inf();
+template <> __device__ __forceinline__ float neg_inf<float>() { return -INFINITY; }
+template <> __device__ __forceinline__ double neg_inf<double>() { return -(double)INFINITY; }
+
+// The "max" the CPU kernels use: `v > m ? v : m` (a NaN never wins, like the CPU loop).
+template <class T> __device__ __forceinline__ T max_skip_nan(T m, T v) { return v > m ? v : m; }
+
+struct SumOp {
+  template <class T> __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+struct MaxOp {
+  template <class T> __device__ __forceinline__ T operator()(T a, T b) const { return max_skip_nan(a, b); }
+};
+
+template <class T, class Op>
+__device__ __forceinline__ T warp_reduce(T v, Op op) {
+  for (int off = kWarp / 2; off > 0; off /= 2) v = op(v, __shfl_down_sync(0xffffffffu, v, off));
+  return v;
+}
+
+// Reduces one value per thread over the whole block (blockDim.x a multiple of 32, at most
+// 1024); every thread gets the result. `shared` holds >= 33 T. Contains __syncthreads():
+// call from all threads of the block.
+template <class T, class Op>
+__device__ T block_reduce(T v, Op op, T identity, T* shared) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  const int nwarps = blockDim.x / kWarp;
+  v = warp_reduce(v, op);
+  __syncthreads();  // `shared` may still be read by a previous call
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    T r = lane < nwarps ? shared[lane] : identity;
+    r = warp_reduce(r, op);
+    if (lane == 0) shared[32] = r;
+  }
+  __syncthreads();
+  return shared[32];
+}
+
+}  // namespace lm::cuda

@@ -1,0 +1,195 @@
+// Kernel study: softmax forward over the rows of an (N, C) float32 matrix (llm.c dev/cuda
+// style): a CPU reference, kernel versions 1..4, validation of each against the reference,
+// then timing (ms and effective GB/s for one read + one write of N*C floats).
+// Standalone program, not part of the library build. Compile and run (on a GPU machine):
+//   nvcc -O3 -std=c++17 -arch=sm_90 -o /tmp/softmax_dev cuda/dev/softmax.cu && /tmp/softmax_dev [version]
+// (use -arch=sm_80 for A100). Version 3 is what cuda/softmax.cu ships (inner == 1 path).
+//
+//   1: one thread per row, three passes over the row (naive; uncoalesced).
+//   2: one block per row, shared-memory tree reductions (max, then sum).
+//   3: one block per row, warp-shuffle reductions + one warp over per-warp partials, float64
+//      sum (the library kernel: deterministic, CPU-equal numerics).
+//   4: one warp per row, online softmax (running max and rescaled sum in one pass), float sum.
+#include <cfloat>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "common.h"
+
+// ---- CPU reference: out = softmax(inp) row-wise, float64 sums ------------------------------
+void softmax_cpu(const float* inp, float* out, int N, int C) {
+  for (int i = 0; i < N; ++i) {
+    const float* x = inp + (size_t)i * C;
+    float* y = out + (size_t)i * C;
+    float m = -INFINITY;
+    for (int j = 0; j < C; ++j) m = x[j] > m ? x[j] : m;
+    double s = 0;
+    for (int j = 0; j < C; ++j) s += (double)std::exp(x[j] - m);
+    const float inv = (float)(1.0 / s);
+    for (int j = 0; j < C; ++j) y[j] = std::exp(x[j] - m) * inv;
+  }
+}
+
+// ---- version 1: a thread per row ------------------------------------------------------------
+// inp, out: (N, C) row-major.
+__global__ void softmax_kernel1(const float* inp, float* out, int N, int C) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= N) return;
+  const float* x = inp + (size_t)i * C;
+  float* y = out + (size_t)i * C;
+  float m = -INFINITY;
+  for (int j = 0; j < C; ++j) m = x[j] > m ? x[j] : m;
+  double s = 0;
+  for (int j = 0; j < C; ++j) s += (double)expf(x[j] - m);
+  const float inv = (float)(1.0 / s);
+  for (int j = 0; j < C; ++j) y[j] = expf(x[j] - m) * inv;
+}
+
+// ---- version 2: a block per row, shared-memory tree reductions -------------------------------
+// inp, out: (N, C) row-major; blockDim.x a power of two; shared: blockDim.x doubles.
+__global__ void softmax_kernel2(const float* inp, float* out, int N, int C) {
+  extern __shared__ double shared2[];
+  const int i = blockIdx.x, t = threadIdx.x;
+  const float* x = inp + (size_t)i * C;
+  float* y = out + (size_t)i * C;
+  float m = -INFINITY;
+  for (int j = t; j < C; j += blockDim.x) m = x[j] > m ? x[j] : m;
+  shared2[t] = m;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s /= 2) {
+    if (t < s) shared2[t] = shared2[t + s] > shared2[t] ? shared2[t + s] : shared2[t];
+    __syncthreads();
+  }
+  m = (float)shared2[0];
+  __syncthreads();
+  double sum = 0;
+  for (int j = t; j < C; j += blockDim.x) sum += (double)expf(x[j] - m);
+  shared2[t] = sum;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s /= 2) {
+    if (t < s) shared2[t] += shared2[t + s];
+    __syncthreads();
+  }
+  const float inv = (float)(1.0 / shared2[0]);
+  for (int j = t; j < C; j += blockDim.x) y[j] = expf(x[j] - m) * inv;
+}
+
+// ---- version 3: a block per row, warp shuffles (the library kernel) -------------------------
+template <class T, class Op>
+__device__ T warp_reduce(T v, Op op) {
+  for (int off = 16; off > 0; off /= 2) v = op(v, __shfl_down_sync(0xffffffffu, v, off));
+  return v;
+}
+struct Max { __device__ float operator()(float a, float b) const { return b > a ? b : a; } };
+struct Sum { __device__ double operator()(double a, double b) const { return a + b; } };
+
+template <class T, class Op>
+__device__ T block_reduce(T v, Op op, T identity, T* shared) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+  v = warp_reduce(v, op);
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    T r = lane < nwarps ? shared[lane] : identity;
+    r = warp_reduce(r, op);
+    if (lane == 0) shared[32] = r;
+  }
+  __syncthreads();
+  return shared[32];
+}
+
+// inp, out: (N, C) row-major; blockDim.x a multiple of 32.
+__global__ void softmax_kernel3(const float* inp, float* out, int N, int C) {
+  __shared__ float sf[33];
+  __shared__ double sd[33];
+  const float* x = inp + (size_t)blockIdx.x * C;
+  float* y = out + (size_t)blockIdx.x * C;
+  float m = -INFINITY;
+  for (int j = threadIdx.x; j < C; j += blockDim.x) m = x[j] > m ? x[j] : m;
+  m = block_reduce(m, Max{}, -INFINITY, sf);
+  if (isinf(m) && m < 0) m = 0;
+  double s = 0;
+  for (int j = threadIdx.x; j < C; j += blockDim.x) s += (double)expf(x[j] - m);
+  s = block_reduce(s, Sum{}, 0.0, sd);
+  const float inv = (float)(1.0 / s);
+  for (int j = threadIdx.x; j < C; j += blockDim.x) y[j] = expf(x[j] - m) * inv;
+}
+
+// ---- version 4: a warp per row, online softmax ------------------------------------------
+// inp, out: (N, C) row-major; blockDim.x a multiple of 32 (blockDim.x / 32 rows per block).
+__global__ void softmax_kernel4(const float* inp, float* out, int N, int C) {
+  const int lane = threadIdx.x % 32;
+  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  if (row >= N) return;
+  const float* x = inp + (size_t)row * C;
+  float* y = out + (size_t)row * C;
+  float m = -INFINITY, s = 0.f;
+  for (int j = lane; j < C; j += 32) {
+    const float v = x[j];
+    if (v > m) {
+      s = s * expf(m - v) + 1.f;
+      m = v;
+    } else {
+      s += expf(v - m);
+    }
+  }
+  for (int off = 16; off > 0; off /= 2) {  // combine (m, s) pairs
+    const float m2 = __shfl_down_sync(0xffffffffu, m, off);
+    const float s2 = __shfl_down_sync(0xffffffffu, s, off);
+    const float mn = fmaxf(m, m2);
+    s = (m == -INFINITY ? 0.f : s * expf(m - mn)) + (m2 == -INFINITY ? 0.f : s2 * expf(m2 - mn));
+    m = mn;
+  }
+  m = __shfl_sync(0xffffffffu, m, 0);
+  s = __shfl_sync(0xffffffffu, s, 0);
+  const float inv = 1.f / s;
+  for (int j = lane; j < C; j += 32) y[j] = expf(x[j] - m) * inv;
+}
+
+void run(int version, const float* d_in, float* d_out, int N, int C, int block) {
+  switch (version) {
+    case 1: softmax_kernel1<<<ceil_div(N, block), block>>>(d_in, d_out, N, C); break;
+    case 2: softmax_kernel2<<<N, block, block * sizeof(double)>>>(d_in, d_out, N, C); break;
+    case 3: softmax_kernel3<<<N, block>>>(d_in, d_out, N, C); break;
+    case 4: softmax_kernel4<<<ceil_div(N, block / 32), block>>>(d_in, d_out, N, C); break;
+    default: std::fprintf(stderr, "unknown version %d\n", version); std::exit(1);
+  }
+  DEV_CHECK(cudaGetLastError());
+}
+
+int main(int argc, char** argv) {
+  const int N = 8 * 1024, C = 4096;
+  int only = argc > 1 ? std::atoi(argv[1]) : 0;
+  std::printf("softmax forward, N = %d rows, C = %d\n", N, C);
+  std::vector<float> inp = random_vector((size_t)N * C, -8.f, 8.f), ref((size_t)N * C);
+  softmax_cpu(inp.data(), ref.data(), N, C);
+  float* d_in = to_device(inp);
+  float* d_out = nullptr;
+  DEV_CHECK(cudaMalloc(&d_out, (size_t)N * C * sizeof(float)));
+  bool all_ok = true;
+  const int blocks[] = {64, 128, 256, 512, 1024};
+  for (int v = 1; v <= 4; ++v) {
+    if (only && v != only) continue;
+    std::printf("version %d\n", v);
+    for (int block : blocks) {
+      DEV_CHECK(cudaMemset(d_out, 0, (size_t)N * C * sizeof(float)));
+      run(v, d_in, d_out, N, C, block);
+      DEV_CHECK(cudaDeviceSynchronize());
+      char name[64];
+      std::snprintf(name, sizeof name, "block %d", block);
+      all_ok &= validate(name, d_out, ref, 1e-6, 1e-5);
+      const float ms = time_ms([&] { run(v, d_in, d_out, N, C, block); }, v == 1 ? 3 : 50);
+      const double gbs = 2.0 * (double)N * C * sizeof(float) / (ms * 1e-3) / 1e9;
+      std::printf("  %-28s %.4f ms, %.1f GB/s\n", "", ms, gbs);
+      // machine-readable line for tools/gpu_check.sh
+      std::printf("BENCH softmax_fwd v%d block=%d ms=%.4f\n", v, block, ms);
+    }
+  }
+  DEV_CHECK(cudaFree(d_in));
+  DEV_CHECK(cudaFree(d_out));
+  std::printf(all_ok ? "all versions match the CPU reference\n" : "SOME VERSIONS FAILED\n");
+  return all_ok ? 0 : 1;
+}

@@ -1,0 +1,216 @@
+// The CUDA device layer: a caching device allocator behind DeviceHooks.allocate / release,
+// host <-> device copies behind DeviceHooks.copy, device_count, the per-device current stream,
+// and the registration of these hooks with tensor/storage (cuda/device.h).
+//
+// Allocator: requests are rounded up to a size class (512 B steps up to 1 MiB, 2 MiB steps
+// above); a released block goes to its class's free list and is handed out again to the next
+// request of the same class without calling cudaFree / cudaMalloc. When cudaMalloc fails, all
+// cached blocks of the device are freed and the allocation is retried once; then it throws
+// with the statistics. Blocks are reused immediately on release, which is correct because
+// every kernel and copy of this backend runs on one stream per device (stream order).
+// Cached blocks are never returned at process exit (the driver reclaims them).
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cuda/common.cuh"
+#include "cuda/device.h"
+#include "tensor/storage.h"
+
+namespace lm::cuda {
+
+namespace {
+
+constexpr int kMaxDevices = 64;
+constexpr size_t kSmallLimit = size_t(1) << 20;  // 1 MiB
+constexpr size_t kSmallStep = 512;
+constexpr size_t kLargeStep = size_t(2) << 20;  // 2 MiB
+
+size_t size_class(size_t nbytes) {
+  if (nbytes <= kSmallLimit) return (nbytes + kSmallStep - 1) / kSmallStep * kSmallStep;
+  return (nbytes + kLargeStep - 1) / kLargeStep * kLargeStep;
+}
+
+struct DeviceCache {
+  std::mutex mu;
+  std::unordered_map<size_t, std::vector<void*>> free_blocks;  // size class -> free blocks
+  std::unordered_map<void*, size_t> live;                     // block -> size class
+  AllocatorStats stats;
+};
+
+// Heap-allocated and never destroyed: Storage destructors may run during static destruction.
+DeviceCache& cache_of(int device) {
+  static DeviceCache* caches = new DeviceCache[kMaxDevices];
+  if (device < 0 || device >= kMaxDevices)
+    throw std::runtime_error("CUDA allocator: device index " + std::to_string(device) + " out of range");
+  return caches[device];
+}
+
+std::mutex& stream_mutex() {
+  static std::mutex* m = new std::mutex;
+  return *m;
+}
+cudaStream_t g_streams[kMaxDevices] = {};  // nullptr: the legacy default stream
+
+std::string stats_str(const AllocatorStats& s) {
+  return "current " + std::to_string(s.current) + " B, peak " + std::to_string(s.peak) + " B, reserved " +
+         std::to_string(s.reserved) + " B, cached " + std::to_string(s.reserved - s.current) + " B";
+}
+
+// Frees every cached block of `device`; the caller holds c.mu.
+void release_cached_locked(DeviceCache& c, int device) {
+  DeviceGuard guard(device);
+  for (auto& [size, blocks] : c.free_blocks) {
+    for (void* p : blocks) {
+      cudaFree(p);
+      c.stats.reserved -= (int64_t)size;
+    }
+    blocks.clear();
+  }
+  c.free_blocks.clear();
+}
+
+void* allocate(size_t nbytes, int device) {
+  if (nbytes == 0) return nullptr;
+  const size_t size = size_class(nbytes);
+  DeviceCache& c = cache_of(device);
+  std::lock_guard<std::mutex> lock(c.mu);
+  ++c.stats.num_allocs;
+  void* p = nullptr;
+  auto it = c.free_blocks.find(size);
+  if (it != c.free_blocks.end() && !it->second.empty()) {
+    p = it->second.back();
+    it->second.pop_back();
+    ++c.stats.num_cache_hits;
+  } else {
+    DeviceGuard guard(device);
+    cudaError_t err = cudaMalloc(&p, size);
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();  // clear the sticky-free error state
+      release_cached_locked(c, device);
+      err = cudaMalloc(&p, size);
+    }
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      throw std::runtime_error("CUDA allocator: cudaMalloc of " + std::to_string(size) + " bytes on cuda:" +
+                               std::to_string(device) + " failed: " + cudaGetErrorString(err) + " (" +
+                               stats_str(c.stats) + ")");
+    }
+    ++c.stats.num_cuda_mallocs;
+    c.stats.reserved += (int64_t)size;
+  }
+  c.live[p] = size;
+  c.stats.current += (int64_t)size;
+  if (c.stats.current > c.stats.peak) c.stats.peak = c.stats.current;
+  return p;
+}
+
+void release(void* p, int device) {
+  if (!p) return;
+  DeviceCache& c = cache_of(device);
+  std::lock_guard<std::mutex> lock(c.mu);
+  auto it = c.live.find(p);
+  if (it == c.live.end()) {
+    std::fprintf(stderr, "libramil CUDA allocator: release of unknown pointer %p on cuda:%d ignored\n", p, device);
+    return;
+  }
+  const size_t size = it->second;
+  c.live.erase(it);
+  c.stats.current -= (int64_t)size;
+  c.free_blocks[size].push_back(p);
+}
+
+void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) {
+  if (nbytes == 0) return;
+  const int device = dst_dev.is_cuda() ? dst_dev.index : src_dev.index;
+  DeviceGuard guard(device);
+  cudaStream_t stream = current_stream(device);
+  check(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, stream), "cudaMemcpyAsync (tensor copy)");
+  // Host memory is pageable and may be freed as soon as we return: wait for the transfer.
+  if (dst_dev.is_cpu() || src_dev.is_cpu()) check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (tensor copy)");
+}
+
+std::mutex& registration_mutex() {
+  static std::mutex* m = new std::mutex;
+  return *m;
+}
+
+bool hooks_ok() {
+  const DeviceHooks* h = device_hooks(DeviceType::CUDA);
+  return h && h->allocate && h->release && h->copy && h->device_count;
+}
+
+// Registers at static-initialisation time as well (see ensure_registered in device.h).
+struct Registrar {
+  Registrar() { ensure_registered(); }
+} g_registrar;
+
+}  // namespace
+
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+void ensure_registered() {
+  if (hooks_ok()) return;
+  std::lock_guard<std::mutex> lock(registration_mutex());
+  if (hooks_ok()) return;
+  DeviceHooks hooks;
+  hooks.allocate = [](size_t nbytes, int device) { return allocate(nbytes, device); };
+  hooks.release = [](void* p, int device) { release(p, device); };
+  hooks.copy = [](void* dst, Device dd, const void* src, Device sd, size_t n) { copy(dst, dd, src, sd, n); };
+  hooks.device_count = [] { return device_count(); };
+  register_device_hooks(DeviceType::CUDA, std::move(hooks));
+}
+
+AllocatorStats allocator_stats(int device) {
+  DeviceCache& c = cache_of(device);
+  std::lock_guard<std::mutex> lock(c.mu);
+  AllocatorStats s = c.stats;
+  s.cached = s.reserved - s.current;
+  return s;
+}
+
+void reset_peak(int device) {
+  DeviceCache& c = cache_of(device);
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.stats.peak = c.stats.current;
+}
+
+void empty_cache(int device) {
+  DeviceCache& c = cache_of(device);
+  std::lock_guard<std::mutex> lock(c.mu);
+  release_cached_locked(c, device);
+}
+
+cudaStream_t current_stream(int device) {
+  if (device < 0 || device >= kMaxDevices) throw std::runtime_error("current_stream: bad device index");
+  std::lock_guard<std::mutex> lock(stream_mutex());
+  return g_streams[device];
+}
+
+void* current_stream_handle(int device) { return (void*)current_stream(device); }
+
+void set_current_stream_handle(void* stream, int device) {
+  if (device < 0 || device >= kMaxDevices) throw std::runtime_error("set_current_stream: bad device index");
+  std::lock_guard<std::mutex> lock(stream_mutex());
+  g_streams[device] = (cudaStream_t)stream;
+}
+
+void synchronize(int device) {
+  ensure_registered();
+  DeviceGuard guard(device);
+  check(cudaStreamSynchronize(current_stream(device)), "synchronize");
+}
+
+}  // namespace lm::cuda

@@ -1,0 +1,64 @@
+// Declarations of every CUDA kernel entry point the ops dispatch to (LM_DISPATCH in
+// ops/op_utils.h calls lm::cuda::<name> with exactly the CPU kernel's arguments), plus the
+// GPU GEMM, the device-side layout copy and the device layer. Each function has the contract
+// of its lm::cpu namesake (see the ops/cpu/*.h header named beside it); all tensors live on
+// one CUDA device; kernels are asynchronous on that device's current stream (cuda/device.h).
+// Implementations: cuda/<family>.cu. This header includes no CUDA headers.
+//
+// The existence of this file switches the build to CUDA dispatch (CMakeLists.txt defines
+// LIBRAMIL_WITH_CUDA for lm_cuda and everything above it), so every LM_DISPATCH kernel must be
+// declared here and implemented in cuda/.
+#pragma once
+#include "cuda/copy.h"
+#include "cuda/device.h"
+#include "cuda/gemm.h"
+#include "ops/cpu/elementwise.h"
+#include "ops/cpu/layer_norm.h"
+#include "ops/cpu/loss.h"
+#include "ops/cpu/reduce.h"
+#include "ops/cpu/softmax.h"
+#include "tensor/tensor.h"
+
+namespace lm::cuda {
+
+// ---- elementwise (ops/cpu/elementwise.h; cuda/elementwise.cu) -------------------------------
+// a, b: any layout, broadcastable to out's shape; out: packed broadcast shape.
+void binary_forward(cpu::BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out);
+// x, out: (n) packed.
+void unary_forward(cpu::UnaryOp op, const cpu::UnaryParams& p, const Tensor& x, Tensor& out);
+// x, y, grad_y, grad_x: (n) packed.
+void unary_backward(cpu::UnaryOp op, const cpu::UnaryParams& p, const Tensor& x, const Tensor& y,
+                    const Tensor& grad_y, Tensor& grad_x);
+
+// ---- reductions (ops/cpu/reduce.h; cuda/reduce.cu) -----------------------------------------
+// x: (outer, reduced, inner) packed; out: (outer, inner) packed.
+void reduce_forward(cpu::ReduceOp op, const Tensor& x, int64_t outer, int64_t reduced, int64_t inner, Tensor& out);
+// x: (outer, reduced, inner) packed; out: (outer, inner) int64.
+void argmax_forward(const Tensor& x, int64_t outer, int64_t reduced, int64_t inner, Tensor& out);
+
+// ---- softmax / log_softmax (ops/cpu/softmax.h; cuda/softmax.cu) -----------------------------
+// x, out: (outer, n, inner) packed.
+void softmax_forward(const Tensor& x, int64_t outer, int64_t n, int64_t inner, bool log, Tensor& out);
+// y, grad_y, grad_x: (outer, n, inner) packed.
+void softmax_backward(const Tensor& y, const Tensor& grad_y, int64_t outer, int64_t n, int64_t inner, bool log,
+                      Tensor& grad_x);
+
+// ---- layer norm (ops/cpu/layer_norm.h; cuda/layer_norm.cu) ----------------------------------
+// x, out: (rows, D) packed; weight, bias: (D) or undefined; mean, rstd: (rows).
+void layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, int64_t rows,
+                        int64_t D, Tensor& out, Tensor& mean, Tensor& rstd);
+// grad_y, x, grad_x: (rows, D); weight, grad_weight, grad_bias: (D); mean, rstd: (rows);
+// undefined outputs are skipped.
+void layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                         const Tensor& rstd, int64_t rows, int64_t D, Tensor& grad_x, Tensor& grad_weight,
+                         Tensor& grad_bias);
+
+// ---- cross-entropy (ops/cpu/loss.h; cuda/loss.cu) -------------------------------------------
+// logits: (B, C) packed; target: (B) int64; loss: one element; lse: (B) float64.
+void cross_entropy_forward(const Tensor& logits, const Tensor& target, int64_t B, int64_t C, Tensor& loss,
+                           Tensor& lse);
+// grad_loss: one element; grad_logits: (B, C) packed.
+void cross_entropy_backward(const Tensor& grad_loss, const Tensor& logits, const Tensor& target, const Tensor& lse,
+                            int64_t B, int64_t C, Tensor& grad_logits);
+
+}  // namespace lm::cuda

@@ -1,0 +1,69 @@
+// bench_train_step: builds the model on random data and times the steps (median of repeats).
+#include "models/benchmark.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "models/baselines.h"
+#include "models/optim.h"
+#include "ops/ops.h"
+
+namespace lm::bench {
+
+static double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+TrainStepResult bench_train_step(const TrainStepOptions& o) {
+  using Clock = std::chrono::steady_clock;
+  Generator gen(o.seed);
+  std::unique_ptr<nn::Module> model;
+  if (o.model == "libramil") {
+    models::LibraMILConfig c;
+    c.dim = o.dim;
+    c.text_dim = o.dim;
+    c.num_vis_prototypes = o.visual_prototypes;
+    c.num_text_prototypes = o.text_prototypes;
+    c.num_classes = o.classes;
+    c.mode = o.mode;
+    Tensor z_ins = l2_normalize(Tensor::randn({o.text_prototypes, o.dim}, gen), 1);
+    Tensor z_bag = l2_normalize(Tensor::randn({o.classes, o.dim}, gen), 1);
+    model = std::make_unique<models::LibraMIL>(c, z_ins, z_bag, gen);
+  } else {
+    model = models::make_baseline(o.model, o.dim, o.classes, gen);
+  }
+  Tensor x = Tensor::randn({o.instances, o.dim}, gen);
+  Tensor y = Tensor::from_vector(std::vector<int64_t>{1 % o.classes}, {1});
+  optim::AdamW opt(model->parameters(), 1e-4, {0.9, 0.999}, 1e-8, 0.01);
+  TrainStepResult r;
+  r.parameters = model->num_parameters();
+  std::vector<double> steps, fwds;
+  Storage::reset_cpu_peak();
+  for (int i = 0; i < o.warmup + o.repeats; ++i) {
+    auto t0 = Clock::now();
+    opt.zero_grad();
+    Tensor loss = cross_entropy(unsqueeze((*model)(x), 0), y);
+    backward(loss);
+    opt.step();
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (i >= o.warmup) steps.push_back(ms);
+  }
+  {
+    NoGradGuard ng;
+    model->eval();
+    for (int i = 0; i < o.warmup + o.repeats; ++i) {
+      auto t0 = Clock::now();
+      Tensor logits = (*model)(x);
+      double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      if (i >= o.warmup) fwds.push_back(ms);
+    }
+  }
+  r.median_ms = median(steps);
+  r.min_ms = steps.empty() ? 0 : *std::min_element(steps.begin(), steps.end());
+  r.forward_median_ms = median(fwds);
+  r.peak_bytes = Storage::cpu_peak_bytes();
+  return r;
+}
+
+}  // namespace lm::bench

@@ -1,0 +1,25 @@
+// Timing of one training step (forward + backward + AdamW) and of an inference forward on
+// random data, for `libramil bench train-step` and bench/compare_torch.py.
+#pragma once
+#include <string>
+
+#include "models/libramil.h"
+
+namespace lm::bench {
+
+struct TrainStepOptions {
+  int64_t instances = 8000, dim = 512, text_prototypes = 46, visual_prototypes = 10, classes = 3;
+  std::string mode = "paper", model = "libramil";
+  int repeats = 5, warmup = 1;
+  uint64_t seed = 0;
+};
+
+struct TrainStepResult {
+  double median_ms = 0, forward_median_ms = 0, min_ms = 0;
+  int64_t peak_bytes = 0;  // high-water mark of CPU tensor storage during the timed steps
+  int64_t parameters = 0;
+};
+
+TrainStepResult bench_train_step(const TrainStepOptions& options);
+
+}  // namespace lm::bench

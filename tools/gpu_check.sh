@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# One-call GPU check of libramil (docs/cuda.md): builds for Hopper (sm_90) with the CUDA
+# backend, runs the whole test suite (the op table then compares every op on CUDA against the
+# CPU), compiles and runs the kernel studies in cuda/dev/ (validation + timing), times the
+# same shapes with PyTorch on the GPU, and prints one summary table last.
+#
+# usage: tools/gpu_check.sh [BUILD_DIR=build-gpu]
+# env:   LIBRAMIL_CUDA_ARCHS (default 90), JOBS (default nproc), LIBRAMIL_PYTHON (a python3
+#        with torch; default: python3 on PATH), GPU_CHECK_SKIP_TESTS=1, GPU_CHECK_SKIP_BENCH=1,
+#        LIBRAMIL_CUDA_GEMM=cublas|tiled (the GEMM the tests use; default cublas).
+#
+# The target machine has only the CUDA toolkit, CMake and a python3 with PyTorch, and no apt
+# or pip access. The build needs these Debian development packages (or the same libraries
+# installed elsewhere and visible to the compiler / CMake):
+#   libfmt-dev nlohmann-json3-dev libcli11-dev doctest-dev libhdf5-dev libutf8proc-dev
+#   libstb-dev pkg-config (and g++ with OpenMP, i.e. libgomp)
+# They are checked first; the script stops with a clear message when one is missing.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BUILD=${1:-build-gpu}
+ARCHS=${LIBRAMIL_CUDA_ARCHS:-90}
+JOBS=${JOBS:-$(nproc)}
+PY=${LIBRAMIL_PYTHON:-$(command -v python3 || echo /usr/bin/python3)}
+export LIBRAMIL_PYTHON="$PY"
+LOG="$BUILD/gpu_check_logs"
+SUMMARY=()  # rows "step|status|detail"
+
+row() { SUMMARY+=("$1|$2|$3"); }
+print_summary() {
+  echo
+  echo "==================== gpu_check summary ===================="
+  printf '%-34s %-6s %s\n' "step" "status" "detail"
+  printf '%-34s %-6s %s\n' "----" "------" "------"
+  for r in "${SUMMARY[@]}"; do
+    IFS='|' read -r a b c <<<"$r"
+    printf '%-34s %-6s %s\n' "$a" "$b" "$c"
+  done
+  echo "logs: $LOG"
+}
+die() {
+  echo "gpu_check: $*" >&2
+  row "abort" "FAIL" "$*"
+  print_summary
+  exit 1
+}
+
+# ---- 0. tools and dependencies ---------------------------------------------------------------
+NVCC=${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+[ -x "$NVCC" ] || die "nvcc not found (put the CUDA toolkit's bin/ on PATH or set CUDACXX)"
+command -v cmake >/dev/null || die "cmake not found"
+CXX_BIN=${CXX:-$(command -v c++ || command -v g++ || true)}
+[ -n "$CXX_BIN" ] || die "no C++ compiler (g++) found"
+
+missing=()
+have_header() {  # header [extra include dir]
+  local extra=""
+  [ -n "${2:-}" ] && extra="-I$2"
+  echo "#include <$1>" | "$CXX_BIN" -std=c++20 $extra -E -x c++ - >/dev/null 2>&1
+}
+have_header fmt/core.h || missing+=("libfmt-dev (fmt/core.h)")
+have_header nlohmann/json.hpp || missing+=("nlohmann-json3-dev (nlohmann/json.hpp)")
+have_header CLI/CLI.hpp || missing+=("libcli11-dev (CLI/CLI.hpp)")
+have_header doctest/doctest.h || missing+=("doctest-dev (doctest/doctest.h)")
+have_header hdf5.h || have_header hdf5.h /usr/include/hdf5/serial || missing+=("libhdf5-dev (hdf5.h)")
+have_header utf8proc.h || missing+=("libutf8proc-dev (utf8proc.h)")
+have_header stb_image_write.h /usr/include/stb || missing+=("libstb-dev (stb/stb_image_write.h)")
+command -v pkg-config >/dev/null || missing+=("pkg-config")
+echo 'int main(){}' | "$CXX_BIN" -fopenmp -x c++ - -o /dev/null >/dev/null 2>&1 || missing+=("OpenMP for $CXX_BIN (libgomp)")
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "gpu_check: the build needs packages this machine lacks:" >&2
+  for m in "${missing[@]}"; do echo "  - $m" >&2; done
+  echo "Install them (Debian: apt-get install libfmt-dev nlohmann-json3-dev libcli11-dev doctest-dev" >&2
+  echo "libhdf5-dev libutf8proc-dev libstb-dev pkg-config), or make the same libraries visible via" >&2
+  echo "CPATH / CMAKE_PREFIX_PATH / PKG_CONFIG_PATH, then rerun." >&2
+  die "missing build dependencies: ${missing[*]}"
+fi
+row "dependencies" "ok" "nvcc $("$NVCC" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'), cmake $(cmake --version | head -1 | awk '{print $3}')"
+
+mkdir -p "$LOG"
+if command -v nvidia-smi >/dev/null; then
+  GPU=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)
+  row "gpu" "ok" "${GPU:-unknown}"
+else
+  row "gpu" "warn" "nvidia-smi not found"
+fi
+
+# ---- 1. build --------------------------------------------------------------------------------
+t0=$(date +%s)
+if cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLIBRAMIL_CUDA=ON -DLIBRAMIL_CUDA_ARCHS="$ARCHS" \
+     -DCMAKE_CUDA_COMPILER="$NVCC" >"$LOG/configure.log" 2>&1 &&
+   cmake --build "$BUILD" -j "$JOBS" >"$LOG/build.log" 2>&1; then
+  row "build (sm_$ARCHS)" "ok" "$(( $(date +%s) - t0 )) s"
+else
+  tail -40 "$LOG/configure.log" "$LOG/build.log" 2>/dev/null
+  die "build failed (see $LOG/build.log)"
+fi
+grep -q "LIBRAMIL_WITH_CUDA=1" "$BUILD/compile_commands.json" 2>/dev/null ||
+  row "cuda dispatch" "warn" "LIBRAMIL_WITH_CUDA not defined (cuda/kernels.h missing?): ops will not run on the GPU"
+
+# ---- 2. test suite ---------------------------------------------------------------------------
+if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
+  t0=$(date +%s)
+  # -V: keep every suite's output (the op table prints its CUDA column even when it passes)
+  ctest --test-dir "$BUILD" -V -j 2 >"$LOG/ctest.log" 2>&1
+  rc=$?
+  passed=$(grep -cE "Test +#.*Passed" "$LOG/ctest.log" || true)
+  failed=$(grep -cE "Test +#.*(\*\*\*Failed|\*\*\*Exception|\*\*\*Timeout|Not Run)" "$LOG/ctest.log" || true)
+  skipped=$(grep -cE "Test +#.*Skipped" "$LOG/ctest.log" || true)
+  status=ok
+  [ $rc -ne 0 ] && status=FAIL
+  row "ctest (all suites)" "$status" "$passed passed, $failed failed, $skipped skipped, $(( $(date +%s) - t0 )) s"
+  grep -E "Test +#.*(\*\*\*Failed|\*\*\*Exception|\*\*\*Timeout)" "$LOG/ctest.log" | sed 's/^ *//' | while read -r l; do
+    echo "  $l"
+  done
+  # The op table's CUDA column (skipped here would mean the backend did not register).
+  cuda_line=$(grep -E "CUDA comparisons" "$LOG/ctest.log" | tail -1 | sed 's/^ *//')
+  if [ -n "$cuda_line" ]; then
+    if echo "$cuda_line" | grep -q " 0 CUDA comparisons"; then row "op table on CUDA" "FAIL" "$cuda_line"
+    else row "op table on CUDA" "ok" "$cuda_line"; fi
+  else
+    row "op table on CUDA" "warn" "no op-table CUDA line in the ctest log"
+  fi
+else
+  row "ctest" "skip" "GPU_CHECK_SKIP_TESTS=1"
+fi
+
+# ---- 3. kernel studies (cuda/dev) and PyTorch on the same shapes ------------------------------
+declare -A OURS TORCH
+if [ "${GPU_CHECK_SKIP_BENCH:-0}" != 1 ]; then
+  for study in softmax layernorm; do
+    bin="$BUILD/dev_$study"
+    if "$NVCC" -O3 -std=c++17 -arch=sm_"${ARCHS%%;*}" -o "$bin" "$ROOT/cuda/dev/$study.cu" >"$LOG/dev_$study.build.log" 2>&1; then
+      if "$bin" >"$LOG/dev_$study.log" 2>&1; then row "cuda/dev/$study.cu" "ok" "all versions match the CPU reference"
+      else row "cuda/dev/$study.cu" "FAIL" "see $LOG/dev_$study.log"; fi
+    else
+      row "cuda/dev/$study.cu" "FAIL" "nvcc failed, see $LOG/dev_$study.build.log"
+    fi
+  done
+  # Library versions: softmax v3 (block 256), layernorm forward v2 / backward v2.
+  OURS[softmax_fwd]=$(sed -n 's/^BENCH softmax_fwd v3 block=256 ms=\([0-9.]*\)/\1/p' "$LOG/dev_softmax.log" 2>/dev/null)
+  OURS[layernorm_fwd]=$(sed -n 's/^BENCH layernorm_fwd v2 ms=\([0-9.]*\)/\1/p' "$LOG/dev_layernorm.log" 2>/dev/null)
+  OURS[layernorm_bwd]=$(sed -n 's/^BENCH layernorm_bwd v2 ms=\([0-9.]*\)/\1/p' "$LOG/dev_layernorm.log" 2>/dev/null)
+  # Best version of each study (any version / block size).
+  best_sm=$(grep '^BENCH softmax_fwd' "$LOG/dev_softmax.log" 2>/dev/null | sed 's/.*ms=//' | sort -g | head -1)
+
+  if "$PY" - >"$LOG/torch_bench.log" 2>&1 <<'PYEOF'
+import torch
+assert torch.cuda.is_available(), "torch sees no GPU"
+def t(fn, reps=50):
+    fn(); torch.cuda.synchronize()
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    a.record()
+    for _ in range(reps): fn()
+    b.record(); torch.cuda.synchronize()
+    return a.elapsed_time(b) / reps
+torch.manual_seed(0)
+x = torch.rand(8192, 4096, device="cuda") * 16 - 8
+print("TORCH softmax_fwd ms=%.4f" % t(lambda: torch.softmax(x, -1)))
+x = (torch.rand(8192, 768, device="cuda") * 4 - 2).requires_grad_(True)
+w = (torch.rand(768, device="cuda") + 0.5).requires_grad_(True)
+b = (torch.rand(768, device="cuda") - 0.5).requires_grad_(True)
+ln = lambda: torch.nn.functional.layer_norm(x, (768,), w, b, 1e-5)
+with torch.no_grad():
+    print("TORCH layernorm_fwd ms=%.4f" % t(ln))
+y = ln(); g = torch.rand_like(y)
+print("TORCH layernorm_bwd ms=%.4f" % t(lambda: torch.autograd.grad(y, (x, w, b), g, retain_graph=True)))
+for (M, N, K) in [(8192, 512, 512), (512, 512, 8192), (2048, 2048, 2048)]:
+    A = torch.rand(M, K, device="cuda"); B = torch.rand(K, N, device="cuda")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    ms = t(lambda: A @ B)
+    print("TORCH gemm_%dx%dx%d ms=%.4f (%.1f TFLOP/s fp32, no TF32)" % (M, N, K, ms, 2.0 * M * N * K / ms / 1e9))
+PYEOF
+  then
+    for k in softmax_fwd layernorm_fwd layernorm_bwd; do
+      TORCH[$k]=$(sed -n "s/^TORCH $k ms=\([0-9.]*\).*/\1/p" "$LOG/torch_bench.log")
+    done
+    row "torch GPU timings" "ok" "$(grep -c '^TORCH' "$LOG/torch_bench.log") shapes"
+  else
+    row "torch GPU timings" "FAIL" "see $LOG/torch_bench.log ($PY)"
+  fi
+  for k in softmax_fwd layernorm_fwd layernorm_bwd; do
+    o=${OURS[$k]:-}; p=${TORCH[$k]:-}
+    if [ -n "$o" ] && [ -n "$p" ]; then
+      row "bench $k (ours/torch)" "info" "$o ms vs $p ms = $(awk -v a="$o" -v b="$p" 'BEGIN{printf "%.2fx", a/b}') torch time"
+    else
+      row "bench $k" "skip" "no timing (ours '${o}', torch '${p}')"
+    fi
+  done
+  [ -n "${best_sm:-}" ] && row "bench softmax_fwd best version" "info" "$best_sm ms (see $LOG/dev_softmax.log)"
+  grep '^TORCH gemm' "$LOG/torch_bench.log" 2>/dev/null | while read -r l; do echo "  $l"; done
+  # Project benchmarks with a GPU mode (bench/*gpu*) are run when they exist.
+  for b in "$ROOT"/bench/compare_*gpu*.py; do
+    [ -e "$b" ] || continue
+    name=$(basename "$b" .py)
+    if "$PY" "$b" --build "$BUILD" >"$LOG/$name.log" 2>&1; then row "bench $name" "ok" "$(tail -1 "$LOG/$name.log")"
+    else row "bench $name" "FAIL" "see $LOG/$name.log"; fi
+  done
+else
+  row "benchmarks" "skip" "GPU_CHECK_SKIP_BENCH=1"
+fi
+
+print_summary
+for r in "${SUMMARY[@]}"; do
+  case "$r" in *"|FAIL|"*) exit 1 ;; esac
+done
+exit 0
