@@ -1,5 +1,7 @@
 // `libramil bench train-step`: times forward+backward+AdamW and an inference forward on
 // random data; the last line is JSON (median_ms, forward_median_ms, peak_bytes, ...).
+#include <sys/resource.h>
+
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -35,6 +37,9 @@ Runner add_bench(CLI::App& app) {
                      {"instances", f->o.instances}, {"dim", f->o.dim},               {"threads", f->threads},
                      {"median_ms", r.median_ms},   {"min_ms", r.min_ms},            {"forward_median_ms", r.forward_median_ms},
                      {"peak_bytes", r.peak_bytes}, {"parameters", r.parameters}};
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    j["peak_rss_bytes"] = (int64_t)ru.ru_maxrss * 1024;
     std::cout << j.dump() << std::endl;
     return 0;
   };

@@ -1,5 +1,7 @@
 // `libramil train`: flags (the reference code's names plus ours), input loading, the
 // protocol run (models/trainer.h) and the results table.
+#include <unistd.h>
+
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -9,6 +11,7 @@
 #include "apps/commands.h"
 #include "apps/inputs.h"
 #include "data/atomic_file.h"
+#include "models/report.h"
 #include "models/text_encoder.h"
 #include "models/trainer.h"
 
@@ -103,10 +106,26 @@ int run_train(TrainFlags& f) {
   }
   if (!f.save_dir.empty()) data::prepare_output_dir(f.save_dir, f.overwrite);
   f.opt.save_dir = f.save_dir;
+  auto abs = [](const std::string& p) { return p.empty() ? p : fs::absolute(p).string(); };
+  f.opt.inputs = {{"labels", abs(f.labels_csv)},         {"split", abs(f.split_json)},
+                  {"features", abs(f.features_dir)},     {"instance_priors", abs(f.instance_path)},
+                  {"bag_priors", abs(f.bag_path)},       {"text_encoder", f.encoder},
+                  {"instance_embeddings", abs(f.instance_embeddings)}, {"bag_embeddings", abs(f.bag_embeddings)}};
   f.opt.show_progress = !f.quiet;
+  f.opt.progress_bar = !f.quiet && isatty(2);
   train::RunResult r = train::run_protocol(f.opt, ds, std::cerr);
   print_table(r, f.opt.model, std::cout);
-  if (!f.save_dir.empty()) std::cout << "logs and checkpoints: " << f.save_dir << "\n";
+  if (!f.save_dir.empty()) {
+    std::cout << "logs and checkpoints: " << f.save_dir << "\n";
+    try {
+      report::ReportOptions ro;
+      ro.run_dirs = {f.save_dir};
+      report::write_report(ro);
+      std::cout << "report: " << report::report_path(ro) << "\n";
+    } catch (const std::exception& e) {
+      std::cerr << "libramil: warning: the run finished but its report could not be written: " << e.what() << "\n";
+    }
+  }
   return 0;
 }
 

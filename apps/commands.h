@@ -17,6 +17,8 @@ Runner add_tokenize(CLI::App& app);
 Runner add_encode_text(CLI::App& app);
 Runner add_bench(CLI::App& app);
 Runner add_simulate(CLI::App& app);
+Runner add_demo(CLI::App& app);
+Runner add_report(CLI::App& app);
 
 // Shared: sets the OpenMP thread count (0 = all cores).
 void set_threads(int threads);

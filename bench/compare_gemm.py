@@ -21,6 +21,8 @@ THREADS = 2
 os.environ["OMP_NUM_THREADS"] = str(THREADS)
 os.environ["OPENBLAS_NUM_THREADS"] = str(THREADS)
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import openblas_env  # noqa: E402  (sets OPENBLAS_CORETYPE before torch loads OpenBLAS)
 import torch  # noqa: E402
 
 SHAPES = [(8192, 512, 512), (512, 512, 8192), (2048, 2048, 2048)]  # (M, N, K)
@@ -69,7 +71,7 @@ def main():
         g_ours = ours["gflops"]
         rows.append((f"{M}x{N}x{K}", g_ours, g_torch, g_ours / g_torch))
 
-    print(f"threads={THREADS}  torch {torch.__version__}  ours: {kernel}  "
+    print(f"threads={THREADS}  torch {torch.__version__} ({openblas_env.describe()})  ours: {kernel}  "
           f"(median of {args.repeats}, shape = MxNxK, C(M,N) = A(M,K) B(K,N))")
     print("| shape (MxNxK) | ours GFLOP/s | torch GFLOP/s | ours/torch |")
     print("|---|---:|---:|---:|")

@@ -138,6 +138,27 @@ Tensor LibraMIL::fuse_reference(const Tensor& V, const Tensor& Pv, const Tensor&
   return mul(scale, V);
 }
 
+// Multi-head cross-attention with C queries over N instances, computed without projecting
+// the instances: with Wk_h, Wv_h the rows of k_proj / v_proj belonging to head h,
+//   scores_h = (Q_h Wk_h) Xf^T + Q_h bk_h   and   out_h = (A_h Xf) Wv_h^T + bv_h,
+// because softmax rows sum to one. Q_h bk_h is the same for every instance, so it cancels
+// in the softmax and is dropped. This replaces the two (N, D) x (D, D) projections of the
+// keys and values (and their gradients) by products with only C x heads rows; the result
+// equals o_proj(MHA(q_proj(Pb), k_proj(Xf), v_proj(Xf))) (see the parity test).
+Tensor LibraMIL::class_query_attention(const Tensor& Pb, const Tensor& Xf, LibraMILExplanation* ex) {
+  const int64_t C = Pb.shape()[0], D = config_.dim, heads = config_.heads, d = D / heads;
+  Tensor q = permute(reshape(q_proj(Pb), {C, heads, d}), {1, 0, 2});         // (H, C, d)
+  Tensor wk = reshape(k_proj.weight, {heads, d, D});                         // (H, d, D)
+  Tensor wv = reshape(v_proj.weight, {heads, d, D});                         // (H, d, D)
+  Tensor q_keys = reshape(matmul(q, wk), {heads * C, D});                    // (H*C, D)
+  Tensor scores = mul(matmul(q_keys, t(Xf)), 1.0 / std::sqrt((double)d));   // (H*C, N)
+  Tensor attn = softmax(scores, -1);                                         // (H*C, N)
+  Tensor pooled = reshape(matmul(attn, Xf), {heads, C, D});                  // (H, C, D)
+  Tensor out = add(matmul(pooled, transpose(wv, 1, 2)), reshape(v_proj.bias, {heads, 1, d}));  // (H, C, d)
+  if (ex) ex->attention = mean(reshape(attn, {heads, C, -1}), {0}).detach().to(DType::F32).contiguous();
+  return o_proj(reshape(permute(out, {1, 0, 2}), {C, D}));                   // (C, D)
+}
+
 Tensor LibraMIL::run(const Tensor& x, LibraMILExplanation* ex) {
   if (x.dim() != 2 || x.shape()[1] != config_.dim)
     throw std::invalid_argument("Libra-MIL: bag features " + x.str() + " do not match the model width D=" + std::to_string(config_.dim));
@@ -149,14 +170,7 @@ Tensor LibraMIL::run(const Tensor& x, LibraMILExplanation* ex) {
   Tensor Pb = proj_llm(prompt_bag);
   Tensor Xf = config_.mode == "paper" ? fuse_paper(V, Pv, Pt, ex) : fuse_reference(V, Pv, Pt, ex);
   // 8. class priors attend over the reweighted instances.
-  Tensor H = nn::multi_head_attention(Pb, Xf, q_proj, k_proj, v_proj, o_proj, config_.heads);  // (C, D)
-  if (ex) {
-    const int64_t C = Pb.shape()[0], N = Xf.shape()[0], hd = config_.dim / config_.heads;
-    Tensor q = permute(reshape(q_proj(Pb), {C, config_.heads, hd}), {1, 0, 2});  // (H, C, d)
-    Tensor k = permute(reshape(k_proj(Xf), {N, config_.heads, hd}), {1, 0, 2});  // (H, N, d)
-    Tensor a = softmax(mul(matmul(q, transpose(k, 1, 2)), 1.0 / std::sqrt((double)hd)), -1);  // (H, C, N)
-    ex->attention = mean(a, {0}).to(DType::F32).contiguous();
-  }
+  Tensor H = class_query_attention(Pb, Xf, ex);  // (C, D)
   // 9. one logit per class query.
   return squeeze(classification_head(H), -1);
 }

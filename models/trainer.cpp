@@ -207,7 +207,7 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, int fold, st
       ++step;
       loss_sum += lv;
       correct += argmax(logits.detach(), 0).item() == (double)y;
-      if (o.show_progress) {
+      if (o.show_progress && o.progress_bar) {
         int width = 20, filled = (int)((b + 1) * width / order.size());
         log << "\r  fold " << fold << " epoch " << std::setw(2) << epoch + 1 << "/" << o.epochs << " ["
             << std::string(filled, '#') << std::string(width - filled, '.') << "] " << b + 1 << "/" << order.size()
@@ -239,7 +239,7 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, int fold, st
       }
     }
     if (o.show_progress)
-      log << "\r  fold " << fold << " epoch " << std::setw(2) << epoch + 1 << "/" << o.epochs << " loss " << fmt(r.train_loss)
+      log << (o.progress_bar ? "\r" : "") << "  fold " << fold << " epoch " << std::setw(2) << epoch + 1 << "/" << o.epochs << " loss " << fmt(r.train_loss)
           << " | val acc " << fmt(r.val.acc, 3) << " auc " << fmt(r.val.auc, 3) << " | test acc " << fmt(r.test.acc, 3)
           << " auc " << fmt(r.test.auc, 3) << (better ? " *" : "  ") << " (" << fmt(r.seconds, 1) << " s)\n";
     if (!o.save_dir.empty())
@@ -270,7 +270,9 @@ RunResult run_protocol(const TrainOptions& o, const Dataset& d, std::ostream& lo
   if (!o.save_dir.empty()) {
     fs::create_directories(fs::path(o.save_dir) / "logs");
     if (o.save_checkpoints) fs::create_directories(fs::path(o.save_dir) / "checkpoints");
-    data::write_file_atomic((fs::path(o.save_dir) / "config.json").string(), options_json(o, d) + "\n");
+    nlohmann::json cfg = nlohmann::json::parse(options_json(o, d));
+    cfg["inputs"] = o.inputs;
+    data::write_file_atomic((fs::path(o.save_dir) / "config.json").string(), cfg.dump(2) + "\n");
   }
   RunResult run;
   std::vector<double> accs, aucs, f1s;

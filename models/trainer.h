@@ -31,6 +31,10 @@ struct TrainOptions {
   std::string save_dir;       // empty: nothing written
   bool save_checkpoints = true;
   bool show_progress = true;  // progress lines on the log stream
+  bool progress_bar = false;  // redraw an in-epoch bar with '\r' (for terminals)
+  // Where the inputs came from (labels, split, features, priors, encoder, embeddings), recorded
+  // in <save_dir>/config.json under "inputs" so that reports can find them again.
+  std::map<std::string, std::string> inputs;
 };
 
 // Everything a run reads, already loaded and checked.

@@ -6,6 +6,10 @@
 #include "ops/op_utils.h"
 #include "ops/shape.h"
 
+#ifdef LIBRAMIL_WITH_CUDA
+#include "cuda/sinkhorn.cuh"
+#endif
+
 namespace lm {
 
 using namespace ops_detail;
@@ -24,7 +28,9 @@ Problem prepare(const char* op, const Tensor& a, const Tensor& b, const Tensor& 
   check_float(op, cost);
   check_same(op, a, b);
   check_same(op, a, cost);
+#ifndef LIBRAMIL_WITH_CUDA
   if (!a.device().is_cpu()) no_cuda(op);
+#endif
   Problem p;
   if (a.dim() != b.dim() || a.dim() < 1 || a.dim() > 2)
     fail(op, "marginals must both be (K) or both (B, K), got " + a.str() + " and " + b.str());
@@ -80,10 +86,104 @@ void backward_typed(const Problem& p, const SinkhornConfig& c, const T* gplan, c
                               nullptr, nullptr, nullptr, ga, gb, gc);
 }
 
+#ifdef LIBRAMIL_WITH_CUDA
+// CUDA tensors: the plain-domain kernels of cuda/sinkhorn.cuh run on the device; the
+// log-domain variant exists on the CPU only, so it runs on host copies of the (small) inputs
+// and its results are copied back to the device.
+
+// Makes `device` current for the scope.
+struct ScopedCudaDevice {
+  int prev = -1;
+  explicit ScopedCudaDevice(int device) {
+    if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
+    if (prev != device) cudaSetDevice(device);
+  }
+  ~ScopedCudaDevice() {
+    if (prev >= 0) cudaSetDevice(prev);
+  }
+};
+
+void check_cuda(cudaError_t e, const char* op, const char* what) {
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string(op) + ": CUDA Sinkhorn " + what + " failed: " + cudaGetErrorString(e));
+}
+
+cuda::SinkhornOptions cuda_options(const SinkhornConfig& c) {
+  const cpu::SinkhornOptions o = options(c);
+  cuda::SinkhornOptions r;
+  r.epsilon = o.epsilon;
+  r.iterations = o.iterations;
+  r.tol = o.tol;
+  return r;
+}
+
+Problem on_host(const Problem& p) {
+  Problem h = p;
+  h.a = p.a.to(Device::cpu());
+  h.b = p.b.to(Device::cpu());
+  h.cost = p.cost.to(Device::cpu());
+  return h;
+}
+
+// out: (B, K1, K2) plan or (B, K2) column sums, packed, on p's CUDA device.
+template <class T>
+void forward_cuda(const char* op, const Problem& p, const SinkhornConfig& c, bool plan_out, Tensor& out) {
+  if (c.log_domain) {
+    Tensor host = Tensor::empty(out.shape(), out.dtype());
+    forward_typed<T>(on_host(p), c, plan_out ? host.data<T>() : nullptr, plan_out ? nullptr : host.data<T>());
+    out.copy_from(host);
+    return;
+  }
+  cuda::ensure_registered();
+  const int dev = out.device().index;
+  ScopedCudaDevice guard(dev);
+  cudaStream_t stream = static_cast<cudaStream_t>(cuda::current_stream_handle(dev));
+  check_cuda(cuda::sinkhorn_forward<T>(p.a.data<T>(), p.b.data<T>(), p.cost.data<T>(), p.B, p.K1, p.K2, p.shared,
+                                       cuda_options(c), nullptr, nullptr, plan_out ? out.data<T>() : nullptr,
+                                       plan_out ? nullptr : out.data<T>(), nullptr, nullptr, stream),
+             op, "forward");
+}
+
+// gg: packed gradient of the output; da, db, dc: packed, on the device (dc undefined: skipped).
+template <class T>
+void backward_cuda(const char* op, const Problem& p, const SinkhornConfig& c, bool plan_out, const Tensor& gg, Tensor& da,
+                   Tensor& db, Tensor& dc) {
+  if (c.log_domain) {
+    Tensor g = gg.to(Device::cpu());
+    Tensor ha = Tensor::empty(da.shape(), da.dtype()), hb = Tensor::empty(db.shape(), db.dtype());
+    Tensor hc = dc.defined() ? Tensor::empty(dc.shape(), dc.dtype()) : Tensor();
+    backward_typed<T>(on_host(p), c, plan_out ? g.data<T>() : nullptr, plan_out ? nullptr : g.data<T>(), ha.data<T>(),
+                      hb.data<T>(), hc.defined() ? hc.data<T>() : nullptr);
+    da.copy_from(ha);
+    db.copy_from(hb);
+    if (dc.defined()) dc.copy_from(hc);
+    return;
+  }
+  cuda::ensure_registered();
+  const int dev = gg.device().index;
+  ScopedCudaDevice guard(dev);
+  cudaStream_t stream = static_cast<cudaStream_t>(cuda::current_stream_handle(dev));
+  const cuda::SinkhornOptions o = cuda_options(c);
+  const size_t ws = cuda::sinkhorn_backward_workspace_bytes(p.B, p.K1, p.K2, o.iterations, p.shared, sizeof(T));
+  Tensor work = Tensor::empty({(int64_t)((ws + 7) / 8)}, DType::I64, gg.device());  // workspace
+  check_cuda(cuda::sinkhorn_backward<T>(p.a.data<T>(), p.b.data<T>(), p.cost.data<T>(), p.B, p.K1, p.K2, p.shared, o,
+                                        plan_out ? gg.data<T>() : nullptr, plan_out ? nullptr : gg.data<T>(), nullptr,
+                                        nullptr, nullptr, da.data<T>(), db.data<T>(),
+                                        dc.defined() ? dc.data<T>() : nullptr, work.raw_data(), work.nbytes(), stream),
+             op, "backward");
+}
+#endif
+
 Tensor run(const char* op, const Tensor& a, const Tensor& b, const Tensor& cost, const SinkhornConfig& c, bool plan_out) {
   Problem p = prepare(op, a, b, cost);
   Shape out_shape = plan_out ? Shape{p.B, p.K1, p.K2} : Shape{p.B, p.K2};
-  Tensor out = Tensor::empty(out_shape, a.dtype());
+  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
+#ifdef LIBRAMIL_WITH_CUDA
+  if (a.device().is_cuda()) {
+    if (a.dtype() == DType::F32) forward_cuda<float>(op, p, c, plan_out, out);
+    else forward_cuda<double>(op, p, c, plan_out, out);
+  } else
+#endif
   if (a.dtype() == DType::F32)
     forward_typed<float>(p, c, plan_out ? out.data<float>() : nullptr, plan_out ? nullptr : out.data<float>());
   else
@@ -102,7 +202,16 @@ Tensor run(const char* op, const Tensor& a, const Tensor& b, const Tensor& cost,
     autograd::record(op, {a, b, cost}, out, [=](const Tensor& g) -> std::vector<Tensor> {
       Tensor gg = g.contiguous();
       DType dt = gg.dtype();
-      Tensor da = Tensor::empty(sa, dt), db = Tensor::empty(sb, dt), dc = Tensor::empty(sc, dt);
+      Tensor da = Tensor::empty(sa, dt, gg.device()), db = Tensor::empty(sb, dt, gg.device()),
+             dc = Tensor::empty(sc, dt, gg.device());
+#ifdef LIBRAMIL_WITH_CUDA
+      if (gg.device().is_cuda()) {
+        Tensor dcw = gc ? dc : Tensor();
+        if (dt == DType::F32) backward_cuda<float>(op, saved, c, plan_out, gg, da, db, dcw);
+        else backward_cuda<double>(op, saved, c, plan_out, gg, da, db, dcw);
+        return {ga ? da : Tensor(), gb ? db : Tensor(), gc ? dc : Tensor()};
+      }
+#endif
       if (dt == DType::F32)
         backward_typed<float>(saved, c, plan_out ? gg.data<float>() : nullptr, plan_out ? nullptr : gg.data<float>(),
                               da.data<float>(), db.data<float>(), gc ? dc.data<float>() : nullptr);

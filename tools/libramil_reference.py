@@ -20,6 +20,10 @@ import math
 import sys
 import time
 
+import os
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+if "bench" in sys.argv[1:2]:
+    import openblas_env  # noqa: F401  (proper OpenBLAS kernels for the timing anchor)
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
