@@ -6,6 +6,8 @@
 #include <iomanip>
 #include <iostream>
 #include <memory>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "apps/commands.h"
@@ -23,7 +25,7 @@ namespace {
 
 struct TrainFlags {
   std::string split_json, labels_csv, features_dir, instance_path, bag_path, encoder, save_dir;
-  std::string instance_embeddings, bag_embeddings, device = "cpu", cache_dtype = "f32";
+  std::string instance_embeddings, bag_embeddings, device = "cpu", cache_dtype = "f32", resume;
   int num_classes = 0, threads = 0, shots = 0;
   bool overwrite = false, quiet = false;
   train::TrainOptions opt;
@@ -42,8 +44,54 @@ void print_table(const train::RunResult& r, const std::string& model, std::ostre
 
 }  // namespace
 
+// Fills the flags from <run_dir>/config.json, written by the interrupted run.
+void load_resume_flags(TrainFlags& f) {
+  fs::path cfg_path = fs::path(f.resume) / "config.json";
+  if (!fs::exists(cfg_path)) throw std::runtime_error("--resume " + f.resume + ": no config.json there (not a libramil run directory)");
+  std::ifstream in(cfg_path);
+  nlohmann::json c;
+  try {
+    c = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(cfg_path.string() + ": not valid JSON");
+  }
+  auto& o = f.opt;
+  o.model = c.value("model", o.model);
+  o.libramil.mode = c.value("mode", o.libramil.mode);
+  o.libramil.fusion = c.value("fusion", o.libramil.fusion);
+  o.libramil.ablation = c.value("ablation", o.libramil.ablation);
+  o.libramil.ot_epsilon = c.value("ot_epsilon", o.libramil.ot_epsilon);
+  o.libramil.ot_iter = c.value("ot_iter", o.libramil.ot_iter);
+  o.libramil.heads = c.value("heads", o.libramil.heads);
+  o.libramil.num_vis_prototypes = c.value("num_vis_prototypes", o.libramil.num_vis_prototypes);
+  o.epochs = c.value("epochs", o.epochs);
+  o.folds = c.value("folds", o.folds);
+  o.lr = c.value("lr", o.lr);
+  o.weight_decay = c.value("weight_decay", o.weight_decay);
+  o.warmup_steps = c.value("warmup_steps", o.warmup_steps);
+  o.seed = c.value("seed", o.seed);
+  f.num_classes = c.value("num_classes", f.num_classes);
+  auto in_ = c.value("inputs", nlohmann::json::object());
+  auto get = [&](const char* k) { return in_.value(k, std::string()); };
+  f.labels_csv = get("labels");
+  f.split_json = get("split");
+  f.features_dir = get("features");
+  f.instance_path = get("instance_priors");
+  f.bag_path = get("bag_priors");
+  f.encoder = get("text_encoder");
+  f.instance_embeddings = get("instance_embeddings");
+  f.bag_embeddings = get("bag_embeddings");
+  if (!get("shots").empty()) f.shots = std::stoi(get("shots"));
+  f.save_dir = f.resume;
+  f.overwrite = true;
+  o.resume = true;
+}
+
 int run_train(TrainFlags& f) {
   set_threads(f.threads);
+  if (!f.resume.empty()) load_resume_flags(f);
+  if (f.labels_csv.empty()) throw std::runtime_error("--data_csv (labels CSV) is required");
+  if (f.features_dir.empty()) throw std::runtime_error("--h5_file_dir (feature bag directory) is required");
   if (f.device != "cpu") throw std::runtime_error("--device " + f.device + ": this build trains on the CPU only (the CUDA backend is not complete yet)");
   // Labels and splits.
   std::vector<data::LabeledSlide> labels = data::read_labels_csv(f.labels_csv);
@@ -104,13 +152,14 @@ int run_train(TrainFlags& f) {
       ds.z_bag = models::encode_cached(*enc, bag, cache_dir);
     }
   }
-  if (!f.save_dir.empty()) data::prepare_output_dir(f.save_dir, f.overwrite);
+  if (!f.save_dir.empty() && f.resume.empty()) data::prepare_output_dir(f.save_dir, f.overwrite);
   f.opt.save_dir = f.save_dir;
   auto abs = [](const std::string& p) { return p.empty() ? p : fs::absolute(p).string(); };
   f.opt.inputs = {{"labels", abs(f.labels_csv)},         {"split", abs(f.split_json)},
                   {"features", abs(f.features_dir)},     {"instance_priors", abs(f.instance_path)},
                   {"bag_priors", abs(f.bag_path)},       {"text_encoder", f.encoder},
-                  {"instance_embeddings", abs(f.instance_embeddings)}, {"bag_embeddings", abs(f.bag_embeddings)}};
+                  {"instance_embeddings", abs(f.instance_embeddings)}, {"bag_embeddings", abs(f.bag_embeddings)},
+                  {"shots", f.split_json.empty() && f.shots > 0 ? std::to_string(f.shots) : ""}};
   f.opt.show_progress = !f.quiet;
   f.opt.progress_bar = !f.quiet && isatty(2);
   train::RunResult r = train::run_protocol(f.opt, ds, std::cerr);
@@ -133,8 +182,9 @@ Runner add_train(CLI::App& app) {
   auto f = std::make_shared<TrainFlags>();
   app.set_config("--config", "", "read flags from a TOML file (same keys as the flags)");
   app.add_option("--data_split_json,--split", f->split_json, "split JSON with train_i/val_i/test_i lists")->check(CLI::ExistingFile);
-  app.add_option("--data_csv,--labels", f->labels_csv, "labels CSV (name,label)")->required()->check(CLI::ExistingFile);
-  app.add_option("--h5_file_dir,--features", f->features_dir, "directory of <slide>.h5 / .pt feature bags")->required()->check(CLI::ExistingDirectory);
+  app.add_option("--data_csv,--labels", f->labels_csv, "labels CSV (name,label) [required unless --resume]")->check(CLI::ExistingFile);
+  app.add_option("--h5_file_dir,--features", f->features_dir, "directory of <slide>.h5 / .pt feature bags [required unless --resume]")->check(CLI::ExistingDirectory);
+  app.add_option("--resume", f->resume, "continue the interrupted run in this directory (its config.json gives every other flag)")->check(CLI::ExistingDirectory);
   app.add_option("--instance_path", f->instance_path, "instance priors (JSON list of texts)")->check(CLI::ExistingFile);
   app.add_option("--bag_path", f->bag_path, "bag priors (CSV, one text per class, or two scales)")->check(CLI::ExistingFile);
   app.add_option("--text_model_weights_path,--text-encoder", f->encoder,

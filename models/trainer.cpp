@@ -157,6 +157,91 @@ static void check_fold(const data::FoldSplit& f, int fold, const Dataset& d) {
   check(f.test, "test");
 }
 
+// ---- resume state ------------------------------------------------------------------------
+// Doubles go through JSON exactly (17 significant digits); non-finite values as strings.
+static nlohmann::json num(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  return v;
+}
+static double num(const nlohmann::json& j) {
+  if (j.is_string()) {
+    std::string s = j.get<std::string>();
+    return s == "nan" ? NAN : s == "inf" ? INFINITY : -INFINITY;
+  }
+  return j.get<double>();
+}
+static nlohmann::json metrics_json(const data::Metrics& m) { return {num(m.acc), num(m.auc), num(m.f1)}; }
+static data::Metrics metrics_from(const nlohmann::json& j) { return {num(j[0]), num(j[1]), num(j[2])}; }
+
+static nlohmann::json records_json(const std::vector<EpochRecord>& rs) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const EpochRecord& r : rs)
+    a.push_back({r.epoch, num(r.train_loss), num(r.train_acc), num(r.seconds), num(r.val_loss), num(r.test_loss),
+                 metrics_json(r.val), metrics_json(r.test)});
+  return a;
+}
+static std::vector<EpochRecord> records_from(const nlohmann::json& a) {
+  std::vector<EpochRecord> rs;
+  for (const auto& j : a) {
+    EpochRecord r;
+    r.epoch = j[0].get<int>();
+    r.train_loss = num(j[1]);
+    r.train_acc = num(j[2]);
+    r.seconds = num(j[3]);
+    r.val_loss = num(j[4]);
+    r.test_loss = num(j[5]);
+    r.val = metrics_from(j[6]);
+    r.test = metrics_from(j[7]);
+    rs.push_back(r);
+  }
+  return rs;
+}
+
+static std::string fold_result_path(const TrainOptions& o, int fold) {
+  return (fs::path(o.save_dir) / "logs" / ("fold_" + std::to_string(fold) + "_result.json")).string();
+}
+static std::string fold_last_path(const TrainOptions& o, int fold) {
+  return (fs::path(o.save_dir) / "checkpoints" / ("fold_" + std::to_string(fold) + "_last.safetensors")).string();
+}
+
+static void write_fold_result(const TrainOptions& o, const FoldResult& f) {
+  nlohmann::json preds = nlohmann::json::array();
+  for (const Prediction& p : f.test_predictions) {
+    nlohmann::json probs = nlohmann::json::array();
+    for (double v : p.probs) probs.push_back(num(v));
+    preds.push_back({p.slide, p.label, probs});
+  }
+  nlohmann::json j{{"fold", f.fold}, {"best_epoch", f.best_epoch}, {"val", metrics_json(f.val)}, {"test", metrics_json(f.test)},
+                   {"epochs", records_json(f.epochs)}, {"predictions", preds}, {"checkpoint", f.checkpoint}};
+  data::write_file_atomic(fold_result_path(o, f.fold), j.dump() + "\n");
+}
+
+static FoldResult read_fold_result(const std::string& path) {
+  std::ifstream in(path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot resume: " + path + " is not valid JSON (" + e.what() + ")");
+  }
+  FoldResult f;
+  f.fold = j.at("fold").get<int>();
+  f.best_epoch = j.at("best_epoch").get<int>();
+  f.val = metrics_from(j.at("val"));
+  f.test = metrics_from(j.at("test"));
+  f.epochs = records_from(j.at("epochs"));
+  f.checkpoint = j.value("checkpoint", "");
+  for (const auto& p : j.at("predictions")) {
+    Prediction q;
+    q.slide = p[0].get<std::string>();
+    q.label = p[1].get<int>();
+    for (const auto& v : p[2]) q.probs.push_back(num(v));
+    f.test_predictions.push_back(q);
+  }
+  return f;
+}
+
 static FoldResult run_fold(const TrainOptions& o, const Dataset& d, int fold, std::ostream& log) {
   const data::FoldSplit& split = d.splits[fold];
   check_fold(split, fold, d);
@@ -176,7 +261,29 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, int fold, st
   nn::StateDict best_state;  // in-memory copy when nothing is saved
   double best_acc = -1, best_auc = -INFINITY;
   int64_t step = 0;
-  for (int epoch = 0; epoch < o.epochs; ++epoch) {
+  int first_epoch = 0;
+  const bool keep_last = !o.save_dir.empty() && o.save_checkpoints;
+  if (o.resume && keep_last && fs::exists(fold_last_path(o, fold))) {
+    data::SafetensorsFile last = data::read_safetensors(fold_last_path(o, fold));
+    nn::StateDict ms;
+    std::map<std::string, Tensor> os;
+    for (auto& [k, v] : last.tensors) {
+      if (k.rfind("model.", 0) == 0) ms[k.substr(6)] = v;
+      else if (k.rfind("optim.", 0) == 0) os[k.substr(6)] = v.clone();
+    }
+    model->load_state_dict(ms, true);
+    opt.load_state_tensors(os);
+    nlohmann::json st = nlohmann::json::parse(last.metadata.at("libramil.resume"));
+    first_epoch = st.at("epoch").get<int>() + 1;
+    step = st.at("step").get<int64_t>();
+    best_acc = num(st.at("best_acc"));
+    best_auc = num(st.at("best_auc"));
+    res.best_epoch = st.at("best_epoch").get<int>();
+    shuffle_gen.set_state(shuffle_gen.seed(), st.at("shuffle_offset").get<uint64_t>());
+    res.epochs = records_from(st.at("records"));
+    if (o.show_progress) log << "  fold " << fold << ": resuming after epoch " << first_epoch << "\n";
+  }
+  for (int epoch = first_epoch; epoch < o.epochs; ++epoch) {
     auto t0 = Clock::now();
     std::vector<std::string> order = split.train;
     for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[shuffle_gen.next_below(i)]);
@@ -244,6 +351,16 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, int fold, st
           << " auc " << fmt(r.test.auc, 3) << (better ? " *" : "  ") << " (" << fmt(r.seconds, 1) << " s)\n";
     if (!o.save_dir.empty())
       data::write_file_atomic((fs::path(o.save_dir) / "logs" / ("log_" + std::to_string(fold) + ".csv")).string(), epoch_csv(res.epochs));
+    if (keep_last) {  // everything needed to continue after this epoch
+      std::vector<std::pair<std::string, Tensor>> ts;
+      for (auto& [k, v] : model->ordered_state_dict()) ts.emplace_back("model." + k, v);
+      for (auto& [k, v] : opt.state_tensors()) ts.emplace_back("optim." + k, v);
+      nlohmann::json st{{"epoch", epoch},         {"step", step},
+                        {"best_acc", num(best_acc)}, {"best_auc", num(best_auc)},
+                        {"best_epoch", res.best_epoch}, {"shuffle_offset", shuffle_gen.offset()},
+                        {"records", records_json(res.epochs)}};
+      data::write_safetensors(fold_last_path(o, fold), ts, {{"libramil.resume", st.dump()}, {"libramil.config", config}});
+    }
   }
   // Reload the selected checkpoint and evaluate it afresh.
   Generator reload_gen(o.seed);
@@ -279,7 +396,14 @@ RunResult run_protocol(const TrainOptions& o, const Dataset& d, std::ostream& lo
   for (int fold = 0; fold < o.folds; ++fold) {
     if (o.show_progress) log << "fold " << fold << ": " << d.splits[fold].train.size() << " train, " << d.splits[fold].val.size()
                              << " val, " << d.splits[fold].test.size() << " test slides\n";
-    FoldResult f = run_fold(o, d, fold, log);
+    FoldResult f;
+    if (o.resume && !o.save_dir.empty() && fs::exists(fold_result_path(o, fold))) {
+      f = read_fold_result(fold_result_path(o, fold));
+      if (o.show_progress) log << "fold " << fold << ": already complete (resumed)\n";
+    } else {
+      f = run_fold(o, d, fold, log);
+      if (!o.save_dir.empty()) write_fold_result(o, f);
+    }
     if (o.show_progress)
       log << "fold " << fold << ": best epoch " << f.best_epoch + 1 << ", test acc " << fmt(f.test.acc) << " auc "
           << fmt(f.test.auc) << " f1 " << fmt(f.test.f1) << "\n";

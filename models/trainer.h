@@ -35,6 +35,11 @@ struct TrainOptions {
   // Where the inputs came from (labels, split, features, priors, encoder, embeddings), recorded
   // in <save_dir>/config.json under "inputs" so that reports can find them again.
   std::map<std::string, std::string> inputs;
+  // Continue an interrupted run in save_dir: folds with logs/fold_<i>_result.json are taken
+  // as done; a fold with checkpoints/fold_<i>_last.safetensors continues after its last
+  // completed epoch (model, optimizer, schedule step, shuffling stream and selection state
+  // restored), so the final metrics equal those of an uninterrupted run.
+  bool resume = false;
 };
 
 // Everything a run reads, already loaded and checked.
