@@ -137,13 +137,39 @@ Metrics compute_metrics(const std::vector<double>& probs, const std::vector<int>
   return {accuracy(probs, labels, C), roc_auc(probs, labels, C), f1(probs, labels, C)};
 }
 
-Metrics compute_metrics(const Tensor& probs, const std::vector<int>& labels) {
-  if (probs.dim() != 2) throw std::invalid_argument("compute_metrics: probabilities must be (n, C), got " + probs.str());
+namespace {
+// (n, C) probabilities as a row-major double vector; validates the shape against the labels.
+std::vector<double> host_probs(const Tensor& probs, const std::vector<int>& labels, const char* fn, int& C) {
+  if (probs.dim() != 2)
+    throw std::invalid_argument(std::string(fn) + ": probabilities must be (n, C), got " + probs.str());
   if (probs.size(0) != (int64_t)labels.size())
-    throw std::invalid_argument("compute_metrics: " + std::to_string(probs.size(0)) + " rows of probabilities for " +
-                                std::to_string(labels.size()) + " labels");
+    throw std::invalid_argument(std::string(fn) + ": " + std::to_string(probs.size(0)) +
+                                " rows of probabilities for " + std::to_string(labels.size()) + " labels");
+  C = (int)probs.size(1);
   Tensor p = probs.device().is_cpu() ? probs : probs.to(Device::cpu());
-  return compute_metrics(p.to_double_vector(), labels, (int)probs.size(1));
+  return p.to_double_vector();
+}
+}  // namespace
+
+Metrics compute_metrics(const Tensor& probs, const std::vector<int>& labels) {
+  int C = 0;
+  std::vector<double> p = host_probs(probs, labels, "compute_metrics", C);
+  return compute_metrics(p, labels, C);
+}
+double accuracy(const Tensor& probs, const std::vector<int>& labels) {
+  int C = 0;
+  std::vector<double> p = host_probs(probs, labels, "accuracy", C);
+  return accuracy(p, labels, C);
+}
+double roc_auc(const Tensor& probs, const std::vector<int>& labels) {
+  int C = 0;
+  std::vector<double> p = host_probs(probs, labels, "roc_auc", C);
+  return roc_auc(p, labels, C);
+}
+double f1(const Tensor& probs, const std::vector<int>& labels) {
+  int C = 0;
+  std::vector<double> p = host_probs(probs, labels, "f1", C);
+  return f1(p, labels, C);
 }
 
 MeanStd mean_std(const std::vector<double>& v) {

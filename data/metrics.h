@@ -29,8 +29,11 @@ struct Metrics {
   double acc = 0, auc = 0, f1 = 0;
 };
 Metrics compute_metrics(const std::vector<double>& probs, const std::vector<int>& labels, int num_classes);
-// probs: a (n, C) tensor of any float dtype and layout.
+// probs: a (n, C) tensor of any float dtype, layout and device.
 Metrics compute_metrics(const Tensor& probs, const std::vector<int>& labels);
+double accuracy(const Tensor& probs, const std::vector<int>& labels);
+double roc_auc(const Tensor& probs, const std::vector<int>& labels);
+double f1(const Tensor& probs, const std::vector<int>& labels);
 
 // Mean and sample standard deviation (ddof = 1; NaN for fewer than two values), as the
 // protocol reports over folds.

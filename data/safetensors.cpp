@@ -26,7 +26,6 @@ static_assert(std::endian::native == std::endian::little, "safetensors I/O assum
 
 namespace {
 
-using json = nlohmann::json;
 using ordered_json = nlohmann::ordered_json;
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
@@ -67,7 +66,7 @@ bool is_known_unsupported_dtype(const std::string& s) {
   return other.count(s) != 0;
 }
 
-uint64_t read_u64(const json& v, const std::string& path, const std::string& what) {
+uint64_t read_u64(const ordered_json& v, const std::string& path, const std::string& what) {
   if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<int64_t>() >= 0))
     fail(path, what + " must be a non-negative integer, got " + v.dump());
   return v.get<uint64_t>();
@@ -121,15 +120,15 @@ SafetensorsFile read_safetensors(const std::string& path) {
   // Parse, rejecting duplicate keys at the top level.
   std::string dup;
   std::set<std::string> top_keys;
-  json::parser_callback_t cb = [&](int depth, json::parse_event_t ev, json& parsed) {
-    if (ev == json::parse_event_t::key && depth == 1 && dup.empty() && !top_keys.insert(parsed.get<std::string>()).second)
+  ordered_json::parser_callback_t cb = [&](int depth, ordered_json::parse_event_t ev, ordered_json& parsed) {
+    if (ev == ordered_json::parse_event_t::key && depth == 1 && dup.empty() && !top_keys.insert(parsed.get<std::string>()).second)
       dup = parsed.get<std::string>();
     return true;
   };
-  json header;
+  ordered_json header;  // keeps the file's key order
   try {
-    header = json::parse(hbeg, hbeg + header_len, cb);
-  } catch (const json::exception& e) {
+    header = ordered_json::parse(hbeg, hbeg + header_len, cb);
+  } catch (const ordered_json::exception& e) {
     fail(path, std::string("header is not valid JSON: ") + e.what());
   }
   if (!dup.empty()) fail(path, "header names '" + dup + "' twice");
@@ -147,7 +146,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
   std::vector<Range> ranges;
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
-    const json& e = it.value();
+    const ordered_json& e = it.value();
     if (name == "__metadata__") {
       if (!e.is_object()) fail(path, "__metadata__ is not a JSON object");
       for (auto m = e.begin(); m != e.end(); ++m) {
@@ -174,7 +173,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
     }
     Shape shape;
     unsigned __int128 numel = 1;
-    for (const json& d : e["shape"]) {
+    for (const ordered_json& d : e["shape"]) {
       uint64_t v = read_u64(d, path, tname + ": shape entry");
       if (v > (uint64_t)std::numeric_limits<int64_t>::max()) fail(path, tname + ": shape entry too large");
       shape.push_back((int64_t)v);

@@ -150,6 +150,13 @@ void derive_shots(Run& r) {
     r.shots = r.config["shots"].get<int>();
     return;
   }
+  if (!input(r, "shots").empty()) {  // train --shots K and demo record it with the inputs
+    double k = to_num(input(r, "shots"));
+    if (std::isfinite(k) && k >= 0) {
+      r.shots = (int)k;
+      return;
+    }
+  }
   std::string split = input(r, "split"), labels = input(r, "labels");
   if (split.empty() || labels.empty()) {
     r.shots_note = "the run does not record its split and labels";

@@ -5,6 +5,9 @@
 #include <omp.h>
 
 #include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -242,6 +245,16 @@ static FoldResult read_fold_result(const std::string& path) {
   return f;
 }
 
+// Test hook: LIBRAMIL_KILL_AT_STEP=F:K sends SIGKILL to this process right after optimizer
+// step K of fold F (as `kill -9` would, mid-epoch), so tests can check --resume.
+static void kill_point(int fold, int64_t step) {
+  static const char* env = std::getenv("LIBRAMIL_KILL_AT_STEP");
+  if (!env) return;
+  int f = 0;
+  long long k = -1;
+  if (std::sscanf(env, "%d:%lld", &f, &k) == 2 && f == fold && k == step) std::raise(SIGKILL);
+}
+
 static FoldResult run_fold(const TrainOptions& o, const Dataset& d, int fold, std::ostream& log) {
   const data::FoldSplit& split = d.splits[fold];
   check_fold(split, fold, d);
@@ -312,6 +325,7 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, int fold, st
       }
       opt.step();
       ++step;
+      kill_point(fold, step);
       loss_sum += lv;
       correct += argmax(logits.detach(), 0).item() == (double)y;
       if (o.show_progress && o.progress_bar) {

@@ -332,6 +332,10 @@ TEST_CASE("metrics agree with scikit-learn") {
     CHECK(t.acc == m.acc);
     CHECK(t.auc == m.auc);
     CHECK(t.f1 == m.f1);
+    Tensor pt = Tensor::from_vector(probs, {(int64_t)labels.size(), (int64_t)C});  // float64
+    CHECK(accuracy(pt, labels) == m.acc);
+    CHECK(roc_auc(pt, labels) == m.auc);
+    CHECK(f1(pt, labels) == m.f1);
   }
 }
 

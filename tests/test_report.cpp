@@ -230,8 +230,9 @@ TEST_CASE("report: several runs give a comparison table and few-shot curves") {
   };
   fake_run(dir / "lm_1shot", 2, "libramil", inputs("split1.json"));
   fake_run(dir / "lm_2shot", 2, "libramil", inputs("split2.json"));
-  fake_run(dir / "ab_1shot", 2, "abmil", inputs("split1.json"));
-  fake_run(dir / "ab_2shot", 2, "abmil", inputs("split2.json"));
+  // Runs whose splits were drawn with --shots K record K with the inputs.
+  fake_run(dir / "ab_1shot", 2, "abmil", "{\"shots\": \"1\"}");
+  fake_run(dir / "ab_2shot", 2, "abmil", "{\"shots\": \"2\"}");
   write(dir / "ab_2shot" / "logs" / "summary_log.csv", "metric,mean,std\nacc,0.600000,0.050000\nauc,0.650000,0.010000\nf1,0.550000,0.020000\n");
   report::ReportOptions o;
   o.run_dirs = {(dir / "lm_1shot").string(), (dir / "lm_2shot").string(), (dir / "ab_1shot").string(), (dir / "ab_2shot").string()};

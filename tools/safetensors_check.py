@@ -71,7 +71,7 @@ def main():
         if k not in arrays:
             errors.append(f"numpy: missing {k}")
             continue
-        check("numpy/" + k, torch.from_numpy(np.ascontiguousarray(arrays[k])), w)
+        check("numpy/" + k, torch.from_numpy(np.array(arrays[k], copy=True)), w)
     save_file(want, os.path.join(d, "py.safetensors"), metadata=META)
     if errors:
         print("\n".join(errors))

