@@ -2,9 +2,11 @@
 // protocol run (models/trainer.h) and the results table.
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -117,8 +119,24 @@ int run_train(TrainFlags& f) {
     for (auto* v : {&ds.splits[i].train, &ds.splits[i].val, &ds.splits[i].test}) used.insert(v->begin(), v->end());
   std::vector<std::string> paths;
   for (const std::string& s : used) {
-    if (!ds.labels.count(s)) throw std::runtime_error(f.split_json + ": slide '" + s + "' is not in " + f.labels_csv);
+    if (!ds.labels.count(s)) throw std::runtime_error("file " + f.split_json + ": slide '" + s + "' has no label in " + f.labels_csv);
     paths.push_back(find_feature_file(f.features_dir, s));
+  }
+  // Every fold needs non-empty lists and training slides of every class (checked here, before
+  // the run directory is created, rather than in the middle of the protocol).
+  const std::string split_src = f.split_json.empty() ? f.labels_csv + " (--shots " + std::to_string(f.shots) + " splits)" : f.split_json;
+  for (int i = 0; i < f.opt.folds && i < (int)ds.splits.size(); ++i) {
+    const char* names[3] = {"train_", "val_", "test_"};
+    const std::vector<std::string>* lists[3] = {&ds.splits[i].train, &ds.splits[i].val, &ds.splits[i].test};
+    for (int k = 0; k < 3; ++k)
+      if (lists[k]->empty())
+        throw std::runtime_error("file " + split_src + ": fold " + std::to_string(i) + ": the list '" + names[k] + std::to_string(i) + "' is empty");
+    std::vector<int> per_class(C, 0);
+    for (const std::string& s : ds.splits[i].train) per_class[ds.labels.at(s)]++;
+    for (int c = 0; c < C; ++c)
+      if (per_class[c] == 0)
+        throw std::runtime_error("file " + split_src + ": fold " + std::to_string(i) + ": class " + std::to_string(c) +
+                                 " is absent from 'train_" + std::to_string(i) + "' (every class needs training slides)");
   }
   data::FeatureCacheOptions co;
   co.store = f.cache_dtype == "f16" ? DType::F16 : DType::F32;
@@ -130,11 +148,15 @@ int run_train(TrainFlags& f) {
   auto cache = std::make_unique<data::FeatureCache>(co);
   cache->load(paths);
   ds.features = cache.get();
-  ds.dim = cache->get(*used.begin()).shape()[1];
+  // The feature width is the most common one; a slide that differs is named with its file.
+  std::map<int64_t, int> widths;
+  for (const std::string& s : used) widths[cache->stored(s).shape()[1]]++;
+  ds.dim = std::max_element(widths.begin(), widths.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
   for (const std::string& s : used)
     if (cache->stored(s).shape()[1] != ds.dim)
-      throw std::runtime_error("slide '" + s + "': feature width " + std::to_string(cache->stored(s).shape()[1]) +
-                               " differs from the other slides' " + std::to_string(ds.dim));
+      throw std::runtime_error("file " + find_feature_file(f.features_dir, s) + ": slide '" + s + "': feature width " +
+                               std::to_string(cache->stored(s).shape()[1]) + " differs from the other slides' " +
+                               std::to_string(ds.dim));
   // Priors and their embeddings (Libra-MIL only).
   if (f.opt.model == "libramil") {
     if (f.instance_path.empty() || f.bag_path.empty())

@@ -314,7 +314,7 @@ uint32_t rd32(const unsigned char* p) { return (uint32_t)rd16(p) | ((uint32_t)rd
 uint64_t rd64(const unsigned char* p) { return (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32); }
 
 void read_at(const std::string& path, File& f, int64_t off, void* dst, int64_t n, const char* what) {
-  if (off < 0 || n < 0 || off + n > f.size)
+  if (off < 0 || n < 0 || off > f.size || n > f.size - off)  // (no signed overflow for huge offsets)
     fail(path, std::string("truncated or corrupt .pt file (") + what + " lies beyond the end of the file)");
   if (n == 0) return;
   if (fseeko(f.f, (off_t)off, SEEK_SET) != 0 || std::fread(dst, 1, (size_t)n, f.f) != (size_t)n)
@@ -350,7 +350,8 @@ class Zip {
     read_at(path_, f_, (int64_t)e.local_offset, lh, 30, "a zip local header");
     if (rd32(lh) != 0x04034b50u) fail(path_, "corrupt zip: bad local header for '" + name + "'");
     int64_t off = (int64_t)e.local_offset + 30 + rd16(lh + 26) + rd16(lh + 28);
-    if (off + (int64_t)e.size > f_.size) fail(path_, "truncated .pt file: entry '" + name + "' runs past the end");
+    if (e.size > (uint64_t)f_.size || off > f_.size - (int64_t)e.size)
+      fail(path_, "truncated .pt file: entry '" + name + "' runs past the end");
     return off;
   }
 
@@ -444,6 +445,7 @@ struct PVal {
   std::string key;
   int64_t storage_numel = 0, offset = 0;
   std::vector<int64_t> sizes, strides;
+  int64_t weight = 1;  // values nested in this one, itself included (bounds memo/tuple blow-up)
 };
 
 const char* kind_name(const PVal& v) {
@@ -531,12 +533,14 @@ class Unpickler {
           t.items.assign(stack_.end() - n, stack_.end());
           stack_.resize(stack_.size() - n);
           for (auto& v : t.items) if (v.k == PVal::K::Mark) bad("misplaced MARK");
+          weigh(t);
           push(t);
           break;
         }
         case 't': {  // TUPLE
           PVal t = mk(PVal::K::Tuple);
           t.items = pop_to_mark();
+          weigh(t);
           push(t);
           break;
         }
@@ -625,6 +629,14 @@ class Unpickler {
     std::string s = d_.substr(p_, e - p_);
     p_ = e + 1;
     return s;
+  }
+
+  // A torch.save pickle of one tensor nests a few dozen values; copies through the memo
+  // (BINGET of a tuple of memoized tuples, ...) could otherwise grow exponentially.
+  void weigh(PVal& t) {
+    t.weight = 1;
+    for (const auto& v : t.items) t.weight += v.weight;
+    if (t.weight > 4096) bad("tuples nested too deeply / too large");
   }
 
   void push(PVal v) {
@@ -794,6 +806,9 @@ FeatureBag read_pt(const std::string& path, DType keep) {
   if ((uint64_t)t.storage_numel > it->second.size / esz)
     fail(path, "storage entry '" + key + "' holds " + std::to_string(it->second.size) + " bytes, fewer than the " +
                    std::to_string(t.storage_numel) + " " + dtype_name(t.dtype) + " elements it should (corrupt file?)");
+  // The entry must lie inside the file before its size is trusted for an allocation (a tiny
+  // corrupt file could otherwise claim gigabytes; found by fuzz/fuzz_pt.cpp review).
+  (void)pf.zip->data_offset(key, it->second);
   // Read the whole storage, then take the saved view and pack it.
   Tensor storage = Tensor::empty({t.storage_numel}, t.dtype);
   pf.zip->read_into(key, it->second, storage.raw_data(), (uint64_t)t.storage_numel * esz);

@@ -50,12 +50,16 @@ std::vector<std::string> parallel_for(int64_t n, int workers, const std::functio
 void throw_collected(const std::vector<std::string>& errors, const char* stage) {
   int64_t bad = 0;
   std::string list;
+  std::string only;
   for (const auto& e : errors)
     if (!e.empty()) {
-      if (++bad <= 20) list += "\n  " + e;
+      if (++bad <= 20) list += (bad > 1 ? "; " : " ") + e;
+      only = e;
     }
   if (!bad) return;
-  if (bad > 20) list += "\n  ... and " + std::to_string(bad - 20) + " more";
+  if (bad > 20) list += "; ... and " + std::to_string(bad - 20) + " more";
+  // One line (the CLI prints errors as one line): a single failure is reported as it is.
+  if (bad == 1) throw std::runtime_error(only);
   throw std::runtime_error("feature cache: " + std::to_string(bad) + " of " + std::to_string(errors.size()) +
                            " slides failed to " + stage + ":" + list);
 }

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "data/atomic_file.h"
 #include "tensor/rng.h"
 
 namespace lm::data {
@@ -244,25 +245,8 @@ void write_split_json(const std::string& path, const std::vector<FoldSplit>& spl
     j["val_" + std::to_string(f)] = splits[f].val;
     j["test_" + std::to_string(f)] = splits[f].test;
   }
-  std::string text = j.dump(2) + "\n";
-  static std::atomic<int> counter{0};
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) fail(path, "cannot create temporary file " + tmp);
-  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  ok = (std::fflush(f) == 0) && ok;
-  ok = (::fsync(fileno(f)) == 0) && ok;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) {
-    std::remove(tmp.c_str());
-    fail(path, "writing " + tmp + " failed");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    fail(path, "cannot rename " + tmp + " into place: " + ec.message());
-  }
+  // Temporary file in the same directory, fsync, rename; errors name the path and errno's reason.
+  write_file_atomic(path, j.dump(2) + "\n");
 }
 
 // ---- priors ----------------------------------------------------------------------------------

@@ -31,11 +31,11 @@ struct MilBenchmarkOptions {
   std::string model = "abmil";          // abmil | gated_abmil | meanpool | maxpool | libramil
   int reps = 5;                         // first `reps` repetitions of the dataset's folds
   int folds = 10;                       // first `folds` folds of each repetition
-  int epochs = 20;
+  int epochs = 15;
   double lr = 5e-4;
   double weight_decay = 5e-3;           // Adam, L2 (coupled), as torch.optim.Adam(weight_decay)
   double beta1 = 0.9, beta2 = 0.999;
-  std::vector<int64_t> hidden = {256, 128};  // instance-embedding widths (last: the pooling model's)
+  std::vector<int64_t> hidden = {128};  // instance-embedding widths (last: the pooling model's own)
   int64_t attn_dim = 64;                // attention width (abmil, gated_abmil)
   bool standardize = true;
   uint64_t seed = 1;

@@ -692,6 +692,7 @@ std::string explain_section(const Run& r, int max_slides) {
     ho.xlabel = "text prototype (entity of the instance priors)";
     ho.ylabel = "visual prototype";
     ho.max_width = 860;
+    ho.vmin = 0;  // transported mass
     s << "<figure>" << heatmap(mean, (int)Kv, (int)Kt, rows, entities, ho) << "<figcaption class=\"wide\">Mass moved between "
       << "each learned visual prototype and each text prototype (entity), averaged over the " << with_plan.size()
       << " explained slide" << (with_plan.size() == 1 ? "" : "s") << " (the plan's marginals come from the bag's mean "

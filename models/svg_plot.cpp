@@ -256,7 +256,7 @@ std::string line_chart(const std::vector<Series>& series, const ChartOptions& o)
     }
   }
   int legend_rows = legend.empty() ? 0 : legend_row.back() + 1;
-  const double H = o.height + legend_rows * 16;
+  const double H = o.height + (legend_rows ? legend_rows * 16 + 8 : 0);
   const double pw = W - ml - mr, ph = o.height - mt - mb;
   auto px = [&](double x) { return ml + (x - x0) / (x1 - x0) * pw; };
   auto py = [&](double y) { return mt + ph - (y - y0) / (y1 - y0) * ph; };
@@ -266,17 +266,23 @@ std::string line_chart(const std::vector<Series>& series, const ChartOptions& o)
   s << "<rect x=\"0\" y=\"0\" width=\"" << n2(W) << "\" height=\"" << n2(H) << "\" fill=\"white\"/>\n";
   if (!o.title.empty()) s << text(W / 2, 17, o.title, "text-anchor=\"middle\" font-size=\"13\" font-weight=\"bold\"");
   // Grid and ticks.
+  auto tick_label = [](double v, const std::vector<double>& ticks) {
+    double step = ticks.size() > 1 ? std::abs(ticks[1] - ticks[0]) : 0;
+    if (!(step > 0) || std::abs(v) >= 1e5 || (std::abs(v) < 1e-3 && v != 0)) return fmt_short(v);
+    int decimals = std::clamp((int)std::ceil(-std::log10(step) - 1e-9), 0, 6);
+    return fmt_fixed(v, decimals);
+  };
   for (double v : yt) {
     double y = py(v);
     s << "<line x1=\"" << n2(ml) << "\" y1=\"" << n2(y) << "\" x2=\"" << n2(ml + pw) << "\" y2=\"" << n2(y)
       << "\" stroke=\"#e5e5e5\" stroke-width=\"1\"/>\n";
-    s << text(ml - 5, y + 3.5, fmt_short(v), "text-anchor=\"end\" font-size=\"10\" fill=\"#333\"");
+    s << text(ml - 5, y + 3.5, tick_label(v, yt), "text-anchor=\"end\" font-size=\"10\" fill=\"#333\"");
   }
   for (double v : xt) {
     double x = px(v);
     s << "<line x1=\"" << n2(x) << "\" y1=\"" << n2(mt + ph) << "\" x2=\"" << n2(x) << "\" y2=\"" << n2(mt + ph + 4)
       << "\" stroke=\"#333\"/>\n";
-    s << text(x, mt + ph + 15, fmt_short(v), "text-anchor=\"middle\" font-size=\"10\" fill=\"#333\"");
+    s << text(x, mt + ph + 15, tick_label(v, xt), "text-anchor=\"middle\" font-size=\"10\" fill=\"#333\"");
   }
   s << "<rect x=\"" << n2(ml) << "\" y=\"" << n2(mt) << "\" width=\"" << n2(pw) << "\" height=\"" << n2(ph)
     << "\" fill=\"none\" stroke=\"#333\" stroke-width=\"1\"/>\n";
@@ -329,7 +335,7 @@ std::string line_chart(const std::vector<Series>& series, const ChartOptions& o)
     int row = 0;
     for (size_t i = 0; i < legend.size(); ++i) {
       if (legend_row[i] != row) row = legend_row[i], cx = ml;
-      double y = o.height + row * 16 - 2;
+      double y = o.height + 10 + row * 16;
       const Entry& e = legend[i];
       s << "<line x1=\"" << n2(cx) << "\" y1=\"" << n2(y - 4) << "\" x2=\"" << n2(cx + 20) << "\" y2=\"" << n2(y - 4)
         << "\" stroke=\"" << e.color << "\" stroke-width=\"" << (e.vline ? 1 : 2) << "\""

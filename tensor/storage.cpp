@@ -11,8 +11,16 @@ namespace lm {
 namespace {
 std::atomic<int64_t> g_cpu_bytes{0};
 std::atomic<int64_t> g_cpu_peak{0};
-DeviceHooks g_cuda_hooks;
-bool g_cuda_registered = false;
+// Function-local statics: the CUDA backend registers from a static initialiser in another
+// library, which may run before this file's globals would be constructed.
+DeviceHooks& cuda_hooks() {
+  static DeviceHooks hooks;
+  return hooks;
+}
+bool& cuda_registered() {
+  static bool registered = false;
+  return registered;
+}
 }  // namespace
 
 Device Device::parse(const std::string& s) {
@@ -29,13 +37,13 @@ Device Device::parse(const std::string& s) {
 
 void register_device_hooks(DeviceType type, DeviceHooks hooks) {
   if (type == DeviceType::CUDA) {
-    g_cuda_hooks = std::move(hooks);
-    g_cuda_registered = true;
+    cuda_hooks() = std::move(hooks);
+    cuda_registered() = true;
   }
 }
 
 const DeviceHooks* device_hooks(DeviceType type) {
-  if (type == DeviceType::CUDA && g_cuda_registered) return &g_cuda_hooks;
+  if (type == DeviceType::CUDA && cuda_registered()) return &cuda_hooks();
   return nullptr;
 }
 

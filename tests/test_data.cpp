@@ -269,7 +269,13 @@ TEST_CASE("few-shot split maker") {
   std::vector<LabeledSlide> labels;
   const int counts[3] = {10, 7, 12};
   for (int c = 0; c < 3; ++c)
-    for (int i = 0; i < counts[c]; ++i) labels.push_back({"c" + std::to_string(c) + "_s" + std::to_string(i), c});
+    for (int i = 0; i < counts[c]; ++i) {
+      std::string name = "c";  // built with += : g++ 12 -O3 gives a false -Wrestrict on "c" + ...
+      name += std::to_string(c);
+      name += "_s";
+      name += std::to_string(i);
+      labels.push_back({name, c});
+    }
   std::map<std::string, int> label_of;
   for (auto& s : labels) label_of[s.name] = s.label;
 

@@ -103,6 +103,9 @@ def save(out, tensors, metadata):
     tmp = f"{out}.tmp.{os.getpid()}"
     try:
         save_file(tensors, tmp, metadata={k: str(v) for k, v in metadata.items()})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # an ordinary file's mode (the library may create it 0600)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# CI step: builds libramil and its tests with AddressSanitizer + UndefinedBehaviorSanitizer
+# (CMake preset "sanitize": RelWithDebInfo, CPU only, build-asan/) and runs the CPU test suites
+# that are quick under ASan, with leak detection on. Exits non-zero on any failure or report.
+#
+# Suites run (SUITES overrides; names of tests/test_*.cpp):
+#   test_safetensors test_tokenizer test_data test_validation   readers, validation, the CLI
+#   test_op_table test_gemm test_sinkhorn_kernels                kernels on small shapes
+# Excluded for run time under ASan (2-10x slower, and they train or compare against PyTorch at
+# length): test_protocol, test_resume, test_libramil, test_baselines, test_nn_ops, test_nn_optim,
+# test_text_encoders, test_mil_benchmark, test_simulate, test_report. They run un-instrumented in
+# the main CI job.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS="${JOBS:-$(nproc)}"
+SUITES="${SUITES:-test_safetensors test_tokenizer test_data test_validation test_op_table test_gemm test_sinkhorn_kernels}"
+cmake --preset sanitize >/dev/null
+cmake --build --preset sanitize -j "$JOBS"
+# The test binary starts `libramil` subprocesses (test_validation, ...): they inherit these.
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+status=0
+for s in $SUITES; do
+  if [ ! -f "tests/$s.cpp" ]; then echo "ci_sanitize: no suite $s" >&2; status=1; continue; fi
+  echo "== asan+ubsan: $s"
+  start=$(date +%s)
+  rc=0
+  ./build-asan/libramil_tests --source-file="*$s.cpp" --no-intro > "build-asan/$s.log" 2>&1 || rc=$?
+  # doctest's skip code (77) is not a failure.
+  if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then status=1; tail -40 "build-asan/$s.log"; fi
+  # Reports from libramil subprocesses go to their own stderr, which the tests capture: look
+  # for them in the test scratch logs too.
+  if grep -rlq 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:' "build-asan/$s.log" build-asan/test_scratch 2>/dev/null; then
+    echo "ci_sanitize: sanitizer report in $s:" >&2
+    grep -rl 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:' "build-asan/$s.log" build-asan/test_scratch 2>/dev/null | head >&2
+    status=1
+  fi
+  echo "   rc $rc, $(( $(date +%s) - start )) s"
+done
+exit $status
