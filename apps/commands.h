@@ -19,6 +19,7 @@ Runner add_bench(CLI::App& app);
 Runner add_simulate(CLI::App& app);
 Runner add_demo(CLI::App& app);
 Runner add_report(CLI::App& app);
+Runner add_mil_benchmark(CLI::App& app);
 
 // Shared: sets the OpenMP thread count (0 = all cores).
 void set_threads(int threads);

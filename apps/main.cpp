@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   add("simulate", "write a simulated whole-slide dataset (features, labels, priors) -- simulated data", lm::app::add_simulate);
   add("demo", "simulate RCC data, train Libra-MIL and baselines at 1/4/16 shots, print the table, write a report", lm::app::add_demo);
   add("report", "write an HTML report (tables, curves, ROC, heatmaps) for one or more run directories", lm::app::add_report);
+  add("mil-benchmark", "classic MIL benchmarks (Musk1, Elephant, ...): 5 x 10-fold protocol of Ilse et al. 2018; prints JSON", lm::app::add_mil_benchmark);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

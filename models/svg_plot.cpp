@@ -225,6 +225,11 @@ std::string line_chart(const std::vector<Series>& series, const ChartOptions& o)
   double x0, x1, y0, y1;
   std::vector<double> xt = axis(xlo, xhi, o.xmin, o.xmax, o.integer_x, x0, x1);
   std::vector<double> yt = axis(ylo, yhi, o.ymin, o.ymax, false, y0, y1);
+  {  // keep markers and error bars at the ends off the frame (automatic x ranges only)
+    double pad = 0.04 * (x1 - x0);
+    if (std::isnan(o.xmin)) x0 -= pad;
+    if (std::isnan(o.xmax)) x1 += pad;
+  }
   if (o.integer_x && xt.size() > 12) {  // thin integer ticks
     size_t every = (xt.size() + 11) / 12;
     std::vector<double> keep;

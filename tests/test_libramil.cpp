@@ -47,10 +47,18 @@ void check_parity(const ParityCase& c, const fs::path& dir, const std::string& w
   std::string feat = (dir / ("bag_" + std::to_string(c.n) + "_" + c.dtype + ".safetensors")).string();
   data::write_safetensors(feat, std::vector<std::pair<std::string, Tensor>>{{"features", x}});
   int label = (int)(c.n % 3);
-  std::string ref = (dir / ("ref_" + c.mode + c.fusion + std::to_string(c.n) + c.dtype + ".safetensors")).string();
-  test::run_python_tool("libramil_reference.py", "dump --weights " + weights + " --features " + feat + " --label " +
-                                                     std::to_string(label) + " --mode " + c.mode + " --fusion " + c.fusion +
-                                                     " --heads 4 --dtype " + c.dtype + " --out " + ref);
+  auto dump = [&](const std::string& dtype) {
+    std::string ref = (dir / ("ref_" + c.mode + c.fusion + std::to_string(c.n) + dtype + ".safetensors")).string();
+    test::run_python_tool("libramil_reference.py", "dump --weights " + weights + " --features " + feat + " --label " +
+                                                       std::to_string(label) + " --mode " + c.mode + " --fusion " + c.fusion +
+                                                       " --heads 4 --dtype " + dtype + " --out " + ref);
+    return ref;
+  };
+  std::string ref = dump(c.dtype);
+  // For float32 runs, the float64 reference tells how far PyTorch's own float32 result is from
+  // the exact answer: gradients that cancel to ~0 (e.g. the head bias, whose gradient is the sum
+  // of softmax - onehot) are pure rounding noise in both implementations.
+  std::string ref64 = c.dtype == "float32" ? dump("float64") : ref;
   models::LibraMILConfig ov;
   ov.mode = c.mode;
   ov.fusion = c.fusion;
@@ -61,29 +69,37 @@ void check_parity(const ParityCase& c, const fs::path& dir, const std::string& w
   Tensor loss = cross_entropy(unsqueeze(logits, 0), Tensor::from_vector(std::vector<int64_t>{label}, {1}));
   backward(loss);
   data::SafetensorsFile r = data::read_safetensors(ref);
+  data::SafetensorsFile r64 = data::read_safetensors(ref64);
   double tol_logit = dt == DType::F64 ? 1e-10 : 1e-5;
   double tol_grad = dt == DType::F64 ? 1e-8 : 1e-4;
   CHECK(rel_err(logits, r.at("logits")) < tol_logit);
   CHECK(rel_err(loss, r.at("loss")) < tol_logit);
-  // Reference mode gives (near-)zero gradients to the prototypes and temperatures (SPEC):
-  // they are rounding noise in both implementations. So each gradient's error is measured
-  // against max(its own scale, 1e-4 x the largest gradient of the model).
+  // Each gradient: error = max|ours - torch| / max|torch|. Where PyTorch's own float32 result
+  // is far from its float64 one (cancellation), ours must instead be no further from the
+  // float64 answer than 4x PyTorch's float32 distance.
+  // Gradients that are mathematically zero (reference mode: sum_k fused_j[k] = 1, so the
+  // prototypes, prompts and temperatures get only rounding noise; the head bias: sum of
+  // softmax - onehot) are judged against a floor relative to the model's largest gradient.
   double global = 0;
   for (auto& [name, p] : model->named_parameters())
-    for (double v : r.at("grad." + name).to_double_vector()) global = std::max(global, std::abs(v));
+    for (double v : r64.at("grad." + name).to_double_vector()) global = std::max(global, std::abs(v));
+  const double floor = 1e-6 * global;
   double worst = 0;
   std::string worst_name;
   for (auto& [name, p] : model->named_parameters()) {
     Tensor g = p.grad().defined() ? p.grad() : Tensor::zeros(p.shape(), p.dtype());
-    auto a = g.to_double_vector(), b = r.at("grad." + name).to_double_vector();
-    double diff = 0, scale = 0;
+    auto a = g.to_double_vector(), b = r.at("grad." + name).to_double_vector(), e = r64.at("grad." + name).to_double_vector();
+    double diff = 0, scale = 0, ours_exact = 0, torch_exact = 0;
     for (size_t i = 0; i < a.size(); ++i) {
       diff = std::max(diff, std::abs(a[i] - b[i]));
       scale = std::max(scale, std::abs(b[i]));
+      ours_exact = std::max(ours_exact, std::abs(a[i] - e[i]));
+      torch_exact = std::max(torch_exact, std::abs(b[i] - e[i]));
     }
-    double e = diff / std::max(scale, 1e-4 * global);
-    if (e > worst) {
-      worst = e;
+    double err = diff / std::max(scale, floor);
+    if (err >= tol_grad && dt == DType::F32 && ours_exact <= 4 * torch_exact) err = 0.0;  // rounding noise, no worse than torch
+    if (err > worst) {
+      worst = err;
       worst_name = name;
     }
   }
