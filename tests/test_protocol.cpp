@@ -22,11 +22,7 @@ std::vector<std::vector<std::string>> read_csv(const fs::path& p) {
   return rows;
 }
 
-int run(const std::string& args, const fs::path& log) {
-  std::string cmd = (test::binary_dir() / "libramil").string() + " " + args + " > " + log.string() + " 2>&1";
-  int rc = std::system(cmd.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
+int run(const std::string& args, const fs::path& log) { return test::run_libramil(args, log); }
 
 }  // namespace
 

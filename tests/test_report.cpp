@@ -120,11 +120,7 @@ void fake_run(const fs::path& dir, int C, const std::string& model, const std::s
 
 std::string svg_problem(const std::string& html, size_t& blocks) { return check_svg_blocks(html, blocks); }
 
-int run_cli(const std::string& args, const fs::path& log) {
-  std::string cmd = (test::binary_dir() / "libramil").string() + " " + args + " > " + log.string() + " 2>&1";
-  int rc = std::system(cmd.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
+int run_cli(const std::string& args, const fs::path& log) { return test::run_libramil(args, log); }
 
 }  // namespace
 

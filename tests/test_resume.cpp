@@ -13,12 +13,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-int run(const std::string& env, const std::string& args, const fs::path& log) {
-  std::string cmd = env + " " + (test::binary_dir() / "libramil").string() + " " + args + " > " + log.string() + " 2>&1";
-  int rc = std::system(cmd.c_str());
-  if (WIFSIGNALED(rc)) return 128 + WTERMSIG(rc);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
+int run(const std::string& env, const std::string& args, const fs::path& log) { return test::run_libramil(args, log, env); }
 
 }  // namespace
 

@@ -2,6 +2,8 @@
 // directory per test, and running the Python reference scripts in tools/ (PyTorch, POT,
 // Hugging Face tokenizers) that produce fixtures at test time.
 #pragma once
+#include <sys/wait.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -42,6 +44,15 @@ inline void run_or_throw(const std::string& cmd) {
 // Runs tools/<script> with the reference interpreter and the given arguments.
 inline void run_python_tool(const std::string& script, const std::string& args) {
   run_or_throw(python() + " " + (source_dir() / "tools" / script).string() + " " + args);
+}
+
+// Runs the built `libramil` binary with `args` (and optional leading environment assignments),
+// stdout and stderr to `log`. Returns its exit status, or 128 + N when killed by signal N.
+inline int run_libramil(const std::string& args, const std::filesystem::path& log, const std::string& env = "") {
+  std::string cmd = env + (env.empty() ? "" : " ") + (binary_dir() / "libramil").string() + " " + args + " > " + log.string() + " 2>&1";
+  int rc = std::system(cmd.c_str());
+  if (WIFSIGNALED(rc)) return 128 + WTERMSIG(rc);
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
 inline std::string read_text(const std::filesystem::path& p) {
