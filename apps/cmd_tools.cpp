@@ -40,6 +40,7 @@ Runner add_dump(CLI::App& app) {
   return [f] {
     if (fs::exists(f->out) && !f->overwrite) throw std::runtime_error(f->out + " exists (pass --overwrite to replace it)");
     std::unique_ptr<nn::Module> m = train::load_model_from_checkpoint(f->checkpoint, &f->cfg);
+    check_bag_width(f->features, checkpoint_feature_width(f->checkpoint), f->checkpoint);
     DType dt = f->dtype == "float64" ? DType::F64 : DType::F32;
     m->to(dt);
     Tensor x = data::read_feature_bag(f->features).features.to(dt);
@@ -100,14 +101,23 @@ Runner add_eval(CLI::App& app) {
     if (!f->labels.empty())
       for (auto& l : data::read_labels_csv(f->labels)) labels[l.name] = l.label;
     std::unique_ptr<nn::Module> m = train::load_model_from_checkpoint(f->checkpoint);
+    // Every bag is found and its width checked against the model's (shapes only) before any
+    // is evaluated: a bad one is named with its file.
+    const int64_t width = checkpoint_feature_width(f->checkpoint);
+    std::vector<std::string> files;
+    for (const std::string& s : slides) {
+      files.push_back(find_feature_file(f->features, s));
+      check_bag_width(files.back(), width, f->checkpoint, s);
+    }
     m->eval();
     NoGradGuard ng;
     std::ostringstream csv;
     std::vector<double> probs;
     std::vector<int> ys;
     int C = 0;
-    for (const std::string& s : slides) {
-      Tensor logits = (*m)(data::read_feature_bag(find_feature_file(f->features, s)).features);
+    for (size_t i = 0; i < slides.size(); ++i) {
+      const std::string& s = slides[i];
+      Tensor logits = (*m)(data::read_feature_bag(files[i]).features);
       std::vector<double> p = softmax(logits, 0).to_double_vector();
       C = (int)p.size();
       if (csv.tellp() == 0) {

@@ -245,11 +245,34 @@ TEST_CASE("validation: eval and dump on a checkpoint") {
           logs, "dump_nan");
   expect_error(r, {"feat_nan/slide_c0_00.h5", "5 NaN/Inf values"});
   CHECK(!fs::exists(dump));
-  // A feature width that differs from the model's.
-  r = run("eval --checkpoint " + ckpt + " --features " + p("bad/feat_width") + " --slides slide_c0_00 --out " + out.string(), logs,
-          "eval_width");
-  CHECK(r.rc != 0);
+  // A feature width that differs from the model's (16): the bag's file, its width, the model's
+  // and the checkpoint are named. eval checks every bag of the directory before evaluating any
+  // (the odd one is named among the 11 good ones).
+  const std::string width_msg = "feature width 8 does not match the model width 16 of checkpoint " + ckpt;
+  r = run("eval --checkpoint " + ckpt + " --features " + p("bad/feat_width") + " --out " + out.string(), logs, "eval_width");
+  expect_error(r, {"file " + p("bad/feat_width/slide_c0_00.h5") + ": slide 'slide_c0_00': " + width_msg});
   CHECK(!fs::exists(out));
+  r = run("dump --checkpoint " + ckpt + " --features " + p("bad/feat_width/slide_c0_00.h5") + " --label 0 --out " + dump.string(),
+          logs, "dump_width");
+  expect_error(r, {"file " + p("bad/feat_width/slide_c0_00.h5") + ": " + width_msg});
+  CHECK(!fs::exists(dump));
+  // An existing --out is left as it was.
+  { std::ofstream(out) << "old\n"; }
+  r = run("eval --checkpoint " + ckpt + " --features " + p("bad/feat_width") + " --overwrite --out " + out.string(), logs,
+          "eval_width_overwrite");
+  expect_error(r, {"feat_width/slide_c0_00.h5", width_msg});
+  CHECK(test::read_text(out) == "old\n");
+  fs::remove(out);
+  // Sanity: the good bags pass the same checks.
+  r = run("eval --checkpoint " + ckpt + " --features " + p("features") + " --out " + out.string(), logs, "eval_ok");
+  CHECK_MESSAGE(r.rc == 0, r.err);
+  CHECK(fs::exists(out));
+  r = run("dump --checkpoint " + ckpt + " --features " + p("features/slide_c0_00.h5") + " --label 0 --out " + dump.string(), logs,
+          "dump_ok");
+  CHECK_MESSAGE(r.rc == 0, r.err);
+  CHECK(fs::exists(dump));
+  fs::remove(out);
+  fs::remove(dump);
   // A checkpoint that is not a safetensors file.
   r = run("eval --checkpoint " + p("labels.csv") + " --features " + p("features") + " --out " + out.string(), logs, "eval_ckpt");
   expect_error(r, {"labels.csv", "safetensors file"});
