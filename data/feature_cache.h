@@ -1,16 +1,23 @@
 // In-memory cache of slide feature bags, loaded in parallel worker threads.
 //
-// load(paths) first probes every file (shapes only, in parallel) and checks the byte budget
-// before reading anything: when the bags would not fit, it throws saying how many bytes are
-// needed and how many the budget allows. It then reads the bags (read_feature_bag), keeping
-// them as float32 or float16 (`store`; float16 halves the memory, get() converts back).
-// All per-file failures are collected and reported together in one std::runtime_error
-// (each line names the file and the problem); nothing from a failed load() is kept.
-// Coordinates are not kept.
+// load(paths) / load_named(pairs) first refuse a slide name that repeats (within the call or
+// with a bag already cached). They then probe every file (probe_feature_bag: shapes only, in
+// parallel) and check the byte budget before reading anything: when the bags would not fit, they
+// throw saying how many bytes are needed and how many the budget allows. Only then are the
+// bags read (read_feature_bag), kept as float32 or float16 (`store`; float16 halves the
+// memory, get() converts back). Coordinates are not kept.
+//
+// Errors: each stage (probe, read) runs every file and collects the per-file failures before
+// throwing ONE std::runtime_error with a one-line message (the CLI prints errors as one line):
+// a single failure is rethrown with the reader's own message (which names the file and the
+// problem); several give "feature cache: K of N slides failed to open|load: <msg>; <msg>; ..."
+// (the first 20 messages, then "... and M more"). A failed probe stops before any bag is read.
+// Nothing from a failed load is kept (the cache is only changed once every bag is read).
 //
 // Threading: load() must not run concurrently with other calls on the same cache; get() and
-// the other const members may be called from several threads at once. The progress callback
-// is called from worker threads, one call at a time (serialised), with loaded counts 1..total.
+// the other const members may be called from several threads at once. Loading uses
+// `workers` threads (the calling thread is one of them). The progress callback is called from
+// these threads, one call at a time (serialised), with loaded counts 1..total.
 #pragma once
 #include <cstdint>
 #include <functional>
