@@ -1,14 +1,88 @@
 // `libramil bench train-step`: times forward+backward+AdamW and an inference forward on
-// random data; the last line is JSON (median_ms, forward_median_ms, peak_bytes, ...).
+// random data. `libramil bench sinkhorn`: times forward+backward of reference-mode Sinkhorn
+// fusion alone (bench/compare_sinkhorn.py). The last line of each is JSON (median_ms,
+// forward_median_ms, peak_bytes, peak_rss_bytes, ...).
 #include <sys/resource.h>
 
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
+#include "data/safetensors.h"
 #include "models/benchmark.h"
+#include "models/sinkhorn_benchmark.h"
 
 namespace lm::app {
+
+namespace {
+
+int64_t peak_rss_bytes() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (int64_t)ru.ru_maxrss * 1024;
+}
+
+// `bench sinkhorn`.
+Runner add_bench_sinkhorn(CLI::App& app) {
+  CLI::App* sk = app.add_subcommand(
+      "sinkhorn", "time forward+backward of reference-mode Sinkhorn fusion (per-instance column sums) on random data");
+  struct Flags {
+    bench::SinkhornBenchOptions o;
+    int threads = 0;
+    std::string check_inputs, check_output;
+  };
+  auto f = std::make_shared<Flags>();
+  sk->add_option("--instances", f->o.instances, "N, transport problems (one per instance)")->capture_default_str();
+  sk->add_option("--text-prototypes", f->o.text_prototypes, "Kt, rows of each plan")->capture_default_str();
+  sk->add_option("--visual-prototypes", f->o.visual_prototypes, "Kv, columns of each plan")->capture_default_str();
+  sk->add_option("--iterations", f->o.config.iterations, "Sinkhorn iterations")->capture_default_str();
+  sk->add_option("--epsilon", f->o.config.epsilon, "entropic regularisation")->capture_default_str();
+  sk->add_flag("--log-domain", f->o.config.log_domain, "log-domain kernels (omit the 1e-8 terms: a different function)");
+  sk->add_option("--repeats", f->o.repeats, "timed repeats (median reported)")->capture_default_str();
+  sk->add_option("--threads", f->threads, "CPU threads (0 = all)")->capture_default_str();
+  sk->add_option("--seed", f->o.seed, "seed of the random inputs")->capture_default_str();
+  sk->add_option("--check-inputs", f->check_inputs,
+                 "instead of timing: one step on a_t, a_v, cost, weights read from this safetensors file");
+  sk->add_option("--check-output", f->check_output, "with --check-inputs: write cols, grad_a_t, grad_a_v, grad_cost here");
+  return [f, sk]() -> int {
+    if (!*sk) return -1;  // not this subcommand
+    set_threads(f->threads);
+    if (!f->check_inputs.empty()) {
+      if (f->check_output.empty()) throw std::runtime_error("--check-inputs needs --check-output");
+      data::SafetensorsFile in = data::read_safetensors(f->check_inputs);
+      bench::SinkhornStepResult r =
+          bench::sinkhorn_step(in.at("a_t"), in.at("a_v"), in.at("cost"), in.at("weights"), f->o.config);
+      data::write_safetensors(f->check_output, {{"cols", r.cols},
+                                                {"grad_a_t", r.grad_a_t},
+                                                {"grad_a_v", r.grad_a_v},
+                                                {"grad_cost", r.grad_cost}});
+      std::cout << nlohmann::json{{"impl", "libramil"}, {"check_output", f->check_output}}.dump() << std::endl;
+      return 0;
+    }
+    bench::SinkhornBenchResult r = bench::bench_sinkhorn(f->o);
+    nlohmann::json j{{"impl", "libramil"},
+                     {"op", "sinkhorn_column_sums"},
+                     {"instances", f->o.instances},
+                     {"text_prototypes", f->o.text_prototypes},
+                     {"visual_prototypes", f->o.visual_prototypes},
+                     {"iterations", f->o.config.iterations},
+                     {"epsilon", f->o.config.epsilon},
+                     {"log_domain", f->o.config.log_domain},
+                     {"threads", f->threads},
+                     {"repeats", f->o.repeats},
+                     {"median_ms", r.median_ms},
+                     {"min_ms", r.min_ms},
+                     {"forward_median_ms", r.forward_median_ms},
+                     {"inputs_bytes", r.inputs_bytes},
+                     {"peak_bytes", r.peak_bytes},
+                     {"rss_before_bytes", r.rss_before_bytes},
+                     {"peak_rss_bytes", peak_rss_bytes()}};
+    std::cout << j.dump() << std::endl;
+    return 0;
+  };
+}
+
+}  // namespace
 
 Runner add_bench(CLI::App& app) {
   app.require_subcommand(1);
@@ -29,7 +103,9 @@ Runner add_bench(CLI::App& app) {
   ts->add_option("--repeats", f->o.repeats, "timed repeats (median reported)")->capture_default_str();
   ts->add_option("--threads", f->threads, "CPU threads (0 = all)")->capture_default_str();
   ts->add_option("--device", f->device, "cpu | cuda")->capture_default_str();
-  return [f] {
+  Runner sinkhorn = add_bench_sinkhorn(app);
+  return [f, ts, sinkhorn] {
+    if (!*ts) return sinkhorn();
     set_threads(f->threads);
     if (f->device != "cpu") throw std::runtime_error("--device " + f->device + ": the CUDA training path is not available in this build yet");
     bench::TrainStepResult r = bench::bench_train_step(f->o);
@@ -37,9 +113,7 @@ Runner add_bench(CLI::App& app) {
                      {"instances", f->o.instances}, {"dim", f->o.dim},               {"threads", f->threads},
                      {"median_ms", r.median_ms},   {"min_ms", r.min_ms},            {"forward_median_ms", r.forward_median_ms},
                      {"peak_bytes", r.peak_bytes}, {"parameters", r.parameters}};
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    j["peak_rss_bytes"] = (int64_t)ru.ru_maxrss * 1024;
+    j["peak_rss_bytes"] = peak_rss_bytes();
     std::cout << j.dump() << std::endl;
     return 0;
   };

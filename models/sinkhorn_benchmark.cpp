@@ -1,0 +1,84 @@
+// bench_sinkhorn / sinkhorn_step: see sinkhorn_benchmark.h.
+#include "models/sinkhorn_benchmark.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <vector>
+
+#include "ops/ops.h"
+#include "tensor/storage.h"
+
+namespace lm::bench {
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+Tensor leaf(const Tensor& x) {
+  Tensor l = x.detach().contiguous().clone();
+  l.set_requires_grad(true);
+  return l;
+}
+
+// Current resident set size from /proc/self/statm (0 where unavailable).
+int64_t current_rss_bytes() {
+  std::ifstream f("/proc/self/statm");
+  int64_t size = 0, resident = 0;
+  if (!(f >> size >> resident)) return 0;
+  return resident * (int64_t)sysconf(_SC_PAGESIZE);
+}
+
+}  // namespace
+
+SinkhornStepResult sinkhorn_step(const Tensor& a_t, const Tensor& a_v, const Tensor& cost, const Tensor& weights,
+                                 const SinkhornConfig& config) {
+  Tensor at = leaf(a_t), av = leaf(a_v), c = leaf(cost);
+  Tensor cols = sinkhorn_column_sums(at, av, c, config);
+  backward(sum(mul(cols, weights.detach())));
+  return {cols.detach(), at.grad(), av.grad(), c.grad()};
+}
+
+SinkhornBenchResult bench_sinkhorn(const SinkhornBenchOptions& o) {
+  using Clock = std::chrono::steady_clock;
+  Generator gen(o.seed);
+  const int64_t N = o.instances, Kt = o.text_prototypes, Kv = o.visual_prototypes;
+  Tensor a_t, a_v, cost, W;
+  {
+    NoGradGuard ng;
+    a_t = leaf(softmax(Tensor::randn({N, Kt}, gen), -1));
+    a_v = leaf(softmax(Tensor::randn({N, Kv}, gen), -1));
+    Tensor Pt = Tensor::randn({Kt, o.proto_dim}, gen), Pv = Tensor::randn({Kv, o.proto_dim}, gen);
+    cost = leaf(rsub(1.0, matmul(l2_normalize(Pt, 1), t(l2_normalize(Pv, 1)))));
+    W = Tensor::randn({N, Kv}, gen);
+  }
+  SinkhornBenchResult r;
+  r.inputs_bytes = Storage::cpu_bytes_in_use();
+  r.rss_before_bytes = current_rss_bytes();
+  Storage::reset_cpu_peak();
+  std::vector<double> steps, fwds;
+  for (int i = 0; i < o.warmup + o.repeats; ++i) {
+    for (Tensor* x : {&a_t, &a_v, &cost}) x->set_grad(Tensor());
+    auto t0 = Clock::now();
+    Tensor loss = sum(mul(sinkhorn_column_sums(a_t, a_v, cost, o.config), W));
+    auto t1 = Clock::now();
+    backward(loss);
+    auto t2 = Clock::now();
+    if (i >= o.warmup) {
+      steps.push_back(std::chrono::duration<double, std::milli>(t2 - t0).count());
+      fwds.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    }
+  }
+  r.median_ms = median(steps);
+  r.min_ms = steps.empty() ? 0 : *std::min_element(steps.begin(), steps.end());
+  r.forward_median_ms = median(fwds);
+  r.peak_bytes = Storage::cpu_peak_bytes();
+  return r;
+}
+
+}  // namespace lm::bench

@@ -1,0 +1,41 @@
+// Fusion-only benchmark of reference-mode Sinkhorn (`libramil bench sinkhorn`, compared with
+// the PyTorch anchor by bench/compare_sinkhorn.py): one transport problem per instance,
+// marginals a_t (N, Kt) and a_v (N, Kv), shared cost (Kt, Kv), column sums of every plan,
+// timed forward + backward of sum(cols o W).
+#pragma once
+#include <cstdint>
+
+#include "ops/sinkhorn.h"
+#include "tensor/tensor.h"
+
+namespace lm::bench {
+
+struct SinkhornBenchOptions {
+  int64_t instances = 8000, text_prototypes = 46, visual_prototypes = 10;
+  int64_t proto_dim = 16;  // width of the random prototypes the cost is made from
+  SinkhornConfig config;   // epsilon 0.05, 20 iterations, plain domain by default
+  int repeats = 5, warmup = 1;
+  uint64_t seed = 0;
+};
+
+struct SinkhornBenchResult {
+  double median_ms = 0, min_ms = 0;  // forward + backward
+  double forward_median_ms = 0;      // the forward part of the same steps
+  int64_t inputs_bytes = 0;          // CPU tensor storage held before the timed steps (inputs, W)
+  int64_t peak_bytes = 0;            // high-water mark of CPU tensor storage during the steps
+  int64_t rss_before_bytes = 0;      // resident set size just before the timed steps (Linux)
+};
+
+// Inputs as in the model: a_t = softmax(randn (N, Kt)), a_v = softmax(randn (N, Kv)),
+// cost = 1 - cos(Pt, Pv) for random Pt (Kt, proto_dim), Pv (Kv, proto_dim); W = randn (N, Kv).
+SinkhornBenchResult bench_sinkhorn(const SinkhornBenchOptions& options);
+
+// One step on given inputs (float32 or float64): cols = sinkhorn_column_sums(a_t, a_v, cost),
+// loss = sum(cols o weights), backward. For checking against PyTorch on the same inputs.
+struct SinkhornStepResult {
+  Tensor cols, grad_a_t, grad_a_v, grad_cost;
+};
+SinkhornStepResult sinkhorn_step(const Tensor& a_t, const Tensor& a_v, const Tensor& cost, const Tensor& weights,
+                                 const SinkhornConfig& config);
+
+}  // namespace lm::bench
