@@ -1,6 +1,23 @@
 # Registers one ctest test per tests/test_*.cpp file, so that `ctest` reports each suite
 # separately; each runs the single doctest binary filtered to that source file.
+#
+# LIBRAMIL_TEST_SUITES (a ;-list of suite names, e.g. "test_data;test_gemm"; empty = all)
+# builds only those suites into libramil_tests and registers only them. tools/ci_sanitize.sh
+# uses it so that the ASan build does not compile the suites it does not run.
+set(LIBRAMIL_TEST_SUITES "" CACHE STRING "Test suites (tests/<name>.cpp) to build and register; empty = all")
 file(GLOB _lm_test_files CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/test_*.cpp)
+if(LIBRAMIL_TEST_SUITES)
+  set(_lm_selected "")
+  foreach(_name ${LIBRAMIL_TEST_SUITES})
+    if(NOT EXISTS ${CMAKE_SOURCE_DIR}/tests/${_name}.cpp)
+      message(FATAL_ERROR "LIBRAMIL_TEST_SUITES: no suite tests/${_name}.cpp")
+    endif()
+    list(APPEND _lm_selected ${CMAKE_SOURCE_DIR}/tests/${_name}.cpp)
+  endforeach()
+  set(_lm_test_files ${_lm_selected})
+  set_property(TARGET libramil_tests PROPERTY SOURCES ${CMAKE_SOURCE_DIR}/tests/main.cpp ${_lm_test_files})
+  message(STATUS "libramil: test suites ${LIBRAMIL_TEST_SUITES}")
+endif()
 foreach(_f ${_lm_test_files})
   get_filename_component(_name ${_f} NAME_WE)
   add_test(NAME ${_name} COMMAND libramil_tests --source-file=*${_name}.cpp --no-intro)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# CI step: builds every libFuzzer target in fuzz/ (clang++-14, ASan + UBSan), seeds the corpus
-# and runs each target for FUZZ_SECONDS (default 20) seconds, two at a time. Exits non-zero if
-# any target crashed, leaked, hung or hit a sanitizer report (reproducers in fuzz/artifacts/).
+# CI step (run by .ci/run after the sanitizer job): builds every libFuzzer target in fuzz/
+# (clang++-14, ASan + UBSan), seeds the corpus and runs each target for FUZZ_SECONDS (default
+# 30) seconds, two at a time (FUZZ_PARALLEL): 6 targets take about 90 s plus the build. Exits
+# non-zero if any target crashed, leaked, hung or hit a sanitizer report (reproducers in
+# fuzz/artifacts/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec bash tools/fuzz.sh "${FUZZ_SECONDS:-20}" "$@"
+exec bash tools/fuzz.sh "${FUZZ_SECONDS:-30}" "$@"
