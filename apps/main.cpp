@@ -13,7 +13,8 @@ void set_threads(int threads) {
 }
 }  // namespace lm::app
 
-int main(int argc, char** argv) {
+// Parses argv and runs one subcommand (`profile` calls this again for the command it wraps).
+static int run_cli(int argc, char** argv) {
   CLI::App app{"libramil: few-shot whole-slide-image classification with Libra-MIL (from-scratch C++/CUDA stack)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "libramil 0.1.0");
@@ -32,6 +33,10 @@ int main(int argc, char** argv) {
   add("simulate", "write a simulated whole-slide dataset (features, labels, priors) -- simulated data", lm::app::add_simulate);
   add("demo", "simulate RCC data, train Libra-MIL and baselines at 1/4/16 shots, print the table, write a report", lm::app::add_demo);
   add("report", "write an HTML report (tables, curves, ROC, heatmaps) for one or more run directories", lm::app::add_report);
+  {
+    CLI::App* sub = app.add_subcommand("profile", "run any other command with the per-op profiler; prints a table per op/kernel");
+    runners[sub] = lm::app::add_profile(*sub, &run_cli);
+  }
   add("mil-benchmark", "classic MIL benchmarks (Musk1, Elephant, ...): 5 x 10-fold protocol of Ilse et al. 2018; prints JSON", lm::app::add_mil_benchmark);
   try {
     app.parse(argc, argv);
@@ -46,3 +51,5 @@ int main(int argc, char** argv) {
   }
   return 0;
 }
+
+int main(int argc, char** argv) { return run_cli(argc, argv); }

@@ -10,6 +10,7 @@
 // every kernel and copy of this backend runs on one stream per device (stream order).
 // Cached blocks are never returned at process exit (the driver reclaims them).
 #include <cuda_runtime.h>
+#include <nvtx3/nvToolsExt.h>
 
 #include <cstdio>
 #include <mutex>
@@ -20,6 +21,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/device.h"
+#include "tensor/profiler.h"
 #include "tensor/storage.h"
 
 namespace lm::cuda {
@@ -171,6 +173,16 @@ void ensure_registered() {
   hooks.copy = [](void* dst, Device dd, const void* src, Device sd, size_t n) { copy(dst, dd, src, sd, n); };
   hooks.device_count = [] { return device_count(); };
   register_device_hooks(DeviceType::CUDA, std::move(hooks));
+  // Profiler (tensor/profiler.h): wait for the device at scope boundaries so that host
+  // timings cover the kernels, and name the same scopes as NVTX ranges.
+  profiler::Hooks ph;
+  ph.sync = [] {
+    static const bool has_device = device_count() > 0;
+    if (has_device) cudaDeviceSynchronize();
+  };
+  ph.range_push = [](const char* name) { nvtxRangePushA(name); };
+  ph.range_pop = [] { nvtxRangePop(); };
+  profiler::set_hooks(ph);
 }
 
 AllocatorStats allocator_stats(int device) {

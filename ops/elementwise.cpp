@@ -57,7 +57,7 @@ static Tensor binary(const char* name, cpu::BinaryOp op, const Tensor& a, const 
   check_same(name, a, b);
   Shape out_shape = broadcast_shapes(name, a.shape(), b.shape());
   Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
-  LM_DISPATCH(a.device(), binary_forward, op, a, b, out);
+  LM_DISPATCH_NAMED(name, a.device(), binary_forward, op, a, b, out);
   if (needs_grad({a, b})) {
     bool ga = a.requires_grad(), gb = b.requires_grad();
     Shape sa = a.shape(), sb = b.shape();
@@ -97,13 +97,13 @@ static Tensor unary(const char* name, cpu::UnaryOp op, const Tensor& x, cpu::Una
   check_float(name, x);
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  LM_DISPATCH(x.device(), unary_forward, op, p, xc, out);
+  LM_DISPATCH_NAMED(name, x.device(), unary_forward, op, p, xc, out);
   if (needs_grad({x})) {
     Tensor xs = xc.detach(), ys = out.detach();
     record(name, {x}, out, [=](const Tensor& g) -> std::vector<Tensor> {
       Tensor gc = g.contiguous();
       Tensor gx = Tensor::empty(xs.shape(), xs.dtype(), xs.device());
-      LM_DISPATCH(xs.device(), unary_backward, op, p, xs, ys, gc, gx);
+      LM_DISPATCH_NAMED(prof_label(name, "backward"), xs.device(), unary_backward, op, p, xs, ys, gc, gx);
       return {gx};
     });
   }

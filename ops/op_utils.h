@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "autograd/engine.h"
+#include "tensor/profiler.h"
 #include "tensor/tensor.h"
 
 namespace lm::ops_detail {
@@ -45,6 +46,11 @@ inline void check_cpu_or_cuda(const char* op, const Tensor& x) {
 }
 
 // A backward function for ops whose gradient is not implemented on some path.
+// "<op>.<suffix>" as a stable string for profiler scopes, built only while profiling.
+inline const char* prof_label(const char* op, const char* suffix) {
+  return profiler::enabled() ? profiler::intern(std::string(op) + "." + suffix) : op;
+}
+
 [[noreturn]] inline void no_cuda(const char* op) {
   throw std::runtime_error(std::string(op) + ": no CUDA kernel in this build");
 }
@@ -54,16 +60,21 @@ inline void check_cpu_or_cuda(const char* op, const Tensor& x) {
 // Device dispatch: `LM_DISPATCH(device, kernel_name, args...)` calls lm::cuda::kernel_name for
 // CUDA tensors (declared in cuda/kernels.h with the same signature as the CPU kernel) and
 // lm::cpu::kernel_name otherwise.
+// Every dispatch is also a profiler scope (tensor/profiler.h) named after the kernel, or after
+// `label` with LM_DISPATCH_NAMED (e.g. "gelu" rather than "unary_forward").
+#define LM_DISPATCH(dev, name, ...) LM_DISPATCH_NAMED(#name, dev, name, __VA_ARGS__)
 #ifdef LIBRAMIL_WITH_CUDA
 #include "cuda/kernels.h"
-#define LM_DISPATCH(dev, name, ...)                 \
-  do {                                             \
+#define LM_DISPATCH_NAMED(label, dev, name, ...)        \
+  do {                                                 \
+    ::lm::profiler::Scope lm_prof_scope_(label);       \
     if ((dev).is_cuda()) ::lm::cuda::name(__VA_ARGS__); \
-    else ::lm::cpu::name(__VA_ARGS__);             \
+    else ::lm::cpu::name(__VA_ARGS__);                 \
   } while (0)
 #else
-#define LM_DISPATCH(dev, name, ...)                                                      \
+#define LM_DISPATCH_NAMED(label, dev, name, ...)                                          \
   do {                                                                                   \
+    ::lm::profiler::Scope lm_prof_scope_(label);                                         \
     if (!(dev).is_cpu()) ::lm::ops_detail::no_cuda(#name);                               \
     ::lm::cpu::name(__VA_ARGS__);                                                        \
   } while (0)

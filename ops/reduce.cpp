@@ -76,7 +76,7 @@ Tensor reduce_op(const char* name, cpu::ReduceOp op, const Tensor& x, const std:
   ReducePlan p = plan_reduce(name, x, dims, keepdim);
   if (p.red == 0 && op != cpu::ReduceOp::Sum) fail(name, "reduction over an empty dimension of " + x.str());
   Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
-  LM_DISPATCH(x.device(), reduce_forward, op, p.packed, p.outer, p.red, p.inner, out);
+  LM_DISPATCH_NAMED(name, x.device(), reduce_forward, op, p.packed, p.outer, p.red, p.inner, out);
   if (needs_grad({x})) {
     Shape keep = p.keep_shape, full = x.shape();
     Tensor xs = x.detach(), ys = out.detach();

@@ -66,6 +66,7 @@ cpu::SinkhornOptions options(const SinkhornConfig& c) {
 
 template <class T>
 void forward_typed(const Problem& p, const SinkhornConfig& c, T* plan, T* cols) {
+  profiler::Scope prof("sinkhorn_forward");
   auto o = options(c);
   if (c.log_domain)
     cpu::sinkhorn_log_forward<T>(p.a.data<T>(), p.b.data<T>(), p.cost.data<T>(), p.B, p.K1, p.K2, p.shared, o, nullptr,
@@ -77,6 +78,7 @@ void forward_typed(const Problem& p, const SinkhornConfig& c, T* plan, T* cols) 
 
 template <class T>
 void backward_typed(const Problem& p, const SinkhornConfig& c, const T* gplan, const T* gcols, T* ga, T* gb, T* gc) {
+  profiler::Scope prof("sinkhorn_backward");
   auto o = options(c);
   if (c.log_domain)
     cpu::sinkhorn_log_backward<T>(p.a.data<T>(), p.b.data<T>(), p.cost.data<T>(), p.B, p.K1, p.K2, p.shared, o, gplan,

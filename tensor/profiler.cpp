@@ -1,0 +1,87 @@
+// Per-op profiler (see profiler.h): a thread-local stack of open scopes for exclusive times,
+// and one table, guarded by a mutex, that the scopes add to when they close.
+#include "tensor/profiler.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <set>
+
+namespace lm::profiler {
+
+namespace detail {
+std::atomic<bool> g_enabled{false};
+}
+
+namespace {
+std::mutex g_mu;
+std::map<std::string, Row>& table() {
+  static std::map<std::string, Row> t;
+  return t;
+}
+Hooks g_hooks;
+thread_local Scope* t_top = nullptr;
+}  // namespace
+
+void set_enabled(bool on) { detail::g_enabled.store(on, std::memory_order_relaxed); }
+
+void reset() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  table().clear();
+}
+
+std::vector<Row> snapshot() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  std::vector<Row> rows;
+  for (auto& [k, r] : table()) rows.push_back(r);
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.total_ms > b.total_ms; });
+  return rows;
+}
+
+bool detail_shapes() {
+  static const bool on = [] {
+    const char* e = std::getenv("LIBRAMIL_PROFILE_SHAPES");
+    return e && std::string(e) == "1";
+  }();
+  return on;
+}
+
+void set_hooks(const Hooks& h) { g_hooks = h; }
+
+const char* intern(const std::string& name) {
+  static std::mutex mu;
+  static std::set<std::string> names;
+  std::lock_guard<std::mutex> lock(mu);
+  return names.insert(name).first->c_str();
+}
+
+void Scope::begin(const char* name, double flops, double bytes) {
+  if (g_hooks.sync) g_hooks.sync();
+  if (g_hooks.range_push) g_hooks.range_push(name);
+  active_ = true;
+  name_ = name;
+  flops_ = flops;
+  bytes_ = bytes;
+  parent_ = t_top;
+  t_top = this;
+  start_ = std::chrono::steady_clock::now();
+}
+
+void Scope::end() {
+  if (g_hooks.sync) g_hooks.sync();
+  const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start_).count();
+  if (g_hooks.range_pop) g_hooks.range_pop();
+  t_top = parent_;
+  if (parent_) parent_->child_ns_ += ns;
+  const double excl = std::max(0.0, ns - child_ns_);
+  std::lock_guard<std::mutex> lock(g_mu);
+  Row& r = table()[name_];
+  if (r.name.empty()) r.name = name_;
+  r.calls += 1;
+  r.total_ms += excl * 1e-6;
+  r.flops += flops_;
+  r.bytes += bytes_;
+}
+
+}  // namespace lm::profiler
