@@ -1,5 +1,6 @@
 // Graph bookkeeping (grad mode, recording, iterative teardown) and the backward engine.
 #include "autograd/engine.h"
+#include "tensor/profiler.h"
 
 #include <stdexcept>
 #include <unordered_map>
@@ -60,6 +61,7 @@ static void accumulate_leaf(TensorImpl& leaf, const Tensor& g, const std::string
   if (g.shape() != leaf.shape)
     throw std::runtime_error("backward: op '" + from + "' produced a gradient of shape " + shape_str(g.shape()) +
                              " for a leaf of shape " + shape_str(leaf.shape));
+  profiler::Scope prof("grad_accumulate");
   Tensor gc = g.dtype() == leaf.dtype ? g : g.to(leaf.dtype);
   if (!leaf.grad) {
     // Store a packed copy we own, so later in-place use cannot alias another tensor.
@@ -118,6 +120,7 @@ void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) 
       if (n->released || !n->backward)
         throw std::runtime_error("backward: trying to go through the graph a second time (op '" + n->name +
                                  "'): its saved tensors were freed after the first backward; pass retain_graph=true to keep them");
+      profiler::Scope prof(profiler::enabled() ? profiler::intern(n->name + ".backward") : "");
       in_grads = n->backward(g);
       if (in_grads.size() != n->inputs.size())
         throw std::logic_error("backward of '" + n->name + "' returned " + std::to_string(in_grads.size()) + " gradients for " +
@@ -138,7 +141,13 @@ void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) 
       if (gi.defined()) {
         auto it = grads.find(child);
         if (it == grads.end()) grads.emplace(child, gi);
-        else it->second = add_same_shape(it->second, gi);
+        else {
+          profiler::Scope prof("grad_accumulate");
+          // In place when the running sum is a buffer nobody else holds (the common case
+          // after the first addition); a fresh sum otherwise, since the first gradient may
+          // alias a tensor saved by another node.
+          if (!add_same_shape_inplace(it->second, gi)) it->second = add_same_shape(it->second, gi);
+        }
       }
       if (--pending[child] == 0) ready.push_back(child);
     }

@@ -68,6 +68,13 @@ LibraMIL::LibraMIL(const LibraMILConfig& c, const Tensor& z_ins, const Tensor& z
 
 Tensor LibraMIL::forward(const Tensor& x) { return run(x, nullptr); }
 
+// Linear -> LayerNorm [-> GELU] of a projection head as one fused op (ops/linear_norm.h).
+static Tensor project(const nn::Sequential& head, const Tensor& x, bool gelu) {
+  const auto& lin = head.at<nn::Linear>(0);
+  const auto& ln = head.at<nn::LayerNorm>(1);
+  return linear_layer_norm(x, lin.weight, lin.bias, ln.weight, ln.bias, ln.eps, gelu);
+}
+
 Tensor LibraMIL::explain(const Tensor& x, LibraMILExplanation& ex) {
   NoGradGuard no_grad;
   return run(x, &ex);
@@ -77,9 +84,12 @@ Tensor LibraMIL::explain(const Tensor& x, LibraMILExplanation& ex) {
 Tensor LibraMIL::fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt, LibraMILExplanation* ex) {
   const int64_t N = V.shape()[0];
   // 2. cosine similarities of every instance to every prototype.
+  // One product against both prototype sets (one pass over Vn, one (N, D) gradient).
   Tensor Vn = l2_normalize(V, 1), Pvn = l2_normalize(Pv, 1), Ptn = l2_normalize(Pt, 1);
-  Tensor Sv = matmul(Vn, t(Pvn));  // (N, Kv)
-  Tensor St = matmul(Vn, t(Ptn));  // (N, Kt)
+  const int64_t Kv = Pv.shape()[0], Kt = Pt.shape()[0];
+  Tensor S = matmul(Vn, t(cat({Pvn, Ptn}, 0)));  // (N, Kv + Kt)
+  Tensor Sv = slice(S, 1, 0, Kv);                 // (N, Kv)
+  Tensor St = slice(S, 1, Kv, Kv + Kt);           // (N, Kt)
   Tensor s;                        // (N) fused instance score
   Tensor plan;
   const std::string& ab = config_.ablation;
@@ -115,7 +125,7 @@ Tensor LibraMIL::fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt,
     ex->sim_text = St.detach().to(DType::F32).clone();
     if (plan.defined()) ex->plan = plan.detach().to(DType::F32).clone();
   }
-  return mul(unsqueeze(w, 1), V);
+  return scale_rows(V, w);
 }
 
 // Reference mode: one transport problem per instance between its text and visual
@@ -135,7 +145,7 @@ Tensor LibraMIL::fuse_reference(const Tensor& V, const Tensor& Pv, const Tensor&
     ex->instance_weights = ex->instance_scores;
     ex->sim_text = matmul(l2_normalize(V, 1), t(l2_normalize(Pt, 1))).detach().to(DType::F32).clone();
   }
-  return mul(scale, V);
+  return scale_rows(V, reshape(scale, {-1}));
 }
 
 // Multi-head cross-attention with C queries over N instances, computed without projecting
@@ -164,10 +174,10 @@ Tensor LibraMIL::run(const Tensor& x, LibraMILExplanation* ex) {
     throw std::invalid_argument("Libra-MIL: bag features " + x.str() + " do not match the model width D=" + std::to_string(config_.dim));
   if (x.shape()[0] == 0) throw std::invalid_argument("Libra-MIL: empty bag (0 instances)");
   // 1. projections.
-  Tensor V = proj_v(x);
-  Tensor Pv = proj_v(proto_vis);
-  Tensor Pt = proj_llm(prompt_inst);
-  Tensor Pb = proj_llm(prompt_bag);
+  Tensor V = project(proj_v, x, true);
+  Tensor Pv = project(proj_v, proto_vis, true);
+  Tensor Pt = project(proj_llm, prompt_inst, false);
+  Tensor Pb = project(proj_llm, prompt_bag, false);
   Tensor Xf = config_.mode == "paper" ? fuse_paper(V, Pv, Pt, ex) : fuse_reference(V, Pv, Pt, ex);
   // 8. class priors attend over the reweighted instances.
   Tensor H = class_query_attention(Pb, Xf, ex);  // (C, D)

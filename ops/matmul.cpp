@@ -7,6 +7,7 @@
 #include "ops/op_utils.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
+#include "tensor/profiler.h"
 
 namespace lm {
 
@@ -50,7 +51,13 @@ void gemm_dispatch(const Tensor& ref, bool ta, bool tb, int64_t M, int64_t N, in
                static_cast<double*>(C), ldc);
 }
 
-Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in) {
+// A 2-d tensor stored column-major (the transpose of a packed matrix), with more than one row
+// and column (otherwise both layouts coincide).
+bool is_transposed_2d(const Tensor& x) {
+  return x.dim() == 2 && x.shape()[0] > 1 && x.shape()[1] > 1 && x.strides()[0] == 1 && x.strides()[1] == x.shape()[0];
+}
+
+Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in, const char* prof_name) {
   Tensor a = a_in, b = b_in;
   MatrixLayout la, lb;
   if (!layout_of(a, la)) { a = a.contiguous(); layout_of(a, la); }
@@ -85,6 +92,11 @@ Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in) {
   const char* pb = static_cast<const char*>(b.raw_data());
   char* pc = static_cast<char*>(out.raw_data());
   if (M == 0 || N == 0) return out;
+  if (profiler::enabled() && profiler::detail_shapes())  // LIBRAMIL_PROFILE_SHAPES=1: one row per GEMM shape
+    prof_name = profiler::intern(std::string(prof_name) + " " + (nb > 1 ? std::to_string(nb) + "x" : "") + std::to_string(M) +
+                                 "x" + std::to_string(N) + "x" + std::to_string(K) + (la.transposed ? " tA" : "") +
+                                 (lb.transposed ? " tB" : ""));
+  profiler::Scope prof(prof_name, 2.0 * M * N * K * nb, double(es) * (M * K + K * N + M * N) * nb);
   auto one = [&](int64_t k) {
     gemm_dispatch(a, la.transposed, lb.transposed, M, N, K, pa + oa[k] * es, la.ld, pb + ob[k] * es, lb.ld,
                   pc + k * M * N * es, N);
@@ -111,15 +123,25 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   if (b.dim() == 1) return squeeze(matmul(a, unsqueeze(b, 1)), -1);
   if (a.shape()[a.dim() - 1] != b.shape()[b.dim() - 2])
     fail("matmul", "inner dimensions differ: " + a.str() + " @ " + b.str());
-  Tensor out = matmul_forward(a, b);
+  Tensor out = matmul_forward(a, b, "matmul");
   if (needs_grad({a, b})) {
     bool ga = a.requires_grad(), gb = b.requires_grad();
     Tensor ad = a.detach(), bd = b.detach();
     Shape sa = a.shape(), sb = b.shape();
+    // A 2-d operand that is a transposed view (t(X) of a packed X) gets its gradient as the
+    // transpose of a packed product, so that X's gradient arrives packed: the transpose node
+    // turns it back, and summing it with X's other gradients needs no strided copy.
+    const bool a_t = is_transposed_2d(a) && b.dim() == 2, b_t = is_transposed_2d(b) && a.dim() == 2;
     record("matmul", {a, b}, out, [=](const Tensor& g) -> std::vector<Tensor> {
       Tensor da, db;
-      if (ga) da = sum_to(matmul_forward(g, transpose(bd, -1, -2)), sa);
-      if (gb) db = sum_to(matmul_forward(transpose(ad, -1, -2), g), sb);
+      if (ga) {
+        if (a_t) da = t(matmul_forward(bd, t(g), "matmul.backward"));  // da^T = b g^T
+        else da = sum_to(matmul_forward(g, transpose(bd, -1, -2), "matmul.backward"), sa);
+      }
+      if (gb) {
+        if (b_t) db = t(matmul_forward(t(g), ad, "matmul.backward"));  // db^T = g^T a
+        else db = sum_to(matmul_forward(transpose(ad, -1, -2), g, "matmul.backward"), sb);
+      }
       return {da, db};
     });
   }

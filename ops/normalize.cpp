@@ -1,5 +1,6 @@
-// l2_normalize / l1_normalize / cosine_similarity_matrix, composed from existing ops so that
-// autograd comes from the composition. The clamp max(norm, eps) follows
+// l2_normalize / l1_normalize / cosine_similarity_matrix. On the CPU, l2_normalize over the
+// last dim runs row kernels with a hand-written backward (ops/cpu/normalize.cpp); every other
+// case is composed from existing ops so that autograd comes from the composition. The clamp max(norm, eps) follows
 // torch.nn.functional.normalize: below eps the denominator is the constant eps and carries no
 // gradient. For p = 2 the clamp is applied to the sum of squares (against eps^2) before the
 // square root: the same function and gradient, without sqrt's infinite derivative at 0
@@ -9,6 +10,8 @@
 #include <cmath>
 #include <limits>
 
+#include "autograd/engine.h"
+#include "ops/cpu/normalize.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
 #include "ops/op_utils.h"
@@ -31,10 +34,38 @@ void check_normalize(const char* name, const Tensor& x, int64_t dim, double eps)
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
+// CPU, last dim: the row kernels of ops/cpu/normalize.h with their hand-written backward.
+Tensor l2_normalize_last_dim(const Tensor& x, double eps) {
+  const int64_t D = x.shape().back(), rows = x.numel() / D;
+  Tensor xc = x.contiguous();
+  Tensor y = Tensor::empty(x.shape(), x.dtype()), denom = Tensor::empty({rows}, x.dtype());
+  {
+    profiler::Scope prof("l2_normalize", 0, 2.0 * x.nbytes());
+    if (x.dtype() == DType::F32) cpu::l2_normalize_rows_forward(xc.data<float>(), rows, D, eps, y.data<float>(), denom.data<float>());
+    else cpu::l2_normalize_rows_forward(xc.data<double>(), rows, D, eps, y.data<double>(), denom.data<double>());
+  }
+  if (autograd::needs_grad({x})) {
+    Tensor ys = y.detach();
+    autograd::record("l2_normalize", {x}, y, [=](const Tensor& g) -> std::vector<Tensor> {
+      Tensor gc = g.contiguous();
+      Tensor gx = Tensor::empty(ys.shape(), ys.dtype());
+      profiler::Scope prof("l2_normalize_backward", 0, 3.0 * ys.nbytes());
+      if (ys.dtype() == DType::F32)
+        cpu::l2_normalize_rows_backward(gc.data<float>(), ys.data<float>(), denom.data<float>(), rows, D, gx.data<float>());
+      else
+        cpu::l2_normalize_rows_backward(gc.data<double>(), ys.data<double>(), denom.data<double>(), rows, D, gx.data<double>());
+      return {gx};
+    });
+  }
+  return y;
+}
+
 }  // namespace
 
 Tensor l2_normalize(const Tensor& x, int64_t dim, double eps) {
   check_normalize("l2_normalize", x, dim, eps);
+  const int64_t d = wrap_dim(dim, x.dim(), "l2_normalize");
+  if (x.device().is_cpu() && d == x.dim() - 1 && x.numel() > 0) return l2_normalize_last_dim(x, eps);
   // max(||x||, eps) = sqrt(max(sum x^2, eps^2))
   Tensor sumsq = sum(pow(x, 2.0), {dim}, true);
   Tensor denom = sqrt(clamp(sumsq, eps * eps, kInf));

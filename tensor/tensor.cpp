@@ -1,5 +1,6 @@
 // Tensor factories, metadata, element access and the strided copy / conversion loop.
 #include "tensor/tensor.h"
+#include "tensor/profiler.h"
 
 #include <cmath>
 #include <cstring>
@@ -247,6 +248,7 @@ Tensor Tensor::as_strided(const Shape& shape, const Shape& strides, int64_t offs
 Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
 
 Tensor Tensor::clone() const {
+  profiler::Scope prof("copy", 0, 2.0 * nbytes());
   Tensor t = empty(shape(), dtype(), device());
   if (device().is_cpu() || is_contiguous()) {
     t.copy_from(*this);
@@ -305,6 +307,26 @@ std::vector<int64_t> Tensor::to_int_vector() const {
   Tensor c = to(Device::cpu()).to(DType::I64).contiguous();
   const int64_t* p = c.data<int64_t>();
   return std::vector<int64_t>(p, p + c.numel());
+}
+
+bool add_same_shape_inplace(Tensor& acc, const Tensor& b) {
+  if (!acc.defined() || !b.defined() || acc.shape() != b.shape() || acc.dtype() != b.dtype()) return false;
+  if (!acc.device().is_cpu() || !b.device().is_cpu() || !acc.is_contiguous()) return false;
+  if (acc.impl_ptr().use_count() != 1 || acc.impl().storage.use_count() != 1) return false;
+  if (acc.dtype() != DType::F32 && acc.dtype() != DType::F64) return false;
+  Tensor bc = b.contiguous();
+  const int64_t n = acc.numel();
+  if (acc.dtype() == DType::F32) {
+    float* x = acc.data<float>();
+    const float* y = bc.data<float>();
+#pragma omp parallel for simd if (n > 262144)
+    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+  } else {
+    double* x = acc.data<double>();
+    const double* y = bc.data<double>();
+    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+  }
+  return true;
 }
 
 Tensor add_same_shape(const Tensor& a, const Tensor& b) {

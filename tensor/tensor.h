@@ -123,5 +123,9 @@ int64_t wrap_dim(int64_t d, int64_t ndim, const char* op);
 // Out-of-place elementwise sum of two same-shape tensors (any layout); used by the
 // autograd engine to accumulate gradients without depending on ops/.
 Tensor add_same_shape(const Tensor& a, const Tensor& b);
+// acc += b in place when acc is a packed CPU float tensor that nothing else references (this
+// handle holds the only reference to its impl and storage); returns false (and leaves acc
+// alone) otherwise. The autograd engine sums gradients with it.
+bool add_same_shape_inplace(Tensor& acc, const Tensor& b);
 
 }  // namespace lm

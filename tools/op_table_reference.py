@@ -134,6 +134,11 @@ def run_op(op, p, x):
         w = x[1] if len(x) > 1 else None
         b = x[2] if len(x) > 2 else None
         return F.layer_norm(x[0], (x[0].shape[-1],), w, b, p["eps"])
+    if op == "scale_rows":
+        return x[1].unsqueeze(1) * x[0]
+    if op in ("linear_layer_norm", "linear_layer_norm_gelu"):
+        y = F.layer_norm(F.linear(x[0], x[1], x[4] if p["bias"] else None), (x[1].shape[0],), x[2], x[3], p["eps"])
+        return F.gelu(y) if op == "linear_layer_norm_gelu" else y
     if op == "cross_entropy":
         return cross_entropy(x[0], x[1])
     if op == "l2_normalize":

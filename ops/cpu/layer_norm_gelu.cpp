@@ -1,0 +1,303 @@
+// Fused Linear-tail kernels: bias + LayerNorm + affine + exact GELU, forward and backward
+// (layer_norm_gelu.h). One row of D floats stays in L1 across the passes, so each (rows, D)
+// tensor is read or written once per pass instead of once per op.
+//
+// Two versions of each row function: portable C++ and AVX-512 intrinsics (chosen at run time;
+// LIBRAMIL_ROW_KERNEL=portable forces the first). erf and exp are float32 polynomials (below),
+// the same in both, so the versions differ only in summation order and FMA contraction.
+#include "ops/cpu/layer_norm_gelu.h"
+
+// GCC 12's AVX-512 intrinsic headers trip -W(maybe-)uninitialized on their own
+// _mm512_undefined_ps() placeholders when inlined at -O3: false positives, silenced here.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace lm::cpu {
+
+namespace {
+
+#define LM_INLINE static inline __attribute__((always_inline))
+
+constexpr int64_t kParallelGrain = 1 << 14;
+constexpr int64_t kRowsPerChunk = 32;  // chunking of the column reductions in backward
+
+// erf as a rational function (Eigen's float coefficients; max abs error 4.2e-7 on [-6, 6]),
+// the same form as the unfused gelu kernel in elementwise.cpp.
+LM_INLINE float erf_poly(float x) {
+  x = x < -4.f ? -4.f : (x > 4.f ? 4.f : x);
+  const float x2 = x * x;
+  float p = -2.72614225801306e-10f;
+  p = x2 * p + 2.77068142495902e-08f;
+  p = x2 * p - 2.10102402082508e-06f;
+  p = x2 * p - 5.69250639462346e-05f;
+  p = x2 * p - 7.34990630326855e-04f;
+  p = x2 * p - 2.95459980854025e-03f;
+  p = x2 * p - 1.60960333262415e-02f;
+  p = x * p;
+  float q = -1.45660718464996e-05f;
+  q = x2 * q - 2.13374055278905e-04f;
+  q = x2 * q - 1.68282697438203e-03f;
+  q = x2 * q - 7.37332916720468e-03f;
+  q = x2 * q - 1.42647390514189e-02f;
+  return p / q;
+}
+
+// exp(x) for x <= 0 (Cephes' expf reduction and polynomial, ~2 ulp): x = n ln2 + r with
+// |r| <= ln2/2, exp(r) by a degree-6 polynomial, 2^n assembled in the exponent bits.
+// Below -87 the result is clamped to exp(-87) ~ 1.6e-38 instead of a denormal or 0.
+LM_INLINE float exp_nonpos(float x) {
+  x = x < -87.f ? -87.f : x;
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  return p * std::bit_cast<float>(bits);
+}
+
+constexpr float kInvSqrt2 = 0.70710678118654752440f;
+constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
+
+// ---- portable rows (any CPU; the compiler vectorises what it can) --------------------------
+
+// One row forward. y (D) gets the linear bias added in place.
+void forward_row(float* __restrict y, const float* __restrict lin_bias, const float* __restrict w,
+                 const float* __restrict b, float eps, int64_t D, bool gelu, float* __restrict out, float* mean,
+                 float* rstd) {
+  float s = 0;
+  for (int64_t j = 0; j < D; ++j) {
+    if (lin_bias) y[j] += lin_bias[j];
+    s += y[j];
+  }
+  const float mu = s / (float)D;
+  float var = 0;
+  for (int64_t j = 0; j < D; ++j) var += (y[j] - mu) * (y[j] - mu);
+  const float rs = 1.0f / std::sqrt(var / (float)D + eps);
+  *mean = mu;
+  *rstd = rs;
+  for (int64_t j = 0; j < D; ++j) {
+    const float z = (y[j] - mu) * rs * w[j] + b[j];
+    out[j] = gelu ? 0.5f * z * (1.0f + erf_poly(z * kInvSqrt2)) : z;
+  }
+}
+
+// One row backward (derivation in docs/ops/layernorm.md):
+//   xh = (y - mu) rstd,  z = xh w + b,  out = gelu(z)
+//   gz = g gelu'(z) = g (Phi(z) + z phi(z));  gw += gz xh;  gb += gz
+//   gxh = gz w;  gy = rstd (gxh - mean(gxh) - xh mean(gxh xh));  gcol += gy
+void backward_row(const float* __restrict g, const float* __restrict y, const float* __restrict w,
+                  const float* __restrict b, float mu, float rs, int64_t D, bool gelu, float* __restrict gy,
+                  float* __restrict cw, float* __restrict cb, float* __restrict cc) {
+  float s1 = 0, s2 = 0;
+  for (int64_t j = 0; j < D; ++j) {
+    const float xh = (y[j] - mu) * rs;
+    float gz = g[j];
+    if (gelu) {
+      const float z = xh * w[j] + b[j];
+      const float cdf = 0.5f * (1.0f + erf_poly(z * kInvSqrt2));
+      const float pdf = kInvSqrt2Pi * exp_nonpos(-0.5f * z * z);
+      gz *= cdf + z * pdf;
+    }
+    cw[j] += gz * xh;
+    cb[j] += gz;
+    const float gxh = gz * w[j];
+    gy[j] = gxh;
+    s1 += gxh;
+    s2 += gxh * xh;
+  }
+  const float m1 = s1 / (float)D, m2 = s2 / (float)D;
+  for (int64_t j = 0; j < D; ++j) {
+    const float xh = (y[j] - mu) * rs;
+    const float v = rs * (gy[j] - m1 - xh * m2);
+    gy[j] = v;
+    cc[j] += v;
+  }
+}
+
+// ---- AVX-512 rows: the same arithmetic, 16 lanes at a time, masked tails -------------------
+#define LM_AVX512 __attribute__((target("avx512f,avx512dq,fma")))
+
+LM_AVX512 inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
+
+// Sum of the 16 lanes, in lane order (GCC 12's _mm512_reduce_add_ps trips -Wuninitialized).
+LM_AVX512 inline float hsum16(__m512 v) {
+  alignas(64) float t[16];
+  _mm512_store_ps(t, v);
+  float s = 0;
+  for (int i = 0; i < 16; ++i) s += t[i];
+  return s;
+}
+
+LM_AVX512 inline __m512 erf16(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-4.f)), _mm512_set1_ps(4.f));
+  const __m512 x2 = _mm512_mul_ps(x, x);
+  __m512 p = _mm512_set1_ps(-2.72614225801306e-10f);
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(2.77068142495902e-08f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-2.10102402082508e-06f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-5.69250639462346e-05f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-7.34990630326855e-04f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-2.95459980854025e-03f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-1.60960333262415e-02f));
+  p = _mm512_mul_ps(x, p);
+  __m512 q = _mm512_set1_ps(-1.45660718464996e-05f);
+  q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-2.13374055278905e-04f));
+  q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-1.68282697438203e-03f));
+  q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-7.37332916720468e-03f));
+  q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-1.42647390514189e-02f));
+  return _mm512_div_ps(p, q);
+}
+
+// exp(x) for x <= 0, as exp_nonpos; 2^n applied with scalef.
+LM_AVX512 inline __m512 exp16_nonpos(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+LM_AVX512 void forward_row_avx512(float* y, const float* lin_bias, const float* w, const float* b, float eps,
+                                  int64_t D, bool gelu, float* out, float* mean, float* rstd) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t j = 0; j < D; j += 16) {
+    const __mmask16 m = tail_mask(D - j);
+    __m512 v = _mm512_maskz_loadu_ps(m, y + j);
+    if (lin_bias) {
+      v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, lin_bias + j));
+      _mm512_mask_storeu_ps(y + j, m, v);
+    }
+    acc = _mm512_add_ps(acc, v);
+  }
+  const float mu = hsum16(acc) / (float)D;
+  const __m512 vmu = _mm512_set1_ps(mu);
+  acc = _mm512_setzero_ps();
+  for (int64_t j = 0; j < D; j += 16) {
+    const __mmask16 m = tail_mask(D - j);
+    const __m512 c = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, y + j), vmu);
+    acc = _mm512_fmadd_ps(c, c, acc);
+  }
+  const float rs = 1.0f / std::sqrt(hsum16(acc) / (float)D + eps);
+  *mean = mu;
+  *rstd = rs;
+  const __m512 vrs = _mm512_set1_ps(rs), half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f),
+               k = _mm512_set1_ps(kInvSqrt2);
+  for (int64_t j = 0; j < D; j += 16) {
+    const __mmask16 m = tail_mask(D - j);
+    const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, y + j), vmu), vrs);
+    __m512 z = _mm512_fmadd_ps(xh, _mm512_maskz_loadu_ps(m, w + j), _mm512_maskz_loadu_ps(m, b + j));
+    if (gelu) z = _mm512_mul_ps(_mm512_mul_ps(half, z), _mm512_add_ps(one, erf16(_mm512_mul_ps(z, k))));
+    _mm512_mask_storeu_ps(out + j, m, z);
+  }
+}
+
+LM_AVX512 void backward_row_avx512(const float* g, const float* y, const float* w, const float* b, float mu, float rs,
+                                   int64_t D, bool gelu, float* gy, float* cw, float* cb, float* cc) {
+  const __m512 vmu = _mm512_set1_ps(mu), vrs = _mm512_set1_ps(rs), half = _mm512_set1_ps(0.5f),
+               one = _mm512_set1_ps(1.0f), k = _mm512_set1_ps(kInvSqrt2), kp = _mm512_set1_ps(kInvSqrt2Pi),
+               mhalf = _mm512_set1_ps(-0.5f);
+  __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps();
+  for (int64_t j = 0; j < D; j += 16) {
+    const __mmask16 m = tail_mask(D - j);
+    const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, y + j), vmu), vrs);
+    const __m512 wj = _mm512_maskz_loadu_ps(m, w + j);
+    __m512 gz = _mm512_maskz_loadu_ps(m, g + j);  // zero in the tail: every product below is 0 there
+    if (gelu) {
+      const __m512 z = _mm512_fmadd_ps(xh, wj, _mm512_maskz_loadu_ps(m, b + j));
+      const __m512 cdf = _mm512_mul_ps(half, _mm512_add_ps(one, erf16(_mm512_mul_ps(z, k))));
+      const __m512 pdf = _mm512_mul_ps(kp, exp16_nonpos(_mm512_mul_ps(mhalf, _mm512_mul_ps(z, z))));
+      gz = _mm512_mul_ps(gz, _mm512_fmadd_ps(z, pdf, cdf));
+    }
+    _mm512_mask_storeu_ps(cw + j, m, _mm512_fmadd_ps(gz, xh, _mm512_maskz_loadu_ps(m, cw + j)));
+    _mm512_mask_storeu_ps(cb + j, m, _mm512_add_ps(gz, _mm512_maskz_loadu_ps(m, cb + j)));
+    const __m512 gxh = _mm512_mul_ps(gz, wj);
+    _mm512_mask_storeu_ps(gy + j, m, gxh);
+    s1 = _mm512_add_ps(s1, gxh);
+    s2 = _mm512_fmadd_ps(gxh, xh, s2);
+  }
+  const __m512 m1 = _mm512_set1_ps(hsum16(s1) / (float)D),
+               m2 = _mm512_set1_ps(hsum16(s2) / (float)D);
+  for (int64_t j = 0; j < D; j += 16) {
+    const __mmask16 m = tail_mask(D - j);
+    const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, y + j), vmu), vrs);
+    const __m512 v = _mm512_mul_ps(vrs, _mm512_fnmadd_ps(xh, m2, _mm512_sub_ps(_mm512_maskz_loadu_ps(m, gy + j), m1)));
+    _mm512_mask_storeu_ps(gy + j, m, v);
+    _mm512_mask_storeu_ps(cc + j, m, _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, cc + j)));
+  }
+}
+
+// LIBRAMIL_ROW_KERNEL=portable forces the portable rows (tests compare both).
+bool use_avx512() {
+  static const bool on = [] {
+    const char* e = std::getenv("LIBRAMIL_ROW_KERNEL");
+    if (e && std::string(e) == "portable") return false;
+    return (bool)__builtin_cpu_supports("avx512f") && (bool)__builtin_cpu_supports("avx512dq");
+  }();
+  return on;
+}
+
+}  // namespace
+
+void layer_norm_gelu_forward(float* y, const float* lin_bias, const float* w, const float* b, float eps, int64_t rows,
+                             int64_t D, bool gelu, float* out, float* mean, float* rstd) {
+  const bool avx512 = use_avx512();
+#pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r)
+    if (avx512) forward_row_avx512(y + r * D, lin_bias, w, b, eps, D, gelu, out + r * D, mean + r, rstd + r);
+    else forward_row(y + r * D, lin_bias, w, b, eps, D, gelu, out + r * D, mean + r, rstd + r);
+}
+
+void layer_norm_gelu_backward(const float* g, const float* y, const float* w, const float* b, const float* mean,
+                              const float* rstd, int64_t rows, int64_t D, bool gelu, float* gy, float* gw, float* gb,
+                              float* gcol) {
+  const bool avx512 = use_avx512();
+  const int64_t nchunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
+  // Per chunk: [gw partial | gb partial | gcol partial], D floats each.
+  std::vector<float> part((size_t)(nchunks * 3 * D), 0.0f);
+#pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
+  for (int64_t c = 0; c < nchunks; ++c) {
+    float* cw = part.data() + c * 3 * D;
+    const int64_t r1 = std::min(rows, (c + 1) * kRowsPerChunk);
+    for (int64_t r = c * kRowsPerChunk; r < r1; ++r)
+      if (avx512)
+        backward_row_avx512(g + r * D, y + r * D, w, b, mean[r], rstd[r], D, gelu, gy + r * D, cw, cw + D, cw + 2 * D);
+      else
+        backward_row(g + r * D, y + r * D, w, b, mean[r], rstd[r], D, gelu, gy + r * D, cw, cw + D, cw + 2 * D);
+  }
+  // Chunk partials added in chunk order, in float64.
+#pragma omp parallel for schedule(static) if (nchunks * D > kParallelGrain)
+  for (int64_t j = 0; j < D; ++j) {
+    double sw = 0, sb = 0, sc = 0;
+    for (int64_t c = 0; c < nchunks; ++c) {
+      const float* p = part.data() + c * 3 * D;
+      sw += p[j];
+      sb += p[D + j];
+      sc += p[2 * D + j];
+    }
+    if (gw) gw[j] = (float)sw;
+    if (gb) gb[j] = (float)sb;
+    if (gcol) gcol[j] = (float)sc;
+  }
+}
+
+}  // namespace lm::cpu

@@ -1,0 +1,63 @@
+// l2_normalize row kernels (normalize.h). Derivation of the backward, for a row x with
+// n = ||x|| > eps and y = x / n:  dy_i/dx_j = (delta_ij - y_i y_j) / n, so
+// gx = (g - y (g . y)) / n. Below eps the denominator is the constant eps: gx = g / eps
+// (torch.nn.functional.normalize's convention). Row sums accumulate in float64.
+#include "ops/cpu/normalize.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace lm::cpu {
+
+namespace {
+constexpr int64_t kParallelGrain = 1 << 14;
+}
+
+template <class T>
+void l2_normalize_rows_forward(const T* x, int64_t rows, int64_t D, double eps, T* y, T* denom) {
+#pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * D;
+    T* yr = y + r * D;
+    double ss = 0;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t j = 0; j < D; ++j) ss += (double)xr[j] * (double)xr[j];
+    const bool clamped = ss < eps * eps;  // as clamp(sumsq, eps^2, inf): no gradient through the norm
+    const double d = clamped ? eps : std::sqrt(ss);
+    denom[r] = clamped ? (T)-d : (T)d;  // the sign marks clamped rows for backward
+    const T inv = (T)(1.0 / d);
+    if constexpr (sizeof(T) == 4) {
+#pragma omp simd
+      for (int64_t j = 0; j < D; ++j) yr[j] = xr[j] * inv;
+    } else {
+      for (int64_t j = 0; j < D; ++j) yr[j] = (T)((double)xr[j] / d);
+    }
+  }
+}
+
+template <class T>
+void l2_normalize_rows_backward(const T* g, const T* y, const T* denom, int64_t rows, int64_t D, T* gx) {
+#pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* gr = g + r * D;
+    const T* yr = y + r * D;
+    T* out = gx + r * D;
+    const bool clamped = denom[r] < 0;  // the denominator was the constant eps
+    const double d = std::abs((double)denom[r]);
+    double dot = 0;
+    if (!clamped) {
+#pragma omp simd reduction(+ : dot)
+      for (int64_t j = 0; j < D; ++j) dot += (double)gr[j] * (double)yr[j];
+    }
+    const T inv = (T)(1.0 / d), tdot = (T)dot;
+#pragma omp simd
+    for (int64_t j = 0; j < D; ++j) out[j] = (gr[j] - yr[j] * tdot) * inv;
+  }
+}
+
+template void l2_normalize_rows_forward<float>(const float*, int64_t, int64_t, double, float*, float*);
+template void l2_normalize_rows_forward<double>(const double*, int64_t, int64_t, double, double*, double*);
+template void l2_normalize_rows_backward<float>(const float*, const float*, const float*, int64_t, int64_t, float*);
+template void l2_normalize_rows_backward<double>(const double*, const double*, const double*, int64_t, int64_t, double*);
+
+}  // namespace lm::cpu
