@@ -518,6 +518,46 @@ TEST_CASE("sinkhorn: grad_cost with a shared cost is bit-identical across thread
   }
 }
 
+TEST_CASE("sinkhorn: the portable, AVX2 and AVX-512 plain kernels give the same bits") {
+  // Group sizes 16 / 8 / 4 float lanes (8 / 4 / 2 doubles): B = 37 leaves a partial last group
+  // in each; 46 x 10 (reference mode) and 5 x 11 (K1 < K2); shared and batched cost; all
+  // upstream gradients; zero marginal entries.
+  std::mt19937_64 rng(29);
+  std::vector<std::string> kernels;
+  for (const char* k : {"portable", "avx2", "avx512"})
+    if (lm::cpu::sinkhorn_set_kernel(k)) kernels.push_back(k);
+  lm::cpu::sinkhorn_set_kernel("auto");
+  MESSAGE("plain Sinkhorn kernel variants on this CPU: " << kernels.size() << ", default "
+                                                          << std::string(lm::cpu::sinkhorn_kernel_name()));
+  CHECK_FALSE(lm::cpu::sinkhorn_set_kernel("sse9"));
+  for (auto [K1, K2] : {std::pair<int64_t, int64_t>{46, 10}, {5, 11}})
+    for (bool shared : {true, false}) {
+      Problem pr = random_problem(rng, 37, K1, K2, shared, true);
+      const Upstream up = random_upstream(rng, pr);
+      SinkhornOptions opt;
+      std::vector<Result> r64, r32;
+      for (const std::string& k : kernels) {
+        REQUIRE(lm::cpu::sinkhorn_set_kernel(k));
+        r64.push_back(run<double>(pr, opt, false, &up));
+        r32.push_back(run<float>(pr, opt, false, &up));
+      }
+      lm::cpu::sinkhorn_set_kernel("auto");
+      for (size_t i = 1; i < kernels.size(); ++i)
+        for (const auto* rs : {&r64, &r32}) {
+          CAPTURE(kernels[i]);
+          const Result &x = (*rs)[0], &y = (*rs)[i];
+          CHECK(x.u == y.u);
+          CHECK(x.w == y.w);
+          CHECK(x.plan == y.plan);
+          CHECK(x.col == y.col);
+          CHECK(x.row == y.row);
+          CHECK(x.ga == y.ga);
+          CHECK(x.gb == y.gb);
+          CHECK(x.gcost == y.gcost);
+        }
+    }
+}
+
 TEST_CASE("sinkhorn: reference-mode size, B = 200000 problems of 46 x 10, reduced outputs") {
   const int64_t B = 200000, K1 = 46, K2 = 10;
   std::mt19937_64 rng(17);

@@ -1,11 +1,37 @@
 // Plain-domain Sinkhorn kernels (CPU): batched forward with plan or reduced outputs, and the
 // exact backward of the unrolled recurrence by recomputation (the forward saves nothing).
 // Derivation of the adjoint recurrence: docs/ops/sinkhorn.md. Log domain: sinkhorn_log.cpp.
+//
+// Layout: problems are processed in groups of L "lanes" (L = 16 floats / 8 doubles, one
+// 64-byte vector), every per-problem vector stored lane-innermost, x[i * L + l]. Each lane is
+// one problem and lanes never mix, so every loop below is a loop over lanes with the same
+// scalar arithmetic in each: the compiler vectorises across problems, which needs no
+// horizontal sums and no remainder handling for K1 = 46, K2 = 10. The last group is padded with
+// copies of its first problem (zero upstream gradients), whose results are dropped. A
+// problem's arithmetic is therefore the same wherever it sits in the batch and whatever the
+// batch size: per-problem outputs are bit-identical to a single-problem call.
+//
+// The group kernels are compiled three times (portable, AVX2, AVX-512F) and one is chosen at
+// run time (LIBRAMIL_SINKHORN_KERNEL=portable|avx2|avx512 overrides). No a*b+c is contracted
+// into a fused multiply-add in this file (pragma below), so the three do the same IEEE
+// operations in the same order and give the same bits.
+#pragma GCC optimize("fp-contract=off")
+// Lane vectors are passed only between always_inline helpers: no call crosses the vector ABI.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 #include "ops/cpu/sinkhorn.h"
 
 #include <omp.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "ops/cpu/sinkhorn_internal.h"
@@ -14,352 +40,622 @@ namespace lm::cpu {
 namespace {
 
 using sinkhorn_detail::check_args;
-using sinkhorn_detail::chunk_begin;
-using sinkhorn_detail::chunk_count;
+using sinkhorn_detail::kGradChunks;
 
-// Kmat = exp(-C / eps) for one problem, stored row-major (K1, K2), or transposed (K2, K1) when
-// Tr. The transposed layout is used when K1 > K2, so that every inner loop below runs over the
-// longer dimension (reference mode is 46 x 10).
-template <typename T, bool Tr>
-void compute_kmat(const T* cost, int64_t K1, int64_t K2, T eps, T* kmat) {  // cost: (K1, K2)
-  if constexpr (!Tr) {
-#pragma omp simd
-    for (int64_t k = 0; k < K1 * K2; ++k) kmat[k] = std::exp(-cost[k] / eps);
-  } else {
-    for (int64_t i = 0; i < K1; ++i)
-      for (int64_t j = 0; j < K2; ++j) kmat[j * K1 + i] = std::exp(-cost[i * K2 + j] / eps);
+#define LM_SK_INLINE [[gnu::always_inline]] inline
+
+// ---- arguments and per-thread workspace -------------------------------------------------------
+
+// Slots of the shared-cost grad_cost accumulators: problem p is summed into slot p % kSlots, so
+// the order of every sum is the same whatever the vector width L (a divisor of kSlots) of the
+// kernel that runs (16 floats / 8 doubles: the widest, AVX-512).
+template <typename T>
+constexpr int kSlots = 64 / sizeof(T);
+
+template <typename T>
+struct Args {
+  const T *a = nullptr, *b = nullptr, *cost = nullptr;
+  int64_t B = 0, K1 = 0, K2 = 0;
+  bool shared = true;
+  SinkhornOptions opt;
+  const T* kshared = nullptr;  // shared cost: Kmat (K1, K2), computed once
+  // forward outputs
+  T *u_out = nullptr, *w_out = nullptr, *plan_out = nullptr, *col_out = nullptr, *row_out = nullptr;
+  int32_t* iters_out = nullptr;
+  // backward: upstream gradients and outputs
+  const T *gP = nullptr, *gC = nullptr, *gRho = nullptr, *gU = nullptr, *gW = nullptr;
+  T *ga = nullptr, *gb = nullptr, *gcost = nullptr;
+};
+
+// 64-byte aligned array of T (vector loads on lane rows never split a cache line).
+template <typename T>
+struct Buf {
+  T* p = nullptr;
+  Buf() = default;
+  explicit Buf(int64_t n) {
+    if (n > 0) p = static_cast<T*>(::operator new[](static_cast<size_t>(n) * sizeof(T), std::align_val_t(64)));
+  }
+  ~Buf() {
+    if (p) ::operator delete[](p, std::align_val_t(64));
+  }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+};
+
+// Everything one thread needs for one group of L problems; n = max(iterations, 1).
+template <typename T>
+struct Work {
+  int64_t K1, K2, L, n;
+  Buf<T> A, Bm, k, S, R, U, W, u, w, kw, ktu;                                  // forward
+  Buf<T> up_c, up_rho, up_u, up_w, up_P, gu, gw, gwn, gr, gs, kgr, ga, gb, w0, gk;  // backward
+  Work(int64_t K1_, int64_t K2_, int64_t L_, int iterations, bool per_lane_k, bool backward, bool plan_grad)
+      : K1(K1_), K2(K2_), L(L_), n(std::max(iterations, 1)),
+        A(K1 * L), Bm(K2 * L), k(per_lane_k ? K1 * K2 * L : 0),
+        S(n * K1 * L), R(n * K2 * L), U(backward ? n * K1 * L : 0), W(backward ? n * K2 * L : 0),
+        u(K1 * L), w(K2 * L), kw(K1 * L), ktu(K2 * L),
+        up_c(backward ? K2 * L : 0), up_rho(backward ? K1 * L : 0), up_u(backward ? K1 * L : 0),
+        up_w(backward ? K2 * L : 0), up_P(plan_grad ? K1 * K2 * L : 0), gu(backward ? K1 * L : 0),
+        gw(backward ? K2 * L : 0), gwn(backward ? K2 * L : 0), gr(backward ? K2 * L : 0),
+        gs(backward ? K1 * L : 0), kgr(backward ? K1 * L : 0), ga(backward ? K1 * L : 0),
+        gb(backward ? K2 * L : 0), w0(backward ? K2 * L : 0), gk(backward ? K1 * K2 * kSlots<T> : 0) {}
+};
+
+int64_t work_elements(int64_t K1, int64_t K2, int64_t L, int iterations) {  // backward, batched cost
+  const int64_t n = std::max(iterations, 1);
+  return L * (4 * n * (K1 + K2) + 10 * K1 + 11 * K2 + 2 * K1 * K2);
+}
+
+// ---- lane kernels (always inlined into the ISA-specific group functions) -----------------------
+
+// One lane row (L problems' values of one entry) as a GCC vector; L = 1: the scalar itself.
+template <typename T, int L>
+struct LaneVec {
+  typedef T type __attribute__((vector_size(L * sizeof(T)), may_alias));
+};
+template <typename T>
+struct LaneVec<T, 1> {
+  using type = T;
+};
+template <typename T, int L>
+using V = typename LaneVec<T, L>::type;
+
+// Lane rows live in 64-byte aligned buffers at multiples of L entries: aligned vector access.
+template <typename T, int L>
+LM_SK_INLINE V<T, L> ld(const T* p) {
+  return *reinterpret_cast<const V<T, L>*>(p);
+}
+template <typename T, int L>
+LM_SK_INLINE void st(T* p, V<T, L> v) {
+  *reinterpret_cast<V<T, L>*>(p) = v;
+}
+
+// Kmat_ij times a lane row: one Kmat for all lanes (shared cost, a scalar times the row) or
+// one per lane (k lane-major, elementwise).
+template <typename T, int L, bool PL>
+LM_SK_INLINE V<T, L> kmul(const T* k, int64_t idx, V<T, L> x) {
+  if constexpr (PL) return ld<T, L>(k + idx * L) * x;
+  else return k[idx] * x;
+}
+
+// Splits [0, K) into blocks of 4..8 (fewer only when K < 4) and calls f.template
+// operator()<NB>(start) for each: NB independent accumulation chains per block keep the
+// adders busy (one chain is bound by the add latency).
+template <typename F>
+LM_SK_INLINE void for_blocks(int64_t K, F&& f) {
+  const int64_t nb = (K + 7) / 8;
+  int64_t start = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t size = K / nb + (b < K % nb ? 1 : 0);
+    switch (size) {
+      case 8: f.template operator()<8>(start); break;
+      case 7: f.template operator()<7>(start); break;
+      case 6: f.template operator()<6>(start); break;
+      case 5: f.template operator()<5>(start); break;
+      case 4: f.template operator()<4>(start); break;
+      case 3: f.template operator()<3>(start); break;
+      case 2: f.template operator()<2>(start); break;
+      default: f.template operator()<1>(start); break;
+    }
+    start += size;
   }
 }
 
-// Kmat_ij in either layout.
-template <typename T, bool Tr>
-inline T kat(const T* kmat, int64_t K1, int64_t K2, int64_t i, int64_t j) {
-  return Tr ? kmat[j * K1 + i] : kmat[i * K2 + j];
-}
-
-// y = Kmat x  (y: (K1), x: (K2))
-template <typename T, bool Tr>
-void matvec(const T* kmat, int64_t K1, int64_t K2, const T* x, T* y) {
-  if constexpr (!Tr) {
-    for (int64_t i = 0; i < K1; ++i) {
-      const T* row = kmat + i * K2;
-      T acc = 0;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t j = 0; j < K2; ++j) acc += row[j] * x[j];
-      y[i] = acc;
-    }
-  } else {
-    for (int64_t i = 0; i < K1; ++i) y[i] = 0;
+// y = Kmat x per lane: y_i = sum_j Kmat_ij x_j, j in order.  (y: K1 x L, x: K2 x L)
+template <typename T, int L, bool PL>
+LM_SK_INLINE void matvec(const T* __restrict k, int64_t K1, int64_t K2, const T* __restrict x, T* __restrict y) {
+  for_blocks(K1, [&]<int NB>(int64_t i0) __attribute__((always_inline)) {
+    V<T, L> acc[NB];
+    for (int b = 0; b < NB; ++b) acc[b] = V<T, L>{};
     for (int64_t j = 0; j < K2; ++j) {
-      const T* col = kmat + j * K1;
-      const T xj = x[j];
-#pragma omp simd
-      for (int64_t i = 0; i < K1; ++i) y[i] += col[i] * xj;
+      const V<T, L> xj = ld<T, L>(x + j * L);
+      for (int b = 0; b < NB; ++b) acc[b] += kmul<T, L, PL>(k, (i0 + b) * K2 + j, xj);
     }
-  }
+    for (int b = 0; b < NB; ++b) st<T, L>(y + (i0 + b) * L, acc[b]);
+  });
 }
 
-// y = Kmat^T x  (y: (K2), x: (K1))
-template <typename T, bool Tr>
-void matvec_t(const T* kmat, int64_t K1, int64_t K2, const T* x, T* y) {
-  if constexpr (!Tr) {
-    for (int64_t j = 0; j < K2; ++j) y[j] = 0;
+// y = Kmat^T x per lane: y_j = sum_i Kmat_ij x_i, i in order.  (y: K2 x L, x: K1 x L)
+template <typename T, int L, bool PL>
+LM_SK_INLINE void matvec_t(const T* __restrict k, int64_t K1, int64_t K2, const T* __restrict x, T* __restrict y) {
+  for_blocks(K2, [&]<int NB>(int64_t j0) __attribute__((always_inline)) {
+    V<T, L> acc[NB];
+    for (int b = 0; b < NB; ++b) acc[b] = V<T, L>{};
     for (int64_t i = 0; i < K1; ++i) {
-      const T* row = kmat + i * K2;
-      const T xi = x[i];
-#pragma omp simd
-      for (int64_t j = 0; j < K2; ++j) y[j] += row[j] * xi;
+      const V<T, L> xi = ld<T, L>(x + i * L);
+      for (int b = 0; b < NB; ++b) acc[b] += kmul<T, L, PL>(k, i * K2 + j0 + b, xi);
     }
-  } else {
-    for (int64_t j = 0; j < K2; ++j) {
-      const T* col = kmat + j * K1;
-      T acc = 0;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t i = 0; i < K1; ++i) acc += col[i] * x[i];
-      y[j] = acc;
-    }
-  }
+    for (int b = 0; b < NB; ++b) st<T, L>(y + (j0 + b) * L, acc[b]);
+  });
 }
 
-// gk += x y^T + z v^T  (gk in the layout of Kmat; x, z: (K1); y, v: (K2))
-template <typename T, bool Tr>
-void rank2_update(T* gk, int64_t K1, int64_t K2, const T* x, const T* y, const T* z, const T* v) {
-  if constexpr (!Tr) {
+// gk += x y^T + z v^T per lane, each entry gk_ij += x_i y_j + z_i v_j (gk: (K1, K2) x kSlots<T>,
+// this group's lanes at gk[(i K2 + j) kSlots + l]; x, z: K1 x L; y, v: K2 x L). Blocks of columns
+// keep y, v in registers.
+template <typename T, int L>
+LM_SK_INLINE void rank2_update(T* __restrict gk, int64_t K1, int64_t K2, const T* __restrict x,
+                               const T* __restrict y, const T* __restrict z, const T* __restrict v) {
+  for_blocks(K2, [&]<int NB>(int64_t j0) __attribute__((always_inline)) {
+    V<T, L> yb[NB], vb[NB];
+    for (int b = 0; b < NB; ++b) yb[b] = ld<T, L>(y + (j0 + b) * L), vb[b] = ld<T, L>(v + (j0 + b) * L);
     for (int64_t i = 0; i < K1; ++i) {
-      T* row = gk + i * K2;
-      const T xi = x[i], zi = z[i];
-#pragma omp simd
-      for (int64_t j = 0; j < K2; ++j) row[j] += xi * y[j] + zi * v[j];
+      const V<T, L> xi = ld<T, L>(x + i * L), zi = ld<T, L>(z + i * L);
+      T* row = gk + (i * K2 + j0) * kSlots<T>;
+      for (int b = 0; b < NB; ++b)
+        st<T, L>(row + b * kSlots<T>, ld<T, L>(row + b * kSlots<T>) + (xi * yb[b] + zi * vb[b]));
     }
-  } else {
-    for (int64_t j = 0; j < K2; ++j) {
-      T* col = gk + j * K1;
-      const T yj = y[j], vj = v[j];
-#pragma omp simd
-      for (int64_t i = 0; i < K1; ++i) col[i] += x[i] * yj + z[i] * vj;
-    }
-  }
+  });
 }
 
-// Runs the recurrence for one problem. Stores the denominators of every iteration:
-// S[t] = Kmat w_{t} + 1e-8 (K1) and R[t] = Kmat^T u_{t+1} + 1e-8 (K2), t = 0..n-1, so that
-// u_{t+1} = a / S[t] and w_{t+1} = b / R[t] are recomputed bit-exactly. Leaves the final u, w in
-// u, w and returns n, the number of iterations done (< iterations only when tol stops it).
-template <typename T, bool Tr>
-int run_iterations(const T* a,     // a: (K1)
-                   const T* b,     // b: (K2)
-                   const T* kmat,  // kmat: (K1, K2), or (K2, K1) when Tr
-                   int64_t K1, int64_t K2, int iterations, double tol,
-                   T* S,           // S: (iterations, K1) out
-                   T* R,           // R: (iterations, K2) out
-                   T* u,           // u: (K1) out
-                   T* w,           // w: (K2) out
-                   T* kw) {        // kw: (K1) scratch
+// Runs the recurrence for the L problems of a group. Stores the denominators of every
+// iteration, S[t] = Kmat w_t + 1e-8 (K1) and R[t] = Kmat^T u_{t+1} + 1e-8 (K2), t = 0..n-1, and,
+// when U, W are given, the iterates U[t] = u_{t+1} = a / S[t], W[t] = w_{t+1} = b / R[t]. Leaves
+// the final u, w in u, w; returns n, the number of iterations done (early stopping: L == 1 only).
+template <typename T, int L, bool PL>
+LM_SK_INLINE int iterate(const T* __restrict A, const T* __restrict Bm, const T* __restrict k, int64_t K1, int64_t K2,
+                         int iterations, double tol, T* __restrict S, T* __restrict R, T* __restrict U,
+                         T* __restrict W, T* __restrict u, T* __restrict w, T* __restrict kw) {
   const T delta = static_cast<T>(kSinkhornStabiliser);
-  for (int64_t i = 0; i < K1; ++i) u[i] = T(1) / static_cast<T>(K1);
-  for (int64_t j = 0; j < K2; ++j) w[j] = T(1) / static_cast<T>(K2);
+  const T u0 = T(1) / static_cast<T>(K1), w0 = T(1) / static_cast<T>(K2);
+  for (int64_t x = 0; x < K1 * L; ++x) u[x] = u0;
+  for (int64_t x = 0; x < K2 * L; ++x) w[x] = w0;
   int n = 0;
   for (int t = 0; t < iterations; ++t) {
-    matvec<T, Tr>(kmat, K1, K2, w, kw);
-    if (tol > 0.0 && t > 0) {  // row-marginal error of the current (u, w)
-      double err = 0.0;
-      for (int64_t i = 0; i < K1; ++i) err += std::abs(static_cast<double>(u[i] * kw[i] - a[i]));
-      if (err < tol) break;
+    matvec<T, L, PL>(k, K1, K2, w, kw);
+    if constexpr (L == 1) {
+      if (tol > 0.0 && t > 0) {  // row-marginal error of the current (u, w)
+        double err = 0.0;
+        for (int64_t i = 0; i < K1; ++i) err += std::abs(static_cast<double>(u[i] * kw[i] - A[i]));
+        if (err < tol) break;
+      }
     }
-    T* s = S + t * K1;
-    for (int64_t i = 0; i < K1; ++i) {
-      s[i] = kw[i] + delta;
-      u[i] = a[i] / s[i];
+    T* s = S + t * K1 * L;
+    for (int64_t x = 0; x < K1 * L; x += L) {
+      const V<T, L> sx = ld<T, L>(kw + x) + delta;
+      st<T, L>(s + x, sx);
+      st<T, L>(u + x, ld<T, L>(A + x) / sx);
     }
-    T* r = R + t * K2;
-    matvec_t<T, Tr>(kmat, K1, K2, u, r);
-    for (int64_t j = 0; j < K2; ++j) {
-      r[j] += delta;
-      w[j] = b[j] / r[j];
+    if (U) std::memcpy(U + t * K1 * L, u, sizeof(T) * K1 * L);
+    T* r = R + t * K2 * L;
+    matvec_t<T, L, PL>(k, K1, K2, u, r);
+    for (int64_t x = 0; x < K2 * L; x += L) {
+      const V<T, L> rx = ld<T, L>(r + x) + delta;
+      st<T, L>(r + x, rx);
+      st<T, L>(w + x, ld<T, L>(Bm + x) / rx);
     }
+    if (W) std::memcpy(W + t * K2 * L, w, sizeof(T) * K2 * L);
     n = t + 1;
   }
   return n;
 }
 
-// Per-thread scratch of one problem.
-template <typename T>
-struct Scratch {
-  std::vector<T> S, R, u, w, kw, kmat, gu, gw, gw_next, gr, gs, grow, ga, gb, ut, wprev, gk, ktu;
-  Scratch(int64_t K1, int64_t K2, int iterations, bool own_kmat, bool own_gk)
-      : S(static_cast<size_t>(std::max(iterations, 1) * K1)),
-        R(static_cast<size_t>(std::max(iterations, 1) * K2)),
-        u(K1), w(K2), kw(K1), kmat(own_kmat ? K1 * K2 : 0), gu(K1), gw(K2), gw_next(K2), gr(K2),
-        gs(K1), grow(K2), ga(K1), gb(K2), ut(K1), wprev(K2), gk(own_gk ? K1 * K2 : 0), ktu(K2) {}
-};
-
-// Writes the requested outputs of one problem from its final u, w.
-template <typename T, bool Tr>
-void write_outputs(const T* kmat, int64_t K1, int64_t K2, const T* u, const T* w, T* u_out,
-                   T* w_out, T* plan, T* col_sums, T* row_sums, Scratch<T>& s) {
-  if (u_out) std::copy(u, u + K1, u_out);
-  if (w_out) std::copy(w, w + K2, w_out);
-  if (plan)
-    for (int64_t i = 0; i < K1; ++i)
-      for (int64_t j = 0; j < K2; ++j) plan[i * K2 + j] = u[i] * kat<T, Tr>(kmat, K1, K2, i, j) * w[j];
-  if (row_sums) {  // u o (Kmat w)
-    matvec<T, Tr>(kmat, K1, K2, w, s.kw.data());
-    for (int64_t i = 0; i < K1; ++i) row_sums[i] = u[i] * s.kw[i];
-  }
-  if (col_sums) {  // w o (Kmat^T u)
-    matvec_t<T, Tr>(kmat, K1, K2, u, s.ktu.data());
-    for (int64_t j = 0; j < K2; ++j) col_sums[j] = w[j] * s.ktu[j];
+// Lane-major copy of m problems' rows (src: m rows of `len`); lanes m..L-1 get a copy of lane 0
+// when pad_with_first, else zero.
+template <typename T, int L>
+LM_SK_INLINE void gather(const T* src, int64_t len, int m, T* dst, bool pad_with_first) {
+  for (int64_t x = 0; x < len; ++x) {
+    for (int l = 0; l < m; ++l) dst[x * L + l] = src[l * len + x];
+    const T pad = pad_with_first ? src[x] : T(0);
+    for (int l = m; l < L; ++l) dst[x * L + l] = pad;
   }
 }
 
-// Backward of one problem. Adds d loss / d Kmat into gk (layout of kmat) when gk != nullptr;
-// writes d loss / d a, d b into s.ga, s.gb. Upstream gradient pointers are per-problem (or
-// nullptr).
-template <typename T, bool Tr>
-void backward_problem(const T* a, const T* b, const T* kmat, int64_t K1, int64_t K2,
-                      const SinkhornOptions& opt, const T* gP, const T* gc, const T* grho,
-                      const T* gu_out, const T* gw_out, Scratch<T>& s, T* gk) {
-  const int n = run_iterations<T, Tr>(a, b, kmat, K1, K2, opt.iterations, opt.tol, s.S.data(),
-                                      s.R.data(), s.u.data(), s.w.data(), s.kw.data());
-  T* gu = s.gu.data();
-  T* gw = s.gw.data();
-  T* ga = s.ga.data();
-  T* gb = s.gb.data();
-  const T* u = s.u.data();
-  const T* w = s.w.data();
-  for (int64_t i = 0; i < K1; ++i) gu[i] = gu_out ? gu_out[i] : T(0);
-  for (int64_t j = 0; j < K2; ++j) gw[j] = gw_out ? gw_out[j] : T(0);
-  for (int64_t i = 0; i < K1; ++i) ga[i] = 0;
-  for (int64_t j = 0; j < K2; ++j) gb[j] = 0;
+template <typename T, int L>
+LM_SK_INLINE void scatter(const T* src, int64_t len, int m, T* dst) {
+  for (int l = 0; l < m; ++l)
+    for (int64_t x = 0; x < len; ++x) dst[l * len + x] = src[x * L + l];
+}
+
+// Inputs of the group starting at problem p0 (m real problems): marginals and, with a batched
+// cost, each lane's Kmat = exp(-C / eps). Returns the Kmat the lane kernels read.
+template <typename T, int L, bool PL>
+LM_SK_INLINE const T* load_group(const Args<T>& g, int64_t p0, int m, Work<T>& ws) {
+  const int64_t K1 = g.K1, K2 = g.K2, KK = K1 * K2;
+  gather<T, L>(g.a + p0 * K1, K1, m, ws.A.p, true);
+  gather<T, L>(g.b + p0 * K2, K2, m, ws.Bm.p, true);
+  if constexpr (!PL) {
+    return g.kshared;
+  } else {
+    const T eps = static_cast<T>(g.opt.epsilon);
+    gather<T, L>(g.cost + p0 * KK, KK, m, ws.k.p, true);
+    T* k = ws.k.p;
+    for (int64_t x = 0; x < KK * L; ++x) k[x] = std::exp(-k[x] / eps);
+    return k;
+  }
+}
+
+// Forward of one group: the requested outputs of problems p0 .. p0+m-1.
+template <typename T, int L, bool PL>
+LM_SK_INLINE void forward_group(const Args<T>& g, int64_t p0, int m, Work<T>& ws) {
+  const int64_t K1 = g.K1, K2 = g.K2, KK = K1 * K2;
+  const T* k = load_group<T, L, PL>(g, p0, m, ws);
+  const int n = iterate<T, L, PL>(ws.A.p, ws.Bm.p, k, K1, K2, g.opt.iterations, g.opt.tol, ws.S.p, ws.R.p, nullptr,
+                                  nullptr, ws.u.p, ws.w.p, ws.kw.p);
+  const T* u = ws.u.p;
+  const T* w = ws.w.p;
+  if (g.iters_out)
+    for (int l = 0; l < m; ++l) g.iters_out[p0 + l] = n;
+  if (g.u_out) scatter<T, L>(u, K1, m, g.u_out + p0 * K1);
+  if (g.w_out) scatter<T, L>(w, K2, m, g.w_out + p0 * K2);
+  if (g.plan_out) {  // (u_i Kmat_ij) w_j
+    T* P = ws.ktu.p;  // one row of the plan at a time, (K2 x L)
+    for (int64_t i = 0; i < K1; ++i) {
+      const V<T, L> ui = ld<T, L>(u + i * L);
+      for (int64_t j = 0; j < K2; ++j) st<T, L>(P + j * L, kmul<T, L, PL>(k, i * K2 + j, ui) * ld<T, L>(w + j * L));
+      for (int l = 0; l < m; ++l)
+        for (int64_t j = 0; j < K2; ++j) g.plan_out[(p0 + l) * KK + i * K2 + j] = P[j * L + l];
+    }
+  }
+  if (g.row_out) {  // u o (Kmat w)
+    matvec<T, L, PL>(k, K1, K2, w, ws.kw.p);
+    for (int64_t x = 0; x < K1 * L; x += L) st<T, L>(ws.kw.p + x, ld<T, L>(u + x) * ld<T, L>(ws.kw.p + x));
+    scatter<T, L>(ws.kw.p, K1, m, g.row_out + p0 * K1);
+  }
+  if (g.col_out) {  // w o (Kmat^T u)
+    matvec_t<T, L, PL>(k, K1, K2, u, ws.ktu.p);
+    for (int64_t x = 0; x < K2 * L; x += L) st<T, L>(ws.ktu.p + x, ld<T, L>(w + x) * ld<T, L>(ws.ktu.p + x));
+    scatter<T, L>(ws.ktu.p, K2, m, g.col_out + p0 * K2);
+  }
+}
+
+// Backward of one group. Writes d loss / d a, d b of its problems; adds d loss / d Kmat of
+// problem p into slot p % kSlots of ws.gk ((K1, K2) x kSlots) when `want_gk`.
+template <typename T, int L, bool PL>
+LM_SK_INLINE void backward_group(const Args<T>& g, int64_t p0, int m, Work<T>& ws, bool want_gk) {
+  using Vt = V<T, L>;
+  const int64_t K1 = g.K1, K2 = g.K2, KK = K1 * K2;
+  const T* k = load_group<T, L, PL>(g, p0, m, ws);
+  const int n = iterate<T, L, PL>(ws.A.p, ws.Bm.p, k, K1, K2, g.opt.iterations, g.opt.tol, ws.S.p, ws.R.p, ws.U.p,
+                                  ws.W.p, ws.u.p, ws.w.p, ws.kw.p);
+  const T* u = ws.u.p;
+  const T* w = ws.w.p;
+  T* gu = ws.gu.p;
+  T* gw = ws.gw.p;
+  T* gwn = ws.gwn.p;
+  T* ga = ws.ga.p;
+  T* gb = ws.gb.p;
+  T* gk = ws.gk.p + p0 % kSlots<T>;  // this group's slots (p0 is a multiple of L)
+  // Upstream gradients of final u, w (padding lanes: zero).
+  if (g.gU) gather<T, L>(g.gU + p0 * K1, K1, m, gu, false);
+  else std::fill(gu, gu + K1 * L, T(0));
+  if (g.gW) gather<T, L>(g.gW + p0 * K2, K2, m, gw, false);
+  else std::fill(gw, gw + K2 * L, T(0));
+  std::fill(ga, ga + K1 * L, T(0));
+  std::fill(gb, gb + K2 * L, T(0));
 
   // Outputs: plan P = u_i K_ij w_j, col sums c_j = sum_i P_ij, row sums rho_i = sum_j P_ij.
   // With G_ij = gP_ij + gc_j + grho_i:  gu_i += sum_j G_ij K_ij w_j,  gw_j += sum_i G_ij K_ij u_i,
-  // gK_ij += G_ij u_i w_j. (Once per problem: plain row-major loops in either layout.)
-  if (gP || gc || grho) {
-    T* grow = s.grow.data();
+  // gK_ij += G_ij u_i w_j.
+  if (g.gP || g.gC || g.gRho) {
+    T* up_c = ws.up_c.p;
+    T* up_rho = ws.up_rho.p;
+    if (g.gC) gather<T, L>(g.gC + p0 * K2, K2, m, up_c, false);
+    else std::fill(up_c, up_c + K2 * L, T(0));
+    if (g.gRho) gather<T, L>(g.gRho + p0 * K1, K1, m, up_rho, false);
+    else std::fill(up_rho, up_rho + K1 * L, T(0));
+    const T* up_P = nullptr;
+    if (g.gP) gather<T, L>(g.gP + p0 * KK, KK, m, ws.up_P.p, false), up_P = ws.up_P.p;
+    T* grow = ws.ktu.p;  // G row (K2 x L)
     for (int64_t i = 0; i < K1; ++i) {
-      const T gri = grho ? grho[i] : T(0);
-      for (int64_t j = 0; j < K2; ++j)
-        grow[j] = (gP ? gP[i * K2 + j] : T(0)) + (gc ? gc[j] : T(0)) + gri;
-      const T ui = u[i];
-      T acc = 0;
+      const Vt ui = ld<T, L>(u + i * L), rho = ld<T, L>(up_rho + i * L);
       for (int64_t j = 0; j < K2; ++j) {
-        const T k = kat<T, Tr>(kmat, K1, K2, i, j);
-        acc += grow[j] * k * w[j];
-        gw[j] += grow[j] * k * ui;
+        const Vt p = up_P ? ld<T, L>(up_P + (i * K2 + j) * L) : Vt{};
+        st<T, L>(grow + j * L, (p + ld<T, L>(up_c + j * L)) + rho);
       }
-      gu[i] += acc;
-      if (gk)
-        for (int64_t j = 0; j < K2; ++j) (Tr ? gk[j * K1 + i] : gk[i * K2 + j]) += grow[j] * ui * w[j];
+      Vt acc{};
+      for (int64_t j = 0; j < K2; ++j) {
+        const Vt gkij = kmul<T, L, PL>(k, i * K2 + j, ld<T, L>(grow + j * L));  // G_ij K_ij
+        acc += gkij * ld<T, L>(w + j * L);
+        st<T, L>(gw + j * L, ld<T, L>(gw + j * L) + gkij * ui);
+      }
+      st<T, L>(gu + i * L, ld<T, L>(gu + i * L) + acc);
+      if (want_gk)
+        for (int64_t j = 0; j < K2; ++j) {
+          T* e = gk + (i * K2 + j) * kSlots<T>;
+          st<T, L>(e, ld<T, L>(e) + (ld<T, L>(grow + j * L) * ui) * ld<T, L>(w + j * L));
+        }
     }
   }
 
-  // Adjoint recurrence, t = n..1 (S[t-1], R[t-1] are iteration t's denominators).
-  T* ut = s.ut.data();
-  T* wprev = s.wprev.data();
-  T* gr = s.gr.data();
-  T* gs = s.gs.data();
-  T* gwn = s.gw_next.data();
-  T* kgr = s.kw.data();
+  // Adjoint recurrence, t = n..1 (S[t-1], R[t-1] are iteration t's denominators, U[t-1] = u_t,
+  // W[t-1] = w_t, W[t-2] = w_{t-1}; w_0 = 1/K2).
+  const T w0v = T(1) / static_cast<T>(K2);
+  std::fill(ws.w0.p, ws.w0.p + K2 * L, w0v);
+  T* gr = ws.gr.p;
+  T* gs = ws.gs.p;
+  T* kgr = ws.kgr.p;
   for (int t = n; t >= 1; --t) {
-    const T* St = s.S.data() + (t - 1) * K1;
-    const T* Rt = s.R.data() + (t - 1) * K2;
-    for (int64_t i = 0; i < K1; ++i) ut[i] = a[i] / St[i];
-    if (t >= 2) {
-      const T* Rp = s.R.data() + (t - 2) * K2;
-      for (int64_t j = 0; j < K2; ++j) wprev[j] = b[j] / Rp[j];
-    } else {
-      for (int64_t j = 0; j < K2; ++j) wprev[j] = T(1) / static_cast<T>(K2);
-    }
+    const T* St = ws.S.p + (t - 1) * K1 * L;
+    const T* Rt = ws.R.p + (t - 1) * K2 * L;
+    const T* ut = ws.U.p + (t - 1) * K1 * L;
+    const T* wt = ws.W.p + (t - 1) * K2 * L;
+    const T* wprev = t >= 2 ? ws.W.p + (t - 2) * K2 * L : ws.w0.p;
     // w_t = b / R_t:          gb += gw / R_t;  gr = -gw * w_t / R_t
-    for (int64_t j = 0; j < K2; ++j) {
-      const T wt = b[j] / Rt[j];
-      gb[j] += gw[j] / Rt[j];
-      gr[j] = -gw[j] * wt / Rt[j];
+    for (int64_t x = 0; x < K2 * L; x += L) {
+      const Vt gwx = ld<T, L>(gw + x), r = ld<T, L>(Rt + x);
+      st<T, L>(gb + x, ld<T, L>(gb + x) + gwx / r);
+      st<T, L>(gr + x, (-gwx * ld<T, L>(wt + x)) / r);
     }
     // R_t = Kmat^T u_t + d:   gu += Kmat gr;  gK += u_t gr^T
-    matvec<T, Tr>(kmat, K1, K2, gr, kgr);
+    matvec<T, L, PL>(k, K1, K2, gr, kgr);
     // u_t = a / S_t:          ga += gu / S_t;  gs = -gu * u_t / S_t
-    for (int64_t i = 0; i < K1; ++i) {
-      const T gui = gu[i] + kgr[i];
-      ga[i] += gui / St[i];
-      gs[i] = -gui * ut[i] / St[i];
-      gu[i] = 0;  // u_{t-1} feeds only R_{t-1}
+    for (int64_t x = 0; x < K1 * L; x += L) {
+      const Vt gui = ld<T, L>(gu + x) + ld<T, L>(kgr + x), sx = ld<T, L>(St + x);
+      st<T, L>(ga + x, ld<T, L>(ga + x) + gui / sx);
+      st<T, L>(gs + x, (-gui * ld<T, L>(ut + x)) / sx);
+      st<T, L>(gu + x, Vt{});  // u_{t-1} feeds only R_{t-1}
     }
     // S_t = Kmat w_{t-1} + d: gw_{t-1} = Kmat^T gs;  gK += gs w_{t-1}^T
-    matvec_t<T, Tr>(kmat, K1, K2, gs, gwn);
-    if (gk) rank2_update<T, Tr>(gk, K1, K2, ut, gr, gs, wprev);
+    matvec_t<T, L, PL>(k, K1, K2, gs, gwn);
+    if (want_gk) rank2_update<T, L>(gk, K1, K2, ut, gr, gs, wprev);
     std::swap(gw, gwn);
   }
+  if (g.ga) scatter<T, L>(ga, K1, m, g.ga + p0 * K1);
+  if (g.gb) scatter<T, L>(gb, K2, m, g.gb + p0 * K2);
 }
 
-// The per-problem Kmat layout: transposed when K1 > K2 (inner loops over the longer side).
-inline bool transposed_layout(int64_t K1, int64_t K2) { return K1 > K2; }
-
-// grad_cost (K1, K2) from d loss / d Kmat (layout of kmat): dC = -dKmat o Kmat / eps.
-template <typename T, bool Tr>
-void kmat_grad_to_cost_grad(const T* gk, const T* kmat, int64_t K1, int64_t K2, T eps, T* gc) {
-  for (int64_t i = 0; i < K1; ++i)
-    for (int64_t j = 0; j < K2; ++j) {
-      const int64_t k = Tr ? j * K1 + i : i * K2 + j;
-      gc[i * K2 + j] = -(gk[k] * kmat[k]) / eps;
-    }
+// grad_cost of one lane from d loss / d Kmat: dC = -dKmat o Kmat / eps (gk: slot l of (K1, K2) x
+// kSlots; k: lane l of this group's lane-major Kmat).
+template <typename T, int L>
+LM_SK_INLINE void lane_cost_grad(const T* gk, const T* k, int64_t KK, int l, T eps, T* gc) {
+  for (int64_t x = 0; x < KK; ++x) gc[x] = -(gk[x * kSlots<T> + l] * k[x * L + l]) / eps;
 }
 
-template <typename T, bool Tr>
-void forward_impl(const T* a, const T* b, const T* cost, int64_t B, int64_t K1, int64_t K2,
-                  bool shared_cost, const SinkhornOptions& opt, T* u_out, T* w_out, T* plan_out,
-                  T* col_sums_out, T* row_sums_out, int32_t* iterations_run) {
-  const T eps = static_cast<T>(opt.epsilon);
-  const int64_t KK = K1 * K2;
-  std::vector<T> shared_kmat(shared_cost ? KK : 0);
-  if (shared_cost) compute_kmat<T, Tr>(cost, K1, K2, eps, shared_kmat.data());
+// ---- the ISA variants of the group kernels -------------------------------------------------------
+// Non-inlined wrappers with a target attribute; the group kernels above are always_inline, so
+// each wrapper compiles a whole group's work for its target. (The OpenMP regions below stay in
+// plain functions: an outlined parallel region would not inherit a wrapper's target.)
+
+template <typename T>
+using ForwardFn = void (*)(const Args<T>&, int64_t, int, Work<T>&);
+template <typename T>
+using BackwardFn = void (*)(const Args<T>&, int64_t, int, Work<T>&, bool);
+
+template <typename T, int L, bool PL>
+void forward_portable(const Args<T>& g, int64_t p0, int m, Work<T>& ws) { forward_group<T, L, PL>(g, p0, m, ws); }
+template <typename T, int L, bool PL>
+void backward_portable(const Args<T>& g, int64_t p0, int m, Work<T>& ws, bool gk) {
+  backward_group<T, L, PL>(g, p0, m, ws, gk);
+}
+template <typename T, int L, bool PL>
+[[gnu::target("avx2")]] void forward_avx2(const Args<T>& g, int64_t p0, int m, Work<T>& ws) {
+  forward_group<T, L, PL>(g, p0, m, ws);
+}
+template <typename T, int L, bool PL>
+[[gnu::target("avx2")]] void backward_avx2(const Args<T>& g, int64_t p0, int m, Work<T>& ws, bool gk) {
+  backward_group<T, L, PL>(g, p0, m, ws, gk);
+}
+template <typename T, int L, bool PL>
+[[gnu::target("avx512f")]] void forward_avx512(const Args<T>& g, int64_t p0, int m, Work<T>& ws) {
+  forward_group<T, L, PL>(g, p0, m, ws);
+}
+template <typename T, int L, bool PL>
+[[gnu::target("avx512f")]] void backward_avx512(const Args<T>& g, int64_t p0, int m, Work<T>& ws, bool gk) {
+  backward_group<T, L, PL>(g, p0, m, ws, gk);
+}
+
+enum class Isa { Portable, Avx2, Avx512 };
+
+bool isa_supported(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512: return __builtin_cpu_supports("avx512f");
+    case Isa::Avx2: return __builtin_cpu_supports("avx2");
+    case Isa::Portable: break;
+  }
+  return true;
+}
+
+bool parse_isa(const std::string& s, Isa* isa) {
+  if (s == "portable") *isa = Isa::Portable;
+  else if (s == "avx2") *isa = Isa::Avx2;
+  else if (s == "avx512") *isa = Isa::Avx512;
+  else return false;
+  return true;
+}
+
+// The best variant this CPU runs, or LIBRAMIL_SINKHORN_KERNEL if set (and supported).
+Isa default_isa() {
+  static const Isa isa = [] {
+    const Isa best = isa_supported(Isa::Avx512) ? Isa::Avx512 : isa_supported(Isa::Avx2) ? Isa::Avx2 : Isa::Portable;
+    const char* env = std::getenv("LIBRAMIL_SINKHORN_KERNEL");
+    if (env == nullptr || *env == '\0') return best;
+    Isa want = best;
+    if (parse_isa(env, &want) && isa_supported(want)) return want;
+    std::fprintf(stderr, "libramil: LIBRAMIL_SINKHORN_KERNEL=%s unknown or unsupported, using the default\n", env);
+    return best;
+  }();
+  return isa;
+}
+
+std::atomic<int> forced_isa{-1};  // sinkhorn_set_kernel; -1: default_isa()
+
+Isa chosen_isa() {
+  const int f = forced_isa.load(std::memory_order_relaxed);
+  return f < 0 ? default_isa() : static_cast<Isa>(f);
+}
+
+template <typename T, int L, bool PL>
+ForwardFn<T> forward_fn() {
+  switch (chosen_isa()) {
+    case Isa::Avx512: return forward_avx512<T, L, PL>;
+    case Isa::Avx2: return forward_avx2<T, L, PL>;
+    case Isa::Portable: break;
+  }
+  return forward_portable<T, L, PL>;
+}
+
+template <typename T, int L, bool PL>
+BackwardFn<T> backward_fn() {
+  switch (chosen_isa()) {
+    case Isa::Avx512: return backward_avx512<T, L, PL>;
+    case Isa::Avx2: return backward_avx2<T, L, PL>;
+    case Isa::Portable: break;
+  }
+  return backward_portable<T, L, PL>;
+}
+
+// ---- drivers: OpenMP over groups ----------------------------------------------------------------
+
+template <typename T, int L, bool PL>
+void forward_all(const Args<T>& g, ForwardFn<T> fn) {
+  const int64_t groups = (g.B + L - 1) / L;
 #pragma omp parallel
   {
-    Scratch<T> s(K1, K2, opt.iterations, !shared_cost, false);
-#pragma omp for schedule(dynamic, 32)
-    for (int64_t p = 0; p < B; ++p) {
-      const T* kmat = shared_kmat.data();
-      if (!shared_cost) {
-        compute_kmat<T, Tr>(cost + p * KK, K1, K2, eps, s.kmat.data());
-        kmat = s.kmat.data();
-      }
-      const int n = run_iterations<T, Tr>(a + p * K1, b + p * K2, kmat, K1, K2, opt.iterations,
-                                          opt.tol, s.S.data(), s.R.data(), s.u.data(), s.w.data(),
-                                          s.kw.data());
-      if (iterations_run) iterations_run[p] = n;
-      write_outputs<T, Tr>(kmat, K1, K2, s.u.data(), s.w.data(), u_out ? u_out + p * K1 : nullptr,
-                           w_out ? w_out + p * K2 : nullptr, plan_out ? plan_out + p * KK : nullptr,
-                           col_sums_out ? col_sums_out + p * K2 : nullptr,
-                           row_sums_out ? row_sums_out + p * K1 : nullptr, s);
-    }
+    Work<T> ws(g.K1, g.K2, L, g.opt.iterations, PL, false, false);
+#pragma omp for schedule(dynamic, 2)
+    for (int64_t q = 0; q < groups; ++q) fn(g, q * L, static_cast<int>(std::min<int64_t>(L, g.B - q * L)), ws);
   }
 }
 
-template <typename T, bool Tr>
-void backward_impl(const T* a, const T* b, const T* cost, int64_t B, int64_t K1, int64_t K2,
-                   bool shared_cost, const SinkhornOptions& opt, const T* grad_plan,
-                   const T* grad_col_sums, const T* grad_row_sums, const T* grad_u,
-                   const T* grad_w, T* grad_a, T* grad_b, T* grad_cost) {
-  const int64_t KK = K1 * K2;
-  const T eps = static_cast<T>(opt.epsilon);
-  auto one = [&](int64_t p, const T* kmat, Scratch<T>& s, T* gk) {
-    backward_problem<T, Tr>(a + p * K1, b + p * K2, kmat, K1, K2, opt,
-                            grad_plan ? grad_plan + p * KK : nullptr,
-                            grad_col_sums ? grad_col_sums + p * K2 : nullptr,
-                            grad_row_sums ? grad_row_sums + p * K1 : nullptr,
-                            grad_u ? grad_u + p * K1 : nullptr, grad_w ? grad_w + p * K2 : nullptr,
-                            s, gk);
-    if (grad_a) std::copy(s.ga.begin(), s.ga.end(), grad_a + p * K1);
-    if (grad_b) std::copy(s.gb.begin(), s.gb.end(), grad_b + p * K2);
-  };
-
-  if (shared_cost) {
-    std::vector<T> kmat(KK);
-    compute_kmat<T, Tr>(cost, K1, K2, eps, kmat.data());
-    const int64_t chunks = chunk_count(B);
-    std::vector<T> acc(grad_cost ? chunks * KK : 0, T(0));
+// Shared cost: grad_cost is summed over problems in min(S, 64) fixed chunks of whole sets of
+// kSlots consecutive problems (S sets in all); within a chunk, problem p is added into slot
+// p % kSlots in problem order, then the slots are added in order into the chunk's accumulator;
+// finally the chunks in order. Neither the thread count nor the vector width changes a bit.
+// Batched cost: each problem's grad_cost from its own lane.
+template <typename T, int L, bool PL>
+void backward_all(const Args<T>& g, BackwardFn<T> fn) {
+  constexpr int64_t LS = kSlots<T>;
+  const int64_t K1 = g.K1, K2 = g.K2, KK = K1 * K2;
+  const T eps = static_cast<T>(g.opt.epsilon);
+  const bool want_gk = g.gcost != nullptr;
+  auto group_size = [&](int64_t p0) { return static_cast<int>(std::min<int64_t>(L, g.B - p0)); };
+  if constexpr (!PL) {
+    const int64_t sets = (g.B + LS - 1) / LS, chunks = std::min<int64_t>(sets, kGradChunks);
+    std::vector<T> acc(want_gk ? chunks * KK : 0, T(0));
 #pragma omp parallel
     {
-      Scratch<T> s(K1, K2, opt.iterations, false, false);
+      Work<T> ws(K1, K2, L, g.opt.iterations, false, true, g.gP != nullptr);
 #pragma omp for schedule(dynamic, 1)
       for (int64_t c = 0; c < chunks; ++c) {
-        T* gk = grad_cost ? acc.data() + c * KK : nullptr;
-        for (int64_t p = chunk_begin(c, B, chunks); p < chunk_begin(c + 1, B, chunks); ++p)
-          one(p, kmat.data(), s, gk);
+        if (want_gk) std::fill(ws.gk.p, ws.gk.p + KK * LS, T(0));
+        const int64_t end = std::min(g.B, (c + 1) * sets / chunks * LS);
+        for (int64_t p0 = c * sets / chunks * LS; p0 < end; p0 += L) fn(g, p0, group_size(p0), ws, want_gk);
+        if (want_gk) {
+          T* out = acc.data() + c * KK;
+          for (int64_t x = 0; x < KK; ++x) {
+            T sum = ws.gk.p[x * LS];
+            for (int64_t l = 1; l < LS; ++l) sum += ws.gk.p[x * LS + l];
+            out[x] = sum;
+          }
+        }
       }
     }
-    if (grad_cost) {
+    if (want_gk) {
       for (int64_t c = 1; c < chunks; ++c)  // fixed order
-        for (int64_t k = 0; k < KK; ++k) acc[k] += acc[c * KK + k];
-      kmat_grad_to_cost_grad<T, Tr>(acc.data(), kmat.data(), K1, K2, eps, grad_cost);
+        for (int64_t x = 0; x < KK; ++x) acc[x] += acc[c * KK + x];
+      for (int64_t x = 0; x < KK; ++x) g.gcost[x] = -(acc[x] * g.kshared[x]) / eps;
     }
-    return;
-  }
+  } else {
+    const int64_t groups = (g.B + L - 1) / L;
 #pragma omp parallel
-  {
-    Scratch<T> s(K1, K2, opt.iterations, true, grad_cost != nullptr);
-#pragma omp for schedule(dynamic, 16)
-    for (int64_t p = 0; p < B; ++p) {
-      compute_kmat<T, Tr>(cost + p * KK, K1, K2, eps, s.kmat.data());
-      if (grad_cost) std::fill(s.gk.begin(), s.gk.end(), T(0));
-      one(p, s.kmat.data(), s, grad_cost ? s.gk.data() : nullptr);
-      if (grad_cost)
-        kmat_grad_to_cost_grad<T, Tr>(s.gk.data(), s.kmat.data(), K1, K2, eps, grad_cost + p * KK);
+    {
+      Work<T> ws(K1, K2, L, g.opt.iterations, true, true, g.gP != nullptr);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t q = 0; q < groups; ++q) {
+        const int64_t p0 = q * L;
+        const int m = group_size(p0);
+        const int64_t off = p0 % LS;
+        if (want_gk)
+          for (int64_t x = 0; x < KK; ++x) std::fill(ws.gk.p + x * LS + off, ws.gk.p + x * LS + off + L, T(0));
+        fn(g, p0, m, ws, want_gk);
+        if (want_gk)
+          for (int l = 0; l < m; ++l)
+            lane_cost_grad<T, L>(ws.gk.p + off, ws.k.p, KK, l, eps, g.gcost + (p0 + l) * KK);
+      }
     }
+  }
+}
+
+template <typename T, int L, bool PL>
+void drive(const Args<T>& g, bool backward, ForwardFn<T> f, BackwardFn<T> b) {
+  if (backward) backward_all<T, L, PL>(g, b);
+  else forward_all<T, L, PL>(g, f);
+}
+
+// The chosen ISA's kernels with one vector of lanes per group (16 / 8 / 4 floats for AVX-512 /
+// AVX2 / portable SSE2), or one lane (scalar code) when early stopping lets each problem stop
+// on its own.
+template <typename T, bool PL>
+void dispatch(const Args<T>& g, bool backward) {
+  constexpr int L512 = 64 / sizeof(T), L256 = 32 / sizeof(T), L128 = 16 / sizeof(T);
+  const bool scalar = g.opt.tol > 0.0;
+  switch (chosen_isa()) {
+    case Isa::Avx512:
+      if (scalar) return drive<T, 1, PL>(g, backward, forward_avx512<T, 1, PL>, backward_avx512<T, 1, PL>);
+      return drive<T, L512, PL>(g, backward, forward_avx512<T, L512, PL>, backward_avx512<T, L512, PL>);
+    case Isa::Avx2:
+      if (scalar) return drive<T, 1, PL>(g, backward, forward_avx2<T, 1, PL>, backward_avx2<T, 1, PL>);
+      return drive<T, L256, PL>(g, backward, forward_avx2<T, L256, PL>, backward_avx2<T, L256, PL>);
+    case Isa::Portable:
+      break;
+  }
+  if (scalar) return drive<T, 1, PL>(g, backward, forward_portable<T, 1, PL>, backward_portable<T, 1, PL>);
+  drive<T, L128, PL>(g, backward, forward_portable<T, L128, PL>, backward_portable<T, L128, PL>);
+}
+
+template <typename T>
+void run(Args<T>& g, bool backward) {
+  std::vector<T> kshared;
+  if (g.shared) {  // Kmat = exp(-C / eps), once
+    const T eps = static_cast<T>(g.opt.epsilon);
+    kshared.resize(g.K1 * g.K2);
+    for (int64_t x = 0; x < g.K1 * g.K2; ++x) kshared[x] = std::exp(-g.cost[x] / eps);
+    g.kshared = kshared.data();
+    dispatch<T, false>(g, backward);
+  } else {
+    dispatch<T, true>(g, backward);
   }
 }
 
 }  // namespace
+
+bool sinkhorn_set_kernel(const std::string& name) {
+  if (name == "auto") {
+    forced_isa = -1;
+    return true;
+  }
+  Isa isa;
+  if (!parse_isa(name, &isa) || !isa_supported(isa)) return false;
+  forced_isa = static_cast<int>(isa);
+  return true;
+}
+
+const char* sinkhorn_kernel_name() {
+  switch (chosen_isa()) {
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx2: return "avx2";
+    case Isa::Portable: break;
+  }
+  return "portable";
+}
 
 int64_t sinkhorn_backward_scratch_elements(int64_t K1, int64_t K2, int iterations, bool log_domain) {
   const int64_t it = std::max(iterations, 1);
   // log: L_t, M_t per iteration; f, log a, gf, ga (K1); g, log b, col max/sum, gg, gg', gb,
   // g_{t-1} (K2); one (K1, K2) exponent buffer.
   if (log_domain) return it * (K1 + K2) + 4 * K1 + 8 * K2 + K1 * K2;
-  // plain: S_t, R_t per iteration; u, Kw, gu, gs, ga, u_t (K1); w, gw, gw', gr, G row, gb,
-  // w_{t-1}, Kmat^T u (K2); with a batched cost also this problem's Kmat and dKmat (K1, K2).
-  return it * (K1 + K2) + 6 * K1 + 8 * K2 + 2 * K1 * K2;
+  // plain, float32 lanes (a group of 16 problems): S_t, R_t, u_t, w_t per iteration and the
+  // group's vectors, with a batched cost also the lanes' Kmat and dKmat (K1, K2).
+  return work_elements(K1, K2, kSlots<float>, iterations);
 }
 
 template <typename T>
@@ -368,9 +664,11 @@ void sinkhorn_forward(const T* a, const T* b, const T* cost, int64_t B, int64_t 
                       T* plan_out, T* col_sums_out, T* row_sums_out, int32_t* iterations_run) {
   check_args("sinkhorn_forward", a, b, cost, B, K1, K2, opt);
   if (B == 0) return;
-  auto impl = transposed_layout(K1, K2) ? forward_impl<T, true> : forward_impl<T, false>;
-  impl(a, b, cost, B, K1, K2, shared_cost, opt, u_out, w_out, plan_out, col_sums_out, row_sums_out,
-       iterations_run);
+  Args<T> g;
+  g.a = a, g.b = b, g.cost = cost, g.B = B, g.K1 = K1, g.K2 = K2, g.shared = shared_cost, g.opt = opt;
+  g.u_out = u_out, g.w_out = w_out, g.plan_out = plan_out, g.col_out = col_sums_out, g.row_out = row_sums_out;
+  g.iters_out = iterations_run;
+  run(g, false);
 }
 
 template <typename T>
@@ -383,9 +681,11 @@ void sinkhorn_backward(const T* a, const T* b, const T* cost, int64_t B, int64_t
     if (grad_cost && shared_cost) std::fill(grad_cost, grad_cost + K1 * K2, T(0));
     return;
   }
-  auto impl = transposed_layout(K1, K2) ? backward_impl<T, true> : backward_impl<T, false>;
-  impl(a, b, cost, B, K1, K2, shared_cost, opt, grad_plan, grad_col_sums, grad_row_sums, grad_u,
-       grad_w, grad_a, grad_b, grad_cost);
+  Args<T> g;
+  g.a = a, g.b = b, g.cost = cost, g.B = B, g.K1 = K1, g.K2 = K2, g.shared = shared_cost, g.opt = opt;
+  g.gP = grad_plan, g.gC = grad_col_sums, g.gRho = grad_row_sums, g.gU = grad_u, g.gW = grad_w;
+  g.ga = grad_a, g.gb = grad_b, g.gcost = grad_cost;
+  run(g, true);
 }
 
 #define LM_SINKHORN_INSTANTIATE(T)                                                              \

@@ -18,14 +18,18 @@
 //   otherwise cost is (B, K1, K2).
 // - Every output pointer may be nullptr (that output is not produced). Outputs are
 //   overwritten, never accumulated into.
-// - Backward recomputes the forward iterates from the inputs, problem by problem, in a small
-//   per-thread buffer: the forward saves nothing. Call it with the same inputs and options as
-//   the forward (it re-runs the same arithmetic, so early stopping picks the same iteration).
-// - OpenMP over problems. Results do not depend on the number of threads (grad_cost with a
-//   shared cost is summed in a fixed number of fixed chunks, then the chunks in order).
+// - Backward recomputes the forward iterates from the inputs, a few problems at a time, in a
+//   small per-thread buffer: the forward saves nothing. Call it with the same inputs and options
+//   as the forward (it re-runs the same arithmetic, so early stopping picks the same iteration).
+// - Plain domain: problems run in groups, one per SIMD lane (16 floats / 8 doubles with
+//   AVX-512), lanes never mixing; each problem's outputs are bit-identical to a call with that
+//   problem alone. Log domain: problem by problem.
+// - OpenMP over problems (groups). Results do not depend on the number of threads (grad_cost
+//   with a shared cost is summed in a fixed number of fixed chunks, then the chunks in order).
 // - Marginals must be >= 0 with a positive sum; zero entries are allowed.
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace lm::cpu {
 
@@ -126,7 +130,17 @@ void sinkhorn_log_backward(const T* a,          // a: (B, K1) row-major
                            T* grad_cost);           // grad_cost: (K1, K2) if shared_cost
                                                     //   else (B, K1, K2), or nullptr
 
-// Per-thread scratch the backward uses for one problem, in elements of T (for docs/tests).
+// Per-thread scratch the backward uses, in elements of T (for docs/tests): one problem in the
+// log domain; one group of 16 problems (float32 lanes of the AVX-512 variant) in the plain one.
 int64_t sinkhorn_backward_scratch_elements(int64_t K1, int64_t K2, int iterations, bool log_domain);
+
+// The plain-domain kernels exist in three variants, "portable" (SSE2), "avx2" and "avx512",
+// which give the same bits (no fused multiply-adds; per-problem arithmetic and every sum's order
+// do not depend on the vector width). The best one the CPU supports runs, unless the environment
+// variable LIBRAMIL_SINKHORN_KERNEL names another. sinkhorn_set_kernel (tests, benchmarks)
+// overrides both ("auto" restores them); false, and nothing changes, for an unknown or
+// unsupported name. sinkhorn_kernel_name: the variant in use.
+bool sinkhorn_set_kernel(const std::string& name);
+const char* sinkhorn_kernel_name();
 
 }  // namespace lm::cpu
