@@ -4,8 +4,10 @@
 // forward_median_ms, peak_bytes, peak_rss_bytes, ...).
 #include <sys/resource.h>
 
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "apps/commands.h"
 #include "data/safetensors.h"
@@ -16,7 +18,13 @@ namespace lm::app {
 
 namespace {
 
+// Peak resident set size of this process: VmHWM (Linux), else getrusage's ru_maxrss. Not
+// ru_maxrss first: Linux carries it over exec from the process that spawned us, so under a
+// Python driver (bench/compare_*.py) it reports the driver's peak when that is larger.
 int64_t peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // "VmHWM:  1234 kB"
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return (int64_t)ru.ru_maxrss * 1024;
@@ -103,6 +111,7 @@ Runner add_bench(CLI::App& app) {
   ts->add_option("--repeats", f->o.repeats, "timed repeats (median reported)")->capture_default_str();
   ts->add_option("--threads", f->threads, "CPU threads (0 = all)")->capture_default_str();
   ts->add_option("--device", f->device, "cpu | cuda")->capture_default_str();
+  ts->add_flag("--forward-only", f->o.forward_only, "time only the inference forward (e.g. under `libramil profile`)");
   Runner sinkhorn = add_bench_sinkhorn(app);
   return [f, ts, sinkhorn] {
     if (!*ts) return sinkhorn();

@@ -136,7 +136,7 @@ Runner add_profile(CLI::App& app, int (*run_cli)(int, char**)) {
     std::snprintf(line, sizeof line, "%-34s %8s %11.2f %10s %7.2f\n", "(outside any scope)", "-", wall_ms - tracked, "-",
                   100.0 * (wall_ms - tracked) / wall_ms);
     out << line;
-    if (!f->csv.empty()) {
+    if (!f->csv.empty() && rc == 0) {  // no output file for a failed command
       std::string text = "name,calls,total_ms,mean_us,share_percent,gflops_per_s,gb_per_s\n";
       for (auto& r : rows) {
         double s = r.total_ms * 1e-3;

@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include "models/baselines.h"
 #include "models/optim.h"
 #include "ops/ops.h"
+#include "tensor/profiler.h"
 
 namespace lm::bench {
 
@@ -17,6 +19,7 @@ static double median(std::vector<double> v) {
 
 TrainStepResult bench_train_step(const TrainStepOptions& o) {
   using Clock = std::chrono::steady_clock;
+  std::optional<profiler::Scope> setup_scope(std::in_place, "bench.setup (model, random data)");
   Generator gen(o.seed);
   std::unique_ptr<nn::Module> model;
   if (o.model == "libramil") {
@@ -39,8 +42,9 @@ TrainStepResult bench_train_step(const TrainStepOptions& o) {
   TrainStepResult r;
   r.parameters = model->num_parameters();
   std::vector<double> steps, fwds;
+  setup_scope.reset();
   Storage::reset_cpu_peak();
-  for (int i = 0; i < o.warmup + o.repeats; ++i) {
+  for (int i = 0; i < (o.forward_only ? 0 : o.warmup + o.repeats); ++i) {
     auto t0 = Clock::now();
     opt.zero_grad();
     Tensor loss = cross_entropy(unsqueeze((*model)(x), 0), y);

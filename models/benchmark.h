@@ -11,6 +11,7 @@ struct TrainStepOptions {
   int64_t instances = 8000, dim = 512, text_prototypes = 46, visual_prototypes = 10, classes = 3;
   std::string mode = "paper", model = "libramil";
   int repeats = 5, warmup = 1;
+  bool forward_only = false;  // skip the training steps (median_ms stays 0)
   uint64_t seed = 0;
 };
 

@@ -101,6 +101,8 @@ std::vector<Shape> test_shapes() {
       {70, 337, 513},  // straddles KC twice; more N tiles than M tiles -> split over N
       {3, 4100, 5},    // straddles NC (4096)
       {130, 150, 70},  // large enough to run on two threads
+      // skinny shapes (AVX-512 dot / axpy forms): small M or N against a long side or long K
+      {24, 900, 131}, {900, 56, 100}, {3, 300, 517}, {24, 100, 900}, {61, 77, 300}, {7, 1000, 33},
   };
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int64_t> d(1, 70);

@@ -300,6 +300,15 @@ int gemm_threads(int64_t M, int64_t N, int64_t K) {
   return std::max(1, omp_get_max_threads());
 }
 
+// LIBRAMIL_GEMM_SKINNY=0 sends skinny shapes through the packed path as well.
+bool skinny_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("LIBRAMIL_GEMM_SKINNY");
+    return !(e && std::string(e) == "0");
+  }();
+  return on;
+}
+
 // ---- multi-thread driver ----------------------------------------------------------------
 void sgemm_impl(const KernelSpec& ks, bool trans_a, bool trans_b, int64_t M, int64_t N,
                 int64_t K, float alpha, const float* A, int64_t lda, const float* B,
@@ -309,6 +318,9 @@ void sgemm_impl(const KernelSpec& ks, bool trans_a, bool trans_b, int64_t M, int
     scale_c(M, N, beta, C, ldc);
     return;
   }
+  if (ks.id == GemmKernel::Avx512 && skinny_enabled() &&
+      detail::sgemm_skinny_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_threads(M, N, K)))
+    return;
   const int64_t m_tiles = (M + ks.mr - 1) / ks.mr, n_tiles = (N + ks.nr - 1) / ks.nr;
   const bool split_m = m_tiles >= n_tiles;
   const int64_t tiles = split_m ? m_tiles : n_tiles;
