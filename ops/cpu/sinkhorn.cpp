@@ -87,22 +87,24 @@ template <typename T>
 struct Work {
   int64_t K1, K2, L, n;
   Buf<T> A, Bm, k, S, R, U, W, u, w, kw, ktu;                                  // forward
-  Buf<T> up_c, up_rho, up_u, up_w, up_P, gu, gw, gwn, gr, gs, kgr, ga, gb, w0, gk;  // backward
+  Buf<T> up_c, up_rho, up_P, gu, gw, gwn, gr, gs, kgr, ga, gb, w0, gk;  // backward
   Work(int64_t K1_, int64_t K2_, int64_t L_, int iterations, bool per_lane_k, bool backward, bool plan_grad)
       : K1(K1_), K2(K2_), L(L_), n(std::max(iterations, 1)),
         A(K1 * L), Bm(K2 * L), k(per_lane_k ? K1 * K2 * L : 0),
         S(n * K1 * L), R(n * K2 * L), U(backward ? n * K1 * L : 0), W(backward ? n * K2 * L : 0),
         u(K1 * L), w(K2 * L), kw(K1 * L), ktu(K2 * L),
-        up_c(backward ? K2 * L : 0), up_rho(backward ? K1 * L : 0), up_u(backward ? K1 * L : 0),
-        up_w(backward ? K2 * L : 0), up_P(plan_grad ? K1 * K2 * L : 0), gu(backward ? K1 * L : 0),
+        up_c(backward ? K2 * L : 0), up_rho(backward ? K1 * L : 0), up_P(plan_grad ? K1 * K2 * L : 0),
+        gu(backward ? K1 * L : 0),
         gw(backward ? K2 * L : 0), gwn(backward ? K2 * L : 0), gr(backward ? K2 * L : 0),
         gs(backward ? K1 * L : 0), kgr(backward ? K1 * L : 0), ga(backward ? K1 * L : 0),
         gb(backward ? K2 * L : 0), w0(backward ? K2 * L : 0), gk(backward ? K1 * K2 * kSlots<T> : 0) {}
 };
 
-int64_t work_elements(int64_t K1, int64_t K2, int64_t L, int iterations) {  // backward, batched cost
+// Work's size for a backward with a batched cost (no plan gradient) and L = kSlots lanes:
+// S, R, U, W; 8 vectors of K1 and 9 of K2; the lanes' Kmat and the dKmat slots.
+int64_t work_elements(int64_t K1, int64_t K2, int64_t L, int iterations) {
   const int64_t n = std::max(iterations, 1);
-  return L * (4 * n * (K1 + K2) + 10 * K1 + 11 * K2 + 2 * K1 * K2);
+  return L * (2 * n * (K1 + K2) + 8 * K1 + 9 * K2 + 2 * K1 * K2);
 }
 
 // ---- lane kernels (always inlined into the ISA-specific group functions) -----------------------
