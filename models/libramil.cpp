@@ -80,14 +80,16 @@ Tensor LibraMIL::explain(const Tensor& x, LibraMILExplanation& ex) {
   return run(x, &ex);
 }
 
-// Steps 2-7 of paper mode. V (N, D), Pv (Kv, D), Pt (Kt, D) -> Xf (N, D).
+// Steps 2-7 of paper mode. V (N, D), Pv (Kv, D), Pt (Kt, D) -> the instance weights w (N),
+// so that Xf = w[:, None] * V (applied inside class_query_attention, never materialised).
 Tensor LibraMIL::fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt, LibraMILExplanation* ex) {
   const int64_t N = V.shape()[0];
   // 2. cosine similarities of every instance to every prototype.
-  // One product against both prototype sets (one pass over Vn, one (N, D) gradient).
-  Tensor Vn = l2_normalize(V, 1), Pvn = l2_normalize(Pv, 1), Ptn = l2_normalize(Pt, 1);
+  // One product against both prototype sets, divided by the instances' norms afterwards:
+  // l2_normalize(V) P^T == (V P^T) / max(|V_j|, eps), without materialising normalised V.
+  Tensor Pvn = l2_normalize(Pv, 1), Ptn = l2_normalize(Pt, 1);
   const int64_t Kv = Pv.shape()[0], Kt = Pt.shape()[0];
-  Tensor S = matmul(Vn, t(cat({Pvn, Ptn}, 0)));  // (N, Kv + Kt)
+  Tensor S = div(matmul(V, t(cat({Pvn, Ptn}, 0))), unsqueeze(l2_norm_clamped(V), 1));  // (N, Kv + Kt)
   Tensor Sv = slice(S, 1, 0, Kv);                 // (N, Kv)
   Tensor St = slice(S, 1, Kv, Kv + Kt);           // (N, Kt)
   Tensor s;                        // (N) fused instance score
@@ -125,11 +127,12 @@ Tensor LibraMIL::fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt,
     ex->sim_text = St.detach().to(DType::F32).clone();
     if (plan.defined()) ex->plan = plan.detach().to(DType::F32).clone();
   }
-  return scale_rows(V, w);
+  return w;
 }
 
 // Reference mode: one transport problem per instance between its text and visual
-// attention distributions (SPEC "Forward, reference mode").
+// attention distributions (SPEC "Forward, reference mode"). Returns the instance weights w
+// (N): Xf = w[:, None] * V.
 Tensor LibraMIL::fuse_reference(const Tensor& V, const Tensor& Pv, const Tensor& Pt, LibraMILExplanation* ex) {
   Tensor a_t = softmax(mul(matmul(V, t(Pt)), exp(neg(temp_struct))), -1);  // (N, Kt)
   Tensor a_v = softmax(mul(matmul(V, t(Pv)), exp(neg(temp_vis))), -1);     // (N, Kv)
@@ -145,25 +148,28 @@ Tensor LibraMIL::fuse_reference(const Tensor& V, const Tensor& Pv, const Tensor&
     ex->instance_weights = ex->instance_scores;
     ex->sim_text = matmul(l2_normalize(V, 1), t(l2_normalize(Pt, 1))).detach().to(DType::F32).clone();
   }
-  return scale_rows(V, reshape(scale, {-1}));
+  return reshape(scale, {-1});
 }
 
-// Multi-head cross-attention with C queries over N instances, computed without projecting
-// the instances: with Wk_h, Wv_h the rows of k_proj / v_proj belonging to head h,
-//   scores_h = (Q_h Wk_h) Xf^T + Q_h bk_h   and   out_h = (A_h Xf) Wv_h^T + bv_h,
+// Multi-head cross-attention with C queries over the N reweighted instances Xf = w[:, None] V,
+// computed without projecting the instances and without forming Xf: with Wk_h, Wv_h the rows
+// of k_proj / v_proj belonging to head h,
+//   scores_h = (Q_h Wk_h) Xf^T + Q_h bk_h = ((Q_h Wk_h) V^T) * w^T + Q_h bk_h
+//   out_h    = (A_h Xf) Wv_h^T + bv_h     = ((A_h * w^T) V) Wv_h^T + bv_h,
 // because softmax rows sum to one. Q_h bk_h is the same for every instance, so it cancels
 // in the softmax and is dropped. This replaces the two (N, D) x (D, D) projections of the
 // keys and values (and their gradients) by products with only C x heads rows; the result
 // equals o_proj(MHA(q_proj(Pb), k_proj(Xf), v_proj(Xf))) (see the parity test).
-Tensor LibraMIL::class_query_attention(const Tensor& Pb, const Tensor& Xf, LibraMILExplanation* ex) {
+Tensor LibraMIL::class_query_attention(const Tensor& Pb, const Tensor& V, const Tensor& w, LibraMILExplanation* ex) {
   const int64_t C = Pb.shape()[0], D = config_.dim, heads = config_.heads, d = D / heads;
   Tensor q = permute(reshape(q_proj(Pb), {C, heads, d}), {1, 0, 2});         // (H, C, d)
   Tensor wk = reshape(k_proj.weight, {heads, d, D});                         // (H, d, D)
   Tensor wv = reshape(v_proj.weight, {heads, d, D});                         // (H, d, D)
   Tensor q_keys = reshape(matmul(q, wk), {heads * C, D});                    // (H*C, D)
-  Tensor scores = mul(matmul(q_keys, t(Xf)), 1.0 / std::sqrt((double)d));   // (H*C, N)
+  Tensor wrow = unsqueeze(w, 0);                                             // (1, N)
+  Tensor scores = mul(matmul(q_keys, t(V)), mul(wrow, 1.0 / std::sqrt((double)d)));  // (H*C, N)
   Tensor attn = softmax(scores, -1);                                         // (H*C, N)
-  Tensor pooled = reshape(matmul(attn, Xf), {heads, C, D});                  // (H, C, D)
+  Tensor pooled = reshape(matmul(mul(attn, wrow), V), {heads, C, D});        // (H, C, D)
   Tensor out = add(matmul(pooled, transpose(wv, 1, 2)), reshape(v_proj.bias, {heads, 1, d}));  // (H, C, d)
   if (ex) ex->attention = mean(reshape(attn, {heads, C, -1}), {0}).detach().to(DType::F32).contiguous();
   return o_proj(reshape(permute(out, {1, 0, 2}), {C, D}));                   // (C, D)
@@ -178,9 +184,9 @@ Tensor LibraMIL::run(const Tensor& x, LibraMILExplanation* ex) {
   Tensor Pv = project(proj_v, proto_vis, true);
   Tensor Pt = project(proj_llm, prompt_inst, false);
   Tensor Pb = project(proj_llm, prompt_bag, false);
-  Tensor Xf = config_.mode == "paper" ? fuse_paper(V, Pv, Pt, ex) : fuse_reference(V, Pv, Pt, ex);
-  // 8. class priors attend over the reweighted instances.
-  Tensor H = class_query_attention(Pb, Xf, ex);  // (C, D)
+  Tensor w = config_.mode == "paper" ? fuse_paper(V, Pv, Pt, ex) : fuse_reference(V, Pv, Pt, ex);
+  // 8. class priors attend over the reweighted instances Xf = w[:, None] * V.
+  Tensor H = class_query_attention(Pb, V, w, ex);  // (C, D)
   // 9. one logit per class query.
   return squeeze(classification_head(H), -1);
 }

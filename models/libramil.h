@@ -59,7 +59,7 @@ class LibraMIL : public nn::Module {
   // Returns Xf (N, D); fills ex when given.
   Tensor fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt, LibraMILExplanation* ex);
   Tensor fuse_reference(const Tensor& V, const Tensor& Pv, const Tensor& Pt, LibraMILExplanation* ex);
-  Tensor class_query_attention(const Tensor& Pb, const Tensor& Xf, LibraMILExplanation* ex);
+  Tensor class_query_attention(const Tensor& Pb, const Tensor& V, const Tensor& w, LibraMILExplanation* ex);
   Tensor run(const Tensor& x, LibraMILExplanation* ex);
   LibraMILConfig config_;
 };

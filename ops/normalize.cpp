@@ -72,6 +72,39 @@ Tensor l2_normalize(const Tensor& x, int64_t dim, double eps) {
   return div(x, denom);
 }
 
+Tensor l2_norm_clamped(const Tensor& x, double eps) {
+  const char* name = "l2_norm_clamped";
+  check_normalize(name, x, -1, eps);
+  if (!x.device().is_cpu() || x.numel() == 0)  // composed: sqrt(max(sum x^2, eps^2)) over the last dim
+    return sqrt(clamp(sum(pow(x, 2.0), {-1}), eps * eps, kInf));
+  const int64_t D = x.shape().back(), rows = x.numel() / D;
+  Shape out_shape(x.shape().begin(), x.shape().end() - 1);
+  Tensor xc = x.contiguous();
+  Tensor signed_norms = Tensor::empty({rows}, x.dtype());  // negative for clamped rows
+  {
+    profiler::Scope prof(name, 2.0 * x.numel(), (double)x.nbytes());
+    if (x.dtype() == DType::F32) cpu::l2_norm_rows_forward(xc.data<float>(), rows, D, eps, signed_norms.data<float>());
+    else cpu::l2_norm_rows_forward(xc.data<double>(), rows, D, eps, signed_norms.data<double>());
+  }
+  Tensor out = abs(signed_norms);  // no grad here: built from a fresh tensor
+  out = reshape(out, out_shape).contiguous();
+  if (autograd::needs_grad({x})) {
+    Tensor xs = xc.detach();
+    autograd::record(name, {x}, out, [=](const Tensor& g) -> std::vector<Tensor> {
+      Tensor gc = g.contiguous();
+      Tensor gx = Tensor::empty(xs.shape(), xs.dtype());
+      profiler::Scope prof("l2_norm_clamped_backward", 2.0 * xs.numel(), 2.0 * xs.nbytes());
+      if (xs.dtype() == DType::F32)
+        cpu::l2_norm_rows_backward(gc.data<float>(), xs.data<float>(), signed_norms.data<float>(), rows, D, gx.data<float>());
+      else
+        cpu::l2_norm_rows_backward(gc.data<double>(), xs.data<double>(), signed_norms.data<double>(), rows, D,
+                                   gx.data<double>());
+      return {gx};
+    });
+  }
+  return out;
+}
+
 Tensor l1_normalize(const Tensor& x, int64_t dim, double eps) {
   check_normalize("l1_normalize", x, dim, eps);
   Tensor denom = clamp(sum(abs(x), {dim}, true), eps, kInf);

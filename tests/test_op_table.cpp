@@ -410,6 +410,13 @@ std::vector<OpCase> build_table() {
       add_case(c);
     }
 
+  // -- l2_norm_clamped: max(||x_i||, eps) over the last dim (a zero row exercises the clamp in
+  //    forward only: its gradient is 0, where finite differences of the kink are not defined)
+  for (auto [s, l] : std::vector<std::tuple<Shape, L>>{{{5, 7}, L::C}, {{4, 3}, L::T}, {{2, 3, 4}, L::S}, {{6}, L::C}})
+    add_case({"l2_norm_clamped", "l2_norm_clamped " + sh(s) + lay_name(l), {{"eps", 1e-12}},
+              [s, l](Draw& d) { return Inputs{d(s, D::Normal, l)}; },
+              [](const Inputs& x) { return l2_norm_clamped(x[0], 1e-12); }});
+
   // -- scale_rows: out[i, :] = w[i] x[i, :]
   for (auto [n, d, l] : std::vector<std::tuple<int64_t, int64_t, L>>{{5, 7, L::C}, {4, 3, L::T}, {1, 6, L::C}, {6, 1, L::S}})
     add_case({"scale_rows", "scale_rows " + sh({n, d}) + lay_name(l), json::object(),
@@ -606,7 +613,7 @@ const std::vector<OpCase>& table() {
 const std::vector<std::string> kAllOps = {
     "add", "sub", "mul", "div", "add_scalar", "mul_scalar", "rsub", "neg", "exp", "log", "sqrt", "pow", "abs", "clamp",
     "relu", "sigmoid", "tanh", "gelu", "sum_to", "matmul", "linear", "sum", "mean", "amax", "max", "argmax", "logsumexp",
-    "softmax", "log_softmax", "layer_norm", "linear_layer_norm", "linear_layer_norm_gelu", "scale_rows", "cross_entropy", "l2_normalize", "l1_normalize", "cosine_similarity_matrix",
+    "softmax", "log_softmax", "layer_norm", "linear_layer_norm", "linear_layer_norm_gelu", "scale_rows", "l2_norm_clamped", "cross_entropy", "l2_normalize", "l1_normalize", "cosine_similarity_matrix",
     "scaled_dot_product_attention", "reshape", "permute", "transpose", "t", "expand", "slice", "select", "unsqueeze",
     "squeeze", "flatten", "contiguous", "cat", "stack", "index_select", "sinkhorn_plan", "sinkhorn_column_sums"};
 

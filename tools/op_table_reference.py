@@ -134,6 +134,8 @@ def run_op(op, p, x):
         w = x[1] if len(x) > 1 else None
         b = x[2] if len(x) > 2 else None
         return F.layer_norm(x[0], (x[0].shape[-1],), w, b, p["eps"])
+    if op == "l2_norm_clamped":
+        return torch.linalg.vector_norm(x[0], dim=-1).clamp_min(p["eps"])
     if op == "scale_rows":
         return x[1].unsqueeze(1) * x[0]
     if op in ("linear_layer_norm", "linear_layer_norm_gelu"):

@@ -14,4 +14,11 @@ void l2_normalize_rows_forward(const T* x, int64_t rows, int64_t D, double eps, 
 template <class T>
 void l2_normalize_rows_backward(const T* g, const T* y, const T* denom, int64_t rows, int64_t D, T* gx);
 
+// norms (rows) = max(||x_r||, eps), negated for clamped rows (as denom above); and its
+// backward gx_r = (g_r / n_r) x_r for unclamped rows, 0 for clamped ones.
+template <class T>
+void l2_norm_rows_forward(const T* x, int64_t rows, int64_t D, double eps, T* norms);
+template <class T>
+void l2_norm_rows_backward(const T* g, const T* x, const T* norms, int64_t rows, int64_t D, T* gx);
+
 }  // namespace lm::cpu
