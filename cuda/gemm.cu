@@ -7,6 +7,10 @@
 // column-major C^T = op(B)^T op(A)^T, i.e. cublas<t>gemm(opB, opA, N, M, K, B, ldb, A, lda,
 // C, ldc), with opX = T exactly when trans_x.
 //
+// cuBLAS is loaded with dlopen on first use, not linked: linking it maps libcublasLt into every
+// process, ~200 MB of resident memory before any work, GPU or not (the CPU memory benchmarks
+// saw it). Only the five entry points below are used.
+//
 // Tiled kernel: a block computes a 64 x 64 tile of C; per step it stages a 64 x 16 tile of
 // op(A) and a 16 x 64 tile of op(B) in shared memory (loaded so that consecutive threads read
 // consecutive addresses for either transpose), and each of its 16 x 16 threads accumulates a
@@ -14,6 +18,7 @@
 // sgemm. Out-of-range elements are loaded as zeros, so any M, N, K (K = 0 gives zeros) works.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 
 #include <cstdlib>
 #include <limits>
@@ -117,6 +122,44 @@ void check_cublas(cublasStatus_t st, const char* what) {
     throw std::runtime_error(std::string("cuBLAS error in ") + what + ": status " + std::to_string((int)st));
 }
 
+// The cuBLAS entry points, resolved from libcublas.so.<major> on first use (the directory of
+// the CUDA toolkit we were built against is tried after the default search path).
+struct CublasApi {
+  decltype(&cublasCreate_v2) create = nullptr;
+  decltype(&cublasSetMathMode) set_math_mode = nullptr;
+  decltype(&cublasSetStream_v2) set_stream = nullptr;
+  decltype(&cublasSgemm_v2) sgemm = nullptr;
+  decltype(&cublasDgemm_v2) dgemm = nullptr;
+};
+
+const CublasApi& cublas_api() {
+  static std::mutex mu;
+  static CublasApi api;
+  std::lock_guard<std::mutex> lock(mu);
+  if (api.sgemm) return api;
+  const std::string name = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
+  void* lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+#ifdef LIBRAMIL_CUDA_LIBDIR
+  if (!lib) lib = dlopen((std::string(LIBRAMIL_CUDA_LIBDIR) + "/" + name).c_str(), RTLD_NOW | RTLD_LOCAL);
+#endif
+  if (!lib)
+    throw std::runtime_error("cannot load " + name + " (" + std::string(dlerror()) +
+                             "); LIBRAMIL_CUDA_GEMM=tiled uses the hand-written GEMM instead");
+  auto sym = [&](const char* n) {
+    void* p = dlsym(lib, n);
+    if (!p) throw std::runtime_error(name + " has no symbol " + n);
+    return p;
+  };
+  CublasApi a;
+  a.create = reinterpret_cast<decltype(a.create)>(sym("cublasCreate_v2"));
+  a.set_math_mode = reinterpret_cast<decltype(a.set_math_mode)>(sym("cublasSetMathMode"));
+  a.set_stream = reinterpret_cast<decltype(a.set_stream)>(sym("cublasSetStream_v2"));
+  a.sgemm = reinterpret_cast<decltype(a.sgemm)>(sym("cublasSgemm_v2"));
+  a.dgemm = reinterpret_cast<decltype(a.dgemm)>(sym("cublasDgemm_v2"));
+  api = a;
+  return api;
+}
+
 // One handle per device, created on first use and kept for the process lifetime.
 cublasHandle_t cublas_handle(int device) {
   static std::mutex mu;
@@ -124,8 +167,8 @@ cublasHandle_t cublas_handle(int device) {
   if (device < 0 || device >= kMaxDevices) throw std::runtime_error("cublas_handle: bad device index");
   std::lock_guard<std::mutex> lock(mu);
   if (!handles[device]) {
-    check_cublas(cublasCreate(&handles[device]), "cublasCreate");
-    check_cublas(cublasSetMathMode(handles[device], CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+    check_cublas(cublas_api().create(&handles[device]), "cublasCreate");
+    check_cublas(cublas_api().set_math_mode(handles[device], CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
   }
   return handles[device];
 }
@@ -184,18 +227,19 @@ void gemm_with(GemmBackend backend, Device device, DType dtype, bool trans_a, bo
     return;
   }
   cublasHandle_t h = cublas_handle(device.index);
-  check_cublas(cublasSetStream(h, stream), "cublasSetStream");
+  const CublasApi& api = cublas_api();
+  check_cublas(api.set_stream(h, stream), "cublasSetStream");
   const cublasOperation_t opA = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   // Column-major C^T (N, M) = op(B)^T (N, K) * op(A)^T (K, M).
   if (dtype == DType::F32) {
     const float one = 1.0f, zero = 0.0f;
-    check_cublas(cublasSgemm(h, opB, opA, (int)N, (int)M, (int)K, &one, static_cast<const float*>(B), (int)ldb,
+    check_cublas(api.sgemm(h, opB, opA, (int)N, (int)M, (int)K, &one, static_cast<const float*>(B), (int)ldb,
                              static_cast<const float*>(A), (int)lda, &zero, static_cast<float*>(C), (int)ldc),
                  "cublasSgemm");
   } else {
     const double one = 1.0, zero = 0.0;
-    check_cublas(cublasDgemm(h, opB, opA, (int)N, (int)M, (int)K, &one, static_cast<const double*>(B), (int)ldb,
+    check_cublas(api.dgemm(h, opB, opA, (int)N, (int)M, (int)K, &one, static_cast<const double*>(B), (int)ldb,
                              static_cast<const double*>(A), (int)lda, &zero, static_cast<double*>(C), (int)ldc),
                  "cublasDgemm");
   }
