@@ -52,7 +52,7 @@ TEST_CASE("libramil profile: table of a training step, CSV, exit status") {
   REQUIRE(rc == 0);
   CHECK(out.find("\"median_ms\"") != std::string::npos);  // the wrapped command's JSON still printed
   for (const char* row : {"linear_layer_norm.gemm", "linear_layer_norm_gelu", "l2_normalize", "sinkhorn_forward",
-                          "scale_rows", "optimizer.step", "matmul.backward", "(outside any scope)"})
+                          "l2_norm_clamped", "optimizer.step", "matmul.backward", "(outside any scope)"})
     CHECK_MESSAGE(out.find(row) != std::string::npos, "no row " << row);
   const std::string text = test::read_text(csv);
   CHECK(text.rfind("name,calls,total_ms,mean_us,share_percent,gflops_per_s,gb_per_s\n", 0) == 0);
