@@ -33,7 +33,9 @@ HDF5_LIBS=$(pkg-config --libs hdf5 2>/dev/null || echo "-L/usr/lib/x86_64-linux-
 FLAGS=(-std=c++20 -O1 -g -fno-omit-frame-pointer -I. $HDF5_CFLAGS -Wall -Wextra -Wno-unused-parameter)
 SAN=address,undefined
 LIBS=($HDF5_LIBS -lutf8proc -lfmt)
-SRCS=(tensor/tensor.cpp tensor/storage.cpp data/atomic_file.cpp data/safetensors.cpp data/feature_bag.cpp data/tables.cpp
+# All of tensor/ (the bottom layer: tensor.cpp needs storage.cpp and profiler.cpp), and the
+# data/ readers the targets call.
+SRCS=(tensor/*.cpp data/atomic_file.cpp data/safetensors.cpp data/feature_bag.cpp data/tables.cpp
       data/tokenizer.cpp data/tokenizer_bpe.cpp data/tokenizer_wordpiece.cpp data/tokenizer_unicode.cpp)
 
 mkdir -p "$BUILD/obj"
