@@ -125,7 +125,7 @@ void adam_kernel(T* p, const T* g, T* m, T* v, int64_t n, int64_t step, double l
   // Elementwise and independent: blocks of 32k elements over the threads.
   constexpr int64_t kBlock = 1 << 15;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (blocks > 1)
+#pragma omp parallel for schedule(static) if (n > (1 << 20))
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t i0 = b * kBlock, len = std::min(kBlock, n - i0);
     if constexpr (std::is_same_v<T, float>)

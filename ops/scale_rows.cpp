@@ -12,7 +12,7 @@ using namespace ops_detail;
 
 namespace {
 
-constexpr int64_t kParallelGrain = 1 << 15;
+constexpr int64_t kParallelGrain = 1 << 19;  // see docs/tour.md "Threads"
 
 // out[i, :] = w[i] * x[i, :]
 template <class T>

@@ -319,7 +319,7 @@ bool add_same_shape_inplace(Tensor& acc, const Tensor& b) {
   if (acc.dtype() == DType::F32) {
     float* x = acc.data<float>();
     const float* y = bc.data<float>();
-#pragma omp parallel for simd if (n > 262144)
+#pragma omp parallel for simd if (n > (1 << 19))
     for (int64_t i = 0; i < n; ++i) x[i] += y[i];
   } else {
     double* x = acc.data<double>();
@@ -342,7 +342,7 @@ Tensor add_same_shape(const Tensor& a, const Tensor& b) {
   if (a.dtype() == DType::F32) {
     const float *x = ac.data<float>(), *y = bc.data<float>();
     float* z = r.data<float>();
-#pragma omp parallel for simd if (n > 262144)
+#pragma omp parallel for simd if (n > (1 << 19))
     for (int64_t i = 0; i < n; ++i) z[i] = x[i] + y[i];
   } else if (a.dtype() == DType::F64) {
     const double *x = ac.data<double>(), *y = bc.data<double>();

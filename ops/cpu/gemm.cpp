@@ -296,7 +296,7 @@ void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
 int gemm_threads(int64_t M, int64_t N, int64_t K) {
   if (omp_in_parallel()) return 1;
   const double macs = double(M) * double(N) * double(K);
-  if (macs < 256.0 * 1024.0) return 1;
+  if (macs < 4.0 * 1024.0 * 1024.0) return 1;
   return std::max(1, omp_get_max_threads());
 }
 

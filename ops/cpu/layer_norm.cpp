@@ -12,7 +12,7 @@ namespace lm::cpu {
 
 namespace {
 
-constexpr int64_t kParallelGrain = 1 << 14;
+constexpr int64_t kParallelGrain = 1 << 19;  // see docs/tour.md "Threads"
 constexpr int64_t kRowsPerChunk = 32;  // chunking of the dweight / dbias reduction
 
 template <class T>

@@ -26,7 +26,7 @@ namespace {
 
 #define LM_INLINE static inline __attribute__((always_inline))
 
-constexpr int64_t kParallelGrain = 1 << 14;
+constexpr int64_t kParallelGrain = 1 << 19;  // see docs/tour.md "Threads"
 constexpr int64_t kRowsPerChunk = 32;  // chunking of the column reductions in backward
 
 // erf as a rational function (Eigen's float coefficients; max abs error 4.2e-7 on [-6, 6]),

@@ -10,7 +10,7 @@ namespace lm::cpu {
 
 namespace {
 
-constexpr int64_t kParallelGrain = 1 << 14;
+constexpr int64_t kParallelGrain = 1 << 19;  // see docs/tour.md "Threads"
 
 template <class T>
 void forward_typed(const T* x, const int64_t* t, int64_t B, int64_t C, T* loss, double* lse) {

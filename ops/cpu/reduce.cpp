@@ -15,7 +15,7 @@ template <class T>
 void reduce_typed(ReduceOp op, const T* x, int64_t outer, int64_t red, int64_t inner, T* out) {
   const int64_t work = outer * red * inner;
   if (inner == 1) {
-#pragma omp parallel for if (work > (1 << 16))
+#pragma omp parallel for if (work > (1 << 19))
     for (int64_t o = 0; o < outer; ++o) {
       const T* row = x + o * red;
       if (op == ReduceOp::Sum) {
@@ -38,7 +38,7 @@ void reduce_typed(ReduceOp op, const T* x, int64_t outer, int64_t red, int64_t i
     return;
   }
   // inner > 1: accumulate whole rows of `inner` values at once (vectorisable).
-#pragma omp parallel for if (work > (1 << 16) && outer > 1)
+#pragma omp parallel for if (work > (1 << 19) && outer > 1)
   for (int64_t o = 0; o < outer; ++o) {
     const T* block = x + o * red * inner;
     T* dst = out + o * inner;

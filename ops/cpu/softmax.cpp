@@ -12,7 +12,7 @@ namespace lm::cpu {
 
 namespace {
 
-constexpr int64_t kParallelGrain = 1 << 14;
+constexpr int64_t kParallelGrain = 1 << 19;  // see docs/tour.md "Threads"
 
 // One row (inner == 1): x, y: (n) contiguous.
 template <class T>
