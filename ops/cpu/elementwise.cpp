@@ -2,6 +2,7 @@
 // layout allows, so the compiler vectorises them; large tensors are split across OpenMP
 // threads. Broadcasting reads inputs through stride-0 dimensions instead of copying.
 #include "ops/cpu/elementwise.h"
+#include "ops/cpu/fast_math.h"
 
 #include <cmath>
 
@@ -82,27 +83,8 @@ void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
   }
 }
 
-// erf for float32 as a rational function that vectorises (Eigen's generic_fast_erf_float
-// coefficients): max abs error 4.2e-7 on [-6, 6] against the exact erf (checked with Python's
-// math.erf), a few float32 ulps. float64 uses std::erf.
-inline float erf_fast(float x) {
-  x = x < -4.f ? -4.f : (x > 4.f ? 4.f : x);
-  const float x2 = x * x;
-  float p = -2.72614225801306e-10f;
-  p = x2 * p + 2.77068142495902e-08f;
-  p = x2 * p - 2.10102402082508e-06f;
-  p = x2 * p - 5.69250639462346e-05f;
-  p = x2 * p - 7.34990630326855e-04f;
-  p = x2 * p - 2.95459980854025e-03f;
-  p = x2 * p - 1.60960333262415e-02f;
-  p = x * p;
-  float q = -1.45660718464996e-05f;
-  q = x2 * q - 2.13374055278905e-04f;
-  q = x2 * q - 1.68282697438203e-03f;
-  q = x2 * q - 7.37332916720468e-03f;
-  q = x2 * q - 1.42647390514189e-02f;
-  return p / q;
-}
+// erf: the vectorisable float32 polynomial of fast_math.h; float64 uses std::erf.
+inline float erf_fast(float x) { return erf_poly(x); }
 inline double erf_fast(double x) { return std::erf(x); }
 
 template <class T, class F>

@@ -6,6 +6,7 @@
 // LIBRAMIL_ROW_KERNEL=portable forces the first). erf and exp are float32 polynomials (below),
 // the same in both, so the versions differ only in summation order and FMA contraction.
 #include "ops/cpu/layer_norm_gelu.h"
+#include "ops/cpu/fast_math.h"
 
 // GCC 12's AVX-512 intrinsic headers trip -W(maybe-)uninitialized on their own
 // _mm512_undefined_ps() placeholders when inlined at -O3: false positives, silenced here.
@@ -28,27 +29,6 @@ namespace {
 
 constexpr int64_t kParallelGrain = 1 << 19;  // see docs/tour.md "Threads"
 constexpr int64_t kRowsPerChunk = 32;  // chunking of the column reductions in backward
-
-// erf as a rational function (Eigen's float coefficients; max abs error 4.2e-7 on [-6, 6]),
-// the same form as the unfused gelu kernel in elementwise.cpp.
-LM_INLINE float erf_poly(float x) {
-  x = x < -4.f ? -4.f : (x > 4.f ? 4.f : x);
-  const float x2 = x * x;
-  float p = -2.72614225801306e-10f;
-  p = x2 * p + 2.77068142495902e-08f;
-  p = x2 * p - 2.10102402082508e-06f;
-  p = x2 * p - 5.69250639462346e-05f;
-  p = x2 * p - 7.34990630326855e-04f;
-  p = x2 * p - 2.95459980854025e-03f;
-  p = x2 * p - 1.60960333262415e-02f;
-  p = x * p;
-  float q = -1.45660718464996e-05f;
-  q = x2 * q - 2.13374055278905e-04f;
-  q = x2 * q - 1.68282697438203e-03f;
-  q = x2 * q - 7.37332916720468e-03f;
-  q = x2 * q - 1.42647390514189e-02f;
-  return p / q;
-}
 
 // exp(x) for x <= 0 (Cephes' expf reduction and polynomial, ~2 ulp): x = n ln2 + r with
 // |r| <= ln2/2, exp(r) by a degree-6 polynomial, 2^n assembled in the exponent bits.
