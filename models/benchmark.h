@@ -2,6 +2,7 @@
 // random data, for `libramil bench train-step` and bench/compare_torch.py.
 #pragma once
 #include <string>
+#include <vector>
 
 #include "models/libramil.h"
 
@@ -22,5 +23,9 @@ struct TrainStepResult {
 };
 
 TrainStepResult bench_train_step(const TrainStepOptions& options);
+
+// Median of timings (the upper middle one for an even count; 0 for none), shared by the
+// benchmarks in models/.
+double median(std::vector<double> v);
 
 }  // namespace lm::bench

@@ -8,17 +8,13 @@
 #include <fstream>
 #include <vector>
 
+#include "models/benchmark.h"
 #include "ops/ops.h"
 #include "tensor/storage.h"
 
 namespace lm::bench {
 
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
 
 Tensor leaf(const Tensor& x) {
   Tensor l = x.detach().contiguous().clone();
