@@ -57,18 +57,31 @@ Node::~Node() {
   }
 }
 
-static void accumulate_leaf(TensorImpl& leaf, const Tensor& g, const std::string& from) {
+// True when `t` is the only handle on a whole, packed buffer: it can then become a leaf's
+// .grad, or be added to in place, without anyone else seeing the change.
+static bool sole_owner(const Tensor& t) {
+  return t.impl_ptr().use_count() == 1 && t.impl().storage.use_count() == 1 && t.is_contiguous() &&
+         t.impl().offset == 0 && (size_t)t.numel() * dtype_size(t.dtype()) == t.impl().storage->nbytes() &&
+         !t.impl().grad_fn && !t.impl().grad;
+}
+
+// Adds g into leaf.grad. `g` is taken by value: when the caller hands over the only
+// reference to a fresh gradient, the first contribution is adopted as .grad without a copy,
+// and later ones are added in place while no one else holds the running sum.
+static void accumulate_leaf(TensorImpl& leaf, Tensor g, const std::string& from) {
   if (g.shape() != leaf.shape)
     throw std::runtime_error("backward: op '" + from + "' produced a gradient of shape " + shape_str(g.shape()) +
                              " for a leaf of shape " + shape_str(leaf.shape));
   profiler::Scope prof("grad_accumulate");
-  Tensor gc = g.dtype() == leaf.dtype ? g : g.to(leaf.dtype);
+  Tensor gc = g.dtype() == leaf.dtype ? std::move(g) : g.to(leaf.dtype);
   if (!leaf.grad) {
-    // Store a packed copy we own, so later in-place use cannot alias another tensor.
-    leaf.grad = gc.clone().impl_ptr();
-  } else {
-    leaf.grad = add_same_shape(Tensor(leaf.grad), gc).impl_ptr();
+    // Store a packed buffer nobody else holds, so later in-place use cannot alias another tensor.
+    leaf.grad = sole_owner(gc) && gc.device() == leaf.storage->device() ? gc.impl_ptr() : gc.clone().impl_ptr();
+    return;
   }
+  Tensor acc(std::move(leaf.grad));
+  if (!add_same_shape_inplace(acc, gc)) acc = add_same_shape(acc, gc);
+  leaf.grad = acc.impl_ptr();
 }
 
 void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) {
@@ -134,7 +147,7 @@ void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) 
         throw std::logic_error("backward of '" + n->name + "': gradient " + shape_str(gi.shape()) + " for input " +
                                std::to_string(i) + " of shape " + shape_str(e.shape));
       if (e.leaf) {
-        if (gi.defined()) accumulate_leaf(*e.leaf, gi, n->name);
+        if (gi.defined()) accumulate_leaf(*e.leaf, std::move(gi), n->name);
         continue;
       }
       Node* child = e.node.get();
