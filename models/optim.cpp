@@ -115,23 +115,45 @@ LM_OPT_CLONES void adam_range_f64(double* p, const double* g, double* m, double*
   adam_range_any(p, g, m, v, n, step_size, bc2_sqrt, b1, b2, eps, wd, decay, decoupled);
 }
 
-template <class T>
-void adam_kernel(T* p, const T* g, T* m, T* v, int64_t n, int64_t step, double lr, double b1, double b2, double eps,
-                 double wd, bool decoupled) {
+// The per-step constants of one parameter's Adam update (torch's bias corrections).
+struct AdamConsts {
+  double step_size, bc2_sqrt, decay;
+};
+AdamConsts adam_consts(int64_t step, double lr, double b1, double b2, double wd, bool decoupled) {
   const double bc1 = 1.0 - std::pow(b1, (double)step);
-  const double bc2_sqrt = std::sqrt(1.0 - std::pow(b2, (double)step));
-  const double step_size = lr / bc1;
-  const double decay = decoupled ? 1.0 - lr * wd : 1.0;
-  // Elementwise and independent: blocks of 32k elements over the threads.
+  return {lr / bc1, std::sqrt(1.0 - std::pow(b2, (double)step)), decoupled ? 1.0 - lr * wd : 1.0};
+}
+
+// One parameter's buffers, ready for the update.
+struct AdamJob {
+  void *p, *g, *m, *v;
+  int64_t n;
+  bool f32;
+  AdamConsts c;
+};
+
+// Runs every parameter's update as one parallel loop over 32k-element blocks of all of them,
+// so that a model of many mid-sized tensors (512 x 512 weights) still uses every thread; a
+// step with little work in total stays on the calling thread (see docs/tour.md "Threads").
+void adam_run(const std::vector<AdamJob>& jobs, double b1, double b2, double eps, double wd, bool decoupled) {
   constexpr int64_t kBlock = 1 << 15;
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (n > (1 << 20))
-  for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t i0 = b * kBlock, len = std::min(kBlock, n - i0);
-    if constexpr (std::is_same_v<T, float>)
-      adam_range_f32(p + i0, g + i0, m + i0, v + i0, len, step_size, bc2_sqrt, b1, b2, eps, wd, decay, decoupled);
+  std::vector<std::pair<int, int64_t>> blocks;  // (job, first element)
+  int64_t total = 0;
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    total += jobs[j].n;
+    for (int64_t i0 = 0; i0 < jobs[j].n; i0 += kBlock) blocks.emplace_back((int)j, i0);
+  }
+  const int64_t nb = (int64_t)blocks.size();
+#pragma omp parallel for schedule(static) if (total > (1 << 18))
+  for (int64_t b = 0; b < nb; ++b) {
+    const AdamJob& jb = jobs[blocks[b].first];
+    const int64_t i0 = blocks[b].second, len = std::min(kBlock, jb.n - i0);
+    if (jb.f32)
+      adam_range_f32((float*)jb.p + i0, (const float*)jb.g + i0, (float*)jb.m + i0, (float*)jb.v + i0, len,
+                     jb.c.step_size, jb.c.bc2_sqrt, b1, b2, eps, wd, jb.c.decay, decoupled);
     else
-      adam_range_f64(p + i0, g + i0, m + i0, v + i0, len, step_size, bc2_sqrt, b1, b2, eps, wd, decay, decoupled);
+      adam_range_f64((double*)jb.p + i0, (const double*)jb.g + i0, (double*)jb.m + i0, (double*)jb.v + i0, len,
+                     jb.c.step_size, jb.c.bc2_sqrt, b1, b2, eps, wd, jb.c.decay, decoupled);
   }
 }
 
@@ -249,24 +271,25 @@ void Adam::step() {
   profiler::Scope prof("optimizer.step");
   autograd::NoGradGuard no_grad;
   const char* who = decoupled_ ? "AdamW" : "Adam";
+  // Gather every parameter's working buffers first, then update them all in one parallel loop.
+  std::vector<HostParam> hosts;
+  std::vector<Tensor> grads;
+  std::vector<AdamJob> jobs;
+  hosts.reserve(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
     if (!p.grad().defined()) continue;
-    Tensor g = host_grad(p, i, who);
-    HostParam hp(p);
+    grads.push_back(host_grad(p, i, who));
+    hosts.emplace_back(p);
     ParamState& st = state_[i];
-    Tensor& m = state_buffer(st.buffers, "exp_avg", hp.host);
-    Tensor& v = state_buffer(st.buffers, "exp_avg_sq", hp.host);
+    Tensor& m = state_buffer(st.buffers, "exp_avg", hosts.back().host);
+    Tensor& v = state_buffer(st.buffers, "exp_avg_sq", hosts.back().host);
     ++st.step;
-    const int64_t n = p.numel();
-    if (p.dtype() == DType::F32)
-      adam_kernel(hp.host.data<float>(), g.data<float>(), m.data<float>(), v.data<float>(), n, st.step, lr_, beta1,
-                  beta2, eps, weight_decay, decoupled_);
-    else
-      adam_kernel(hp.host.data<double>(), g.data<double>(), m.data<double>(), v.data<double>(), n, st.step, lr_,
-                  beta1, beta2, eps, weight_decay, decoupled_);
-    hp.finish();
+    jobs.push_back({hosts.back().host.raw_data(), grads.back().raw_data(), m.raw_data(), v.raw_data(), p.numel(),
+                    p.dtype() == DType::F32, adam_consts(st.step, lr_, beta1, beta2, weight_decay, decoupled_)});
   }
+  adam_run(jobs, beta1, beta2, eps, weight_decay, decoupled_);
+  for (HostParam& hp : hosts) hp.finish();
 }
 
 AdamW::AdamW(std::vector<Tensor> params, double lr, std::pair<double, double> betas, double eps, double wd)

@@ -443,3 +443,35 @@ TEST_CASE("optimizers skip parameters without gradients; zero_grad; set_lr") {
   sgd.step();
   CHECK(r.item() == doctest::Approx(2.0 - 0.1 * (3.0 + 0.5 * 2.0)).epsilon(1e-15));
 }
+
+TEST_CASE("AdamW over many large parameters (one parallel loop over blocks) equals the same update in small pieces") {
+  // 400000 elements in total: above the threshold at which the update runs on all threads, and
+  // a parameter of 70001 elements spans three 32k blocks, the last one partial. The update is
+  // elementwise, so cutting the same values into small parameters must give the same bits.
+  Generator gen(5);
+  std::vector<Tensor> big{Tensor::randn({70001}, gen), Tensor::randn({329999}, gen)};
+  std::vector<Tensor> big_g{Tensor::randn({70001}, gen), Tensor::randn({329999}, gen)};
+  std::vector<Tensor> small, small_g;
+  for (size_t i = 0; i < big.size(); ++i)
+    for (int64_t s = 0; s < big[i].numel(); s += 1000) {
+      const int64_t e = std::min<int64_t>(big[i].numel(), s + 1000);
+      small.push_back(slice(big[i], 0, s, e).clone());
+      small_g.push_back(slice(big_g[i], 0, s, e).clone());
+    }
+  const std::vector<double> before = cat(big, 0).to_double_vector();
+  for (auto& t : big) t.set_requires_grad(true);
+  for (auto& t : small) t.set_requires_grad(true);
+  optim::AdamW a(big, 1e-2, {0.9, 0.999}, 1e-8, 0.05), b(small, 1e-2, {0.9, 0.999}, 1e-8, 0.05);
+  for (int step = 0; step < 3; ++step) {
+    for (size_t i = 0; i < big.size(); ++i) big[i].set_grad(mul(big_g[i], 1.0 + step));
+    for (size_t i = 0; i < small.size(); ++i) small[i].set_grad(mul(small_g[i], 1.0 + step));
+    a.step();
+    b.step();
+  }
+  Tensor joined = cat(small, 0);
+  CHECK(cat(big, 0).to_double_vector() == joined.to_double_vector());
+  const std::vector<double> after = cat(big, 0).to_double_vector();
+  size_t moved = 0;  // the steps did update (nearly) every element
+  for (size_t i = 0; i < after.size(); ++i) moved += after[i] != before[i];
+  CHECK(moved > after.size() * 99 / 100);
+}
