@@ -112,7 +112,7 @@ Tensor LibraMIL::fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt,
     sc.iterations = config_.ot_iter;
     plan = sinkhorn_plan(mu, nu, cost, sc);  // (Kv, Kt)
     // 6. s_j = Sv_j T St_j^T, without forming anything of size N x Kv x Kt.
-    s = sum(mul(matmul(Sv, plan), St), {1});  // (N)
+    s = bilinear_rows(Sv, plan, St);  // (N)
   }
   // 7. reweight instances.
   Tensor w;

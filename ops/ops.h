@@ -10,6 +10,7 @@
 #include "ops/normalize.h"
 #include "ops/reduce.h"
 #include "ops/scale_rows.h"
+#include "ops/bilinear_rows.h"
 #include "ops/shape.h"
 #include "ops/sinkhorn.h"
 #include "ops/softmax.h"

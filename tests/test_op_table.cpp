@@ -423,6 +423,13 @@ std::vector<OpCase> build_table() {
               [n, d, l](Draw& dr) { return Inputs{dr({n, d}, D::Normal, l), dr({n}, D::Normal)}; },
               [](const Inputs& x) { return scale_rows(x[0], x[1]); }});
 
+  // -- bilinear_rows: out[i] = a[i, :] M b[i, :]^T; strided rows as slices of a wider matrix
+  for (auto [n, p, q, l] : std::vector<std::tuple<int64_t, int64_t, int64_t, L>>{
+           {5, 3, 4, L::C}, {1, 2, 3, L::C}, {6, 1, 5, L::S}, {4, 3, 1, L::T}, {7, 2, 2, L::S}})
+    add_case({"bilinear_rows", "bilinear_rows " + sh({n, p}) + sh({p, q}) + sh({n, q}) + lay_name(l), json::object(),
+              [n, p, q, l](Draw& d) { return Inputs{d({n, p}, D::Normal, l), d({p, q}, D::Normal), d({n, q}, D::Normal, l)}; },
+              [](const Inputs& x) { return bilinear_rows(x[0], x[1], x[2]); }});
+
   // -- cross_entropy: (B, C) logits with (B) targets, one sample (C) with a scalar / (1) target
   for (auto [s, l, tshape] : std::vector<std::tuple<Shape, L, Shape>>{
            {{4, 5}, L::C, {4}}, {{1, 3}, L::C, {1}}, {{7, 2}, L::T, {7}}, {{3, 6}, L::S, {3}}, {{5}, L::C, {}}, {{4}, L::C, {1}}}) {
@@ -613,7 +620,7 @@ const std::vector<OpCase>& table() {
 const std::vector<std::string> kAllOps = {
     "add", "sub", "mul", "div", "add_scalar", "mul_scalar", "rsub", "neg", "exp", "log", "sqrt", "pow", "abs", "clamp",
     "relu", "sigmoid", "tanh", "gelu", "sum_to", "matmul", "linear", "sum", "mean", "amax", "max", "argmax", "logsumexp",
-    "softmax", "log_softmax", "layer_norm", "linear_layer_norm", "linear_layer_norm_gelu", "scale_rows", "l2_norm_clamped", "cross_entropy", "l2_normalize", "l1_normalize", "cosine_similarity_matrix",
+    "softmax", "log_softmax", "layer_norm", "linear_layer_norm", "linear_layer_norm_gelu", "scale_rows", "bilinear_rows", "l2_norm_clamped", "cross_entropy", "l2_normalize", "l1_normalize", "cosine_similarity_matrix",
     "scaled_dot_product_attention", "reshape", "permute", "transpose", "t", "expand", "slice", "select", "unsqueeze",
     "squeeze", "flatten", "contiguous", "cat", "stack", "index_select", "sinkhorn_plan", "sinkhorn_column_sums"};
 
@@ -989,6 +996,56 @@ TEST_CASE("autograd: a leaf used twice accumulates both gradients") {
   // A second, independent graph accumulates into the same .grad.
   backward(sum(x));
   CHECK(x.grad().to_double_vector() == std::vector<double>{6.0, 0.0, 10.0});
+}
+
+TEST_CASE("autograd: a .grad the caller holds is never changed by a later backward") {
+  Tensor x = Tensor::from_vector(std::vector<double>{1.0, 2.0}, {2});
+  x.set_requires_grad(true);
+  backward(sum(mul(x, 2.0)));
+  Tensor held = x.grad();  // the caller keeps the first gradient
+  backward(sum(mul(x, 5.0)));
+  CHECK(held.to_double_vector() == std::vector<double>{2.0, 2.0});
+  CHECK(x.grad().to_double_vector() == std::vector<double>{7.0, 7.0});
+  // Without a held reference the sum may be updated in place; the values are the same.
+  backward(sum(mul(x, 1.0)));
+  CHECK(x.grad().to_double_vector() == std::vector<double>{8.0, 8.0});
+  // A gradient passed in by the caller is copied, not adopted.
+  Tensor y = Tensor::from_vector(std::vector<double>{0.0, 0.0}, {2});
+  y.set_requires_grad(true);
+  Tensor g = Tensor::from_vector(std::vector<double>{1.0, -1.0}, {2});
+  backward(y, g);
+  CHECK_FALSE(y.grad().impl().storage == g.impl().storage);
+}
+
+TEST_CASE("bilinear_rows: row-sliced inputs read in place equal the composed ops, values and gradients") {
+  auto max_abs_diff = [](const Tensor& a, const Tensor& b) {
+    const std::vector<double> x = a.to_double_vector(), y = b.to_double_vector();
+    REQUIRE(x.size() == y.size());
+    double m = 0;
+    for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
+    return m;
+  };
+  Generator gen(11);
+  for (DType dt : {DType::F64, DType::F32}) {
+    Tensor S = Tensor::randn({300, 9}, gen).to(dt);  // 300 rows: more than one row block
+    Tensor T = Tensor::randn({3, 6}, gen).to(dt);
+    S.set_requires_grad(true);
+    T.set_requires_grad(true);
+    Tensor g = Tensor::randn({300}, gen).to(dt);
+    backward(bilinear_rows(slice(S, 1, 0, 3), T, slice(S, 1, 3, 9)), g);
+    Tensor gS = S.grad().clone(), gT = T.grad().clone();
+    S.set_grad(Tensor());
+    T.set_grad(Tensor());
+    Tensor ref = sum(mul(matmul(slice(S, 1, 0, 3), T), slice(S, 1, 3, 9)), {1});
+    backward(ref, g);
+    const double tol = dt == DType::F64 ? 1e-12 : 1e-4;
+    {
+      NoGradGuard ng;
+      CHECK(max_abs_diff(bilinear_rows(slice(S, 1, 0, 3), T, slice(S, 1, 3, 9)), ref) < tol);
+    }
+    CHECK(max_abs_diff(gS, S.grad()) < tol);
+    CHECK(max_abs_diff(gT, T.grad()) < tol * 10);
+  }
 }
 
 TEST_CASE("autograd: backward with an explicit output gradient") {

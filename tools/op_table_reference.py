@@ -138,6 +138,8 @@ def run_op(op, p, x):
         return torch.linalg.vector_norm(x[0], dim=-1).clamp_min(p["eps"])
     if op == "scale_rows":
         return x[1].unsqueeze(1) * x[0]
+    if op == "bilinear_rows":
+        return torch.einsum("ip,pq,iq->i", x[0], x[1], x[2])
     if op in ("linear_layer_norm", "linear_layer_norm_gelu"):
         y = F.layer_norm(F.linear(x[0], x[1], x[4] if p["bias"] else None), (x[1].shape[0],), x[2], x[3], p["eps"])
         return F.gelu(y) if op == "linear_layer_norm_gelu" else y

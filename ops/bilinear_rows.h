@@ -1,0 +1,17 @@
+// bilinear_rows(a, M, b): out[i] = a[i, :] M b[i, :]^T for a (N, P), M (P, Q), b (N, Q) -- the
+// fused instance score of Libra-MIL's paper mode, s_i = Sv_i T St_i^T (SPEC step 6), in one
+// pass over the rows. The same function as sum(mul(matmul(a, M), b), {1}), without the (N, Q)
+// product and its gradient temporaries. Row-strided inputs (slices of a wider matrix) are read
+// in place. CPU kernels here; CUDA tensors take the composed form.
+//
+// Backward, for the upstream gradient g (N):
+//   ga[i, p] = g[i] (M b_i^T)[p]        gb[i, q] = g[i] (a_i M)[q]
+//   gM[p, q] = sum_i g[i] a[i, p] b[i, q]   (fixed row blocks summed in order: deterministic)
+#pragma once
+#include "tensor/tensor.h"
+
+namespace lm {
+
+Tensor bilinear_rows(const Tensor& a, const Tensor& M, const Tensor& b);
+
+}  // namespace lm
