@@ -417,6 +417,49 @@ TEST_CASE("nn ops: softmax over an inner dim agrees with exp(x - logsumexp) on a
   CHECK(rel_error(log_softmax(x, 1), sub(x, logsumexp(x, {1}, true))) <= 1e-13);
 }
 
+TEST_CASE("nn ops: float32 softmax rows (AVX-512 or portable) against a float64 reference, with -inf, NaN, underflow") {
+  // Rows of several lengths (vector tails), logits spread over +-60 so that many exp() terms
+  // fall below float32's normal range, some -inf entries (masked: weight exactly 0), one
+  // all -inf row (NaN, as torch) and one row holding a NaN (NaN).
+  const float ninf = -std::numeric_limits<float>::infinity();
+  for (int64_t n : {1, 15, 16, 17, 100, 8000}) {
+    CAPTURE(n);
+    std::vector<float> x = randn64({4, n}, 40 + n, 30.0).to(DType::F32).to_float_vector();
+    for (int64_t j = 0; n > 1 && j < n; j += 3) x[j] = ninf;  // row 0: every third entry masked
+    for (int64_t j = 0; j < n; ++j) x[2 * n + j] = ninf;      // row 2: all masked
+    x[3 * n + n / 2] = std::numeric_limits<float>::quiet_NaN();  // row 3: a NaN
+    if (n > 1) x[0] = ninf, x[1] = 5.0f;                      // row 0 keeps a finite entry
+    Tensor xt = Tensor::from_vector(x, {4, n});
+    for (bool lg : {false, true}) {
+      CAPTURE(lg);
+      const std::vector<float> y = (lg ? log_softmax(xt, 1) : softmax(xt, 1)).to_float_vector();
+      for (int64_t r = 0; r < 4; ++r) {
+        double m = -INFINITY;
+        for (int64_t j = 0; j < n; ++j) m = std::max(m, (double)x[r * n + j]);
+        double s = 0;
+        for (int64_t j = 0; j < n; ++j) s += std::exp((double)x[r * n + j] - m);
+        for (int64_t j = 0; j < n; ++j) {
+          const float got = y[r * n + j];
+          const double xv = x[r * n + j];
+          if (r >= 2) {  // the all -inf row and the NaN row: NaN everywhere
+            CHECK(std::isnan(got));
+            continue;
+          }
+          if (lg) {
+            if (std::isinf(xv)) CHECK(got == ninf);
+            else CHECK(std::abs(got - ((xv - m) - std::log(s))) <= 1e-6 * std::max(1.0, std::abs(xv - m)) + 1e-6);
+          } else {
+            const double want = std::exp(xv - m) / s;
+            if (std::isinf(xv)) CHECK(got == 0.0f);
+            // x - m is rounded to float32 first (as in torch): a relative error of |x - m| ulps.
+            else CHECK(std::abs(got - want) <= (1e-6 + 1.2e-7 * std::abs(xv - m)) * want + 1e-37);
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("nn ops: layer_norm backward is bit-identical for any thread count") {
   Generator g(41);
   // 9000 x 64 is above the kernels' parallel threshold (2^19 elements), so 2 and 3 threads run.

@@ -1,6 +1,7 @@
 // Float32 polynomial forms of erf and exp that vectorise (scalar versions; the AVX-512 row
 // kernels of layer_norm_gelu.cpp evaluate the same polynomials 16 lanes at a time).
 #pragma once
+#include <bit>
 #include <cmath>
 #include <cstdint>
 
@@ -25,6 +26,24 @@ inline float erf_poly(float x) {
   q = x2 * q - 7.37332916720468e-03f;
   q = x2 * q - 1.42647390514189e-02f;
   return p / q;
+}
+
+// exp(x) for x <= 0 (Cephes' expf reduction and polynomial, ~2 ulp): x = n ln2 + r with
+// |r| <= ln2/2, exp(r) by a degree-6 polynomial, 2^n assembled in the exponent bits.
+// Below -87 the result is clamped to exp(-87) ~ 1.6e-38 instead of a denormal or 0.
+inline float exp_nonpos(float x) {
+  x = x < -87.f ? -87.f : x;
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  return p * std::bit_cast<float>(bits);
 }
 
 }  // namespace lm::cpu

@@ -7,12 +7,7 @@
 // the same in both, so the versions differ only in summation order and FMA contraction.
 #include "ops/cpu/layer_norm_gelu.h"
 #include "ops/cpu/fast_math.h"
-
-// GCC 12's AVX-512 intrinsic headers trip -W(maybe-)uninitialized on their own
-// _mm512_undefined_ps() placeholders when inlined at -O3: false positives, silenced here.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
+#include "ops/cpu/avx512_math.h"
 
 #include <algorithm>
 #include <bit>
@@ -29,24 +24,6 @@ namespace {
 
 constexpr int64_t kParallelGrain = 1 << 19;  // see docs/tour.md "Threads"
 constexpr int64_t kRowsPerChunk = 32;  // chunking of the column reductions in backward
-
-// exp(x) for x <= 0 (Cephes' expf reduction and polynomial, ~2 ulp): x = n ln2 + r with
-// |r| <= ln2/2, exp(r) by a degree-6 polynomial, 2^n assembled in the exponent bits.
-// Below -87 the result is clamped to exp(-87) ~ 1.6e-38 instead of a denormal or 0.
-LM_INLINE float exp_nonpos(float x) {
-  x = x < -87.f ? -87.f : x;
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  return p * std::bit_cast<float>(bits);
-}
 
 constexpr float kInvSqrt2 = 0.70710678118654752440f;
 constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
@@ -108,19 +85,6 @@ void backward_row(const float* __restrict g, const float* __restrict y, const fl
 }
 
 // ---- AVX-512 rows: the same arithmetic, 16 lanes at a time, masked tails -------------------
-#define LM_AVX512 __attribute__((target("avx512f,avx512dq,fma")))
-
-LM_AVX512 inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
-
-// Sum of the 16 lanes, in lane order (GCC 12's _mm512_reduce_add_ps trips -Wuninitialized).
-LM_AVX512 inline float hsum16(__m512 v) {
-  alignas(64) float t[16];
-  _mm512_store_ps(t, v);
-  float s = 0;
-  for (int i = 0; i < 16; ++i) s += t[i];
-  return s;
-}
-
 LM_AVX512 inline __m512 erf16(__m512 x) {
   x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-4.f)), _mm512_set1_ps(4.f));
   const __m512 x2 = _mm512_mul_ps(x, x);
@@ -138,23 +102,6 @@ LM_AVX512 inline __m512 erf16(__m512 x) {
   q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-7.37332916720468e-03f));
   q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-1.42647390514189e-02f));
   return _mm512_div_ps(p, q);
-}
-
-// exp(x) for x <= 0, as exp_nonpos; 2^n applied with scalef.
-LM_AVX512 inline __m512 exp16_nonpos(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
 }
 
 LM_AVX512 void forward_row_avx512(float* y, const float* lin_bias, const float* w, const float* b, float eps,
@@ -226,21 +173,12 @@ LM_AVX512 void backward_row_avx512(const float* g, const float* y, const float* 
   }
 }
 
-// LIBRAMIL_ROW_KERNEL=portable forces the portable rows (tests compare both).
-bool use_avx512() {
-  static const bool on = [] {
-    const char* e = std::getenv("LIBRAMIL_ROW_KERNEL");
-    if (e && std::string(e) == "portable") return false;
-    return (bool)__builtin_cpu_supports("avx512f") && (bool)__builtin_cpu_supports("avx512dq");
-  }();
-  return on;
-}
 
 }  // namespace
 
 void layer_norm_gelu_forward(float* y, const float* lin_bias, const float* w, const float* b, float eps, int64_t rows,
                              int64_t D, bool gelu, float* out, float* mean, float* rstd) {
-  const bool avx512 = use_avx512();
+  const bool avx512 = row_kernels_avx512();
 #pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r)
     if (avx512) forward_row_avx512(y + r * D, lin_bias, w, b, eps, D, gelu, out + r * D, mean + r, rstd + r);
@@ -250,7 +188,7 @@ void layer_norm_gelu_forward(float* y, const float* lin_bias, const float* w, co
 void layer_norm_gelu_backward(const float* g, const float* y, const float* w, const float* b, const float* mean,
                               const float* rstd, int64_t rows, int64_t D, bool gelu, float* gy, float* gw, float* gb,
                               float* gcol) {
-  const bool avx512 = use_avx512();
+  const bool avx512 = row_kernels_avx512();
   const int64_t nchunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
   // Per chunk: [gw partial | gb partial | gcol partial], D floats each.
   std::vector<float> part((size_t)(nchunks * 3 * D), 0.0f);
@@ -278,6 +216,17 @@ void layer_norm_gelu_backward(const float* g, const float* y, const float* w, co
     if (gb) gb[j] = (float)sb;
     if (gcol) gcol[j] = (float)sc;
   }
+}
+
+// Declared in avx512_math.h. LIBRAMIL_ROW_KERNEL=portable forces the portable rows (tests
+// compare both).
+bool row_kernels_avx512() {
+  static const bool on = [] {
+    const char* e = std::getenv("LIBRAMIL_ROW_KERNEL");
+    if (e && std::string(e) == "portable") return false;
+    return (bool)__builtin_cpu_supports("avx512f") && (bool)__builtin_cpu_supports("avx512dq");
+  }();
+  return on;
 }
 
 }  // namespace lm::cpu

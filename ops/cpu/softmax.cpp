@@ -2,10 +2,15 @@
 // Each (outer index) block is independent, so blocks run in parallel with OpenMP; inside a
 // block the loops over `inner` lanes are contiguous and vectorise. Float32 inputs compute
 // exp in float32 and accumulate sums in float64 (at least as accurate as torch's float32).
+// Float32 rows over the last dim have an AVX-512 version (exp16_nonpos, a Cephes polynomial
+// of ~2 ulp, instead of libm's scalar expf); LIBRAMIL_ROW_KERNEL=portable turns it off.
 #include "ops/cpu/softmax.h"
+
+#include "ops/cpu/avx512_math.h"
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace lm::cpu {
@@ -36,6 +41,58 @@ void softmax_row(const T* x, int64_t n, bool log, T* y) {
     const T inv = (T)(1.0 / s);
     for (int64_t j = 0; j < n; ++j) y[j] *= inv;
   }
+}
+
+// softmax_row for float32 on 16 lanes. exp(x - m) is exp16_nonpos with lanes below -87.33
+// (where float32 exp leaves the normal range) set to 0, so masked (-inf) entries weigh exactly 0.
+LM_AVX512 void softmax_row_avx512(const float* x, int64_t n, bool log, float* y) {
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __m512 vm = ninf;
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 k = tail_mask(n - j);
+    vm = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, k, x + j), vm);  // NaN lanes ignored, as in softmax_row
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, vm);
+  float m = lanes[0];
+  for (int i = 1; i < 16; ++i) m = lanes[i] > m ? lanes[i] : m;
+  if (std::isinf(m) && m < 0) m = 0;
+  const __m512 vmax = _mm512_set1_ps(m), lo = _mm512_set1_ps(-87.33654f);
+  __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 k = tail_mask(n - j);
+    const __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + j), vmax);
+    const __mmask16 live = k & ~_mm512_cmp_ps_mask(d, lo, _CMP_LT_OQ);
+    const __m512 e = _mm512_maskz_mov_ps(live, exp16_nonpos(d));
+    if (!log) _mm512_mask_storeu_ps(y + j, k, e);
+    s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+  }
+  alignas(64) double part[8];
+  _mm512_store_pd(part, _mm512_add_pd(s0, s1));
+  double s = 0;
+  for (int i = 0; i < 8; ++i) s += part[i];
+  if (log) {
+    const __m512 ls = _mm512_set1_ps((float)std::log(s));
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 k = tail_mask(n - j);
+      _mm512_mask_storeu_ps(y + j, k, _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + j), vmax), ls));
+    }
+  } else {
+    const __m512 inv = _mm512_set1_ps((float)(1.0 / s));
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 k = tail_mask(n - j);
+      _mm512_mask_storeu_ps(y + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, y + j), inv));
+    }
+  }
+}
+
+template <class T>
+void softmax_row_any(const T* x, int64_t n, bool log, T* y, bool avx512) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (avx512) return softmax_row_avx512(x, n, log, y);
+  }
+  softmax_row(x, n, log, y);
 }
 
 // One block (inner > 1): x, y: (n, inner) contiguous; softmax down each of `inner` columns.
@@ -79,8 +136,9 @@ template <class T>
 void forward_typed(const T* x, int64_t outer, int64_t n, int64_t inner, bool log, T* y) {
   const int64_t work = outer * n * inner;
   if (inner == 1) {
+    const bool avx512 = row_kernels_avx512();
 #pragma omp parallel for schedule(static) if (work > kParallelGrain)
-    for (int64_t o = 0; o < outer; ++o) softmax_row(x + o * n, n, log, y + o * n);
+    for (int64_t o = 0; o < outer; ++o) softmax_row_any(x + o * n, n, log, y + o * n, avx512);
     return;
   }
 #pragma omp parallel if (work > kParallelGrain && outer > 1)

@@ -1,0 +1,52 @@
+// AVX-512 helpers shared by the row kernels (layer_norm_gelu.cpp, softmax.cpp): masks for row
+// tails, an in-order lane sum, and exp(x) for x <= 0 sixteen lanes at a time. Each function
+// carries its own target attribute, so the including file builds without -march flags; callers
+// check the CPU at run time (__builtin_cpu_supports) before using them.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+// GCC 12's AVX-512 intrinsic headers trip -W(maybe-)uninitialized on their own
+// _mm512_undefined_ps() placeholders when inlined at -O3: false positives, silenced here.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+#define LM_AVX512 __attribute__((target("avx512f,avx512dq,fma")))
+
+namespace lm::cpu {
+
+// Lanes [0, min(left, 16)) set.
+LM_AVX512 inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
+
+// Sum of the 16 lanes, in lane order (GCC 12's _mm512_reduce_add_ps trips -Wuninitialized).
+LM_AVX512 inline float hsum16(__m512 v) {
+  alignas(64) float t[16];
+  _mm512_store_ps(t, v);
+  float s = 0;
+  for (int i = 0; i < 16; ++i) s += t[i];
+  return s;
+}
+
+// exp(x) for x <= 0, the arithmetic of exp_nonpos (fast_math.h) on 16 lanes; 2^n applied with
+// scalef. A NaN lane stays NaN (max(-87, x) returns x when x is NaN).
+LM_AVX512 inline __m512 exp16_nonpos(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(-87.f), x);
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// True when this CPU runs the kernels above (and LIBRAMIL_ROW_KERNEL is not "portable").
+bool row_kernels_avx512();
+
+}  // namespace lm::cpu
