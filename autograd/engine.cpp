@@ -9,6 +9,13 @@ namespace lm::autograd {
 
 namespace {
 thread_local bool t_grad_enabled = true;
+// The running sums offered to the backward that is running (see accumulation_target).
+thread_local const std::vector<Tensor>* t_targets = nullptr;
+}
+
+Tensor accumulation_target(size_t input) {
+  if (!t_targets || input >= t_targets->size()) return Tensor();
+  return (*t_targets)[input];
 }
 
 bool grad_enabled() { return t_grad_enabled; }
@@ -133,6 +140,23 @@ void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) 
       if (n->released || !n->backward)
         throw std::runtime_error("backward: trying to go through the graph a second time (op '" + n->name +
                                  "'): its saved tensors were freed after the first backward; pass retain_graph=true to keep them");
+      // Offer the running sums of this node's inputs that can be added to in place.
+      std::vector<Tensor> targets(n->inputs.size());
+      bool any_target = false;
+      for (size_t i = 0; i < n->inputs.size(); ++i) {
+        const Edge& e = n->inputs[i];
+        if (!e.node) continue;
+        auto it = grads.find(e.node.get());
+        if (it != grads.end() && sole_owner(it->second) && it->second.device().is_cpu() &&
+            (it->second.dtype() == DType::F32 || it->second.dtype() == DType::F64) && it->second.shape() == e.shape) {
+          targets[i] = Tensor(it->second.impl_ptr());  // a second handle; the map keeps the first
+          any_target = true;
+        }
+      }
+      struct TargetScope {  // cleared however backward exits
+        explicit TargetScope(const std::vector<Tensor>* t) { t_targets = t; }
+        ~TargetScope() { t_targets = nullptr; }
+      } target_scope(any_target ? &targets : nullptr);
       profiler::Scope prof(profiler::enabled() ? profiler::intern(n->name + ".backward") : "");
       in_grads = n->backward(g);
       if (in_grads.size() != n->inputs.size())
@@ -154,7 +178,9 @@ void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) 
       if (gi.defined()) {
         auto it = grads.find(child);
         if (it == grads.end()) grads.emplace(child, gi);
-        else {
+        else if (gi.same(it->second)) {
+          // The backward added its contribution into the running sum (accumulation_target).
+        } else {
           profiler::Scope prof("grad_accumulate");
           // In place when the running sum is a buffer nobody else holds (the common case
           // after the first addition); a fresh sum otherwise, since the first gradient may

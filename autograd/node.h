@@ -51,6 +51,15 @@ class NoGradGuard {
 // True when grad mode is on and any of the inputs requires grad.
 bool needs_grad(const std::vector<Tensor>& inputs);
 
+// Accumulation into a running sum. A tensor used by several ops gets one gradient from each;
+// the engine sums them. While a node's backward runs, accumulation_target(i) is the running
+// sum of input i's gradient so far when there is one that nobody else holds (packed, CPU,
+// float32/float64), else an undefined Tensor. A backward may add its contribution for input i
+// into that tensor in place (a GEMM with beta = 1 instead of a fresh product and a separate
+// addition pass) and return the same tensor as gradient i; the engine then knows the sum is
+// already complete for that contribution.
+Tensor accumulation_target(size_t input);
+
 // Records `output` as produced by op `name` from `inputs`. The caller captures in `fn`
 // whatever backward needs. Never capture `output` itself: capture output.detach(), or the
 // node would keep itself alive through its own output.

@@ -167,7 +167,10 @@ Tensor LibraMIL::class_query_attention(const Tensor& Pb, const Tensor& V, const 
   Tensor wv = reshape(v_proj.weight, {heads, d, D});                         // (H, d, D)
   Tensor q_keys = reshape(matmul(q, wk), {heads * C, D});                    // (H*C, D)
   Tensor wrow = unsqueeze(w, 0);                                             // (1, N)
-  Tensor scores = mul(matmul(q_keys, t(V)), mul(wrow, 1.0 / std::sqrt((double)d)));  // (H*C, N)
+  // Scores as the transpose of V (Q_h Wk_h)^T: with V as the left operand, V's gradient from
+  // this product is one GEMM that adds into V's running gradient sum (autograd/node.h).
+  Tensor keys_t = matmul(V, t(q_keys));                                      // (N, H*C)
+  Tensor scores = mul(t(keys_t), mul(wrow, 1.0 / std::sqrt((double)d)));    // (H*C, N)
   Tensor attn = softmax(scores, -1);                                         // (H*C, N)
   Tensor pooled = reshape(matmul(mul(attn, wrow), V), {heads, C, D});        // (H, C, D)
   Tensor out = add(matmul(pooled, transpose(wv, 1, 2)), reshape(v_proj.bias, {heads, 1, d}));  // (H, C, d)

@@ -33,8 +33,9 @@ bool layout_of(const Tensor& x, MatrixLayout& l) {
   return false;
 }
 
+// C = op(A) op(B), or C += op(A) op(B) when accumulate (CPU only).
 void gemm_dispatch(const Tensor& ref, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,
-                   const void* B, int64_t ldb, void* C, int64_t ldc) {
+                   const void* B, int64_t ldb, void* C, int64_t ldc, bool accumulate = false) {
   if (!ref.device().is_cpu()) {
 #ifdef LIBRAMIL_WITH_CUDA
     cuda::gemm(ref.device(), ref.dtype(), ta, tb, M, N, K, A, lda, B, ldb, C, ldc);  // cuda/gemm.h
@@ -44,11 +45,11 @@ void gemm_dispatch(const Tensor& ref, bool ta, bool tb, int64_t M, int64_t N, in
 #endif
   }
   if (ref.dtype() == DType::F32)
-    cpu::sgemm(ta, tb, M, N, K, 1.0f, static_cast<const float*>(A), lda, static_cast<const float*>(B), ldb, 0.0f,
-               static_cast<float*>(C), ldc);
+    cpu::sgemm(ta, tb, M, N, K, 1.0f, static_cast<const float*>(A), lda, static_cast<const float*>(B), ldb,
+               accumulate ? 1.0f : 0.0f, static_cast<float*>(C), ldc);
   else
-    cpu::dgemm(ta, tb, M, N, K, 1.0, static_cast<const double*>(A), lda, static_cast<const double*>(B), ldb, 0.0,
-               static_cast<double*>(C), ldc);
+    cpu::dgemm(ta, tb, M, N, K, 1.0, static_cast<const double*>(A), lda, static_cast<const double*>(B), ldb,
+               accumulate ? 1.0 : 0.0, static_cast<double*>(C), ldc);
 }
 
 // A 2-d tensor stored column-major (the transpose of a packed matrix), with more than one row
@@ -57,7 +58,9 @@ bool is_transposed_2d(const Tensor& x) {
   return x.dim() == 2 && x.shape()[0] > 1 && x.shape()[1] > 1 && x.strides()[0] == 1 && x.strides()[1] == x.shape()[0];
 }
 
-Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in, const char* prof_name) {
+// The product a @ b (batched, broadcast). With `into` (a packed CPU tensor of the result's
+// shape and dtype, 2-d operands only): into += a @ b, returned.
+Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in, const char* prof_name, const Tensor& into = Tensor()) {
   Tensor a = a_in, b = b_in;
   MatrixLayout la, lb;
   if (!layout_of(a, la)) { a = a.contiguous(); layout_of(a, la); }
@@ -68,7 +71,11 @@ Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in, const char* prof_n
   Shape out_shape = batch;
   out_shape.push_back(M);
   out_shape.push_back(N);
-  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
+  const bool accumulate = into.defined();
+  if (accumulate && (into.shape() != out_shape || into.dtype() != a.dtype() || !into.is_contiguous() ||
+                     !a.device().is_cpu() || !batch.empty()))
+    throw std::logic_error("matmul: accumulation target " + into.str() + " does not fit " + a.str() + " @ " + b.str());
+  Tensor out = accumulate ? into : Tensor::empty(out_shape, a.dtype(), a.device());
   int64_t nb = shape_numel(batch);
   size_t es = dtype_size(a.dtype());
   // Batch offsets through broadcast strides.
@@ -99,7 +106,7 @@ Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in, const char* prof_n
   profiler::Scope prof(prof_name, 2.0 * M * N * K * nb, double(es) * (M * K + K * N + M * N) * nb);
   auto one = [&](int64_t k) {
     gemm_dispatch(a, la.transposed, lb.transposed, M, N, K, pa + oa[k] * es, la.ld, pb + ob[k] * es, lb.ld,
-                  pc + k * M * N * es, N);
+                  pc + k * M * N * es, N, accumulate);
   };
   if (nb > 1 && M * N * K < (1 << 21) && a.device().is_cpu()) {
 #pragma omp parallel for schedule(static)
@@ -132,14 +139,24 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     // transpose of a packed product, so that X's gradient arrives packed: the transpose node
     // turns it back, and summing it with X's other gradients needs no strided copy.
     const bool a_t = is_transposed_2d(a) && b.dim() == 2, b_t = is_transposed_2d(b) && a.dim() == 2;
+    // A 2-d operand whose gradient already has a running sum (it feeds several ops) gets its
+    // contribution added into that sum by the GEMM itself (beta = 1; autograd/node.h).
+    const bool can_accumulate = a.dim() == 2 && b.dim() == 2 && a.device().is_cpu();
+    const DType dt = a.dtype();
+    auto target = [can_accumulate, dt](size_t i, const Shape& s) {
+      Tensor acc = can_accumulate ? autograd::accumulation_target(i) : Tensor();
+      return acc.defined() && acc.shape() == s && acc.dtype() == dt ? acc : Tensor();
+    };
     record("matmul", {a, b}, out, [=](const Tensor& g) -> std::vector<Tensor> {
       Tensor da, db;
       if (ga) {
         if (a_t) da = t(matmul_forward(bd, t(g), "matmul.backward"));  // da^T = b g^T
+        else if (Tensor acc = target(0, sa); acc.defined()) da = matmul_forward(g, t(bd), "matmul.backward", acc);
         else da = sum_to(matmul_forward(g, transpose(bd, -1, -2), "matmul.backward"), sa);
       }
       if (gb) {
         if (b_t) db = t(matmul_forward(t(g), ad, "matmul.backward"));  // db^T = g^T a
+        else if (Tensor acc = target(1, sb); acc.defined()) db = matmul_forward(t(ad), g, "matmul.backward", acc);
         else db = sum_to(matmul_forward(transpose(ad, -1, -2), g, "matmul.backward"), sb);
       }
       return {da, db};

@@ -92,13 +92,17 @@ Tensor l2_norm_clamped(const Tensor& x, double eps) {
     Tensor xs = xc.detach();
     autograd::record(name, {x}, out, [=](const Tensor& g) -> std::vector<Tensor> {
       Tensor gc = g.contiguous();
-      Tensor gx = Tensor::empty(xs.shape(), xs.dtype());
-      profiler::Scope prof("l2_norm_clamped_backward", 2.0 * xs.numel(), 2.0 * xs.nbytes());
+      // Add into x's running gradient sum when the engine offers one (autograd/node.h).
+      Tensor acc = autograd::accumulation_target(0);
+      const bool accumulate = acc.defined() && acc.shape() == xs.shape() && acc.dtype() == xs.dtype();
+      Tensor gx = accumulate ? acc : Tensor::empty(xs.shape(), xs.dtype());
+      profiler::Scope prof("l2_norm_clamped_backward", 2.0 * xs.numel(), (accumulate ? 3.0 : 2.0) * xs.nbytes());
       if (xs.dtype() == DType::F32)
-        cpu::l2_norm_rows_backward(gc.data<float>(), xs.data<float>(), signed_norms.data<float>(), rows, D, gx.data<float>());
+        cpu::l2_norm_rows_backward(gc.data<float>(), xs.data<float>(), signed_norms.data<float>(), rows, D,
+                                   gx.data<float>(), accumulate);
       else
         cpu::l2_norm_rows_backward(gc.data<double>(), xs.data<double>(), signed_norms.data<double>(), rows, D,
-                                   gx.data<double>());
+                                   gx.data<double>(), accumulate);
       return {gx};
     });
   }

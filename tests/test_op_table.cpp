@@ -1017,6 +1017,33 @@ TEST_CASE("autograd: a .grad the caller holds is never changed by a later backwa
   CHECK_FALSE(y.grad().impl().storage == g.impl().storage);
 }
 
+TEST_CASE("autograd: gradients added into a running sum by the ops themselves (matmul, l2_norm_clamped)") {
+  // V feeds four ops whose backwards can add into V's running gradient sum (GEMM with
+  // beta = 1, the row-norm backward): as left and right matmul operand, through a transposed
+  // product, and l2_norm_clamped; float64 central differences check the total.
+  Generator gen(3);
+  Tensor X = Tensor::randn({6, 5}, gen).to(DType::F64);
+  Tensor A = Tensor::randn({5, 3}, gen).to(DType::F64), B = Tensor::randn({4, 6}, gen).to(DType::F64),
+         Q = Tensor::randn({2, 5}, gen).to(DType::F64);
+  // Both orders of the terms: which backward runs first (and so creates the running sum)
+  // follows the graph, and every op must be seen adding into a sum made by another.
+  for (bool norm_first : {true, false}) {
+    CAPTURE(norm_first);
+    auto f = [&](const std::vector<Tensor>& in) {
+      Tensor V = mul(in[0], 1.5);  // a non-leaf: its gradients meet in the engine's running sum
+      Tensor n = sum(l2_norm_clamped(V, 1e-12));
+      Tensor y = add(sum(mul(matmul(V, A), matmul(V, A))), sum(matmul(B, V)));
+      y = add(y, sum(mul(t(matmul(V, t(Q))), 0.5)));
+      return norm_first ? add(n, y) : add(y, n);
+    };
+    X.set_requires_grad(true);
+    const auto r = autograd::gradcheck(f, {X});
+    INFO(r.message);
+    CHECK(r.ok);
+    CHECK(r.checked == X.numel());
+  }
+}
+
 TEST_CASE("bilinear_rows: row-sliced inputs read in place equal the composed ops, values and gradients") {
   auto max_abs_diff = [](const Tensor& a, const Tensor& b) {
     const std::vector<double> x = a.to_double_vector(), y = b.to_double_vector();

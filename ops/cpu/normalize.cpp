@@ -109,23 +109,28 @@ void l2_norm_rows_forward(const T* x, int64_t rows, int64_t D, double eps, T* no
   }
 }
 
-// d||x|| / dx = x / ||x||; a clamped row's norm is the constant eps.
+// d||x|| / dx = x / ||x||; a clamped row's norm is the constant eps. accumulate: gx += instead of =.
 template <class T>
-void l2_norm_rows_backward(const T* g, const T* x, const T* norms, int64_t rows, int64_t D, T* gx) {
+void l2_norm_rows_backward(const T* g, const T* x, const T* norms, int64_t rows, int64_t D, T* gx, bool accumulate) {
 #pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * D;
     T* out = gx + r * D;
     const T c = norms[r] < 0 ? (T)0 : (T)((double)g[r] / (double)norms[r]);
+    if (accumulate) {
 #pragma omp simd
-    for (int64_t j = 0; j < D; ++j) out[j] = c * xr[j];
+      for (int64_t j = 0; j < D; ++j) out[j] += c * xr[j];
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < D; ++j) out[j] = c * xr[j];
+    }
   }
 }
 
 template void l2_norm_rows_forward<float>(const float*, int64_t, int64_t, double, float*);
 template void l2_norm_rows_forward<double>(const double*, int64_t, int64_t, double, double*);
-template void l2_norm_rows_backward<float>(const float*, const float*, const float*, int64_t, int64_t, float*);
-template void l2_norm_rows_backward<double>(const double*, const double*, const double*, int64_t, int64_t, double*);
+template void l2_norm_rows_backward<float>(const float*, const float*, const float*, int64_t, int64_t, float*, bool);
+template void l2_norm_rows_backward<double>(const double*, const double*, const double*, int64_t, int64_t, double*, bool);
 
 template void l2_normalize_rows_forward<float>(const float*, int64_t, int64_t, double, float*, float*);
 template void l2_normalize_rows_forward<double>(const double*, int64_t, int64_t, double, double*, double*);

@@ -19,6 +19,7 @@ void l2_normalize_rows_backward(const T* g, const T* y, const T* denom, int64_t 
 template <class T>
 void l2_norm_rows_forward(const T* x, int64_t rows, int64_t D, double eps, T* norms);
 template <class T>
-void l2_norm_rows_backward(const T* g, const T* x, const T* norms, int64_t rows, int64_t D, T* gx);
+void l2_norm_rows_backward(const T* g, const T* x, const T* norms, int64_t rows, int64_t D, T* gx,
+                           bool accumulate = false);
 
 }  // namespace lm::cpu
