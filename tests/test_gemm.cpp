@@ -1,9 +1,11 @@
 // lm::cpu::sgemm / dgemm against a float64 naive reference: every micro-kernel the CPU
 // supports, all four transpose combinations, edge shapes (0, 1, odd, block-straddling),
-// padded leading dimensions, alpha/beta variants and beta = 0 over a NaN-filled C.
+// padded leading dimensions, alpha/beta variants and beta = 0 over a NaN-filled C; and the
+// AVX-512 skinny forms (gemm_skinny_avx512.cpp) called directly, on 1 and 2 threads.
 #include <doctest/doctest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -101,7 +103,7 @@ std::vector<Shape> test_shapes() {
       {70, 337, 513},  // straddles KC twice; more N tiles than M tiles -> split over N
       {3, 4100, 5},    // straddles NC (4096)
       {130, 150, 70},  // large enough to run on two threads
-      // skinny shapes (AVX-512 dot / axpy forms): small M or N against a long side or long K
+      // skinny shapes (AVX-512 broadcast forms): small M, N or K against a long side
       {24, 900, 131}, {900, 56, 100}, {3, 300, 517}, {24, 100, 900}, {61, 77, 300}, {7, 1000, 33},
   };
   std::mt19937 rng(1234);
@@ -209,4 +211,79 @@ TEST_CASE("sgemm: unsupported kernel request throws, Auto works") {
 
 TEST_CASE("dgemm: all transposes, edge shapes") {
   check_all<double>(lm::cpu::dgemm, 1e-13, "dgemm");
+}
+
+// ---- AVX-512 skinny broadcast forms --------------------------------------------------------
+// Each form of detail::sgemm_skinny_avx512 on odd sizes around its 16-float vectors and its
+// row tiles, every transpose it accepts, alpha/beta variants (NaN-filled C with beta = 0),
+// padded leading dimensions, on 1 and 2 threads. The function must accept the shape (so that
+// a change of the dispatch cannot silently send these cases to the packed path), match the
+// float64 reference, and give bit-identical results on 1 and 2 threads.
+namespace {
+
+struct SkinnyForm {
+  const char* name;
+  std::vector<bool> ta, tb;  // transposes the form accepts
+  std::vector<int64_t> Ms, Ns, Ks;
+};
+
+void check_skinny_form(const SkinnyForm& f) {
+  const AlphaBeta abs[] = {{1, 0, true}, {-1.5, 0.25, false}, {0.5, 0, true}, {2, 1, false}};
+  std::mt19937 rng(11);
+  int64_t cases = 0, bad_cases = 0, not_handled = 0, thread_mismatch = 0, n = 0;
+  for (int64_t M : f.Ms)
+    for (int64_t N : f.Ns)
+      for (int64_t K : f.Ks)
+        for (bool ta : f.ta)
+          for (bool tb : f.tb) {
+            ++n;
+            const AlphaBeta& ab = abs[n % std::size(abs)];
+            const int64_t pad = n % 3 == 0 ? 0 : 5;
+            Problem<float> p(ta, tb, {M, N, K}, pad, float(ab.alpha), float(ab.beta), ab.nan_c, rng);
+            const auto ref = p.reference();
+            std::vector<float> first;
+            for (int threads : {1, 2}) {
+              std::vector<float> got = p.C;
+              const bool handled = lm::cpu::detail::sgemm_skinny_avx512(
+                  ta, tb, M, N, K, p.alpha, p.A.data(), p.lda, p.B.data(), p.ldb, p.beta, got.data(), p.ldc,
+                  threads);
+              ++cases;
+              if (!handled) {
+                if (not_handled++ == 0)
+                  MESSAGE(f.name << ": not handled M=" << M << " N=" << N << " K=" << K << " ta=" << ta
+                                 << " tb=" << tb);
+                continue;
+              }
+              if (count_mismatches(p, got, ref, 2e-6, std::string(f.name) + " threads=" + std::to_string(threads)))
+                ++bad_cases;
+              if (threads == 1)
+                first = got;
+              else if (!std::equal(first.begin(), first.end(), got.begin(), got.end(),
+                                   [](float x, float y) { return x == y || (std::isnan(x) && std::isnan(y)); }))
+                ++thread_mismatch;
+            }
+          }
+  INFO(f.name);
+  CHECK(cases > 0);
+  CHECK(not_handled == 0);
+  CHECK_MESSAGE(bad_cases == 0, f.name << ": " << bad_cases << " of " << cases << " cases wrong");
+  CHECK(thread_mismatch == 0);
+}
+
+}  // namespace
+
+TEST_CASE("sgemm: AVX-512 skinny broadcast forms against float64, 1 and 2 threads") {
+  if (!lm::cpu::gemm_kernel_supported(GemmKernel::Avx512)) {
+    MESSAGE("skipped: this CPU has no AVX-512, the skinny forms are never used");
+    return;
+  }
+  // Small N: op(A) rows streamed against op(B) (B^T packed into a panel when trans_b).
+  check_skinny_form({"small N", {false, true}, {false, true}, {129, 1000}, {1, 15, 16, 17, 56, 64}, {1, 10, 17, 512}});
+  // Small M, trans_b: C^T = B op(A)^T, written transposed.
+  check_skinny_form({"small M, trans_b", {false, true}, {true}, {1, 5, 24, 64}, {129, 1000}, {1, 10, 17, 512}});
+  // Small M (<= 32), !trans_b, long K: K blocked (block 128), strips of 64 (M = 24) or 48
+  // (M = 8) columns per thread.
+  check_skinny_form({"small M, long K", {false, true}, {false}, {1, 5, 8, 24, 32}, {129, 200}, {128, 257, 512}});
+  // Short K (<= 32), !trans_b: op(A) rows streamed against B, 64-column strips.
+  check_skinny_form({"short K", {false, true}, {false}, {129, 1000}, {129, 200}, {1, 10, 17, 32}});
 }

@@ -77,8 +77,8 @@ struct KernelSpec {
   PackB pack_b = nullptr;
 };
 
-// Skinny dot-form products on AVX-512 CPUs without packing (gemm_skinny_avx512.cpp): returns false when
-// the shape is not one it handles. `threads` > 1 allows an OpenMP loop. Only called after
+// Skinny products on AVX-512 CPUs, the large operand streamed without packing
+// (gemm_skinny_avx512.cpp): returns false when the shape is not one it handles. `threads` > 1 allows an OpenMP loop. Only called after
 // checking AVX-512 support; LIBRAMIL_GEMM_SKINNY=0 turns it off.
 bool sgemm_skinny_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, int threads);
