@@ -1,15 +1,24 @@
-// bilinear_rows (bilinear_rows.h): checks, CPU row kernels (float32 / float64 with float64
-// sums), hand-written backward.
+// bilinear_rows (bilinear_rows.h): checks, the forward as one GEMM plus a row pass, and the
+// backward as two GEMMs plus row passes.
+//
+// With U = a M (N, Q) the output is the row-wise dot s_i = <U_i, b_i>. So
+//   forward:  U = a M (our GEMM, a read through its row stride), s_i = <U_i, b_i>
+//   backward: gU_i = g_i b_i,  gb_i = g_i U_i (U saved from the forward),
+//             ga = gU M^T,     gM = a^T gU.
+// The GEMMs run at full speed on these skinny shapes (ops/cpu/gemm_skinny_avx512.cpp), where
+// a per-row loop over P x Q spends most of its time in short-loop overhead.
 #include "ops/bilinear_rows.h"
 
 #include <algorithm>
-#include <vector>
+#include <type_traits>
 
 #include "autograd/engine.h"
+#include "ops/cpu/avx512_math.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
 #include "ops/op_utils.h"
 #include "ops/reduce.h"
+#include "ops/shape.h"
 
 namespace lm {
 
@@ -17,75 +26,55 @@ using namespace ops_detail;
 
 namespace {
 
-constexpr int64_t kParallelGrain = 1 << 19;  // multiply-adds; see docs/tour.md "Threads"
-constexpr int64_t kRowBlock = 256;           // rows per block of the gM partial sums
+constexpr int64_t kParallelGrain = 1 << 19;  // elements; see docs/tour.md "Threads"
 
-// A matrix read through a row stride (columns contiguous).
-template <class T>
-struct Rows {
-  const T* p;
-  int64_t ld;
-  const T* row(int64_t i) const { return p + i * ld; }
-};
+// <u, b> of two float32 rows on 16 lanes, float64 sums.
+LM_AVX512 double dot_avx512(const float* u, const float* b, int64_t Q) {
+  __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+  for (int64_t q = 0; q < Q; q += 16) {
+    const __mmask16 k = cpu::tail_mask(Q - q);
+    const __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, u + q), _mm512_maskz_loadu_ps(k, b + q));
+    s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(p)));
+    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(p, 1)));
+  }
+  alignas(64) double t[8];
+  _mm512_store_pd(t, _mm512_add_pd(s0, s1));
+  double s = 0;
+  for (int i = 0; i < 8; ++i) s += t[i];
+  return s;
+}
 
-// out[i] = a_i M b_i^T, accumulated in float64.
+// out[i] = <u_i, b_i> with float64 sums; u (N, Q) packed, b rows at stride ldb.
 template <class T>
-void forward_rows(Rows<T> a, const T* M, Rows<T> b, int64_t N, int64_t P, int64_t Q, T* out) {
-#pragma omp parallel for schedule(static) if (N * P * Q > kParallelGrain)
+void row_dots(const T* u, const T* b, int64_t ldb, int64_t N, int64_t Q, T* out) {
+  const bool avx512 = cpu::row_kernels_avx512();
+#pragma omp parallel for schedule(static) if (N * Q > kParallelGrain)
   for (int64_t i = 0; i < N; ++i) {
-    const T* ai = a.row(i);
-    const T* bi = b.row(i);
-    double s = 0;
-    for (int64_t p = 0; p < P; ++p) {
-      const T* mp = M + p * Q;
-      double t = 0;
-#pragma omp simd reduction(+ : t)
-      for (int64_t q = 0; q < Q; ++q) t += (double)mp[q] * (double)bi[q];
-      s += (double)ai[p] * t;
+    const T* ui = u + i * Q;
+    const T* bi = b + i * ldb;
+    if constexpr (std::is_same_v<T, float>) {
+      if (avx512) {
+        out[i] = (T)dot_avx512(ui, bi, Q);
+        continue;
+      }
     }
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t q = 0; q < Q; ++q) s += (double)ui[q] * (double)bi[q];
     out[i] = (T)s;
   }
 }
 
-// ga (N, P), gb (N, Q) (either may be null) and the gM partial sums of each row block
-// (blocks x P x Q, float64), summed in block order afterwards.
+// y_i = g_i x_i for x rows at stride ldx, y (N, Q) packed.
 template <class T>
-void backward_rows(const T* g, Rows<T> a, const T* M, Rows<T> b, int64_t N, int64_t P, int64_t Q, T* ga, T* gb,
-                   double* gm_blocks) {
-  const int64_t blocks = (N + kRowBlock - 1) / kRowBlock;
-#pragma omp parallel for schedule(static) if (N * P * Q > kParallelGrain)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    double* gm = gm_blocks ? gm_blocks + blk * P * Q : nullptr;
-    if (gm) std::fill(gm, gm + P * Q, 0.0);
-    std::vector<double> bq(Q);
-    for (int64_t i = blk * kRowBlock, end = std::min(N, (blk + 1) * kRowBlock); i < end; ++i) {
-      const double gi = (double)g[i];
-      const T* ai = a.row(i);
-      const T* bi = b.row(i);
-      if (gb) std::fill(bq.begin(), bq.end(), 0.0);
-      for (int64_t p = 0; p < P; ++p) {
-        const T* mp = M + p * Q;
-        const double ap = (double)ai[p];
-        if (ga) {
-          double t = 0;
-#pragma omp simd reduction(+ : t)
-          for (int64_t q = 0; q < Q; ++q) t += (double)mp[q] * (double)bi[q];
-          ga[i * P + p] = (T)(gi * t);
-        }
-        if (gb) {
+void scale_rows_by(const T* g, const T* x, int64_t ldx, int64_t N, int64_t Q, T* y) {
+#pragma omp parallel for schedule(static) if (N * Q > kParallelGrain)
+  for (int64_t i = 0; i < N; ++i) {
+    const T gi = g[i];
+    const T* xi = x + i * ldx;
+    T* yi = y + i * Q;
 #pragma omp simd
-          for (int64_t q = 0; q < Q; ++q) bq[q] += ap * (double)mp[q];
-        }
-        if (gm) {
-          const double w = gi * ap;
-          double* gmp = gm + p * Q;
-#pragma omp simd
-          for (int64_t q = 0; q < Q; ++q) gmp[q] += w * (double)bi[q];
-        }
-      }
-      if (gb)
-        for (int64_t q = 0; q < Q; ++q) gb[i * Q + q] = (T)(gi * bq[q]);
-    }
+    for (int64_t q = 0; q < Q; ++q) yi[q] = gi * xi[q];
   }
 }
 
@@ -93,8 +82,12 @@ void backward_rows(const T* g, Rows<T> a, const T* M, Rows<T> b, int64_t N, int6
 Tensor rows_view(const Tensor& x) { return x.strides()[1] == 1 || x.shape()[1] == 1 ? x : x.contiguous(); }
 
 template <class T>
-Rows<T> rows_of(const Tensor& x) {
-  return {x.data<T>(), x.strides()[0]};
+void run_row_dots(const Tensor& u, const Tensor& b, Tensor& out) {
+  row_dots(u.data<T>(), b.data<T>(), b.strides()[0], u.shape()[0], u.shape()[1], out.data<T>());
+}
+template <class T>
+void run_scale_rows(const Tensor& g, const Tensor& x, Tensor& y) {
+  scale_rows_by(g.data<T>(), x.data<T>(), x.strides()[0], x.shape()[0], x.shape()[1], y.data<T>());
 }
 
 }  // namespace
@@ -113,40 +106,39 @@ Tensor bilinear_rows(const Tensor& a, const Tensor& M, const Tensor& b) {
   if (M.shape()[0] != P || M.shape()[1] != Q || b.shape()[0] != N)
     fail(name, "shapes do not chain: a " + a.str() + ", M " + M.str() + ", b " + b.str() + " (need (N,P), (P,Q), (N,Q))");
   if (!a.device().is_cpu()) return sum(mul(matmul(a, M), b), {1});
-  Tensor ac = rows_view(a), bc = rows_view(b), Mc = M.contiguous();
-  Tensor out = Tensor::empty({N}, a.dtype());
+  Tensor ad = a.detach(), Md = M.detach(), bc = rows_view(b.detach());
+  Tensor U, out = Tensor::empty({N}, a.dtype());
   {
-    profiler::Scope prof(name, 2.0 * N * P * Q, (double)dtype_size(a.dtype()) * N * (P + Q));
-    if (a.dtype() == DType::F32)
-      forward_rows(rows_of<float>(ac), Mc.data<float>(), rows_of<float>(bc), N, P, Q, out.data<float>());
-    else
-      forward_rows(rows_of<double>(ac), Mc.data<double>(), rows_of<double>(bc), N, P, Q, out.data<double>());
+    NoGradGuard no_grad;
+    U = matmul(ad, Md).contiguous();  // (N, Q)
+    profiler::Scope prof(name, 2.0 * N * Q, (double)dtype_size(a.dtype()) * 2 * N * Q);
+    if (N * Q > 0) {
+      if (a.dtype() == DType::F32) run_row_dots<float>(U, bc, out);
+      else run_row_dots<double>(U, bc, out);
+    }
   }
   if (autograd::needs_grad({a, M, b})) {
     const bool need_a = a.requires_grad(), need_m = M.requires_grad(), need_b = b.requires_grad();
-    Tensor as = ac.detach(), bs = bc.detach(), ms = Mc.detach();
     autograd::record(name, {a, M, b}, out, [=](const Tensor& g) -> std::vector<Tensor> {
-      profiler::Scope prof("bilinear_rows_backward", 6.0 * N * P * Q, (double)dtype_size(as.dtype()) * 2 * N * (P + Q));
       Tensor gc = g.contiguous();
-      Tensor ga = need_a ? Tensor::empty({N, P}, as.dtype()) : Tensor();
-      Tensor gb = need_b ? Tensor::empty({N, Q}, as.dtype()) : Tensor();
-      const int64_t blocks = (N + kRowBlock - 1) / kRowBlock;
-      std::vector<double> parts(need_m ? blocks * P * Q : 0);
-      if (as.dtype() == DType::F32)
-        backward_rows(gc.data<float>(), rows_of<float>(as), ms.data<float>(), rows_of<float>(bs), N, P, Q,
-                      need_a ? ga.data<float>() : nullptr, need_b ? gb.data<float>() : nullptr,
-                      need_m ? parts.data() : nullptr);
-      else
-        backward_rows(gc.data<double>(), rows_of<double>(as), ms.data<double>(), rows_of<double>(bs), N, P, Q,
-                      need_a ? ga.data<double>() : nullptr, need_b ? gb.data<double>() : nullptr,
-                      need_m ? parts.data() : nullptr);
-      Tensor gm;
-      if (need_m) {
-        std::vector<double> total(P * Q, 0.0);
-        for (int64_t blk = 0; blk < blocks; ++blk)
-          for (int64_t k = 0; k < P * Q; ++k) total[k] += parts[blk * P * Q + k];
-        gm = Tensor::from_vector(total, {P, Q}).to(as.dtype());
+      Tensor ga, gm, gb;
+      Tensor gU = Tensor::empty({N, Q}, ad.dtype());
+      {
+        profiler::Scope prof("bilinear_rows_backward", 2.0 * N * Q, (double)dtype_size(ad.dtype()) * 4 * N * Q);
+        if (N * Q > 0) {
+          if (ad.dtype() == DType::F32) run_scale_rows<float>(gc, bc, gU);
+          else run_scale_rows<double>(gc, bc, gU);
+        }
+        if (need_b) {
+          gb = Tensor::empty({N, Q}, ad.dtype());
+          if (N * Q > 0) {
+            if (ad.dtype() == DType::F32) run_scale_rows<float>(gc, U, gb);
+            else run_scale_rows<double>(gc, U, gb);
+          }
+        }
       }
+      if (need_a) ga = matmul(gU, t(Md));  // (N, P)
+      if (need_m) gm = matmul(t(ad), gU);  // (P, Q)
       return {ga, gm, gb};
     });
   }

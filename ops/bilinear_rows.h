@@ -4,9 +4,9 @@
 // product and its gradient temporaries. Row-strided inputs (slices of a wider matrix) are read
 // in place. CPU kernels here; CUDA tensors take the composed form.
 //
-// Backward, for the upstream gradient g (N):
+// Backward, for the upstream gradient g (N) (computed with U = a M, see bilinear_rows.cpp):
 //   ga[i, p] = g[i] (M b_i^T)[p]        gb[i, q] = g[i] (a_i M)[q]
-//   gM[p, q] = sum_i g[i] a[i, p] b[i, q]   (fixed row blocks summed in order: deterministic)
+//   gM[p, q] = sum_i g[i] a[i, p] b[i, q]
 #pragma once
 #include "tensor/tensor.h"
 
