@@ -281,6 +281,8 @@ TEST_CASE("sgemm: AVX-512 skinny broadcast forms against float64, 1 and 2 thread
   check_skinny_form({"small N", {false, true}, {false, true}, {129, 1000}, {1, 15, 16, 17, 56, 64}, {1, 10, 17, 512}});
   // Small M, trans_b: C^T = B op(A)^T, written transposed.
   check_skinny_form({"small M, trans_b", {false, true}, {true}, {1, 5, 24, 64}, {129, 1000}, {1, 10, 17, 512}});
+  // Tiny M (<= 4), trans_b, !trans_a: dot products over K (two chains of 16, masked tail).
+  check_skinny_form({"tiny M, dot", {false}, {true}, {1, 2, 3, 4}, {16, 17, 129, 512}, {16, 17, 33, 47, 512}});
   // Small M (<= 32), !trans_b, long K: K blocked (block 128), strips of 64 (M = 24) or 48
   // (M = 8) columns per thread.
   check_skinny_form({"small M, long K", {false, true}, {false}, {1, 5, 8, 24, 32}, {129, 200}, {128, 257, 512}});

@@ -30,6 +30,8 @@
 //     keep a thread's B block (128 x its columns) in L2 and one strip (128 x 64) in L1 while
 //     every row tile passes over it; C accumulates across K blocks (beta on the first).
 //     OpenMP over strips of 64 (or 48) columns.
+//   dot_rows: M <= 4, trans_b (the 3 class rows through 512x512 Linear layers, 3x512x512 tB):
+//     each C[m, j] a dot product over K, B rows read once, lanes reduced at the end.
 // Left on the packed path (measured no faster): M = 56 with long K (56x512x8000 tA: 56 is
 // exactly four 14-row packed tiles), and K = 56 (8000x512x56).
 //
@@ -233,6 +235,47 @@ float* pack_transposed(const float* src, int64_t lds, int64_t n, int64_t K, int6
   return P;
 }
 
+// ---- tiny M, trans_b: dot products ------------------------------------------------------
+// C (M <= 4, N) = op(A) B^T with A rows and B rows contiguous along K (q_proj / o_proj / head
+// Linear layers applied to the C = 3 class rows: 3x512x512 tB). The broadcast form would fill
+// 3 of 16 lanes; here each B row is read once with full vectors against the M rows of A (in
+// L1), and the M sums are reduced across lanes at the end. OpenMP over blocks of B rows.
+template <int MR>
+LM_SKINNY_TARGET void dot_rows(int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                               int64_t ldb, float beta, float* C, int64_t ldc, int threads) {
+  constexpr int64_t kBlock = 32;  // B rows per parallel chunk
+  const int64_t blocks = (N + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    for (int64_t j = blk * kBlock, end = std::min(N, j + kBlock); j < end; ++j) {
+      const float* b = B + j * ldb;
+      __m512 acc[MR], acc2[MR];
+      for (int m = 0; m < MR; ++m) acc[m] = acc2[m] = _mm512_setzero_ps();
+      int64_t k = 0;
+      for (; k + 32 <= K; k += 32) {  // two independent chains per row
+        const __m512 b0 = _mm512_loadu_ps(b + k), b1 = _mm512_loadu_ps(b + k + 16);
+        for (int m = 0; m < MR; ++m) {
+          acc[m] = _mm512_fmadd_ps(_mm512_loadu_ps(A + m * lda + k), b0, acc[m]);
+          acc2[m] = _mm512_fmadd_ps(_mm512_loadu_ps(A + m * lda + k + 16), b1, acc2[m]);
+        }
+      }
+      for (; k < K; k += 16) {
+        const __mmask16 msk = tail_mask(K - k);
+        const __m512 b0 = _mm512_maskz_loadu_ps(msk, b + k);
+        for (int m = 0; m < MR; ++m) acc[m] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(msk, A + m * lda + k), b0, acc[m]);
+      }
+      for (int m = 0; m < MR; ++m) {
+        alignas(64) float t[16];
+        _mm512_store_ps(t, _mm512_add_ps(acc[m], acc2[m]));
+        float sum = 0;
+        for (int i = 0; i < 16; ++i) sum += t[i];
+        float* c = C + m * ldc + j;
+        *c = beta == 0.0f ? alpha * sum : alpha * sum + beta * *c;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 bool sgemm_skinny_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -243,6 +286,16 @@ bool sgemm_skinny_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64
   const int64_t sa_i = trans_a ? 1 : lda, sa_k = trans_a ? lda : 1;
   const int64_t npad = (N + 15) / 16 * 16, mpad = (M + 15) / 16 * 16;
 
+  // Tiny M, trans_b, A rows contiguous: dot products, B rows read once with full vectors.
+  if (trans_b && !trans_a && M <= 4 && N >= 16 && K >= 16) {
+    switch (M) {
+      case 1: dot_rows<1>(N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads); break;
+      case 2: dot_rows<2>(N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads); break;
+      case 3: dot_rows<3>(N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads); break;
+      default: dot_rows<4>(N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads); break;
+    }
+    return true;
+  }
   // Small N: stream op(A) rows against op(B) (K, N): B itself, or B^T packed into a panel.
   if (N <= kSkinny && M >= kLong && K * npad <= kMaxPanel) {
     const float* b = trans_b ? pack_transposed(B, ldb, N, K, npad) : B;
