@@ -520,7 +520,9 @@ BackwardFn<T> backward_fn() {
 template <typename T, int L, bool PL>
 void forward_all(const Args<T>& g, ForwardFn<T> fn) {
   const int64_t groups = (g.B + L - 1) / L;
-#pragma omp parallel
+  // One group (paper mode: a single problem) stays on the calling thread: a parallel region
+  // would only add a barrier, which costs a time slice when the machine is busy.
+#pragma omp parallel if (groups > 1)
   {
     Work<T> ws(g.K1, g.K2, L, g.opt.iterations, PL, false, false);
 #pragma omp for schedule(dynamic, 2)
@@ -543,7 +545,7 @@ void backward_all(const Args<T>& g, BackwardFn<T> fn) {
   if constexpr (!PL) {
     const int64_t sets = (g.B + LS - 1) / LS, chunks = std::min<int64_t>(sets, kGradChunks);
     std::vector<T> acc(want_gk ? chunks * KK : 0, T(0));
-#pragma omp parallel
+#pragma omp parallel if (chunks > 1)
     {
       Work<T> ws(K1, K2, L, g.opt.iterations, false, true, g.gP != nullptr);
 #pragma omp for schedule(dynamic, 1)
@@ -568,7 +570,7 @@ void backward_all(const Args<T>& g, BackwardFn<T> fn) {
     }
   } else {
     const int64_t groups = (g.B + L - 1) / L;
-#pragma omp parallel
+#pragma omp parallel if (groups > 1)
     {
       Work<T> ws(K1, K2, L, g.opt.iterations, true, true, g.gP != nullptr);
 #pragma omp for schedule(dynamic, 1)

@@ -254,7 +254,7 @@ void sinkhorn_log_forward(const T* a, const T* b, const T* cost, int64_t B, int6
   check_args("sinkhorn_log_forward", a, b, cost, B, K1, K2, opt);
   const int64_t KK = K1 * K2;
   const T eps = static_cast<T>(opt.epsilon);
-#pragma omp parallel
+#pragma omp parallel if (B > 1)  // one problem: no region, no barrier
   {
     LogScratch<T> s(K1, K2, opt.iterations, false);
 #pragma omp for schedule(dynamic, 32)
@@ -290,7 +290,7 @@ void sinkhorn_log_backward(const T* a, const T* b, const T* cost, int64_t B, int
   if (shared_cost) {
     const int64_t chunks = chunk_count(B);
     std::vector<T> acc(grad_cost ? chunks * KK : 0, T(0));
-#pragma omp parallel
+#pragma omp parallel if (chunks > 1)
     {
       LogScratch<T> s(K1, K2, opt.iterations, false);
 #pragma omp for schedule(dynamic, 1)
@@ -307,7 +307,7 @@ void sinkhorn_log_backward(const T* a, const T* b, const T* cost, int64_t B, int
     }
     return;
   }
-#pragma omp parallel
+#pragma omp parallel if (B > 1)
   {
     LogScratch<T> s(K1, K2, opt.iterations, false);
 #pragma omp for schedule(dynamic, 16)
