@@ -18,6 +18,7 @@
 #include "ops/matmul.h"
 #include "ops/op_utils.h"
 #include "ops/reduce.h"
+#include "ops/scale_rows.h"
 #include "ops/shape.h"
 
 namespace lm {
@@ -33,15 +34,9 @@ LM_AVX512 double dot_avx512(const float* u, const float* b, int64_t Q) {
   __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
   for (int64_t q = 0; q < Q; q += 16) {
     const __mmask16 k = cpu::tail_mask(Q - q);
-    const __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, u + q), _mm512_maskz_loadu_ps(k, b + q));
-    s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(p)));
-    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(p, 1)));
+    cpu::add_to_f64(s0, s1, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, u + q), _mm512_maskz_loadu_ps(k, b + q)));
   }
-  alignas(64) double t[8];
-  _mm512_store_pd(t, _mm512_add_pd(s0, s1));
-  double s = 0;
-  for (int i = 0; i < 8; ++i) s += t[i];
-  return s;
+  return cpu::hsum8d(_mm512_add_pd(s0, s1));
 }
 
 // out[i] = <u_i, b_i> with float64 sums; u (N, Q) packed, b rows at stride ldb.
@@ -65,29 +60,12 @@ void row_dots(const T* u, const T* b, int64_t ldb, int64_t N, int64_t Q, T* out)
   }
 }
 
-// y_i = g_i x_i for x rows at stride ldx, y (N, Q) packed.
-template <class T>
-void scale_rows_by(const T* g, const T* x, int64_t ldx, int64_t N, int64_t Q, T* y) {
-#pragma omp parallel for schedule(static) if (N * Q > kParallelGrain)
-  for (int64_t i = 0; i < N; ++i) {
-    const T gi = g[i];
-    const T* xi = x + i * ldx;
-    T* yi = y + i * Q;
-#pragma omp simd
-    for (int64_t q = 0; q < Q; ++q) yi[q] = gi * xi[q];
-  }
-}
-
 // Row-strided view of a 2-d tensor: itself when its columns are contiguous, else a packed copy.
 Tensor rows_view(const Tensor& x) { return x.strides()[1] == 1 || x.shape()[1] == 1 ? x : x.contiguous(); }
 
 template <class T>
 void run_row_dots(const Tensor& u, const Tensor& b, Tensor& out) {
   row_dots(u.data<T>(), b.data<T>(), b.strides()[0], u.shape()[0], u.shape()[1], out.data<T>());
-}
-template <class T>
-void run_scale_rows(const Tensor& g, const Tensor& x, Tensor& y) {
-  scale_rows_by(g.data<T>(), x.data<T>(), x.strides()[0], x.shape()[0], x.shape()[1], y.data<T>());
 }
 
 }  // namespace
@@ -121,22 +99,8 @@ Tensor bilinear_rows(const Tensor& a, const Tensor& M, const Tensor& b) {
     const bool need_a = a.requires_grad(), need_m = M.requires_grad(), need_b = b.requires_grad();
     autograd::record(name, {a, M, b}, out, [=](const Tensor& g) -> std::vector<Tensor> {
       Tensor gc = g.contiguous();
-      Tensor ga, gm, gb;
-      Tensor gU = Tensor::empty({N, Q}, ad.dtype());
-      {
-        profiler::Scope prof("bilinear_rows_backward", 2.0 * N * Q, (double)dtype_size(ad.dtype()) * 4 * N * Q);
-        if (N * Q > 0) {
-          if (ad.dtype() == DType::F32) run_scale_rows<float>(gc, bc, gU);
-          else run_scale_rows<double>(gc, bc, gU);
-        }
-        if (need_b) {
-          gb = Tensor::empty({N, Q}, ad.dtype());
-          if (N * Q > 0) {
-            if (ad.dtype() == DType::F32) run_scale_rows<float>(gc, U, gb);
-            else run_scale_rows<double>(gc, U, gb);
-          }
-        }
-      }
+      Tensor gU = scale_rows(bc, gc);               // gU_i = g_i b_i
+      Tensor ga, gm, gb = need_b ? scale_rows(U, gc) : Tensor();  // gb_i = g_i U_i
       if (need_a) ga = matmul(gU, t(Md));  // (N, P)
       if (need_m) gm = matmul(t(ad), gU);  // (P, Q)
       return {ga, gm, gb};

@@ -28,6 +28,21 @@ LM_AVX512 inline float hsum16(__m512 v) {
   return s;
 }
 
+// s0 += v[0:8], s1 += v[8:16] in float64: a float32 vector added into two float64 sums.
+LM_AVX512 inline void add_to_f64(__m512d& s0, __m512d& s1, __m512 v) {
+  s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+  s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
+}
+
+// Sum of the 8 float64 lanes, in lane order.
+LM_AVX512 inline double hsum8d(__m512d v) {
+  alignas(64) double t[8];
+  _mm512_store_pd(t, v);
+  double s = 0;
+  for (int i = 0; i < 8; ++i) s += t[i];
+  return s;
+}
+
 // exp(x) for x <= 0, the arithmetic of exp_nonpos (fast_math.h) on 16 lanes; 2^n applied with
 // scalef. A NaN lane stays NaN (max(-87, x) returns x when x is NaN).
 LM_AVX512 inline __m512 exp16_nonpos(__m512 x) {

@@ -79,11 +79,7 @@ LM_AVX512 double sumsq_avx512(const float* x, int64_t D) {
     a0 = _mm512_fmadd_pd(u0, u0, a0);
     a1 = _mm512_fmadd_pd(u1, u1, a1);
   }
-  alignas(64) double t[8];
-  _mm512_store_pd(t, _mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
-  double s = 0;
-  for (int i = 0; i < 8; ++i) s += t[i];
-  return s;
+  return hsum8d(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
 }
 
 template <class T>

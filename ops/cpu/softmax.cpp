@@ -65,13 +65,9 @@ LM_AVX512 void softmax_row_avx512(const float* x, int64_t n, bool log, float* y)
     const __mmask16 live = k & ~_mm512_cmp_ps_mask(d, lo, _CMP_LT_OQ);
     const __m512 e = _mm512_maskz_mov_ps(live, exp16_nonpos(d));
     if (!log) _mm512_mask_storeu_ps(y + j, k, e);
-    s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+    add_to_f64(s0, s1, e);
   }
-  alignas(64) double part[8];
-  _mm512_store_pd(part, _mm512_add_pd(s0, s1));
-  double s = 0;
-  for (int i = 0; i < 8; ++i) s += part[i];
+  const double s = hsum8d(_mm512_add_pd(s0, s1));
   if (log) {
     const __m512 ls = _mm512_set1_ps((float)std::log(s));
     for (int64_t j = 0; j < n; j += 16) {
