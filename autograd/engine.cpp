@@ -72,6 +72,12 @@ static bool sole_owner(const Tensor& t) {
          !t.impl().grad_fn && !t.impl().grad;
 }
 
+// acc += g: in place when acc is a buffer nobody else holds, else a fresh sum (acc may alias
+// a tensor saved by a node or held by the caller).
+static void add_to_sum(Tensor& acc, const Tensor& g) {
+  if (!add_same_shape_inplace(acc, g)) acc = add_same_shape(acc, g);
+}
+
 // Adds g into leaf.grad. `g` is taken by value: when the caller hands over the only
 // reference to a fresh gradient, the first contribution is adopted as .grad without a copy,
 // and later ones are added in place while no one else holds the running sum.
@@ -87,7 +93,7 @@ static void accumulate_leaf(TensorImpl& leaf, Tensor g, const std::string& from)
     return;
   }
   Tensor acc(std::move(leaf.grad));
-  if (!add_same_shape_inplace(acc, gc)) acc = add_same_shape(acc, gc);
+  add_to_sum(acc, gc);
   leaf.grad = acc.impl_ptr();
 }
 
@@ -185,7 +191,7 @@ void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) 
           // In place when the running sum is a buffer nobody else holds (the common case
           // after the first addition); a fresh sum otherwise, since the first gradient may
           // alias a tensor saved by another node.
-          if (!add_same_shape_inplace(it->second, gi)) it->second = add_same_shape(it->second, gi);
+          add_to_sum(it->second, gi);
         }
       }
       if (--pending[child] == 0) ready.push_back(child);

@@ -48,13 +48,13 @@
 #include <new>
 #include <utility>
 
+#include "ops/cpu/avx512_math.h"
 #include "ops/cpu/gemm.h"
 
 namespace lm::cpu::detail {
 namespace {
 
-#define LM_SKINNY_TARGET __attribute__((target("avx512f,avx512dq,fma")))
-
+// LM_AVX512, tail_mask, hsum16: ops/cpu/avx512_math.h.
 constexpr int64_t kSkinny = 64;    // stream_rows: the small dimension (N or M) is at most this
 constexpr int64_t kLong = 128;     // ... and the streamed dimension at least this
 constexpr int64_t kStreamKRows = 32;  // stream_k: M at most this (M = 56: the packed 14-row tiles win)
@@ -67,10 +67,6 @@ constexpr int64_t kMaxPanel = 256 * 1024;  // stream_rows: K * 16*NV floats of b
 // Rows of a tile whose widest strip has nv vectors (about 24 accumulators).
 constexpr int rows_for(int nv) { return nv <= 2 ? 12 : nv == 3 ? 8 : 6; }
 
-LM_SKINNY_TARGET inline __mmask16 tail_mask(int64_t left) {
-  return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-}
-
 // ---- broadcast-form tile ------------------------------------------------------------------
 // T(r, j) = sum_k a(r, k) b(k, j) for r < R, j < ncols (ncols in (16*(NV-1), 16*NV]).
 //   a: a(r, k) = a[r*sa_i + k*sa_k]           (R rows of the streamed operand)
@@ -79,7 +75,7 @@ LM_SKINNY_TARGET inline __mmask16 tail_mask(int64_t left) {
 //      c not read when beta == 0.
 // `last` masks the loads of b's last vector and the stores of C's last vector.
 template <int R, int NV, bool TRANS_C>
-LM_SKINNY_TARGET void bcast_tile(int64_t kc, const float* a, int64_t sa_i, int64_t sa_k, const float* b,
+LM_AVX512 void bcast_tile(int64_t kc, const float* a, int64_t sa_i, int64_t sa_k, const float* b,
                                  int64_t sb_k, __mmask16 last, float alpha, float beta, float* c, int64_t ldc,
                                  int ncols) {
   __m512 acc[R][NV];
@@ -241,7 +237,7 @@ float* pack_transposed(const float* src, int64_t lds, int64_t n, int64_t K, int6
 // 3 of 16 lanes; here each B row is read once with full vectors against the M rows of A (in
 // L1), and the M sums are reduced across lanes at the end. OpenMP over blocks of B rows.
 template <int MR>
-LM_SKINNY_TARGET void dot_rows(int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+LM_AVX512 void dot_rows(int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
                                int64_t ldb, float beta, float* C, int64_t ldc, int threads) {
   constexpr int64_t kBlock = 32;  // B rows per parallel chunk
   const int64_t blocks = (N + kBlock - 1) / kBlock;
@@ -265,10 +261,7 @@ LM_SKINNY_TARGET void dot_rows(int64_t N, int64_t K, float alpha, const float* A
         for (int m = 0; m < MR; ++m) acc[m] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(msk, A + m * lda + k), b0, acc[m]);
       }
       for (int m = 0; m < MR; ++m) {
-        alignas(64) float t[16];
-        _mm512_store_ps(t, _mm512_add_ps(acc[m], acc2[m]));
-        float sum = 0;
-        for (int i = 0; i < 16; ++i) sum += t[i];
+        const float sum = hsum16(_mm512_add_ps(acc[m], acc2[m]));
         float* c = C + m * ldc + j;
         *c = beta == 0.0f ? alpha * sum : alpha * sum + beta * *c;
       }
