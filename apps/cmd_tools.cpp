@@ -40,7 +40,7 @@ Runner add_dump(CLI::App& app) {
   return [f] {
     if (fs::exists(f->out) && !f->overwrite) throw std::runtime_error(f->out + " exists (pass --overwrite to replace it)");
     std::unique_ptr<nn::Module> m = train::load_model_from_checkpoint(f->checkpoint, &f->cfg);
-    check_bag_width(f->features, checkpoint_feature_width(f->checkpoint), f->checkpoint);
+    check_bag_width(f->features, train::checkpoint_shape(f->checkpoint).dim, f->checkpoint);
     DType dt = f->dtype == "float64" ? DType::F64 : DType::F32;
     m->to(dt);
     Tensor x = data::read_feature_bag(f->features).features.to(dt);
@@ -97,17 +97,24 @@ Runner add_eval(CLI::App& app) {
       }
     std::sort(slides.begin(), slides.end());
     if (slides.empty()) throw std::runtime_error("no slides to evaluate in " + f->features);
-    std::map<std::string, int> labels;
-    if (!f->labels.empty())
-      for (auto& l : data::read_labels_csv(f->labels)) labels[l.name] = l.label;
     std::unique_ptr<nn::Module> m = train::load_model_from_checkpoint(f->checkpoint);
-    // Every bag is found and its width checked against the model's (shapes only) before any
-    // is evaluated: a bad one is named with its file.
-    const int64_t width = checkpoint_feature_width(f->checkpoint);
+    const train::CheckpointShape shape = train::checkpoint_shape(f->checkpoint);
+    // Every slide's label (with --labels) and every bag's file and width are checked against
+    // the model's (shapes only) before any bag is evaluated: a bad one is named with its file.
+    std::map<std::string, int> labels;
+    if (!f->labels.empty()) {
+      std::vector<data::LabeledSlide> selected;
+      for (auto& l : data::read_labels_csv(f->labels)) labels[l.name] = l.label;
+      for (const std::string& s : slides) {
+        if (!labels.count(s)) throw std::runtime_error(f->labels + ": no label for slide '" + s + "'");
+        selected.push_back({s, labels[s]});
+      }
+      data::validate_labels(selected, (int)shape.num_classes, f->labels);  // the model's classes
+    }
     std::vector<std::string> files;
     for (const std::string& s : slides) {
       files.push_back(find_feature_file(f->features, s));
-      check_bag_width(files.back(), width, f->checkpoint, s);
+      check_bag_width(files.back(), shape.dim, f->checkpoint, s);
     }
     m->eval();
     NoGradGuard ng;
@@ -128,7 +135,6 @@ Runner add_eval(CLI::App& app) {
       }
       csv << s;
       if (!labels.empty()) {
-        if (!labels.count(s)) throw std::runtime_error(f->labels + ": no label for slide '" + s + "'");
         csv << "," << labels[s];
         ys.push_back(labels[s]);
         probs.insert(probs.end(), p.begin(), p.end());

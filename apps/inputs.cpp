@@ -4,8 +4,6 @@
 #include <filesystem>
 #include <stdexcept>
 
-#include <nlohmann/json.hpp>
-
 #include "data/feature_bag.h"
 #include "data/safetensors.h"
 
@@ -27,28 +25,6 @@ std::vector<std::string> select_bag_prompts(const std::vector<std::string>& rows
   throw std::runtime_error("bag prior file " + path + " has " + std::to_string(rows.size()) + " rows; expected " +
                            std::to_string(c) + " (one per class) or " + std::to_string(2 * c) + " (two scales) for " +
                            std::to_string(c) + " classes");
-}
-
-int64_t checkpoint_feature_width(const std::string& checkpoint) {
-  data::SafetensorsFile f = data::read_safetensors(checkpoint);
-  nlohmann::json cfg = nlohmann::json::object();
-  if (f.metadata.count("libramil.config")) {
-    try {
-      cfg = nlohmann::json::parse(f.metadata.at("libramil.config"));
-    } catch (const std::exception&) {
-      throw std::runtime_error(checkpoint + ": metadata 'libramil.config' is not valid JSON");
-    }
-  }
-  if (!cfg.is_object()) throw std::runtime_error(checkpoint + ": metadata 'libramil.config' is not a JSON object");
-  const std::string model = cfg.value("model", f.contains("proto_vis") ? "libramil" : "");
-  if (model == "libramil") {
-    const Tensor& pv = f.at("proto_vis");
-    if (pv.dim() != 2) throw std::runtime_error(checkpoint + ": tensor 'proto_vis' must be 2-d, got " + pv.str());
-    return pv.shape()[1];
-  }
-  if (!cfg.contains("dim") || !cfg["dim"].is_number_integer())
-    throw std::runtime_error(checkpoint + ": metadata lacks the feature width 'dim' for model '" + model + "'");
-  return cfg["dim"].get<int64_t>();
 }
 
 void check_bag_width(const std::string& bag_path, int64_t model_width, const std::string& checkpoint, const std::string& slide) {

@@ -17,10 +17,6 @@ std::string find_feature_file(const std::string& dir, const std::string& slide);
 // (SPEC: low-resolution rows first, then high-resolution rows).
 std::vector<std::string> select_bag_prompts(const std::vector<std::string>& rows, int num_classes, const std::string& path);
 
-// The feature width D a checkpoint's model takes (what load_model_from_checkpoint builds:
-// `proto_vis` (P, D) for Libra-MIL, the "dim" of the "libramil.config" metadata otherwise).
-int64_t checkpoint_feature_width(const std::string& checkpoint);
-
 // Checks, from the bag's shape alone (probe_feature_bag), that the bag at `bag_path` has
 // `model_width` features per instance; otherwise throws "file <bag_path>: [slide '<slide>': ]
 // feature width W does not match the model width D of checkpoint <checkpoint>".

@@ -464,24 +464,69 @@ RunResult run_protocol(const TrainOptions& o, const Dataset& d, std::ostream& lo
 
 namespace lm::train {
 
-std::unique_ptr<nn::Module> load_model_from_checkpoint(const std::string& path, const models::LibraMILConfig* ov) {
-  data::SafetensorsFile f = data::read_safetensors(path);
+namespace {
+
+// What a checkpoint says about its model before any is built: the parsed "libramil.config"
+// metadata (an empty object when absent) and the model's name (from the metadata, or
+// "libramil" for a bare Libra-MIL state_dict, recognised by its 'proto_vis' tensor).
+struct CheckpointHeader {
   nlohmann::json cfg = nlohmann::json::object();
+  std::string model;
+};
+
+CheckpointHeader read_checkpoint_header(const data::SafetensorsFile& f, const std::string& path) {
+  CheckpointHeader h;
   if (f.metadata.count("libramil.config")) {
     try {
-      cfg = nlohmann::json::parse(f.metadata.at("libramil.config"));
-    } catch (const std::exception& e) {
+      h.cfg = nlohmann::json::parse(f.metadata.at("libramil.config"));
+    } catch (const std::exception&) {
       throw std::runtime_error(path + ": metadata 'libramil.config' is not valid JSON");
     }
   }
-  std::string model = cfg.value("model", f.contains("proto_vis") ? "libramil" : "");
-  if (model.empty()) throw std::runtime_error(path + ": not a libramil checkpoint (no 'libramil.config' metadata and no 'proto_vis' tensor)");
+  if (!h.cfg.is_object()) throw std::runtime_error(path + ": metadata 'libramil.config' is not a JSON object");
+  if (h.cfg.contains("model") && !h.cfg["model"].is_string())
+    throw std::runtime_error(path + ": metadata 'libramil.config' has a 'model' that is not a string");
+  h.model = h.cfg.value("model", f.contains("proto_vis") ? "libramil" : "");
+  if (h.model.empty())
+    throw std::runtime_error(path + ": not a libramil checkpoint (no 'libramil.config' metadata and no 'proto_vis' tensor)");
+  return h;
+}
+
+// A positive integer of a baseline's metadata ("dim", "num_classes").
+int64_t metadata_size(const CheckpointHeader& h, const char* key, const std::string& path) {
+  if (!h.cfg.contains(key) || !h.cfg[key].is_number_integer() || h.cfg[key].get<int64_t>() <= 0)
+    throw std::runtime_error(path + ": metadata lacks a positive integer '" + key + "' for model '" + h.model + "'");
+  return h.cfg[key].get<int64_t>();
+}
+
+// The named tensor of a Libra-MIL checkpoint, which must be 2-d (its shape sizes the model).
+const Tensor& tensor_2d(const data::SafetensorsFile& f, const char* name, const std::string& path) {
+  const Tensor& t = f.at(name);
+  if (t.dim() != 2) throw std::runtime_error(path + ": tensor '" + name + "' must be 2-d, got " + t.str());
+  return t;
+}
+
+}  // namespace
+
+CheckpointShape checkpoint_shape(const std::string& path) {
+  data::SafetensorsFile f = data::read_safetensors(path);
+  CheckpointHeader h = read_checkpoint_header(f, path);
+  if (h.model == "libramil")
+    return {h.model, tensor_2d(f, "proto_vis", path).shape()[1], tensor_2d(f, "prompt_bag", path).shape()[0]};
+  return {h.model, metadata_size(h, "dim", path), metadata_size(h, "num_classes", path)};
+}
+
+std::unique_ptr<nn::Module> load_model_from_checkpoint(const std::string& path, const models::LibraMILConfig* ov) {
+  data::SafetensorsFile f = data::read_safetensors(path);
+  const CheckpointHeader h = read_checkpoint_header(f, path);
+  const nlohmann::json& cfg = h.cfg;
+  const std::string& model = h.model;
   Generator gen(0);
   std::unique_ptr<nn::Module> m;
   if (model == "libramil") {
-    const Tensor& pv = f.at("proto_vis");
-    const Tensor& pi = f.at("prompt_inst");
-    const Tensor& pb = f.at("prompt_bag");
+    const Tensor& pv = tensor_2d(f, "proto_vis", path);
+    const Tensor& pi = tensor_2d(f, "prompt_inst", path);
+    const Tensor& pb = tensor_2d(f, "prompt_bag", path);
     models::LibraMILConfig c;
     if (ov) c = *ov;
     c.mode = cfg.value("mode", c.mode);
@@ -504,9 +549,7 @@ std::unique_ptr<nn::Module> load_model_from_checkpoint(const std::string& path, 
     c.num_classes = pb.shape()[0];
     m = std::make_unique<models::LibraMIL>(c, pi.to(DType::F32), pb.to(DType::F32), gen);
   } else {
-    if (!cfg.contains("dim") || !cfg.contains("num_classes"))
-      throw std::runtime_error(path + ": metadata lacks dim / num_classes for model '" + model + "'");
-    m = models::make_baseline(model, cfg["dim"].get<int64_t>(), cfg["num_classes"].get<int64_t>(), gen);
+    m = models::make_baseline(model, metadata_size(h, "dim", path), metadata_size(h, "num_classes", path), gen);
   }
   nn::StateDict sd(f.tensors.begin(), f.tensors.end());
   nn::LoadResult lr = m->load_state_dict(sd, false);

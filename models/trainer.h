@@ -114,4 +114,15 @@ namespace lm::train {
 std::unique_ptr<nn::Module> load_model_from_checkpoint(const std::string& path,
                                                        const models::LibraMILConfig* libramil_overrides = nullptr);
 
+// The sizes a checkpoint's model has, read without building it (the same rules as
+// load_model_from_checkpoint): the model's name, the feature width D it takes ('proto_vis'
+// (P, D) for Libra-MIL, metadata "dim" for baselines) and its number of classes ('prompt_bag'
+// rows for Libra-MIL, metadata "num_classes" for baselines). Throws naming the file.
+struct CheckpointShape {
+  std::string model;
+  int64_t dim = 0;
+  int64_t num_classes = 0;
+};
+CheckpointShape checkpoint_shape(const std::string& path);
+
 }  // namespace lm::train

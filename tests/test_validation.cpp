@@ -273,6 +273,23 @@ TEST_CASE("validation: eval and dump on a checkpoint") {
   CHECK(fs::exists(dump));
   fs::remove(out);
   fs::remove(dump);
+  // --labels lacking a selected slide, or giving one a label the 2-class model cannot have:
+  // named before any bag is evaluated, and no output.
+  {
+    const std::string all = test::read_text(p("labels.csv"));
+    std::ofstream(dataset() / "out" / "labels_missing.csv") << all.substr(0, all.find("slide_c0_00")) << "slide_c0_01,0\n";
+    std::ofstream(dataset() / "out" / "labels_c5.csv") << "name,label\nslide_c0_00,5\n";
+  }
+  r = run("eval --checkpoint " + ckpt + " --features " + p("features") + " --slides slide_c0_00,slide_c0_01 --labels " +
+              p("out/labels_missing.csv") + " --out " + out.string(),
+          logs, "eval_label_missing");
+  expect_error(r, {p("out/labels_missing.csv") + ": no label for slide 'slide_c0_00'"});
+  CHECK(!fs::exists(out));
+  r = run("eval --checkpoint " + ckpt + " --features " + p("features") + " --slides slide_c0_00 --labels " +
+              p("out/labels_c5.csv") + " --out " + out.string(),
+          logs, "eval_label_range");
+  expect_error(r, {"labels_c5.csv", "slide slide_c0_00 has label 5, outside 0..1 (2 classes)"});
+  CHECK(!fs::exists(out));
   // A checkpoint that is not a safetensors file.
   r = run("eval --checkpoint " + p("labels.csv") + " --features " + p("features") + " --out " + out.string(), logs, "eval_ckpt");
   expect_error(r, {"labels.csv", "safetensors file"});
