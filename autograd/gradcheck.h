@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -32,5 +33,11 @@ struct GradcheckResult {
 // An element passes when |analytic - numeric| <= atol + rtol * |numeric|.
 GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f, std::vector<Tensor> inputs,
                           double eps = 1e-6, double atol = 1e-7, double rtol = 1e-5);
+
+// A list of flags after the inputs (the shape of tests/test_nn_ops.cpp's local helper, whose
+// third argument says which inputs to differentiate) would otherwise convert silently to
+// eps = 1; it does not compile. Here, differentiation follows requires_grad() of each input.
+GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f, std::vector<Tensor> inputs,
+                          std::initializer_list<bool> wrt, double atol = 1e-7, double rtol = 1e-5) = delete;
 
 }  // namespace lm::autograd

@@ -1165,6 +1165,19 @@ TEST_CASE("autograd: NoGradGuard prevents recording; int tensors cannot require 
   CHECK_THROWS_AS(y.set_requires_grad(true), std::invalid_argument);  // not a leaf
 }
 
+// gradcheck's trailing arguments: a step size compiles, a braced list of flags (which would
+// once have become eps = 1) does not.
+template <class Step>
+concept gradcheck_accepts = requires(const Inputs& in, Step step) {
+  autograd::gradcheck([](const Inputs& v) { return v[0]; }, in, step);
+};
+template <class Flag>  // a constant flag: {true} converts to a double without narrowing
+concept gradcheck_accepts_flag_list = requires(const Inputs& in) {
+  autograd::gradcheck([](const Inputs& v) { return v[0]; }, in, {Flag(true)});
+};
+static_assert(gradcheck_accepts<double>);
+static_assert(!gradcheck_accepts_flag_list<bool>);
+
 TEST_CASE("gradcheck: catches a wrong gradient and reports the worst element") {
   // An op with a deliberately wrong backward (d/dx x^2 recorded as x instead of 2x).
   auto bad_square = [](const Inputs& in) {
