@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 // GCC 12's AVX-512 intrinsic headers trip -W(maybe-)uninitialized on their own
 // _mm512_undefined_ps() placeholders when inlined at -O3: false positives, silenced here.
@@ -19,14 +20,19 @@ namespace lm::cpu {
 // Lanes [0, min(left, 16)) set.
 LM_AVX512 inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
 
-// Sum of the 16 lanes, in lane order (GCC 12's _mm512_reduce_add_ps trips -Wuninitialized).
-LM_AVX512 inline float hsum16(__m512 v) {
-  alignas(64) float t[16];
-  _mm512_store_ps(t, v);
-  float s = 0;
-  for (int i = 0; i < 16; ++i) s += t[i];
+// Sum of the lanes of an AVX-512 vector V of T, in lane order (GCC 12's
+// _mm512_reduce_add_* trip -Wuninitialized).
+template <class T, class V>
+LM_AVX512 inline T hsum_lanes(V v) {
+  T t[sizeof(V) / sizeof(T)];
+  std::memcpy(t, &v, sizeof(V));
+  T s = 0;
+  for (T x : t) s += x;
   return s;
 }
+
+// Sum of the 16 float32 lanes, in lane order.
+LM_AVX512 inline float hsum16(__m512 v) { return hsum_lanes<float>(v); }
 
 // s0 += v[0:8], s1 += v[8:16] in float64: a float32 vector added into two float64 sums.
 LM_AVX512 inline void add_to_f64(__m512d& s0, __m512d& s1, __m512 v) {
@@ -35,13 +41,7 @@ LM_AVX512 inline void add_to_f64(__m512d& s0, __m512d& s1, __m512 v) {
 }
 
 // Sum of the 8 float64 lanes, in lane order.
-LM_AVX512 inline double hsum8d(__m512d v) {
-  alignas(64) double t[8];
-  _mm512_store_pd(t, v);
-  double s = 0;
-  for (int i = 0; i < 8; ++i) s += t[i];
-  return s;
-}
+LM_AVX512 inline double hsum8d(__m512d v) { return hsum_lanes<double>(v); }
 
 // exp(x) for x <= 0, the arithmetic of exp_nonpos (fast_math.h) on 16 lanes; 2^n applied with
 // scalef. A NaN lane stays NaN (max(-87, x) returns x when x is NaN).
