@@ -6,7 +6,6 @@
 #include <immintrin.h>
 
 #include <cstdint>
-#include <cstring>
 
 // GCC 12's AVX-512 intrinsic headers trip -W(maybe-)uninitialized on their own
 // _mm512_undefined_ps() placeholders when inlined at -O3: false positives, silenced here.
@@ -20,19 +19,23 @@ namespace lm::cpu {
 // Lanes [0, min(left, 16)) set.
 LM_AVX512 inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
 
-// Sum of the lanes of an AVX-512 vector V of T, in lane order (GCC 12's
-// _mm512_reduce_add_* trip -Wuninitialized).
-template <class T, class V>
-LM_AVX512 inline T hsum_lanes(V v) {
-  T t[sizeof(V) / sizeof(T)];
-  std::memcpy(t, &v, sizeof(V));
+// Sum of t[0..N), in index order. The lane sums below store their vector to an aligned array
+// and add it here: the vector itself never crosses a call boundary (a template taking __m512 by
+// value crashed under ASan at -O1, where it is not inlined).
+template <class T, int N>
+inline T sum_in_order(const T* t) {
   T s = 0;
-  for (T x : t) s += x;
+  for (int i = 0; i < N; ++i) s += t[i];
   return s;
 }
 
-// Sum of the 16 float32 lanes, in lane order.
-LM_AVX512 inline float hsum16(__m512 v) { return hsum_lanes<float>(v); }
+// Sum of the 16 float32 lanes, in lane order (GCC 12's _mm512_reduce_add_ps trips
+// -Wuninitialized).
+LM_AVX512 inline float hsum16(__m512 v) {
+  alignas(64) float t[16];
+  _mm512_store_ps(t, v);
+  return sum_in_order<float, 16>(t);
+}
 
 // s0 += v[0:8], s1 += v[8:16] in float64: a float32 vector added into two float64 sums.
 LM_AVX512 inline void add_to_f64(__m512d& s0, __m512d& s1, __m512 v) {
@@ -41,7 +44,11 @@ LM_AVX512 inline void add_to_f64(__m512d& s0, __m512d& s1, __m512 v) {
 }
 
 // Sum of the 8 float64 lanes, in lane order.
-LM_AVX512 inline double hsum8d(__m512d v) { return hsum_lanes<double>(v); }
+LM_AVX512 inline double hsum8d(__m512d v) {
+  alignas(64) double t[8];
+  _mm512_store_pd(t, v);
+  return sum_in_order<double, 8>(t);
+}
 
 // exp(x) for x <= 0, the arithmetic of exp_nonpos (fast_math.h) on 16 lanes; 2^n applied with
 // scalef. A NaN lane stays NaN (max(-87, x) returns x when x is NaN).
