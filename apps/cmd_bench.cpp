@@ -110,16 +110,20 @@ Runner add_bench(CLI::App& app) {
   ts->add_option("--model", f->o.model, "libramil | abmil | ...")->capture_default_str();
   ts->add_option("--repeats", f->o.repeats, "timed repeats (median reported)")->capture_default_str();
   ts->add_option("--threads", f->threads, "CPU threads (0 = all)")->capture_default_str();
-  ts->add_option("--device", f->device, "cpu | cuda")->capture_default_str();
+  ts->add_option("--device", f->device, "cpu | cuda | cuda:<index> (CUDA: peak_bytes is the device allocator's peak)")->capture_default_str();
   ts->add_flag("--forward-only", f->o.forward_only, "time only the inference forward (e.g. under `libramil profile`)");
   Runner sinkhorn = add_bench_sinkhorn(app);
   return [f, ts, sinkhorn] {
     if (!*ts) return sinkhorn();
     set_threads(f->threads);
-    if (f->device != "cpu") throw std::runtime_error("--device " + f->device + ": the CUDA training path is not available in this build yet");
+    try {
+      f->o.device = Device::parse(f->device);
+    } catch (const std::exception&) {
+      throw std::runtime_error("--device " + f->device + ": expected cpu, cuda or cuda:<index>");
+    }
     bench::TrainStepResult r = bench::bench_train_step(f->o);
     nlohmann::json j{{"impl", "libramil"},         {"model", f->o.model},           {"mode", f->o.mode},
-                     {"instances", f->o.instances}, {"dim", f->o.dim},               {"threads", f->threads},
+                     {"instances", f->o.instances}, {"dim", f->o.dim},               {"threads", f->threads}, {"device", f->o.device.str()},
                      {"median_ms", r.median_ms},   {"min_ms", r.min_ms},            {"forward_median_ms", r.forward_median_ms},
                      {"peak_bytes", r.peak_bytes}, {"parameters", r.parameters}};
     j["peak_rss_bytes"] = peak_rss_bytes();

@@ -28,6 +28,7 @@ namespace {
 struct TrainFlags {
   std::string split_json, labels_csv, features_dir, instance_path, bag_path, encoder, save_dir;
   std::string instance_embeddings, bag_embeddings, device = "cpu", cache_dtype = "f32", resume;
+  std::string resident = "off";
   int num_classes = 0, threads = 0, shots = 0;
   bool overwrite = false, quiet = false;
   train::TrainOptions opt;
@@ -94,7 +95,17 @@ int run_train(TrainFlags& f) {
   if (!f.resume.empty()) load_resume_flags(f);
   if (f.labels_csv.empty()) throw std::runtime_error("--data_csv (labels CSV) is required");
   if (f.features_dir.empty()) throw std::runtime_error("--h5_file_dir (feature bag directory) is required");
-  if (f.device != "cpu") throw std::runtime_error("--device " + f.device + ": this build trains on the CPU only (the CUDA backend is not complete yet)");
+  // The device first: a missing GPU is reported before anything is loaded or written.
+  try {
+    f.opt.device = Device::parse(f.device);
+  } catch (const std::exception&) {
+    throw std::runtime_error("--device " + f.device + ": expected cpu, cuda or cuda:<index>");
+  }
+  check_device_available(f.opt.device);
+  if (f.resident != "off") {
+    if (f.opt.device.is_cpu()) throw std::runtime_error("--resident-features " + f.resident + " needs --device cuda (the features already live in memory for CPU training)");
+    f.opt.resident_features = f.resident == "f32" ? DType::F32 : f.resident == "f16" ? DType::F16 : DType::BF16;
+  }
   // Labels and splits.
   std::vector<data::LabeledSlide> labels = data::read_labels_csv(f.labels_csv);
   int max_label = 0;
@@ -231,7 +242,10 @@ Runner add_train(CLI::App& app) {
   app.add_option("--weight_decay", f->opt.weight_decay, "AdamW weight decay")->capture_default_str();
   app.add_option("--warmup_steps", f->opt.warmup_steps, "linear warm-up steps")->capture_default_str();
   app.add_option("--seed", f->opt.seed, "random seed")->capture_default_str();
-  app.add_option("--device", f->device, "cpu | cuda")->capture_default_str();
+  app.add_option("--device", f->device, "cpu | cuda | cuda:<index>: where the model trains (CUDA: parameters, optimizer state and activations stay on the GPU; bags are uploaded through pinned buffers)")->capture_default_str();
+  app.add_option("--resident-features", f->resident, "CUDA: keep every bag on the GPU for the whole run, stored as f32 | f16 | bf16 (converted to float32 on the GPU at each use); off: upload each bag when used")
+      ->check(CLI::IsMember({"off", "f32", "f16", "bf16"}))
+      ->capture_default_str();
   app.add_option("--threads", f->threads, "CPU threads (0 = all cores)")->capture_default_str();
   app.add_option("--feature-dtype", f->cache_dtype, "in-memory feature cache: f32 | f16")->check(CLI::IsMember({"f32", "f16"}))->capture_default_str();
   app.add_flag("--quiet", f->quiet, "no progress output");

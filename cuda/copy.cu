@@ -3,9 +3,13 @@
 // the device-side transpose / contiguous(). tensor/ cannot call it yet (Tensor::contiguous()
 // of a non-contiguous CUDA tensor still goes through a host round trip in tensor.cpp: see
 // docs/cuda.md); ops and tests can call lm::cuda::copy_strided / lm::cuda::contiguous directly.
+// Also here: dtype conversion on the device (Tensor::to(DType) of a packed CUDA tensor) and
+// uploads through pinned staging buffers (cudaMemcpyAsync that overlaps device work).
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
+#include <mutex>
 
 #include "cuda/common.cuh"
 #include "cuda/copy.h"
@@ -103,6 +107,185 @@ Tensor contiguous(const Tensor& x) {
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   copy_strided(x, out);
   return out;
+}
+
+// ---- dtype conversion ----------------------------------------------------------------------
+
+namespace {
+
+// The CPU's conversions (tensor/dtype.h: float_to_half, float_to_bf16, half_to_float), bit for
+// bit, so that a tensor converted on either device holds the same bits.
+__device__ __forceinline__ float half_bits_to_float(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      do {
+        mant <<= 1;
+        ++e;
+      } while (!(mant & 0x400));
+      mant &= 0x3ff;
+      bits = sign | ((uint32_t)(127 - 15 - e) << 23) | (mant << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  return __uint_as_float(bits);
+}
+
+__device__ __forceinline__ uint16_t float_to_half_bits(float f) {
+  const uint32_t x = __float_as_uint(f);
+  const uint32_t sign = (x >> 16) & 0x8000, absx = x & 0x7fffffffu;
+  if (absx >= 0x7f800000u) return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0));  // inf / NaN
+  if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00);                                     // overflow
+  if (absx < 0x38800000u) {  // subnormal or zero in half
+    if (absx < 0x33000000u) return (uint16_t)sign;
+    const uint32_t mant = (absx & 0x7fffff) | 0x800000;
+    const int shift = 126 - (int)(absx >> 23);
+    uint32_t half_mant = mant >> shift;
+    const uint32_t rem = mant & ((1u << shift) - 1), halfway = 1u << (shift - 1);
+    if (rem > halfway || (rem == halfway && (half_mant & 1))) ++half_mant;
+    return (uint16_t)(sign | half_mant);
+  }
+  uint32_t h = (absx - 0x38000000u) >> 13;
+  const uint32_t rem = absx & 0x1fff;
+  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;
+  return (uint16_t)(sign | h);
+}
+
+__device__ __forceinline__ uint16_t float_to_bf16_bits(float f) {
+  const uint32_t x = __float_as_uint(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);  // quiet NaN
+  return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
+}
+
+// Element codes for the kernel (a runtime switch per element is cheap next to the memory
+// traffic, and keeps one kernel for all 12 pairs).
+enum : int { kF32 = 0, kF64 = 1, kF16 = 2, kBF16 = 3 };
+
+int code_of(DType t) {
+  switch (t) {
+    case DType::F32: return kF32;
+    case DType::F64: return kF64;
+    case DType::F16: return kF16;
+    case DType::BF16: return kBF16;
+    default: throw std::invalid_argument(std::string("cuda::convert: unsupported dtype ") + dtype_name(t));
+  }
+}
+
+// Loads element i as double, the CPU's load_as_double.
+__device__ __forceinline__ double load_elem(const void* p, int code, int64_t i) {
+  switch (code) {
+    case kF32: return (double)static_cast<const float*>(p)[i];
+    case kF64: return static_cast<const double*>(p)[i];
+    case kF16: return (double)half_bits_to_float(static_cast<const uint16_t*>(p)[i]);
+    default: return (double)__uint_as_float((uint32_t)static_cast<const uint16_t*>(p)[i] << 16);
+  }
+}
+
+// Stores v as element i, the CPU's store_from_double (float16 / bfloat16 through float32).
+__device__ __forceinline__ void store_elem(void* p, int code, int64_t i, double v) {
+  switch (code) {
+    case kF32: static_cast<float*>(p)[i] = (float)v; break;
+    case kF64: static_cast<double*>(p)[i] = v; break;
+    case kF16: static_cast<uint16_t*>(p)[i] = float_to_half_bits((float)v); break;
+    default: static_cast<uint16_t*>(p)[i] = float_to_bf16_bits((float)v); break;
+  }
+}
+
+// src, dst: (n) packed, element codes sc / dc.
+__global__ void convert_kernel(int64_t n, const void* __restrict__ src, int sc, void* __restrict__ dst, int dc) {
+  const int64_t stride = (int64_t)blockDim.x * gridDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+    store_elem(dst, dc, i, load_elem(src, sc, i));
+}
+
+}  // namespace
+
+void convert_raw(void* dst, DType dst_t, const void* src, DType src_t, int64_t n, int device) {
+  ensure_registered();
+  const int sc = code_of(src_t), dc = code_of(dst_t);
+  if (n <= 0) return;
+  DeviceGuard guard(device);
+  cudaStream_t stream = current_stream(device);
+  if (sc == dc) {
+    check(cudaMemcpyAsync(dst, src, (size_t)n * dtype_size(dst_t), cudaMemcpyDeviceToDevice, stream),
+          "convert (same dtype)");
+    return;
+  }
+  convert_kernel<<<grid_for(n), kThreads, 0, stream>>>(n, src, sc, dst, dc);
+  check_launch("convert_kernel");
+}
+
+void convert(const Tensor& src, Tensor& out) {
+  if (src.shape() != out.shape() || src.device() != out.device() || !src.device().is_cuda() ||
+      !src.is_contiguous() || !out.is_contiguous())
+    throw std::invalid_argument("cuda::convert: need packed tensors of one shape on one CUDA device: " + src.str() +
+                                " -> " + out.str());
+  convert_raw(out.raw_data(), out.dtype(), src.raw_data(), src.dtype(), out.numel(), out.device().index);
+}
+
+// ---- pinned uploads --------------------------------------------------------------------------
+
+namespace {
+
+// Two page-locked staging buffers, used in turn; each has an event recorded after the transfer
+// that reads it, so it is refilled only once that transfer is done. Never freed (process
+// lifetime), like the allocator's cache.
+struct Staging {
+  std::mutex mu;
+  void* buf[2] = {nullptr, nullptr};
+  size_t cap[2] = {0, 0};
+  cudaEvent_t done[2] = {nullptr, nullptr};
+  int next = 0;
+};
+
+Staging& staging() {
+  static Staging* s = new Staging;
+  return *s;
+}
+
+}  // namespace
+
+Tensor upload_pinned(const Tensor& host, Device device) {
+  if (!host.device().is_cpu()) throw std::invalid_argument("cuda::upload_pinned: source must be a CPU tensor, got " + host.str());
+  if (!device.is_cuda()) throw std::invalid_argument("cuda::upload_pinned: target must be a CUDA device");
+  ensure_registered();
+  const Tensor src = host.contiguous();
+  Tensor out = Tensor::empty(src.shape(), src.dtype(), device);
+  const size_t nbytes = src.nbytes();
+  if (nbytes == 0) return out;
+  KernelScope scope(out);
+  Staging& st = staging();
+  std::lock_guard<std::mutex> lock(st.mu);
+  const int i = st.next;
+  st.next ^= 1;
+  if (st.done[i]) check(cudaEventSynchronize(st.done[i]), "upload_pinned: wait for the staging buffer");
+  else check(cudaEventCreateWithFlags(&st.done[i], cudaEventDisableTiming), "upload_pinned: cudaEventCreate");
+  if (st.cap[i] < nbytes) {
+    if (st.buf[i]) check(cudaFreeHost(st.buf[i]), "upload_pinned: cudaFreeHost");
+    st.buf[i] = nullptr;
+    st.cap[i] = 0;
+    const size_t want = nbytes + nbytes / 4;  // headroom: bags differ in size
+    check(cudaHostAlloc(&st.buf[i], want, cudaHostAllocDefault), "upload_pinned: cudaHostAlloc");
+    st.cap[i] = want;
+  }
+  std::memcpy(st.buf[i], src.raw_data(), nbytes);
+  check(cudaMemcpyAsync(out.raw_data(), st.buf[i], nbytes, cudaMemcpyHostToDevice, scope.stream),
+        "upload_pinned: cudaMemcpyAsync");
+  check(cudaEventRecord(st.done[i], scope.stream), "upload_pinned: cudaEventRecord");
+  return out;
+}
+
+int64_t pinned_staging_bytes() {
+  Staging& st = staging();
+  std::lock_guard<std::mutex> lock(st.mu);
+  return (int64_t)(st.cap[0] + st.cap[1]);
 }
 
 }  // namespace lm::cuda

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cuda/common.cuh"
+#include "cuda/copy.h"
 #include "cuda/device.h"
 #include "tensor/profiler.h"
 #include "tensor/storage.h"
@@ -172,6 +173,9 @@ void ensure_registered() {
   hooks.release = [](void* p, int device) { release(p, device); };
   hooks.copy = [](void* dst, Device dd, const void* src, Device sd, size_t n) { copy(dst, dd, src, sd, n); };
   hooks.device_count = [] { return device_count(); };
+  hooks.convert = [](void* dst, DType dt, const void* src, DType st, int64_t n, int device) {
+    convert_raw(dst, dt, src, st, n, device);  // copy.cu
+  };
   register_device_hooks(DeviceType::CUDA, std::move(hooks));
   // Profiler (tensor/profiler.h): wait for the device at scope boundaries so that host
   // timings cover the kernels, and name the same scopes as NVTX ranges.

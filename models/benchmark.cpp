@@ -9,6 +9,10 @@
 #include "models/optim.h"
 #include "ops/ops.h"
 #include "tensor/profiler.h"
+#include "tensor/storage.h"
+#ifdef LIBRAMIL_WITH_CUDA
+#include "cuda/device.h"
+#endif
 
 namespace lm::bench {
 
@@ -17,8 +21,38 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
+namespace {
+
+// Waits for queued device work, so that a host timer covers the kernels.
+void sync(Device d) {
+#ifdef LIBRAMIL_WITH_CUDA
+  if (d.is_cuda()) cuda::synchronize(d.index);
+#else
+  (void)d;
+#endif
+}
+
+int64_t device_peak(Device d) {
+#ifdef LIBRAMIL_WITH_CUDA
+  if (d.is_cuda()) return cuda::allocator_stats(d.index).peak;
+#endif
+  (void)d;
+  return Storage::cpu_peak_bytes();
+}
+
+void reset_device_peak(Device d) {
+#ifdef LIBRAMIL_WITH_CUDA
+  if (d.is_cuda()) cuda::reset_peak(d.index);
+#endif
+  (void)d;
+  Storage::reset_cpu_peak();
+}
+
+}  // namespace
+
 TrainStepResult bench_train_step(const TrainStepOptions& o) {
   using Clock = std::chrono::steady_clock;
+  check_device_available(o.device);
   std::optional<profiler::Scope> setup_scope(std::in_place, "bench.setup (model, random data)");
   Generator gen(o.seed);
   std::unique_ptr<nn::Module> model;
@@ -36,20 +70,23 @@ TrainStepResult bench_train_step(const TrainStepOptions& o) {
   } else {
     model = models::make_baseline(o.model, o.dim, o.classes, gen);
   }
-  Tensor x = Tensor::randn({o.instances, o.dim}, gen);
-  Tensor y = Tensor::from_vector(std::vector<int64_t>{1 % o.classes}, {1});
+  model->to(o.device);
+  Tensor x = Tensor::randn({o.instances, o.dim}, gen).to(o.device);
+  Tensor y = Tensor::from_vector(std::vector<int64_t>{1 % o.classes}, {1}).to(o.device);
   optim::AdamW opt(model->parameters(), 1e-4, {0.9, 0.999}, 1e-8, 0.01);
   TrainStepResult r;
   r.parameters = model->num_parameters();
   std::vector<double> steps, fwds;
+  sync(o.device);
   setup_scope.reset();
-  Storage::reset_cpu_peak();
+  reset_device_peak(o.device);
   for (int i = 0; i < (o.forward_only ? 0 : o.warmup + o.repeats); ++i) {
     auto t0 = Clock::now();
     opt.zero_grad();
     Tensor loss = cross_entropy(unsqueeze((*model)(x), 0), y);
     backward(loss);
     opt.step();
+    sync(o.device);
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     if (i >= o.warmup) steps.push_back(ms);
   }
@@ -59,6 +96,7 @@ TrainStepResult bench_train_step(const TrainStepOptions& o) {
     for (int i = 0; i < o.warmup + o.repeats; ++i) {
       auto t0 = Clock::now();
       Tensor logits = (*model)(x);
+      sync(o.device);
       double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
       if (i >= o.warmup) fwds.push_back(ms);
     }
@@ -66,7 +104,7 @@ TrainStepResult bench_train_step(const TrainStepOptions& o) {
   r.median_ms = median(steps);
   r.min_ms = steps.empty() ? 0 : *std::min_element(steps.begin(), steps.end());
   r.forward_median_ms = median(fwds);
-  r.peak_bytes = Storage::cpu_peak_bytes();
+  r.peak_bytes = device_peak(o.device);
   return r;
 }
 

@@ -14,11 +14,14 @@ struct TrainStepOptions {
   int repeats = 5, warmup = 1;
   bool forward_only = false;  // skip the training steps (median_ms stays 0)
   uint64_t seed = 0;
+  Device device = Device::cpu();  // CUDA: model, data and optimizer state on the GPU; each
+                                  // timed step ends with a device synchronisation
 };
 
 struct TrainStepResult {
   double median_ms = 0, forward_median_ms = 0, min_ms = 0;
-  int64_t peak_bytes = 0;  // high-water mark of CPU tensor storage during the timed steps
+  int64_t peak_bytes = 0;  // high-water mark of CPU tensor storage (CUDA: of the device's caching
+                           // allocator, cuda/device.h) during the timed steps
   int64_t parameters = 0;
 };
 

@@ -2,6 +2,10 @@
 // and follow torch/optim/{sgd,adam,adamw}.py (_single_tensor_* of torch 1.13).
 #include "models/optim.h"
 #include "tensor/profiler.h"
+#ifdef LIBRAMIL_WITH_CUDA
+#include "cuda/copy.h"
+#include "cuda/optim.h"
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -279,6 +283,12 @@ void Adam::step() {
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
     if (!p.grad().defined()) continue;
+#ifdef LIBRAMIL_WITH_CUDA
+    if (p.device().is_cuda() && p.is_contiguous()) {  // updated on the device (cuda/optim.cu)
+      device_step(i, who);
+      continue;
+    }
+#endif
     grads.push_back(host_grad(p, i, who));
     hosts.emplace_back(p);
     ParamState& st = state_[i];
@@ -291,6 +301,33 @@ void Adam::step() {
   adam_run(jobs, beta1, beta2, eps, weight_decay, decoupled_);
   for (HostParam& hp : hosts) hp.finish();
 }
+
+#ifdef LIBRAMIL_WITH_CUDA
+// A CUDA parameter's update without leaving the device: gradient, exp_avg and exp_avg_sq live
+// beside the parameter (state loaded from a checkpoint arrives on the CPU and moves over here).
+void Adam::device_step(size_t i, const char* who) {
+  Tensor p = params_[i].detach();
+  Tensor g = params_[i].grad();
+  if (g.shape() != p.shape())
+    throw std::runtime_error(std::string(who) + ": gradient of parameter " + std::to_string(i) + " has shape " +
+                             shape_str(g.shape()) + ", the parameter " + shape_str(p.shape()));
+  g = g.to(p.device()).to(p.dtype());
+  if (!g.is_contiguous()) g = cuda::contiguous(g);
+  ParamState& st = state_[i];
+  Tensor* buf[2];
+  const char* names[2] = {"exp_avg", "exp_avg_sq"};
+  for (int k = 0; k < 2; ++k) {
+    auto it = st.buffers.find(names[k]);
+    if (it == st.buffers.end()) it = st.buffers.emplace(names[k], Tensor::zeros(p.shape(), p.dtype(), p.device())).first;
+    else if (it->second.device() != p.device()) it->second = it->second.to(p.device()).contiguous();
+    buf[k] = &it->second;
+  }
+  ++st.step;
+  const AdamConsts c = adam_consts(st.step, lr_, beta1, beta2, weight_decay, decoupled_);
+  cuda::adam_update(p, g, *buf[0], *buf[1],
+                    {c.step_size, c.bc2_sqrt, c.decay, beta1, beta2, eps, weight_decay, decoupled_});
+}
+#endif
 
 AdamW::AdamW(std::vector<Tensor> params, double lr, std::pair<double, double> betas, double eps, double wd)
     : Adam(std::move(params), lr, betas, eps, wd) {

@@ -73,6 +73,8 @@ class Adam : public Optimizer {
  protected:
   std::vector<std::string> state_fields() const override { return {"exp_avg", "exp_avg_sq"}; }
   bool decoupled_ = false;  // AdamW
+  // The update of a packed CUDA parameter on its device (CUDA builds only).
+  void device_step(size_t i, const char* who);
 };
 
 class AdamW : public Adam {

@@ -21,6 +21,9 @@
 #include "models/baselines.h"
 #include "models/optim.h"
 #include "ops/ops.h"
+#ifdef LIBRAMIL_WITH_CUDA
+#include "cuda/copy.h"
+#endif
 
 namespace lm::train {
 
@@ -92,6 +95,10 @@ static std::vector<double> softmax_row(const Tensor& logits) {
 }
 
 static bool all_finite(const Tensor& t) {
+  if (!t.device().is_cpu()) {  // one scalar comes back: NaN/Inf poison the sum of t * 0
+    NoGradGuard no_grad;
+    return std::isfinite(sum(mul(t.detach(), 0.0)).item());
+  }
   Tensor c = t.contiguous();
   if (c.dtype() == DType::F32) {
     const float* p = c.data<float>();
@@ -104,9 +111,70 @@ static bool all_finite(const Tensor& t) {
   return true;
 }
 
-static Tensor label_tensor(int y) { return Tensor::from_vector(std::vector<int64_t>{y}, {1}); }
+static Tensor label_tensor(int y, Device dev) { return Tensor::from_vector(std::vector<int64_t>{y}, {1}).to(dev); }
+
+// Where a step's bag comes from: the feature cache as it is for CPU training; for CUDA, an
+// upload through pinned staging buffers at each use, or (resident) a copy kept on the device
+// for the whole run in float32 / float16 / bfloat16 and converted to float32 there at each use.
+class BagSource {
+ public:
+  BagSource(const Dataset& d, Device dev) : d_(d), dev_(dev) {}
+
+  // Uploads every bag of the cache in dtype `t`; progress and the total go to `log`.
+  void make_resident(DType t, bool show, std::ostream& log) {
+    if (dev_.is_cpu()) throw std::invalid_argument("resident features need a CUDA device (training runs on the CPU)");
+    if (t != DType::F32 && t != DType::F16 && t != DType::BF16)
+      throw std::invalid_argument(std::string("resident features: dtype must be float32, float16 or bfloat16, got ") + dtype_name(t));
+    int64_t bytes = 0;
+    const std::vector<std::string> names = d_.features->names();
+    for (const std::string& s : names) {
+      const Tensor& stored = d_.features->stored(s);
+      Tensor host = stored.dtype() == t ? stored : stored.to(t);
+      resident_[s] = upload(host);
+      bytes += (int64_t)host.nbytes();
+    }
+    if (show)
+      log << "features: " << names.size() << " bags resident on " << dev_.str() << " as " << dtype_name(t) << " ("
+          << data::format_bytes(bytes) << ")\n";
+  }
+
+  // The float32 (N, D) bag of `slide` on the device.
+  Tensor get(const std::string& slide) const {
+    auto it = resident_.find(slide);
+    if (it != resident_.end()) return it->second.to(DType::F32);
+    Tensor x = d_.features->get(slide);
+    return dev_.is_cpu() ? x : upload(x);
+  }
+
+  Device device() const { return dev_; }
+
+ private:
+  Tensor upload(const Tensor& host) const {
+#ifdef LIBRAMIL_WITH_CUDA
+    if (dev_.is_cuda()) return cuda::upload_pinned(host, dev_);
+#endif
+    return host.to(dev_);
+  }
+  const Dataset& d_;
+  Device dev_;
+  std::map<std::string, Tensor> resident_;
+};
+
+// The device of a model's first parameter (CPU for a model without any).
+static Device model_device(nn::Module& model) {
+  for (const Tensor& p : model.parameters()) return p.device();
+  return Device::cpu();
+}
+
+static Evaluation evaluate_from(nn::Module& model, const std::vector<std::string>& slides, const Dataset& d,
+                                const BagSource& bags);
 
 Evaluation evaluate(nn::Module& model, const std::vector<std::string>& slides, const Dataset& d) {
+  return evaluate_from(model, slides, d, BagSource(d, model_device(model)));
+}
+
+static Evaluation evaluate_from(nn::Module& model, const std::vector<std::string>& slides, const Dataset& d,
+                                const BagSource& bags) {
   NoGradGuard no_grad;
   bool was_training = model.is_training();
   model.eval();
@@ -115,9 +183,9 @@ Evaluation evaluate(nn::Module& model, const std::vector<std::string>& slides, c
   std::vector<int> labels;
   double loss_sum = 0;
   for (const std::string& s : slides) {
-    Tensor logits = model(d.features->get(s));
+    Tensor logits = model(bags.get(s));
     int y = d.labels.at(s);
-    loss_sum += cross_entropy(unsqueeze(logits, 0), label_tensor(y)).item();
+    loss_sum += cross_entropy(unsqueeze(logits, 0), label_tensor(y, bags.device())).item();
     Prediction p{s, y, softmax_row(logits)};
     probs.insert(probs.end(), p.probs.begin(), p.probs.end());
     labels.push_back(y);
@@ -255,13 +323,15 @@ static void kill_point(int fold, int64_t step) {
   if (std::sscanf(env, "%d:%lld", &f, &k) == 2 && f == fold && k == step) std::raise(SIGKILL);
 }
 
-static FoldResult run_fold(const TrainOptions& o, const Dataset& d, int fold, std::ostream& log) {
+static FoldResult run_fold(const TrainOptions& o, const Dataset& d, const BagSource& bags, int fold,
+                           std::ostream& log) {
   const data::FoldSplit& split = d.splits[fold];
   check_fold(split, fold, d);
   FoldResult res;
   res.fold = fold;
   Generator init_gen(o.seed * 1000003ULL + (uint64_t)fold);
   std::unique_ptr<nn::Module> model = make_model(o, d, init_gen);
+  model->to(o.device);  // before the optimizer takes the parameters
   const std::string config = options_json(o, d);
   optim::AdamW opt(model->parameters(), o.lr, {0.9, 0.999}, 1e-8, o.weight_decay);
   const int64_t steps_per_epoch = (int64_t)split.train.size();
@@ -308,8 +378,8 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, int fold, st
       int y = d.labels.at(slide);
       schedule.apply(opt, step);
       opt.zero_grad();
-      Tensor logits = (*model)(d.features->get(slide));
-      Tensor loss = cross_entropy(unsqueeze(logits, 0), label_tensor(y));
+      Tensor logits = (*model)(bags.get(slide));
+      Tensor loss = cross_entropy(unsqueeze(logits, 0), label_tensor(y, o.device));
       double lv = loss.item();
       if (!std::isfinite(lv))
         throw std::runtime_error("fold " + std::to_string(fold) + " epoch " + std::to_string(epoch) + " step " +
@@ -339,8 +409,8 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, int fold, st
     r.epoch = epoch;
     r.train_loss = loss_sum / (double)order.size();
     r.train_acc = (double)correct / (double)order.size();
-    Evaluation val = evaluate(*model, split.val, d);
-    Evaluation test = evaluate(*model, split.test, d);
+    Evaluation val = evaluate_from(*model, split.val, d, bags);
+    Evaluation test = evaluate_from(*model, split.test, d, bags);
     r.val = val.metrics;
     r.val_loss = val.loss;
     r.test = test.metrics;
@@ -385,8 +455,9 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, int fold, st
   } else {
     best->load_state_dict(best_state, true);
   }
-  res.val = evaluate(*best, split.val, d).metrics;
-  Evaluation test = evaluate(*best, split.test, d);
+  best->to(o.device);
+  res.val = evaluate_from(*best, split.val, d, bags).metrics;
+  Evaluation test = evaluate_from(*best, split.test, d, bags);
   res.test = test.metrics;
   res.test_predictions = test.predictions;
   return res;
@@ -405,6 +476,9 @@ RunResult run_protocol(const TrainOptions& o, const Dataset& d, std::ostream& lo
     cfg["inputs"] = o.inputs;
     data::write_file_atomic((fs::path(o.save_dir) / "config.json").string(), cfg.dump(2) + "\n");
   }
+  check_device_available(o.device);
+  BagSource bags(d, o.device);
+  if (o.resident_features) bags.make_resident(*o.resident_features, o.show_progress, log);
   RunResult run;
   std::vector<double> accs, aucs, f1s;
   for (int fold = 0; fold < o.folds; ++fold) {
@@ -415,7 +489,7 @@ RunResult run_protocol(const TrainOptions& o, const Dataset& d, std::ostream& lo
       f = read_fold_result(fold_result_path(o, fold));
       if (o.show_progress) log << "fold " << fold << ": already complete (resumed)\n";
     } else {
-      f = run_fold(o, d, fold, log);
+      f = run_fold(o, d, bags, fold, log);
       if (!o.save_dir.empty()) write_fold_result(o, f);
     }
     if (o.show_progress)

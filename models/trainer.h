@@ -7,6 +7,7 @@
 #include <functional>
 #include <iosfwd>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,6 +41,14 @@ struct TrainOptions {
   // completed epoch (model, optimizer, schedule step, shuffling stream and selection state
   // restored), so the final metrics equal those of an uninterrupted run.
   bool resume = false;
+  // Where the model trains and evaluates. CUDA: parameters, optimizer state and every step's
+  // tensors stay on the device; each bag is uploaded through pinned staging buffers
+  // (cuda/copy.h, upload_pinned) unless resident_features is set.
+  Device device = Device::cpu();
+  // CUDA only: keep every bag of the run on the device for the whole run, stored in this dtype
+  // (float32, float16 or bfloat16) and converted to float32 on the device at each use; unset:
+  // upload each bag when it is used.
+  std::optional<DType> resident_features;
 };
 
 // Everything a run reads, already loaded and checked.
@@ -90,6 +99,7 @@ struct Evaluation {
   double loss = 0;
   data::Metrics metrics;
 };
+// The bags go to the device of the model's parameters (uploaded per bag for CUDA).
 Evaluation evaluate(nn::Module& model, const std::vector<std::string>& slides, const Dataset& data);
 
 // Runs all folds. Progress and the epoch table go to `log`.

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "tensor/device.h"
+#include "tensor/dtype.h"
 
 namespace lm {
 
@@ -18,6 +19,10 @@ struct DeviceHooks {
   // Copies nbytes between host and device memory (either side may be the device).
   std::function<void(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes)> copy;
   std::function<int()> device_count;
+  // Optional: converts n packed elements of dtype src_t at src to dtype dst_t at dst, both in
+  // device memory of `device`, with the CPU's rounding (Tensor::to(DType) uses it for packed
+  // device tensors; without it the conversion goes through the host).
+  std::function<void(void* dst, DType dst_t, const void* src, DType src_t, int64_t n, int device)> convert;
 };
 void register_device_hooks(DeviceType type, DeviceHooks hooks);
 const DeviceHooks* device_hooks(DeviceType type);  // nullptr when that backend is absent

@@ -260,7 +260,15 @@ Tensor Tensor::clone() const {
 
 Tensor Tensor::to(DType t) const {
   if (t == dtype()) return *this;
-  if (!device().is_cpu()) return to(Device::cpu()).to(t).to(device());
+  if (!device().is_cpu()) {
+    const DeviceHooks* h = device_hooks(device().type);
+    if (h && h->convert && is_contiguous()) {  // on the device, no host round trip
+      Tensor r = empty(shape(), t, device());
+      h->convert(r.raw_data(), t, raw_data(), dtype(), numel(), device().index);
+      return r;
+    }
+    return to(Device::cpu()).to(t).to(device());
+  }
   Tensor r = empty(shape(), t, device());
   r.copy_from(*this);
   return r;

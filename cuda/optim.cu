@@ -1,0 +1,69 @@
+// Adam / AdamW parameter update on the GPU: one elementwise kernel per parameter, the CPU
+// kernel's arithmetic (models/optim.cpp, adam_range) line for line. Per element:
+//   p <- p * decay                                 (AdamW; rounded to T)
+//   g <- g + wd * p                                (Adam with L2 weight decay; rounded to T)
+//   m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2      (each rounded to T)
+//   p <- p - step_size * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// in float64, T = the parameter dtype. nvcc may contract a*b+c into an FMA where the CPU
+// compiler does not (or the reverse), so the two devices agree to a few ulps, not bit for bit.
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "cuda/common.cuh"
+#include "cuda/optim.h"
+
+namespace lm::cuda {
+
+namespace {
+
+// p, g, m, v: (n) packed of T. mode: 0 no decay, 1 decoupled (AdamW), 2 L2 (Adam).
+template <class T>
+__global__ void adam_kernel(int64_t n, T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
+                            T* __restrict__ v, double step_size, double bc2_sqrt, double b1, double b2, double eps,
+                            double wd, double decay, int mode) {
+  const int64_t stride = (int64_t)blockDim.x * gridDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+    double pi = (double)p[i];
+    double gi = (double)g[i];
+    if (mode == 1) pi = (double)(T)(pi * decay);
+    if (mode == 2) gi = (double)(T)(gi + wd * pi);
+    const T mi = (T)(b1 * (double)m[i] + (1.0 - b1) * gi);
+    const T vi = (T)(b2 * (double)v[i] + (1.0 - b2) * gi * gi);
+    m[i] = mi;
+    v[i] = vi;
+    const double denom = sqrt((double)vi) / bc2_sqrt + eps;
+    p[i] = (T)(pi - step_size * (double)mi / denom);
+  }
+}
+
+}  // namespace
+
+void adam_update(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, const AdamStep& c) {
+  const Tensor* others[3] = {&g, &m, &v};
+  for (const Tensor* t : others)
+    if (t->shape() != p.shape() || t->dtype() != p.dtype() || t->device() != p.device() || !t->is_contiguous())
+      throw std::invalid_argument("cuda::adam_update: gradient and state must match the parameter " + p.str() +
+                                  " (packed, same dtype and device), got " + t->str());
+  if (!p.device().is_cuda() || !p.is_contiguous() || !is_compute_float(p.dtype()))
+    throw std::invalid_argument("cuda::adam_update: parameter must be a packed float32/float64 CUDA tensor, got " +
+                                p.str());
+  KernelScope scope(p);
+  const int64_t n = p.numel();
+  if (n == 0) return;
+  const int mode = c.decoupled ? 1 : (c.weight_decay != 0.0 ? 2 : 0);
+  if (p.dtype() == DType::F32)
+    adam_kernel<float><<<grid_for(n), kThreads, 0, scope.stream>>>(
+        n, static_cast<float*>(p.raw_data()), static_cast<const float*>(g.raw_data()), static_cast<float*>(m.raw_data()),
+        static_cast<float*>(v.raw_data()), c.step_size, c.bc2_sqrt, c.beta1, c.beta2, c.eps, c.weight_decay, c.decay,
+        mode);
+  else
+    adam_kernel<double><<<grid_for(n), kThreads, 0, scope.stream>>>(
+        n, static_cast<double*>(p.raw_data()), static_cast<const double*>(g.raw_data()),
+        static_cast<double*>(m.raw_data()), static_cast<double*>(v.raw_data()), c.step_size, c.bc2_sqrt, c.beta1,
+        c.beta2, c.eps, c.weight_decay, c.decay, mode);
+  check_launch("adam_kernel");
+}
+
+}  // namespace lm::cuda
