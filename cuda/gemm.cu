@@ -1,6 +1,7 @@
-// GEMM on the GPU (cuda/gemm.h): cuBLAS (default) and a hand-written tiled kernel, chosen by
-// LIBRAMIL_CUDA_GEMM=cublas|tiled or set_gemm_backend. Both follow the row-major convention
-// of ops/cpu/gemm.h with alpha = 1, beta = 0.
+// GEMM on the GPU (cuda/gemm.h): cuBLAS (default), a hand-written tiled kernel and a
+// tensor-core (TF32) kernel, chosen by LIBRAMIL_CUDA_GEMM=cublas|tiled|tensorcore or
+// set_gemm_backend; plus gemm_bf16 (BF16 inputs, tensor cores, float32 output). All follow the
+// row-major convention of ops/cpu/gemm.h with alpha = 1, beta = 0.
 //
 // cuBLAS is column-major: a row-major (R, C) matrix with leading dimension ld is the
 // column-major (C, R) matrix with the same ld. So row-major C = op(A) op(B) is computed as
@@ -11,11 +12,8 @@
 // process, ~200 MB of resident memory before any work, GPU or not (the CPU memory benchmarks
 // saw it). Only the five entry points below are used.
 //
-// Tiled kernel: a block computes a 64 x 64 tile of C; per step it stages a 64 x 16 tile of
-// op(A) and a 16 x 64 tile of op(B) in shared memory (loaded so that consecutive threads read
-// consecutive addresses for either transpose), and each of its 16 x 16 threads accumulates a
-// 4 x 4 register block (rows ty + 16 i, columns tx + 16 j) in the input dtype, like the CPU
-// sgemm. Out-of-range elements are loaded as zeros, so any M, N, K (K = 0 gives zeros) works.
+// The hand-written kernels (tiled SIMT, tensor-core TF32 / BF16) live in cuda/gemm_kernels.cuh,
+// which also documents their tiling; the kernel study cuda/dev/gemm.cu includes the same header.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <dlfcn.h>
@@ -24,94 +22,42 @@
 #include <limits>
 #include <mutex>
 #include <string>
+#include <type_traits>
 
 #include "cuda/common.cuh"
 #include "cuda/gemm.h"
+#include "cuda/gemm_kernels.cuh"
 #include "cuda/kernels.h"
 
 namespace lm::cuda {
 
 namespace {
 
-constexpr int kTileM = 64, kTileN = 64, kTileK = 16;
-constexpr int kThreadsX = 16, kThreadsY = 16;  // 256 threads
-constexpr int kRegM = kTileM / kThreadsY, kRegN = kTileN / kThreadsX;  // 4 x 4 per thread
-
-// A: (M, K) or (K, M) when ta; B: (K, N) or (N, K) when tb; C: (M, N), leading dim ldc.
-// 1-d grid over the tiles of C (tiles_n tiles per row of tiles), grid-stride.
-template <class T>
-__global__ void __launch_bounds__(kThreadsX* kThreadsY)
-    gemm_tiled_kernel(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* __restrict__ A, int64_t lda,
-                      const T* __restrict__ B, int64_t ldb, T* __restrict__ C, int64_t ldc, int64_t tiles_m,
-                      int64_t tiles_n) {
-  __shared__ T As[kTileK][kTileM + 1];  // As[k][m] = op(A)(row0 + m, k0 + k)
-  __shared__ T Bs[kTileK][kTileN + 1];  // Bs[k][n] = op(B)(k0 + k, col0 + n)
-  const int tid = threadIdx.x;
-  const int tx = tid % kThreadsX, ty = tid / kThreadsX;
-  const int nthreads = kThreadsX * kThreadsY;
-  for (int64_t tile = blockIdx.x; tile < tiles_m * tiles_n; tile += gridDim.x) {
-    const int64_t row0 = (tile / tiles_n) * kTileM, col0 = (tile % tiles_n) * kTileN;
-    T acc[kRegM][kRegN];
-#pragma unroll
-    for (int i = 0; i < kRegM; ++i)
-#pragma unroll
-      for (int j = 0; j < kRegN; ++j) acc[i][j] = (T)0;
-    for (int64_t k0 = 0; k0 < K; k0 += kTileK) {
-      for (int idx = tid; idx < kTileM * kTileK; idx += nthreads) {
-        int m, k;
-        if (!ta) { m = idx / kTileK; k = idx % kTileK; }  // A row-major (M, K): k fastest
-        else { k = idx / kTileM; m = idx % kTileM; }      // A stored (K, M): m fastest
-        const int64_t gm = row0 + m, gk = k0 + k;
-        T v = (T)0;
-        if (gm < M && gk < K) v = ta ? A[gk * lda + gm] : A[gm * lda + gk];
-        As[k][m] = v;
-      }
-      for (int idx = tid; idx < kTileK * kTileN; idx += nthreads) {
-        int k, n;
-        if (!tb) { k = idx / kTileN; n = idx % kTileN; }  // B row-major (K, N): n fastest
-        else { n = idx / kTileK; k = idx % kTileK; }      // B stored (N, K): k fastest
-        const int64_t gk = k0 + k, gn = col0 + n;
-        T v = (T)0;
-        if (gk < K && gn < N) v = tb ? B[gn * ldb + gk] : B[gk * ldb + gn];
-        Bs[k][n] = v;
-      }
-      __syncthreads();
-#pragma unroll
-      for (int k = 0; k < kTileK; ++k) {
-        T a[kRegM], b[kRegN];
-#pragma unroll
-        for (int i = 0; i < kRegM; ++i) a[i] = As[k][ty + kThreadsY * i];
-#pragma unroll
-        for (int j = 0; j < kRegN; ++j) b[j] = Bs[k][tx + kThreadsX * j];
-#pragma unroll
-        for (int i = 0; i < kRegM; ++i)
-#pragma unroll
-          for (int j = 0; j < kRegN; ++j) acc[i][j] += a[i] * b[j];
-      }
-      __syncthreads();
-    }
-#pragma unroll
-    for (int i = 0; i < kRegM; ++i) {
-      const int64_t gm = row0 + ty + kThreadsY * i;
-      if (gm >= M) continue;
-#pragma unroll
-      for (int j = 0; j < kRegN; ++j) {
-        const int64_t gn = col0 + tx + kThreadsX * j;
-        if (gn < N) C[gm * ldc + gn] = acc[i][j];
-      }
-    }
-  }
-}
+using namespace gemm_kernels;  // gemm_tiled_kernel, gemm_tc_kernel and their launchers
 
 template <class T>
 void gemm_tiled(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
                 T* C, int64_t ldc, cudaStream_t s) {
-  const int64_t tiles_m = (M + kTileM - 1) / kTileM, tiles_n = (N + kTileN - 1) / kTileN;
-  const int64_t tiles = tiles_m * tiles_n;
-  const unsigned blocks = (unsigned)(tiles < (1LL << 30) ? tiles : (1LL << 30));
-  gemm_tiled_kernel<T><<<blocks, kThreadsX * kThreadsY, 0, s>>>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, tiles_m,
-                                                                tiles_n);
+  launch_gemm_tiled<T>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, s);
   check_launch("gemm_tiled_kernel");
+}
+
+// Tensor-core MMAs (TF32, BF16) need compute capability 8.0+.
+void require_tensor_cores(int device, const char* what) {
+  int major = 0, minor = 0;
+  check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
+  check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), "cudaDeviceGetAttribute");
+  if (major < 8)
+    throw std::runtime_error(std::string(what) + ": tensor-core GEMM needs compute capability 8.0+, device " +
+                             std::to_string(device) + " has " + std::to_string(major) + "." + std::to_string(minor));
+}
+
+template <class T>
+void gemm_tc(int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
+             int64_t ldb, float* C, int64_t ldc, cudaStream_t s) {
+  require_tensor_cores(device, std::is_same<T, float>::value ? "cuda::gemm (tensorcore)" : "cuda::gemm_bf16");
+  launch_gemm_tc<T>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, s);
+  check_launch("gemm_tc_kernel");
 }
 
 // ---- cuBLAS --------------------------------------------------------------------------------
@@ -184,7 +130,14 @@ GemmBackend g_backend = GemmBackend::Cublas;
 
 }  // namespace
 
-const char* gemm_backend_name(GemmBackend backend) { return backend == GemmBackend::Tiled ? "tiled" : "cublas"; }
+const char* gemm_backend_name(GemmBackend backend) {
+  switch (backend) {
+    case GemmBackend::Cublas: return "cublas";
+    case GemmBackend::Tiled: return "tiled";
+    case GemmBackend::TensorCore: return "tensorcore";
+  }
+  return "?";
+}
 
 GemmBackend gemm_backend() {
   std::lock_guard<std::mutex> lock(backend_mutex());
@@ -193,7 +146,8 @@ GemmBackend gemm_backend() {
     std::string v = env ? env : "";
     if (v.empty() || v == "cublas") g_backend = GemmBackend::Cublas;
     else if (v == "tiled") g_backend = GemmBackend::Tiled;
-    else throw std::invalid_argument("LIBRAMIL_CUDA_GEMM must be 'cublas' or 'tiled', got '" + v + "'");
+    else if (v == "tensorcore") g_backend = GemmBackend::TensorCore;
+    else throw std::invalid_argument("LIBRAMIL_CUDA_GEMM must be 'cublas', 'tiled' or 'tensorcore', got '" + v + "'");
     g_backend_set = true;
   }
   return g_backend;
@@ -217,7 +171,14 @@ void gemm_with(GemmBackend backend, Device device, DType dtype, bool trans_a, bo
   cudaStream_t stream = current_stream(device.index);
   const bool use_cublas = backend == GemmBackend::Cublas && K > 0 && fits_int(M) && fits_int(N) && fits_int(K) &&
                           fits_int(lda) && fits_int(ldb) && fits_int(ldc);
-  if (!use_cublas) {  // also K == 0 (zeros) and sizes beyond cuBLAS's int range
+  if (backend == GemmBackend::TensorCore && dtype == DType::F32) {  // TF32; any size, K == 0 gives zeros
+    gemm_tc<float>(device.index, trans_a, trans_b, M, N, K, static_cast<const float*>(A), lda,
+                   static_cast<const float*>(B), ldb, static_cast<float*>(C), ldc, stream);
+    return;
+  }
+  // Tiled: the Tiled backend, float64 under TensorCore, K == 0 (zeros) and sizes beyond
+  // cuBLAS's int range.
+  if (!use_cublas) {
     if (dtype == DType::F32)
       gemm_tiled<float>(trans_a, trans_b, M, N, K, static_cast<const float*>(A), lda, static_cast<const float*>(B),
                         ldb, static_cast<float*>(C), ldc, stream);
@@ -243,6 +204,18 @@ void gemm_with(GemmBackend backend, Device device, DType dtype, bool trans_a, bo
                              static_cast<const double*>(A), (int)lda, &zero, static_cast<double*>(C), (int)ldc),
                  "cublasDgemm");
   }
+}
+
+void gemm_bf16(Device device, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,
+               const void* B, int64_t ldb, float* C, int64_t ldc) {
+  ensure_registered();
+  if (!device.is_cuda())
+    throw std::invalid_argument("cuda::gemm_bf16: device " + device.str() + " is not a CUDA device");
+  if (M < 0 || N < 0 || K < 0) throw std::invalid_argument("cuda::gemm_bf16: negative size");
+  if (M == 0 || N == 0) return;
+  DeviceGuard guard(device.index);
+  gemm_tc<__nv_bfloat16>(device.index, trans_a, trans_b, M, N, K, static_cast<const __nv_bfloat16*>(A), lda,
+                         static_cast<const __nv_bfloat16*>(B), ldb, C, ldc, current_stream(device.index));
 }
 
 void gemm(Device device, DType dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const void* A,

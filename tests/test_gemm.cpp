@@ -2,6 +2,8 @@
 // supports, all four transpose combinations, edge shapes (0, 1, odd, block-straddling),
 // padded leading dimensions, alpha/beta variants and beta = 0 over a NaN-filled C; and the
 // AVX-512 skinny forms (gemm_skinny_avx512.cpp) called directly, on 1 and 2 threads.
+// The CUDA GEMMs (cuda/gemm.h: cuBLAS, tiled, tensor-core TF32, gemm_bf16) against the same
+// float64 reference when a GPU is present; counted and reported as skipped otherwise.
 #include <doctest/doctest.h>
 #include <omp.h>
 
@@ -14,6 +16,16 @@
 #include <vector>
 
 #include "ops/cpu/gemm.h"
+
+#ifdef LIBRAMIL_WITH_CUDA
+#include <cstring>
+#include <stdexcept>
+
+#include "cuda/device.h"
+#include "cuda/gemm.h"
+#include "tensor/dtype.h"
+#include "tensor/tensor.h"
+#endif
 
 namespace {
 
@@ -289,3 +301,236 @@ TEST_CASE("sgemm: AVX-512 skinny broadcast forms against float64, 1 and 2 thread
   // Short K (<= 32), !trans_b: op(A) rows streamed against B, 64-column strips.
   check_skinny_form({"short K", {false, true}, {false}, {129, 1000}, {129, 200}, {1, 10, 17, 32}});
 }
+
+// ---- CUDA GEMMs (cuda/gemm.h) ----------------------------------------------------------------
+// Every problem (Problem above: alpha = 1, beta = 0, C NaN-filled so that padding columns must
+// come back NaN and every in-range entry must be written) runs on the GPU through cuBLAS, the
+// tiled kernel and the tensor-core kernel (float32 and float64; float64 under TensorCore is the
+// tiled kernel, so it must match Tiled bit for bit), and through gemm_bf16. Shapes include
+// 1x1x1, odd sizes that leave partial 16 x 16 fragments and 128 x 128 block tiles, K = 0, and
+// each runs with packed and padded (+3: odd, unaligned rows: the scalar-load paths) leading
+// dimensions, all four transposes.
+//
+// Inputs: A uniform in [-3, 3), B in [-0.25, 0.25), so the scale s = max|a| max|b| ~ 0.75 (not 1:
+// the bounds really scale with it). Bound: |got - ref| <= c * sqrt(K) * s, ref the float64 sum.
+//   float32 (cuBLAS, tiled): c = 1e-5. Each of the K float32 additions rounds by <= 2^-24 of a
+//     partial sum of ~sqrt(k) * rms(ab); random signs give ~2.4e-8 * K * rms(ab), with
+//     rms(ab) <= s / 3 that is 4e-6 s at K = 512, 50x below the bound.
+//   TF32 (tensorcore): c = 5e-3. Each input is rounded to TF32 (10-bit mantissa, unit roundoff
+//     2^-11 = 4.9e-4), so each product is off by up to ~2^-10 relative; random signs give a sum
+//     error of ~sqrt(2/3) 2^-11 sqrt(K) rms(ab) ~ 1.3e-4 sqrt(K) s: the bound is ~38 sigma, yet
+//     ~100x below the ~0.5 sqrt(K) s error of any indexing mistake.
+//   BF16 (gemm_bf16, inputs rounded from the float32 values): c = 2e-2 (unit roundoff 2^-8:
+//     ~1.1e-3 sqrt(K) s, ~19 sigma).
+//   Tensor cores against the float64 sum of the *rounded* inputs (TF32 rounded like cvt.rna,
+//     BF16 as tensor/dtype.h rounds): c = 5e-5. Those products are exact in float32 (11 + 11 and
+//     8 + 8 significand bits), so only float32 accumulation is left; 5x the float32 bound
+//     because tensor cores truncate inside an MMA instead of rounding.
+//   float64 (all three backends): c = 1e-12.
+#ifdef LIBRAMIL_WITH_CUDA
+namespace {
+
+using lm::Device;
+using lm::DType;
+using lm::Tensor;
+using lm::cuda::GemmBackend;
+
+constexpr double kTolF32 = 1e-5, kTolTf32 = 5e-3, kTolBf16 = 2e-2, kTolTcRounded = 5e-5, kTolF64 = 1e-12;
+constexpr int64_t kChecksPerCudaCase = 10;  // see the loop in the test case below
+
+struct CudaCase {
+  Shape s;
+  bool ta, tb;
+  int64_t pad;
+};
+
+std::vector<CudaCase> cuda_cases() {
+  const Shape shapes[] = {{1, 1, 1},   {17, 33, 65},  {128, 128, 128}, {1000, 24, 512},
+                          {129, 130, 31}, {64, 1, 300}, {5, 300, 16},   {4, 5, 0}};
+  std::vector<CudaCase> out;
+  for (const Shape& s : shapes)
+    for (int t = 0; t < 4; ++t)
+      for (int64_t pad : {0, 3}) out.push_back({s, bool(t & 1), bool(t & 2), pad});
+  return out;
+}
+
+// float -> TF32 as cvt.rna.tf32.f32 rounds (to nearest, ties away from zero), kept in a float.
+float round_tf32(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+float round_bf16(float x) { return lm::bf16_to_float(lm::float_to_bf16(x)); }
+
+template <typename T>
+Problem<T> cuda_problem(const CudaCase& c, std::mt19937& rng) {
+  Problem<T> p(c.ta, c.tb, c.s, c.pad, T(1), T(0), /*nan_c=*/true, rng);
+  for (auto& v : p.A) v *= T(3);
+  for (auto& v : p.B) v *= T(0.25);
+  return p;
+}
+
+// s = max|a| max|b| over the stored buffers (padding included: same distribution, a touch looser).
+template <typename T>
+double input_scale(const Problem<T>& p) {
+  double a = 0, b = 0;
+  for (T v : p.A) a = std::max(a, std::abs(double(v)));
+  for (T v : p.B) b = std::max(b, std::abs(double(v)));
+  return a * b;
+}
+
+template <typename T>
+Tensor on_gpu(const std::vector<T>& v) {
+  return Tensor::from_vector(v, {int64_t(v.size())}).to(Device::cuda(0));
+}
+
+// Runs gemm_with(backend) on device copies of p's buffers; returns the whole C buffer.
+template <typename T>
+std::vector<double> gpu_gemm(GemmBackend backend, const Problem<T>& p) {
+  Tensor A = on_gpu(p.A), B = on_gpu(p.B), C = on_gpu(p.C);
+  lm::cuda::gemm_with(backend, Device::cuda(0), lm::dtype_of<T>::value, p.ta, p.tb, p.M, p.N, p.K, A.raw_data(),
+                      p.lda, B.raw_data(), p.ldb, C.raw_data(), p.ldc);
+  return C.to(Device::cpu()).to_double_vector();
+}
+
+// gemm_bf16 on p's float buffers rounded to bfloat16 (tensor/dtype.h), float32 C.
+std::vector<double> gpu_gemm_bf16(const Problem<float>& p) {
+  Tensor A = Tensor::from_vector(p.A, {int64_t(p.A.size())}).to(DType::BF16).to(Device::cuda(0));
+  Tensor B = Tensor::from_vector(p.B, {int64_t(p.B.size())}).to(DType::BF16).to(Device::cuda(0));
+  Tensor C = on_gpu(p.C);
+  lm::cuda::gemm_bf16(Device::cuda(0), p.ta, p.tb, p.M, p.N, p.K, A.raw_data(), p.lda, B.raw_data(), p.ldb,
+                      C.data<float>(), p.ldc);
+  return C.to(Device::cpu()).to_double_vector();
+}
+
+// Mismatches of got vs ref over the whole C buffer: padding columns must still be NaN, every
+// (i, j) inside C finite and within atol. Reports the first one.
+template <typename T>
+int64_t cuda_mismatches(const Problem<T>& p, const std::vector<double>& got, const std::vector<double>& ref,
+                        double atol, const std::string& what) {
+  int64_t bad = 0;
+  for (int64_t i = 0; i < p.M; ++i)
+    for (int64_t j = 0; j < p.ldc; ++j) {
+      const int64_t idx = i * p.ldc + j;
+      const double g = got[idx], r = ref[idx];
+      const bool ok = j >= p.N ? std::isnan(g) : std::isfinite(g) && std::abs(g - r) <= atol;
+      if (!ok && bad++ == 0)
+        MESSAGE(what << " M=" << p.M << " N=" << p.N << " K=" << p.K << " ta=" << p.ta << " tb=" << p.tb
+                     << " lda=" << p.lda << " ldb=" << p.ldb << " ldc=" << p.ldc << " at (" << i << "," << j
+                     << "): got " << g << " want " << r << " (atol " << atol << ")");
+    }
+  return bad;
+}
+
+bool have_gpu() {
+  lm::cuda::ensure_registered();
+  return lm::cuda::device_count() > 0;
+}
+
+}  // namespace
+
+TEST_CASE("cuda gemm: backend names, gemm_bf16 argument checks (no GPU needed)") {
+  CHECK(std::string(lm::cuda::gemm_backend_name(GemmBackend::Cublas)) == "cublas");
+  CHECK(std::string(lm::cuda::gemm_backend_name(GemmBackend::Tiled)) == "tiled");
+  CHECK(std::string(lm::cuda::gemm_backend_name(GemmBackend::TensorCore)) == "tensorcore");
+  float c = 0;
+  CHECK_THROWS_AS(lm::cuda::gemm_bf16(Device::cpu(), false, false, 1, 1, 1, nullptr, 1, nullptr, 1, &c, 1),
+                  std::invalid_argument);
+}
+
+TEST_CASE("cuda gemm: cuBLAS, tiled, tensorcore (TF32) and gemm_bf16 vs float64, all transposes") {
+  const auto cases = cuda_cases();
+  const int64_t expected = int64_t(cases.size()) * kChecksPerCudaCase;
+  if (!have_gpu()) {
+    MESSAGE("cuda gemm: " << expected << " CUDA cases skipped (no GPU)");
+    return;
+  }
+  std::mt19937 rng(99);
+  int64_t checks = 0, bad = 0;
+  auto check = [&](int64_t mismatches) {
+    ++checks;
+    if (mismatches) ++bad;
+  };
+  for (const CudaCase& c : cases) {
+    try {
+      const std::string at = " pad=" + std::to_string(c.pad);
+      const double rk = std::sqrt(double(c.s.K));
+      // float32: cuBLAS, tiled, tensor cores (TF32: against the exact and the TF32-rounded inputs)
+      Problem<float> p = cuda_problem<float>(c, rng);
+      const auto ref = p.reference();
+      const double s = input_scale(p);
+      check(cuda_mismatches(p, gpu_gemm(GemmBackend::Cublas, p), ref, kTolF32 * rk * s, "cublas f32" + at));
+      check(cuda_mismatches(p, gpu_gemm(GemmBackend::Tiled, p), ref, kTolF32 * rk * s, "tiled f32" + at));
+      const auto tc = gpu_gemm(GemmBackend::TensorCore, p);
+      check(cuda_mismatches(p, tc, ref, kTolTf32 * rk * s, "tensorcore tf32" + at));
+      Problem<float> pr = p;
+      for (auto& v : pr.A) v = round_tf32(v);
+      for (auto& v : pr.B) v = round_tf32(v);
+      check(cuda_mismatches(p, tc, pr.reference(), kTolTcRounded * rk * s, "tensorcore tf32 vs rounded inputs" + at));
+      // bf16 inputs (rounded from p's float32 values)
+      const auto bf = gpu_gemm_bf16(p);
+      check(cuda_mismatches(p, bf, ref, kTolBf16 * rk * s, "gemm_bf16" + at));
+      for (size_t i = 0; i < p.A.size(); ++i) pr.A[i] = round_bf16(p.A[i]);
+      for (size_t i = 0; i < p.B.size(); ++i) pr.B[i] = round_bf16(p.B[i]);
+      check(cuda_mismatches(p, bf, pr.reference(), kTolTcRounded * rk * s, "gemm_bf16 vs rounded inputs" + at));
+      // float64: cuBLAS, tiled, and TensorCore (= the tiled kernel, bit for bit)
+      Problem<double> q = cuda_problem<double>(c, rng);
+      const auto qref = q.reference();
+      const double qs = input_scale(q);
+      check(cuda_mismatches(q, gpu_gemm(GemmBackend::Cublas, q), qref, kTolF64 * rk * qs, "cublas f64" + at));
+      const auto tiled64 = gpu_gemm(GemmBackend::Tiled, q);
+      check(cuda_mismatches(q, tiled64, qref, kTolF64 * rk * qs, "tiled f64" + at));
+      const auto tc64 = gpu_gemm(GemmBackend::TensorCore, q);
+      check(cuda_mismatches(q, tc64, qref, kTolF64 * rk * qs, "tensorcore f64 (tiled fallback)" + at));
+      const bool same = std::equal(tc64.begin(), tc64.end(), tiled64.begin(), tiled64.end(),
+                                   [](double x, double y) { return x == y || (std::isnan(x) && std::isnan(y)); });
+      CHECK_MESSAGE(same, "tensorcore f64 is not the tiled kernel's result" << at);
+      check(same ? 0 : 1);
+    } catch (const std::exception& e) {
+      FAIL_CHECK("cuda gemm M=" << c.s.M << " N=" << c.s.N << " K=" << c.s.K << " ta=" << c.ta << " tb=" << c.tb
+                                << " threw: " << e.what());
+      ++bad;
+    }
+  }
+  MESSAGE("cuda gemm: " << checks << " CUDA cases, " << bad << " wrong");
+  CHECK(checks == expected);
+  CHECK_MESSAGE(bad == 0, bad << " of " << checks << " CUDA GEMM cases wrong");
+}
+
+// gemm() as ops/matmul calls it, with the backend LIBRAMIL_CUDA_GEMM selects (tools/gpu_check.sh
+// reruns this suite with LIBRAMIL_CUDA_GEMM=tensorcore); the bound follows that backend.
+TEST_CASE("cuda gemm: gemm() with the default backend (LIBRAMIL_CUDA_GEMM)") {
+  const Shape shapes[] = {{1000, 24, 512}, {17, 33, 65}, {256, 130, 96}};
+  const int64_t expected = int64_t(std::size(shapes)) * 4;
+  if (!have_gpu()) {
+    MESSAGE("cuda gemm(): " << expected << " CUDA cases skipped (no GPU)");
+    return;
+  }
+  const GemmBackend backend = lm::cuda::gemm_backend();
+  MESSAGE("default CUDA GEMM backend: " << lm::cuda::gemm_backend_name(backend));
+  const double c_tol = backend == GemmBackend::TensorCore ? kTolTf32 : kTolF32;
+  std::mt19937 rng(5);
+  int64_t checks = 0, bad = 0;
+  for (const Shape& s : shapes)
+    for (int t = 0; t < 4; ++t) {
+      const CudaCase c{s, bool(t & 1), bool(t & 2), int64_t(t == 3 ? 5 : 0)};
+      Problem<float> p = cuda_problem<float>(c, rng);
+      Tensor A = on_gpu(p.A), B = on_gpu(p.B), C = on_gpu(p.C);
+      lm::cuda::gemm(Device::cuda(0), DType::F32, p.ta, p.tb, p.M, p.N, p.K, A.raw_data(), p.lda, B.raw_data(), p.ldb,
+                     C.raw_data(), p.ldc);
+      ++checks;
+      const double tol = c_tol * std::sqrt(double(p.K)) * input_scale(p);
+      if (cuda_mismatches(p, C.to(Device::cpu()).to_double_vector(), p.reference(), tol,
+                          std::string("gemm() ") + lm::cuda::gemm_backend_name(backend)))
+        ++bad;
+    }
+  CHECK(checks == expected);
+  CHECK_MESSAGE(bad == 0, bad << " of " << checks << " gemm() cases wrong");
+}
+#else
+TEST_CASE("cuda gemm: not built") {
+  MESSAGE("cuda gemm: CUDA GEMM cases skipped (library built without the CUDA backend)");
+}
+#endif

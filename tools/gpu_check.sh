@@ -7,7 +7,8 @@
 # usage: tools/gpu_check.sh [BUILD_DIR=build-gpu]
 # env:   LIBRAMIL_CUDA_ARCHS (default 90), JOBS (default nproc), LIBRAMIL_PYTHON (a python3
 #        with torch; default: python3 on PATH), GPU_CHECK_SKIP_TESTS=1, GPU_CHECK_SKIP_BENCH=1,
-#        LIBRAMIL_CUDA_GEMM=cublas|tiled (the GEMM the tests use; default cublas).
+#        LIBRAMIL_CUDA_GEMM=cublas|tiled (the GEMM the tests use; default cublas; test_gemm also
+#        runs once more with LIBRAMIL_CUDA_GEMM=tensorcore).
 #
 # The target machine has only the CUDA toolkit, CMake and a python3 with PyTorch, and no apt
 # or pip access. The build needs these Debian development packages (or the same libraries
@@ -121,6 +122,19 @@ if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
   else
     row "op table on CUDA" "warn" "no op-table CUDA line in the ctest log"
   fi
+  # The CUDA GEMM cases of test_gemm (cuBLAS, tiled, tensorcore, gemm_bf16 vs float64).
+  gemm_line=$(grep -E "cuda gemm: [0-9]+ CUDA cases" "$LOG/ctest.log" | tail -1 | sed 's/^.*cuda gemm: /cuda gemm: /')
+  if [ -z "$gemm_line" ] || echo "$gemm_line" | grep -q "skipped"; then row "gemm on CUDA (test_gemm)" "FAIL" "${gemm_line:-no CUDA GEMM line in the ctest log}"
+  else row "gemm on CUDA (test_gemm)" "ok" "$gemm_line"; fi
+  # test_gemm once more with gemm()'s default backend = tensorcore (TF32). Only this suite: TF32
+  # is ~1e-3 relative, which the op table's float32 tolerances reject by design.
+  t0=$(date +%s)
+  if LIBRAMIL_CUDA_GEMM=tensorcore "$BUILD/libramil_tests" --source-file='*test_gemm.cpp' --no-intro \
+       >"$LOG/test_gemm_tensorcore.log" 2>&1 && ! grep -q "CUDA cases skipped" "$LOG/test_gemm_tensorcore.log"; then
+    row "test_gemm (GEMM=tensorcore)" "ok" "$(grep -o 'default CUDA GEMM backend: [a-z]*' "$LOG/test_gemm_tensorcore.log" | tail -1), $(( $(date +%s) - t0 )) s"
+  else
+    row "test_gemm (GEMM=tensorcore)" "FAIL" "see $LOG/test_gemm_tensorcore.log"
+  fi
 else
   row "ctest" "skip" "GPU_CHECK_SKIP_TESTS=1"
 fi
@@ -137,6 +151,14 @@ if [ "${GPU_CHECK_SKIP_BENCH:-0}" != 1 ]; then
       row "cuda/dev/$study.cu" "FAIL" "nvcc failed, see $LOG/dev_$study.build.log"
     fi
   done
+  # GEMM study (links cuBLAS: versions 5-7 are the yardstick); v2 / v3 / v4 are the library's kernels.
+  if "$NVCC" -O3 -std=c++17 -arch=sm_"${ARCHS%%;*}" -o "$BUILD/dev_gemm" "$ROOT/cuda/dev/gemm.cu" -lcublas \
+       >"$LOG/dev_gemm.build.log" 2>&1; then
+    if "$BUILD/dev_gemm" >"$LOG/dev_gemm.log" 2>&1; then row "cuda/dev/gemm.cu" "ok" "all versions match the CPU reference"
+    else row "cuda/dev/gemm.cu" "FAIL" "see $LOG/dev_gemm.log"; fi
+  else
+    row "cuda/dev/gemm.cu" "FAIL" "nvcc failed, see $LOG/dev_gemm.build.log"
+  fi
   # Library versions: softmax v3 (block 256), layernorm forward v2 / backward v2.
   OURS[softmax_fwd]=$(sed -n 's/^BENCH softmax_fwd v3 block=256 ms=\([0-9.]*\)/\1/p' "$LOG/dev_softmax.log" 2>/dev/null)
   OURS[layernorm_fwd]=$(sed -n 's/^BENCH layernorm_fwd v2 ms=\([0-9.]*\)/\1/p' "$LOG/dev_layernorm.log" 2>/dev/null)
@@ -188,6 +210,18 @@ PYEOF
     fi
   done
   [ -n "${best_sm:-}" ] && row "bench softmax_fwd best version" "info" "$best_sm ms (see $LOG/dev_softmax.log)"
+  # GEMM speed as a fraction of cuBLAS fp32 (cuda/dev/gemm.cu v5): cuBLAS ms / ours ms, 1 = as fast.
+  for shape in 8192x512x512 4096x4096x4096; do
+    cub=$(sed -n "s/^BENCH gemm v5 $shape ms=\([0-9.]*\).*/\1/p" "$LOG/dev_gemm.log" 2>/dev/null)
+    for vn in 2:tiled 3:tf32; do
+      ours=$(sed -n "s/^BENCH gemm v${vn%%:*} $shape ms=\([0-9.]*\).*/\1/p" "$LOG/dev_gemm.log" 2>/dev/null)
+      if [ -n "$ours" ] && [ -n "$cub" ]; then
+        row "gemm ${vn#*:} / cuBLAS $shape" "info" "$(awk -v a="$cub" -v b="$ours" 'BEGIN{printf "%.2f", a/b}') of cuBLAS fp32 speed ($ours ms vs $cub ms)"
+      else
+        row "gemm ${vn#*:} / cuBLAS $shape" "skip" "no timing (ours '${ours}', cuBLAS '${cub}')"
+      fi
+    done
+  done
   grep '^TORCH gemm' "$LOG/torch_bench.log" 2>/dev/null | while read -r l; do echo "  $l"; done
   # Project benchmarks with a GPU mode (bench/*gpu*) are run when they exist.
   for b in "$ROOT"/bench/compare_*gpu*.py; do
