@@ -490,7 +490,13 @@ RunResult run_protocol(const TrainOptions& o, const Dataset& d, std::ostream& lo
       if (o.show_progress) log << "fold " << fold << ": already complete (resumed)\n";
     } else {
       f = run_fold(o, d, bags, fold, log);
-      if (!o.save_dir.empty()) write_fold_result(o, f);
+      if (!o.save_dir.empty()) {
+        write_fold_result(o, f);
+        // The fold is complete (a resume now skips it), so its resume state (model + AdamW
+        // moments, ~20 MB for Libra-MIL at D = 512) is no longer needed.
+        std::error_code ec;
+        fs::remove(fold_last_path(o, fold), ec);
+      }
     }
     if (o.show_progress)
       log << "fold " << fold << ": best epoch " << f.best_epoch + 1 << ", test acc " << fmt(f.test.acc) << " auc "

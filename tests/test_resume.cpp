@@ -30,6 +30,11 @@ TEST_CASE("train --resume after kill -9 equals an uninterrupted run") {
   REQUIRE(run("", common + " --save_dir " + (dir / "again").string(), dir / "again.log") == 0);
   // Determinism: same seed and threads, same numbers to the last digit written.
   CHECK(test::read_text(dir / "full" / "logs" / "final_log.csv") == test::read_text(dir / "again" / "logs" / "final_log.csv"));
+  // A finished fold keeps its best checkpoint but not its resume state.
+  for (int fold = 0; fold < 2; ++fold) {
+    CHECK(fs::exists(dir / "full" / "checkpoints" / ("fold_" + std::to_string(fold) + "_best.safetensors")));
+    CHECK_FALSE(fs::exists(dir / "full" / "checkpoints" / ("fold_" + std::to_string(fold) + "_last.safetensors")));
+  }
 
   // 4 train bags per fold: step 6 is in the middle of epoch 2 of fold 0.
   int rc = run("LIBRAMIL_KILL_AT_STEP=0:6", common + " --save_dir " + (dir / "killed").string(), dir / "killed.log");
@@ -44,6 +49,8 @@ TEST_CASE("train --resume after kill -9 equals an uninterrupted run") {
 
   // Killed again in fold 1, epoch 3 (after fold 0 completed): fold 0 is taken as done.
   REQUIRE(run("LIBRAMIL_KILL_AT_STEP=1:9", common + " --save_dir " + (dir / "killed2").string(), dir / "killed2.log") == 128 + 9);
+  CHECK_FALSE(fs::exists(dir / "killed2" / "checkpoints" / "fold_0_last.safetensors"));  // fold 0 finished
+  CHECK(fs::exists(dir / "killed2" / "checkpoints" / "fold_1_last.safetensors"));        // fold 1 resumes from it
   REQUIRE(run("", "train --resume " + (dir / "killed2").string() + " --threads 2 --quiet", dir / "resumed2.log") == 0);
   CHECK(test::read_text(dir / "killed2" / "logs" / "final_log.csv") == test::read_text(dir / "full" / "logs" / "final_log.csv"));
 }
