@@ -8,6 +8,11 @@ Prints a table of medians and ratios (anchor / ours: > 1 means we are faster).
 
 usage: /usr/bin/python3 bench/compare_torch.py --libramil build/libramil
            [--instances 8000] [--modes paper,reference] [--threads 2] [--repeats 5] [--rounds 1]
+           [--device cpu|cuda]
+
+--device cuda runs both on the GPU (model, data and optimizer state on the device; every timed
+step ends with a synchronisation); the memory columns then compare the device allocators'
+peaks (torch.cuda.max_memory_allocated vs libramil's caching allocator), not RSS.
 
 --rounds R runs the anchor and ours alternately R times per case and prints one row per round
 plus a "median" row (medians over the rounds of each column, ratios as the median of the
@@ -40,24 +45,34 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.threads))
-    print(f"threads={a.threads} dim={a.dim} Kt=46 Kv=10 C=3 repeats={a.repeats}; torch anchor with {openblas_env.describe()}")
-    print("| mode | N | torch step ms | ours step ms | step ratio | torch fwd ms | ours fwd ms | fwd ratio | torch peak RSS MB | ours peak RSS MB | ours peak tensor MB |")
+    gpu = a.device.startswith("cuda")
+    print(f"device={a.device} threads={a.threads} dim={a.dim} Kt=46 Kv=10 C=3 repeats={a.repeats}; "
+          f"torch anchor with {openblas_env.describe()}")
+    if gpu:
+        print("| mode | N | torch step ms | ours step ms | step ratio | torch fwd ms | ours fwd ms | fwd ratio | torch peak device MB | ours peak device MB | memory ratio ours/torch |")
+    else:
+        print("| mode | N | torch step ms | ours step ms | step ratio | torch fwd ms | ours fwd ms | fwd ratio | torch peak RSS MB | ours peak RSS MB | ours peak tensor MB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     def row(label, n, r, o, step_ratio, fwd_ratio):
+        if gpu:
+            mem = f"{r['peak_bytes'] / 2**20:.0f} | {o['peak_bytes'] / 2**20:.0f} | {o['peak_bytes'] / max(r['peak_bytes'], 1):.2f}"
+        else:
+            mem = f"{r['peak_rss_bytes'] / 2**20:.0f} | {o['peak_rss_bytes'] / 2**20:.0f} | {o['peak_bytes'] / 2**20:.0f}"
         print(f"| {label} | {n} | {r['median_ms']:.1f} | {o['median_ms']:.1f} | {step_ratio:.2f} | "
-              f"{r['forward_median_ms']:.1f} | {o['forward_median_ms']:.1f} | {fwd_ratio:.2f} | "
-              f"{r['peak_rss_bytes'] / 2**20:.0f} | {o['peak_rss_bytes'] / 2**20:.0f} | {o['peak_bytes'] / 2**20:.0f} |", flush=True)
+              f"{r['forward_median_ms']:.1f} | {o['forward_median_ms']:.1f} | {fwd_ratio:.2f} | {mem} |", flush=True)
 
     for mode in a.modes.split(","):
         for n in a.instances.split(","):
             refs, ours_runs = [], []
             for rnd in range(a.rounds):
                 ref = last_json([sys.executable, os.path.join(ROOT, "tools", "libramil_reference.py"), "bench", "--mode", mode,
-                                 "--instances", n, "--dim", str(a.dim), "--threads", str(a.threads), "--repeats", str(a.repeats)], env)
+                                 "--instances", n, "--dim", str(a.dim), "--threads", str(a.threads), "--repeats", str(a.repeats),
+                                 "--device", a.device], env)
                 ours = last_json([a.libramil, "bench", "train-step", "--mode", mode, "--instances", n, "--dim", str(a.dim),
-                                  "--threads", str(a.threads), "--repeats", str(a.repeats)], env)
+                                  "--threads", str(a.threads), "--repeats", str(a.repeats), "--device", a.device], env)
                 refs.append(ref)
                 ours_runs.append(ours)
                 label = mode if a.rounds == 1 else f"{mode} (round {rnd + 1})"

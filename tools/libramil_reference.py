@@ -9,7 +9,7 @@ Subcommands
   dump   --weights W.safetensors --features BAG.h5 --label L --mode paper|reference
          [--fusion softmax|literal --ot_epsilon 0.05 --ot_iter 20 --heads 8 --dtype float32|float64]
          --out OUT.safetensors : logits (C), loss (), grad.<name> for every parameter.
-  bench  --instances N --dim D --kt Kt --kv Kv --classes C --mode paper|reference
+  bench  --instances N --dim D --kt Kt --kv Kv --classes C --mode paper|reference [--device cuda]
          [--threads T --repeats R] : median ms of a training step (forward+backward+AdamW)
          and of a forward without autograd; prints a JSON line.
 Run with /usr/bin/python3 (Debian's python3-torch) or the project venv.
@@ -147,30 +147,42 @@ def cmd_dump(args):
 def cmd_bench(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    m = LibraMIL(args.dim, args.dim, args.kv, args.kt, args.classes, heads=args.heads, mode=args.mode)
-    X = torch.randn(args.instances, args.dim)
-    y = torch.tensor([1 % args.classes])
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
+    # Each timed step ends with a device synchronisation on CUDA, as `libramil bench` does.
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    m = LibraMIL(args.dim, args.dim, args.kv, args.kt, args.classes, heads=args.heads, mode=args.mode).to(dev)
+    X = torch.randn(args.instances, args.dim).to(dev)
+    y = torch.tensor([1 % args.classes]).to(dev)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-4, weight_decay=0.01)
     import resource
     step_ms, fwd_ms = [], []
+    sync()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
     for i in range(args.repeats + 1):
         t0 = time.perf_counter()
         opt.zero_grad()
         loss = F.cross_entropy(m(X).unsqueeze(0), y)
         loss.backward()
         opt.step()
+        sync()
         if i > 0:
             step_ms.append((time.perf_counter() - t0) * 1e3)
     with torch.no_grad():
         for i in range(args.repeats + 1):
             t0 = time.perf_counter()
             m(X)
+            sync()
             if i > 0:
                 fwd_ms.append((time.perf_counter() - t0) * 1e3)
     med = lambda v: sorted(v)[len(v) // 2]
-    print(json.dumps({"impl": "pytorch", "mode": args.mode, "instances": args.instances,
-                      "median_ms": med(step_ms), "forward_median_ms": med(fwd_ms),
-                      "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    out = {"impl": "pytorch", "mode": args.mode, "instances": args.instances, "device": str(dev),
+           "median_ms": med(step_ms), "forward_median_ms": med(fwd_ms),
+           "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    if cuda:
+        out["peak_bytes"] = torch.cuda.max_memory_allocated(dev)  # the caching allocator's peak
+    print(json.dumps(out))
 
 
 def main():
@@ -204,6 +216,7 @@ def main():
     b.add_argument("--classes", type=int, default=3)
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     args = p.parse_args()
     {"init": cmd_init, "dump": cmd_dump, "bench": cmd_bench}[args.cmd](args)
 
