@@ -61,4 +61,22 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& target, int64_t B
 void cross_entropy_backward(const Tensor& grad_loss, const Tensor& logits, const Tensor& target, const Tensor& lse,
                             int64_t B, int64_t C, Tensor& grad_logits);
 
+// ---- attention (fused scaled dot-product attention; cuda/attention.cu) -----------------------
+// No lm::cpu namesake: the CPU op is composed (ops/attention.cpp); math in docs/ops/attention.md.
+// q: (B, H, Lq, d), k: (B, H, Lk, d), v: (B, H, Lk, dv), all packed, one float dtype, one CUDA
+// device, every size >= 1. mask: undefined, or a tensor of the same dtype and device with at
+// most 4 dims, broadcastable to (B, H, Lq, Lk), any layout (read in place through its strides,
+// 0 on broadcast dims). scale: the resolved score scale (> 0).
+// out: (B, H, Lq, dv) packed = softmax(scale q k^T + mask) v, never materialising (Lq, Lk);
+// lse: (B, H, Lq) packed, same dtype = log-sum-exp over the keys of the scaled + masked scores.
+// A row whose scores are all -inf gives out = NaN and lse = -inf (like the composed op).
+void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, double scale,
+                       Tensor& out, Tensor& lse);
+// The same q, k, v, mask, scale and the forward's out, lse; grad_out: (B, H, Lq, dv) packed.
+// grad_q / grad_k / grad_v: packed, shaped like q / k / v, overwritten; an undefined one is not
+// computed. FlashAttention-2 algebra with p recomputed from lse; deterministic (no atomics).
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, double scale,
+                        const Tensor& out, const Tensor& lse, const Tensor& grad_out, Tensor& grad_q, Tensor& grad_k,
+                        Tensor& grad_v);
+
 }  // namespace lm::cuda

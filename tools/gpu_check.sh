@@ -114,6 +114,10 @@ if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
   grep -E "Test +#.*(\*\*\*Failed|\*\*\*Exception|\*\*\*Timeout)" "$LOG/ctest.log" | sed 's/^ *//' | while read -r l; do
     echo "  $l"
   done
+  # The fused attention kernels against the composed op on the GPU (tests/test_cuda_attention.cpp).
+  attn_line=$(grep -E "cuda attention: [0-9]+ fused-vs-composed CUDA cases" "$LOG/ctest.log" | tail -1 | sed 's/^.*cuda attention: /cuda attention: /')
+  if [ -n "$attn_line" ] && ! echo "$attn_line" | grep -q "skipped"; then row "attention fused vs composed" "ok" "$attn_line"
+  else row "attention fused vs composed" "FAIL" "${attn_line:-no cuda attention line in the ctest log}"; fi
   # The op table's CUDA column (skipped here would mean the backend did not register).
   cuda_line=$(grep -E "CUDA comparisons" "$LOG/ctest.log" | tail -1 | sed 's/^ *//')
   if [ -n "$cuda_line" ]; then
@@ -142,7 +146,7 @@ fi
 # ---- 3. kernel studies (cuda/dev) and PyTorch on the same shapes ------------------------------
 declare -A OURS TORCH
 if [ "${GPU_CHECK_SKIP_BENCH:-0}" != 1 ]; then
-  for study in softmax layernorm; do
+  for study in softmax layernorm attention; do
     bin="$BUILD/dev_$study"
     if "$NVCC" -O3 -std=c++17 -arch=sm_"${ARCHS%%;*}" -o "$bin" "$ROOT/cuda/dev/$study.cu" >"$LOG/dev_$study.build.log" 2>&1; then
       if "$bin" >"$LOG/dev_$study.log" 2>&1; then row "cuda/dev/$study.cu" "ok" "all versions match the CPU reference"
@@ -163,6 +167,9 @@ if [ "${GPU_CHECK_SKIP_BENCH:-0}" != 1 ]; then
   OURS[softmax_fwd]=$(sed -n 's/^BENCH softmax_fwd v3 block=256 ms=\([0-9.]*\)/\1/p' "$LOG/dev_softmax.log" 2>/dev/null)
   OURS[layernorm_fwd]=$(sed -n 's/^BENCH layernorm_fwd v2 ms=\([0-9.]*\)/\1/p' "$LOG/dev_layernorm.log" 2>/dev/null)
   OURS[layernorm_bwd]=$(sed -n 's/^BENCH layernorm_bwd v2 ms=\([0-9.]*\)/\1/p' "$LOG/dev_layernorm.log" 2>/dev/null)
+  # Fused attention v2 (cuda/attention.cu) at the Libra-MIL shape: 56 queries, 200000 keys, d = dv = 512.
+  OURS[attention_fwd]=$(sed -n 's/^BENCH attention_fwd v2 ms=\([0-9.]*\)/\1/p' "$LOG/dev_attention.log" 2>/dev/null)
+  OURS[attention_bwd]=$(sed -n 's/^BENCH attention_bwd v2 ms=\([0-9.]*\)/\1/p' "$LOG/dev_attention.log" 2>/dev/null)
   # Best version of each study (any version / block size).
   best_sm=$(grep '^BENCH softmax_fwd' "$LOG/dev_softmax.log" 2>/dev/null | sed 's/.*ms=//' | sort -g | head -1)
 
@@ -192,16 +199,31 @@ for (M, N, K) in [(8192, 512, 512), (512, 512, 8192), (2048, 2048, 2048)]:
     torch.backends.cuda.matmul.allow_tf32 = False
     ms = t(lambda: A @ B)
     print("TORCH gemm_%dx%dx%d ms=%.4f (%.1f TFLOP/s fp32, no TF32)" % (M, N, K, ms, 2.0 * M * N * K / ms / 1e9))
+# scaled_dot_product_attention, float32, at cuda/dev/attention.cu's timing shape (whatever
+# backend torch picks); a failure here only loses these two rows.
+try:
+    import torch.nn.functional as F
+    q = torch.randn(1, 1, 56, 512, device="cuda")
+    k = torch.randn(1, 1, 200000, 512, device="cuda")
+    v = torch.randn(1, 1, 200000, 512, device="cuda")
+    with torch.no_grad():
+        print("TORCH attention_fwd ms=%.4f" % t(lambda: F.scaled_dot_product_attention(q, k, v), 20))
+    qg, kg, vg = (x.clone().requires_grad_(True) for x in (q, k, v))
+    o = F.scaled_dot_product_attention(qg, kg, vg)
+    go = torch.randn_like(o)
+    print("TORCH attention_bwd ms=%.4f" % t(lambda: torch.autograd.grad(o, (qg, kg, vg), go, retain_graph=True), 20))
+except Exception as e:
+    print("torch attention timing failed: %s" % e)
 PYEOF
   then
-    for k in softmax_fwd layernorm_fwd layernorm_bwd; do
+    for k in softmax_fwd layernorm_fwd layernorm_bwd attention_fwd attention_bwd; do
       TORCH[$k]=$(sed -n "s/^TORCH $k ms=\([0-9.]*\).*/\1/p" "$LOG/torch_bench.log")
     done
     row "torch GPU timings" "ok" "$(grep -c '^TORCH' "$LOG/torch_bench.log") shapes"
   else
     row "torch GPU timings" "FAIL" "see $LOG/torch_bench.log ($PY)"
   fi
-  for k in softmax_fwd layernorm_fwd layernorm_bwd; do
+  for k in softmax_fwd layernorm_fwd layernorm_bwd attention_fwd attention_bwd; do
     o=${OURS[$k]:-}; p=${TORCH[$k]:-}
     if [ -n "$o" ] && [ -n "$p" ]; then
       row "bench $k (ours/torch)" "info" "$o ms vs $p ms = $(awk -v a="$o" -v b="$p" 'BEGIN{printf "%.2fx", a/b}') torch time"
