@@ -118,6 +118,12 @@ if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
   attn_line=$(grep -E "cuda attention: [0-9]+ fused-vs-composed CUDA cases" "$LOG/ctest.log" | tail -1 | sed 's/^.*cuda attention: /cuda attention: /')
   if [ -n "$attn_line" ] && ! echo "$attn_line" | grep -q "skipped"; then row "attention fused vs composed" "ok" "$attn_line"
   else row "attention fused vs composed" "FAIL" "${attn_line:-no cuda attention line in the ctest log}"; fi
+  # Any suite that skipped its GPU cases (they print "... skipped (no GPU)") did not see the GPU:
+  # tests/test_cuda_train.cpp (conversion, pinned uploads, device Adam, train --device cuda vs
+  # cpu) and the others report it that way.
+  noskip=$(grep -cE "skipped \(no GPU\)" "$LOG/ctest.log" || true)
+  if [ "${noskip:-0}" = 0 ]; then row "GPU cases run (no skips)" "ok" "no suite reported skipped GPU cases"
+  else row "GPU cases run (no skips)" "FAIL" "$noskip suite messages say 'skipped (no GPU)': grep 'no GPU' $LOG/ctest.log"; fi
   # The op table's CUDA column (skipped here would mean the backend did not register).
   cuda_line=$(grep -E "CUDA comparisons" "$LOG/ctest.log" | tail -1 | sed 's/^ *//')
   if [ -n "$cuda_line" ]; then
@@ -245,6 +251,25 @@ PYEOF
     done
   done
   grep '^TORCH gemm' "$LOG/torch_bench.log" 2>/dev/null | while read -r l; do echo "  $l"; done
+  # The Libra-MIL training step and inference forward on the GPU against the PyTorch anchor
+  # (tools/libramil_reference.py on CUDA), same shapes: bench/compare_torch.py --device cuda.
+  t0=$(date +%s)
+  if timeout 300 "$PY" "$ROOT/bench/compare_torch.py" --libramil "$BUILD/libramil" --device cuda \
+       --instances 8000,100000 --modes paper,reference --repeats 5 >"$LOG/compare_torch_cuda.log" 2>&1; then
+    row "train step on GPU vs torch" "ok" "table in $LOG/compare_torch_cuda.log ($(( $(date +%s) - t0 )) s)"
+    while IFS='|' read -r _ mode n ts os sr tf of fr _; do  # not a pipe: row must run in this shell
+      row "  step $(echo $mode) N=$(echo $n)" "info" "torch$ts ms / ours$os ms = step ratio$sr; fwd ratio$fr"
+    done < <(grep -E '^\| (paper|reference) \|' "$LOG/compare_torch_cuda.log")
+  else
+    row "train step on GPU vs torch" "FAIL" "see $LOG/compare_torch_cuda.log"
+  fi
+  # The profiler on one Libra-MIL training step on the GPU (per-kernel table; NVTX ranges).
+  if timeout 120 "$BUILD/libramil" profile bench train-step --device cuda --instances 8000 --repeats 2 \
+       >"$LOG/profile_train_step_cuda.log" 2>&1; then
+    row "profile train-step (cuda)" "ok" "per-kernel table in $LOG/profile_train_step_cuda.log"
+  else
+    row "profile train-step (cuda)" "FAIL" "see $LOG/profile_train_step_cuda.log"
+  fi
   # Project benchmarks with a GPU mode (bench/*gpu*) are run when they exist.
   for b in "$ROOT"/bench/compare_*gpu*.py; do
     [ -e "$b" ] || continue
