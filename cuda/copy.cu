@@ -230,6 +230,63 @@ void convert(const Tensor& src, Tensor& out) {
   convert_raw(out.raw_data(), out.dtype(), src.raw_data(), src.dtype(), out.numel(), out.device().index);
 }
 
+// ---- elementwise helpers for tensor/ (DeviceHooks::add / fill) ------------------------------
+
+namespace {
+
+// z, x, y: (n) packed; z may alias x.
+template <class T>
+__global__ void add_kernel(int64_t n, T* z, const T* x, const T* __restrict__ y) {
+  const int64_t stride = (int64_t)blockDim.x * gridDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) z[i] = x[i] + y[i];
+}
+
+// dst: (n) packed elements of the unsigned type E, each set to `bits`.
+template <class E>
+__global__ void fill_kernel(int64_t n, E* __restrict__ dst, E bits) {
+  const int64_t stride = (int64_t)blockDim.x * gridDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) dst[i] = bits;
+}
+
+template <class E>
+void launch_fill(int64_t n, void* dst, const void* pattern, cudaStream_t s) {
+  E bits;
+  std::memcpy(&bits, pattern, sizeof(E));
+  fill_kernel<E><<<grid_for(n), kThreads, 0, s>>>(n, static_cast<E*>(dst), bits);
+  check_launch("fill_kernel");
+}
+
+}  // namespace
+
+void add_raw(void* z, const void* x, const void* y, DType t, int64_t n, int device) {
+  ensure_registered();
+  if (n <= 0) return;
+  DeviceGuard guard(device);
+  cudaStream_t s = current_stream(device);
+  if (t == DType::F32)
+    add_kernel<float><<<grid_for(n), kThreads, 0, s>>>(n, static_cast<float*>(z), static_cast<const float*>(x),
+                                                       static_cast<const float*>(y));
+  else if (t == DType::F64)
+    add_kernel<double><<<grid_for(n), kThreads, 0, s>>>(n, static_cast<double*>(z), static_cast<const double*>(x),
+                                                        static_cast<const double*>(y));
+  else
+    throw std::invalid_argument(std::string("cuda::add_raw: float32 or float64 only, got ") + dtype_name(t));
+  check_launch("add_kernel");
+}
+
+void fill_raw(void* dst, const void* pattern, size_t elem_size, int64_t n, int device) {
+  ensure_registered();
+  if (n <= 0) return;
+  DeviceGuard guard(device);
+  cudaStream_t s = current_stream(device);
+  switch (elem_size) {
+    case 2: launch_fill<uint16_t>(n, dst, pattern, s); break;
+    case 4: launch_fill<uint32_t>(n, dst, pattern, s); break;
+    case 8: launch_fill<uint64_t>(n, dst, pattern, s); break;
+    default: throw std::invalid_argument("cuda::fill_raw: element size must be 2, 4 or 8 bytes");
+  }
+}
+
 // ---- pinned uploads --------------------------------------------------------------------------
 
 namespace {

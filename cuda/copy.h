@@ -21,6 +21,13 @@ void convert(const Tensor& src, Tensor& out);
 // The same on raw device pointers: n packed elements of src_t at src -> dst_t at dst.
 void convert_raw(void* dst, DType dst_t, const void* src, DType src_t, int64_t n, int device);
 
+// Raw-pointer helpers behind DeviceHooks::add / fill (tensor/storage.h), asynchronous on the
+// current stream of `device`: z[i] = x[i] + y[i] for n packed float32 / float64 elements (z may
+// be x), and the elem_size-byte `pattern` (2, 4 or 8 bytes, read on the host) written to n
+// packed elements.
+void add_raw(void* z, const void* x, const void* y, DType t, int64_t n, int device);
+void fill_raw(void* dst, const void* pattern, size_t elem_size, int64_t n, int device);
+
 // A packed copy of the CPU tensor `host` on CUDA `device`, staged through one of two pinned
 // (page-locked) host buffers and copied with cudaMemcpyAsync on the current stream: the call
 // returns as soon as `host` has been copied into pinned memory, and the transfer overlaps

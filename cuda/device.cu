@@ -176,6 +176,12 @@ void ensure_registered() {
   hooks.convert = [](void* dst, DType dt, const void* src, DType st, int64_t n, int device) {
     convert_raw(dst, dt, src, st, n, device);  // copy.cu
   };
+  hooks.add = [](void* z, const void* x, const void* y, DType t, int64_t n, int device) {
+    add_raw(z, x, y, t, n, device);  // copy.cu
+  };
+  hooks.fill = [](void* dst, const void* pattern, size_t elem_size, int64_t n, int device) {
+    fill_raw(dst, pattern, elem_size, n, device);  // copy.cu
+  };
   register_device_hooks(DeviceType::CUDA, std::move(hooks));
   // Profiler (tensor/profiler.h): wait for the device at scope boundaries so that host
   // timings cover the kernels, and name the same scopes as NVTX ranges.

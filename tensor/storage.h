@@ -23,6 +23,13 @@ struct DeviceHooks {
   // device memory of `device`, with the CPU's rounding (Tensor::to(DType) uses it for packed
   // device tensors; without it the conversion goes through the host).
   std::function<void(void* dst, DType dst_t, const void* src, DType src_t, int64_t n, int device)> convert;
+  // Optional: z[i] = x[i] + y[i] for n packed float32 / float64 elements of dtype t (z may be
+  // x: in place). add_same_shape(_inplace) use it for device tensors (autograd's gradient
+  // accumulation); without it the sum goes through the host.
+  std::function<void(void* z, const void* x, const void* y, DType t, int64_t n, int device)> add;
+  // Optional: writes the elem_size-byte pattern (one element, already converted on the host)
+  // to each of n packed elements at dst (Tensor::fill of a packed device tensor).
+  std::function<void(void* dst, const void* pattern, size_t elem_size, int64_t n, int device)> fill;
 };
 void register_device_hooks(DeviceType type, DeviceHooks hooks);
 const DeviceHooks* device_hooks(DeviceType type);  // nullptr when that backend is absent

@@ -220,6 +220,13 @@ void Tensor::copy_from(const Tensor& src) {
 
 void Tensor::fill(double value) {
   if (!device().is_cpu()) {
+    const DeviceHooks* h = device_hooks(device().type);
+    if (h && h->fill && is_contiguous()) {  // on the device: the element converted here, once
+      alignas(8) char pattern[8];
+      store_from_double(pattern, dtype(), value);
+      h->fill(raw_data(), pattern, dtype_size(dtype()), numel(), device().index);
+      return;
+    }
     copy_from(full(shape(), value, dtype()));
     return;
   }
@@ -317,10 +324,22 @@ std::vector<int64_t> Tensor::to_int_vector() const {
   return std::vector<int64_t>(p, p + c.numel());
 }
 
+// The backend's add hook when a and b are packed float32/float64 tensors on one device.
+static const DeviceHooks* device_add_hook(const Tensor& a, const Tensor& b) {
+  if (a.device().is_cpu() || a.device() != b.device() || !a.is_contiguous() || !b.is_contiguous()) return nullptr;
+  if (a.dtype() != DType::F32 && a.dtype() != DType::F64) return nullptr;
+  const DeviceHooks* h = device_hooks(a.device().type);
+  return h && h->add ? h : nullptr;
+}
+
 bool add_same_shape_inplace(Tensor& acc, const Tensor& b) {
   if (!acc.defined() || !b.defined() || acc.shape() != b.shape() || acc.dtype() != b.dtype()) return false;
-  if (!acc.device().is_cpu() || !b.device().is_cpu() || !acc.is_contiguous()) return false;
   if (acc.impl_ptr().use_count() != 1 || acc.impl().storage.use_count() != 1) return false;
+  if (const DeviceHooks* h = device_add_hook(acc, b)) {  // on the device
+    h->add(acc.raw_data(), acc.raw_data(), b.raw_data(), acc.dtype(), acc.numel(), acc.device().index);
+    return true;
+  }
+  if (!acc.device().is_cpu() || !b.device().is_cpu() || !acc.is_contiguous()) return false;
   if (acc.dtype() != DType::F32 && acc.dtype() != DType::F64) return false;
   Tensor bc = b.contiguous();
   const int64_t n = acc.numel();
@@ -340,6 +359,11 @@ bool add_same_shape_inplace(Tensor& acc, const Tensor& b) {
 Tensor add_same_shape(const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape() || a.dtype() != b.dtype())
     throw std::invalid_argument("add_same_shape: " + a.str() + " + " + b.str());
+  if (const DeviceHooks* h = device_add_hook(a, b)) {  // on the device
+    Tensor r = Tensor::empty(a.shape(), a.dtype(), a.device());
+    h->add(r.raw_data(), a.raw_data(), b.raw_data(), a.dtype(), a.numel(), a.device().index);
+    return r;
+  }
   if (!a.device().is_cpu() || !b.device().is_cpu()) {
     Device d = a.device();
     return add_same_shape(a.to(Device::cpu()), b.to(Device::cpu())).to(d);

@@ -1,5 +1,7 @@
 // Training on a CUDA device: the pieces a `train --device cuda` run adds to the CPU path, each
 // checked against the CPU:
+//   - fill / zeros / add_same_shape and autograd's gradient accumulation on the device
+//     (DeviceHooks::fill / add), bit for bit the CPU's;
 //   - dtype conversion on the device (Tensor::to(DType) through DeviceHooks::convert): the same
 //     bits as the CPU's conversion for every pair of float32 / float64 / float16 / bfloat16,
 //     including ties, subnormals, overflow, infinities and NaN;
@@ -18,6 +20,7 @@
 
 #include "data/tables.h"
 #include "models/optim.h"
+#include "ops/ops.h"
 #include "tensor/rng.h"
 #include "tensor/storage.h"
 #include "tensor/tensor.h"
@@ -120,6 +123,37 @@ TEST_CASE("CUDA dtype conversion gives the CPU's bits for every float pair") {
     }
   }
   CHECK(pairs == 12);
+}
+
+TEST_CASE("CUDA fill, zeros, add_same_shape and gradient accumulation give the CPU's bits") {
+  if (!have_gpu()) {
+    MESSAGE("CUDA tensor helpers: 1 case skipped (no GPU)");
+    return;
+  }
+  const Device gpu = Device::cuda(0);
+  for (DType t : {DType::F32, DType::F64, DType::F16, DType::BF16, DType::I64}) {
+    Tensor c = Tensor::empty({3, 1001}, t), g = Tensor::empty({3, 1001}, t, gpu);
+    c.fill(-2.7182818);
+    g.fill(-2.7182818);
+    CHECK_MESSAGE(bytes_of(g.to(Device::cpu())) == bytes_of(c), "fill " << dtype_name(t));
+    CHECK(bytes_of(Tensor::zeros({5, 7}, t, gpu).to(Device::cpu())) == bytes_of(Tensor::zeros({5, 7}, t)));
+  }
+  Generator gen(8);
+  for (DType t : {DType::F32, DType::F64}) {
+    const Tensor a = Tensor::randn({257, 33}, gen, t), b = Tensor::randn({257, 33}, gen, t);
+    const Tensor sum_gpu = add_same_shape(a.to(gpu), b.to(gpu));
+    CHECK(sum_gpu.device().is_cuda());
+    CHECK(bytes_of(sum_gpu.to(Device::cpu())) == bytes_of(add_same_shape(a, b)));
+    Tensor acc = a.to(gpu).clone();
+    CHECK(add_same_shape_inplace(acc, b.to(gpu)));  // sole owner: in place, on the device
+    CHECK(bytes_of(acc.to(Device::cpu())) == bytes_of(add_same_shape(a, b)));
+  }
+  // A leaf used three times: backward accumulates three gradients into .grad.
+  const Tensor x0 = Tensor::randn({64, 9}, gen);
+  Tensor xc = x0.clone().set_requires_grad(true), xg = x0.to(gpu).set_requires_grad(true);
+  for (Tensor* x : {&xc, &xg}) backward(sum(add(mul(*x, *x), mul(*x, 3.0))));
+  CHECK(xg.grad().device().is_cuda());
+  CHECK(bytes_of(xg.grad().to(Device::cpu())) == bytes_of(xc.grad()));
 }
 
 #ifdef LIBRAMIL_WITH_CUDA
