@@ -1,8 +1,7 @@
 // CUDA strided copy: dst[idx] = src[idx] for every logical index of two same-shape,
 // same-dtype tensors on the same device, each read / written through its own strides. This is
-// the device-side transpose / contiguous(). tensor/ cannot call it yet (Tensor::contiguous()
-// of a non-contiguous CUDA tensor still goes through a host round trip in tensor.cpp: see
-// docs/cuda.md); ops and tests can call lm::cuda::copy_strided / lm::cuda::contiguous directly.
+// the device-side transpose / contiguous(): Tensor::clone() / contiguous() / copy_from() of a
+// non-packed CUDA tensor reach it through DeviceHooks::copy_strided (tensor/storage.h).
 // Also here: dtype conversion on the device (Tensor::to(DType) of a packed CUDA tensor) and
 // uploads through pinned staging buffers (cudaMemcpyAsync that overlaps device work).
 #include <cuda_runtime.h>
@@ -72,13 +71,30 @@ CopyIndex make_index(const Shape& shape, const Shape& ss, const Shape& ds) {
 }
 
 template <class E>
-void launch(int64_t n, const CopyIndex& ix, const Tensor& src, Tensor& dst, cudaStream_t s) {
-  strided_copy_kernel<E><<<grid_for(n), kThreads, 0, s>>>(n, ix, static_cast<const E*>(src.raw_data()),
-                                                          static_cast<E*>(dst.raw_data()));
+void launch_raw(int64_t n, const CopyIndex& ix, const void* src, void* dst, cudaStream_t s) {
+  strided_copy_kernel<E><<<grid_for(n), kThreads, 0, s>>>(n, ix, static_cast<const E*>(src), static_cast<E*>(dst));
   check_launch("strided_copy_kernel");
 }
 
 }  // namespace
+
+void copy_strided_raw(void* dst, const int64_t* dst_strides, const void* src, const int64_t* src_strides,
+                      const int64_t* shape, int ndim, size_t elem_size, int device) {
+  ensure_registered();
+  const Shape sh(shape, shape + ndim), ss(src_strides, src_strides + ndim), ds(dst_strides, dst_strides + ndim);
+  int64_t n = 1;
+  for (int64_t e : sh) n *= e;
+  if (n == 0) return;
+  DeviceGuard guard(device);
+  cudaStream_t stream = current_stream(device);
+  const CopyIndex ix = make_index(sh, ss, ds);
+  switch (elem_size) {
+    case 2: launch_raw<uint16_t>(n, ix, src, dst, stream); break;
+    case 4: launch_raw<uint32_t>(n, ix, src, dst, stream); break;
+    case 8: launch_raw<uint64_t>(n, ix, src, dst, stream); break;
+    default: throw std::invalid_argument("cuda::copy_strided_raw: element size must be 2, 4 or 8 bytes");
+  }
+}
 
 void copy_strided(const Tensor& src, Tensor& dst) {
   KernelScope scope(dst);
@@ -93,13 +109,8 @@ void copy_strided(const Tensor& src, Tensor& dst) {
           "copy_strided (packed)");
     return;
   }
-  const CopyIndex ix = make_index(dst.shape(), src.strides(), dst.strides());
-  switch (dtype_size(dst.dtype())) {
-    case 2: launch<uint16_t>(n, ix, src, dst, scope.stream); break;
-    case 4: launch<uint32_t>(n, ix, src, dst, scope.stream); break;
-    case 8: launch<uint64_t>(n, ix, src, dst, scope.stream); break;
-    default: throw std::invalid_argument("cuda::copy_strided: unsupported dtype " + std::string(dtype_name(dst.dtype())));
-  }
+  copy_strided_raw(dst.raw_data(), dst.strides().data(), src.raw_data(), src.strides().data(), dst.shape().data(),
+                   (int)dst.dim(), dtype_size(dst.dtype()), dst.device().index);
 }
 
 Tensor contiguous(const Tensor& x) {

@@ -21,6 +21,11 @@ void convert(const Tensor& src, Tensor& out);
 // The same on raw device pointers: n packed elements of src_t at src -> dst_t at dst.
 void convert_raw(void* dst, DType dst_t, const void* src, DType src_t, int64_t n, int device);
 
+// copy_strided on raw pointers (DeviceHooks::copy_strided): dst[idx] = src[idx] over `shape`,
+// strides in elements, elements of elem_size (2, 4 or 8) bytes, on `device`.
+void copy_strided_raw(void* dst, const int64_t* dst_strides, const void* src, const int64_t* src_strides,
+                      const int64_t* shape, int ndim, size_t elem_size, int device);
+
 // Raw-pointer helpers behind DeviceHooks::add / fill (tensor/storage.h), asynchronous on the
 // current stream of `device`: z[i] = x[i] + y[i] for n packed float32 / float64 elements (z may
 // be x), and the elem_size-byte `pattern` (2, 4 or 8 bytes, read on the host) written to n

@@ -182,6 +182,10 @@ void ensure_registered() {
   hooks.fill = [](void* dst, const void* pattern, size_t elem_size, int64_t n, int device) {
     fill_raw(dst, pattern, elem_size, n, device);  // copy.cu
   };
+  hooks.copy_strided = [](void* dst, const int64_t* ds, const void* src, const int64_t* ss, const int64_t* shape,
+                         int ndim, size_t elem_size, int device) {
+    copy_strided_raw(dst, ds, src, ss, shape, ndim, elem_size, device);  // copy.cu
+  };
   register_device_hooks(DeviceType::CUDA, std::move(hooks));
   // Profiler (tensor/profiler.h): wait for the device at scope boundaries so that host
   // timings cover the kernels, and name the same scopes as NVTX ranges.

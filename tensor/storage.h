@@ -30,6 +30,13 @@ struct DeviceHooks {
   // Optional: writes the elem_size-byte pattern (one element, already converted on the host)
   // to each of n packed elements at dst (Tensor::fill of a packed device tensor).
   std::function<void(void* dst, const void* pattern, size_t elem_size, int64_t n, int device)> fill;
+  // Optional: dst[idx] = src[idx] for every index of `shape` (ndim dims), each side read or
+  // written through its own element strides, elements of elem_size bytes, both in device
+  // memory of `device` (clone / contiguous / copy_from of non-packed device tensors). Without
+  // it such copies throw.
+  std::function<void(void* dst, const int64_t* dst_strides, const void* src, const int64_t* src_strides,
+                     const int64_t* shape, int ndim, size_t elem_size, int device)>
+      copy_strided;
 };
 void register_device_hooks(DeviceType type, DeviceHooks hooks);
 const DeviceHooks* device_hooks(DeviceType type);  // nullptr when that backend is absent

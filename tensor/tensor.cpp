@@ -185,18 +185,30 @@ void Tensor::copy_from(const Tensor& src) {
   if (src.shape() != shape())
     throw std::invalid_argument("copy_from: shape " + shape_str(src.shape()) + " into " + shape_str(shape()));
   if (!device().is_cpu() || !src.device().is_cpu()) {
-    // Device copies: only packed, same-dtype transfers go through the backend hooks.
-    if (src.dtype() != dtype() || !src.is_contiguous() || !is_contiguous()) {
-      Tensor s = src.device().is_cpu() ? src.to(dtype()).contiguous() : src;
-      if (s.dtype() != dtype() || !s.is_contiguous())
-        throw std::runtime_error("copy_from: device copies need the same dtype and packed layout (" + src.str() + " -> " + str() + ")");
-      copy_from(s);
+    // Device copies. First src becomes a packed tensor of this dtype (on its own device: the
+    // backend's strided copy and conversion hooks, or the CPU paths below).
+    Tensor s = src;
+    if (!s.is_contiguous()) s = s.contiguous();
+    if (s.dtype() != dtype()) s = s.to(dtype());
+    Device dd = device(), sd = s.device();
+    if (!is_contiguous()) {
+      if (dd.is_cpu()) {  // download packed, then the CPU's strided copy
+        copy_from(s.to(Device::cpu()));
+        return;
+      }
+      // Stage on this device, then one strided device copy into this view.
+      if (sd != dd) s = s.to(dd);
+      const DeviceHooks* h = device_hooks(dd.type);
+      if (!h || !h->copy_strided)
+        throw std::runtime_error("copy_from: no strided device copy in this build (" + src.str() + " -> " + str() + ")");
+      const Shape packed = s.strides();
+      h->copy_strided(raw_data(), strides().data(), s.raw_data(), packed.data(), shape().data(), (int)dim(),
+                      dtype_size(dtype()), dd.index);
       return;
     }
-    Device dd = device(), sd = src.device();
     const DeviceHooks* h = device_hooks(dd.is_cpu() ? sd.type : dd.type);
     if (!h) throw std::runtime_error("copy_from: no backend for " + dd.str() + " <- " + sd.str());
-    h->copy(raw_data(), dd, src.raw_data(), sd, nbytes());
+    h->copy(raw_data(), dd, s.raw_data(), sd, nbytes());
     return;
   }
   DType dt = dtype(), st = src.dtype();
@@ -259,9 +271,14 @@ Tensor Tensor::clone() const {
   Tensor t = empty(shape(), dtype(), device());
   if (device().is_cpu() || is_contiguous()) {
     t.copy_from(*this);
-  } else {
-    t.copy_from(to(Device::cpu()).to(device()));
+    return t;
   }
+  // A strided device view: one device-side copy (no host round trip).
+  const DeviceHooks* h = device_hooks(device().type);
+  if (!h || !h->copy_strided)
+    throw std::runtime_error("clone: no strided device copy in this build for " + str());
+  h->copy_strided(t.raw_data(), t.strides().data(), raw_data(), strides().data(), shape().data(), (int)dim(),
+                  dtype_size(dtype()), device().index);
   return t;
 }
 
@@ -269,7 +286,8 @@ Tensor Tensor::to(DType t) const {
   if (t == dtype()) return *this;
   if (!device().is_cpu()) {
     const DeviceHooks* h = device_hooks(device().type);
-    if (h && h->convert && is_contiguous()) {  // on the device, no host round trip
+    if (h && h->copy_strided && !is_contiguous()) return contiguous().to(t);  // pack on the device first
+    if (h && h->convert && is_contiguous() && is_floating(t) && is_floating(dtype())) {  // on the device
       Tensor r = empty(shape(), t, device());
       h->convert(r.raw_data(), t, raw_data(), dtype(), numel(), device().index);
       return r;

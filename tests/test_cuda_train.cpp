@@ -1,7 +1,8 @@
 // Training on a CUDA device: the pieces a `train --device cuda` run adds to the CPU path, each
 // checked against the CPU:
-//   - fill / zeros / add_same_shape and autograd's gradient accumulation on the device
-//     (DeviceHooks::fill / add), bit for bit the CPU's;
+//   - fill / zeros / add_same_shape and autograd's gradient accumulation, and copies of
+//     strided views, on the device (DeviceHooks::fill / add / copy_strided), bit for bit the
+//     CPU's;
 //   - dtype conversion on the device (Tensor::to(DType) through DeviceHooks::convert): the same
 //     bits as the CPU's conversion for every pair of float32 / float64 / float16 / bfloat16,
 //     including ties, subnormals, overflow, infinities and NaN;
@@ -147,6 +148,24 @@ TEST_CASE("CUDA fill, zeros, add_same_shape and gradient accumulation give the C
     Tensor acc = a.to(gpu).clone();
     CHECK(add_same_shape_inplace(acc, b.to(gpu)));  // sole owner: in place, on the device
     CHECK(bytes_of(acc.to(Device::cpu())) == bytes_of(add_same_shape(a, b)));
+  }
+  // Strided device views: contiguous / clone / to(dtype) of a transposed CUDA tensor, and
+  // copy_from into one (DeviceHooks::copy_strided), against the same on the CPU.
+  {
+    const Tensor a = Tensor::randn({6, 5, 4}, gen);
+    const Tensor tc = transpose(a, 0, 2), tg = transpose(a.to(gpu), 0, 2);
+    REQUIRE_FALSE(tg.is_contiguous());
+    CHECK(bytes_of(tg.contiguous().to(Device::cpu())) == bytes_of(tc.contiguous()));
+    CHECK(bytes_of(tg.clone().to(Device::cpu())) == bytes_of(tc.clone()));
+    CHECK(bytes_of(tg.to(DType::F64).to(Device::cpu())) == bytes_of(tc.to(DType::F64)));
+    CHECK(bytes_of(tg.to(Device::cpu())) == bytes_of(tc.contiguous()));
+    Tensor dst_c = Tensor::zeros({4, 5, 6}), dst_g = Tensor::zeros({4, 5, 6}, DType::F32, gpu);
+    Tensor view_c = transpose(dst_c, 0, 2), view_g = transpose(dst_g, 0, 2);  // (6, 5, 4) views
+    view_c.copy_from(a);
+    view_g.copy_from(a);                      // host -> strided device view
+    CHECK(bytes_of(dst_g.to(Device::cpu())) == bytes_of(dst_c));
+    view_g.copy_from(a.to(gpu).to(DType::F64));  // device, other dtype -> strided device view
+    CHECK(bytes_of(dst_g.to(Device::cpu())) == bytes_of(dst_c));
   }
   // A leaf used three times: backward accumulates three gradients into .grad.
   const Tensor x0 = Tensor::randn({64, 9}, gen);
