@@ -108,7 +108,7 @@ unsigned grid_x(int64_t blocks, const char* kernel) {
 }
 
 // Blocks for a warp-per-row kernel of kThreads threads over `rows` rows (grid-stride loop).
-unsigned grid_warp_rows(int64_t rows) { return grid_for(rows * attention_kernels::kWarp); }
+unsigned grid_warp_rows(int64_t rows) { return grid_for(rows * kWarp); }
 
 template <class T>
 void forward_typed(const Dims& g, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, double scale,

@@ -1,6 +1,6 @@
 // The fused attention kernels of cuda/attention.cu, in a header so that the standalone kernel
 // study cuda/dev/attention.cu runs exactly the library's code (it is compiled by plain nvcc
-// without the library). Self-contained: CUDA headers only, its own small math helpers, no
+// without the library). Self-contained: CUDA headers and cuda/device_math.cuh only, no
 // tensor/ or error-checking code. Design, numerics and layout: cuda/attention.cu's top comment
 // and docs/ops/attention.md. Needs C++17.
 #pragma once
@@ -9,18 +9,9 @@
 #include <cmath>
 #include <cstdint>
 
-namespace lm::cuda::attention_kernels {
+#include "device_math.cuh"  // kWarp, d_exp, d_log, d_isinf, neg_inf (lm::cuda)
 
-constexpr int kWarp = 32;
-template <class T> __device__ __forceinline__ T neg_inf();
-template <> __device__ __forceinline__ float neg_inf<float>() { return -INFINITY; }
-template <> __device__ __forceinline__ double neg_inf<double>() { return -(double)INFINITY; }
-__device__ __forceinline__ float d_exp(float x) { return expf(x); }
-__device__ __forceinline__ double d_exp(double x) { return exp(x); }
-__device__ __forceinline__ float d_log(float x) { return logf(x); }
-__device__ __forceinline__ double d_log(double x) { return log(x); }
-__device__ __forceinline__ bool d_isinf(float x) { return isinf(x); }
-__device__ __forceinline__ bool d_isinf(double x) { return isinf(x); }
+namespace lm::cuda::attention_kernels {
 
 // Tile geometry per dtype: DC columns of q / k per score chunk, DVC columns of v / dO per
 // chunk, CW output columns per block (held in registers: CW / 32 per lane and accumulator).

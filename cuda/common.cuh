@@ -13,6 +13,7 @@
 #include <string>
 
 #include "cuda/device.h"
+#include "cuda/device_math.cuh"
 #include "tensor/tensor.h"
 
 namespace lm::cuda {
@@ -59,7 +60,6 @@ struct KernelScope {
 };
 
 constexpr int kThreads = 256;  // default block size (a multiple of 32)
-constexpr int kWarp = 32;
 
 // Blocks for a 1-d grid-stride loop over n items (capped; the kernels loop).
 inline unsigned grid_for(int64_t n, int threads = kThreads) {
@@ -73,28 +73,6 @@ inline unsigned grid_rows(int64_t rows) {
   if (rows < 1) return 1;
   return (unsigned)(rows > 65535LL * 32 ? 65535LL * 32 : rows);
 }
-
-// ---- math overloads: float calls the float intrinsic, double the double one ------------
-__device__ __forceinline__ float d_exp(float x) { return expf(x); }
-__device__ __forceinline__ double d_exp(double x) { return exp(x); }
-__device__ __forceinline__ float d_log(float x) { return logf(x); }
-__device__ __forceinline__ double d_log(double x) { return log(x); }
-__device__ __forceinline__ float d_sqrt(float x) { return sqrtf(x); }
-__device__ __forceinline__ double d_sqrt(double x) { return sqrt(x); }
-__device__ __forceinline__ float d_pow(float x, float y) { return powf(x, y); }
-__device__ __forceinline__ double d_pow(double x, double y) { return pow(x, y); }
-__device__ __forceinline__ float d_abs(float x) { return fabsf(x); }
-__device__ __forceinline__ double d_abs(double x) { return fabs(x); }
-__device__ __forceinline__ float d_tanh(float x) { return tanhf(x); }
-__device__ __forceinline__ double d_tanh(double x) { return tanh(x); }
-__device__ __forceinline__ float d_erf(float x) { return erff(x); }
-__device__ __forceinline__ double d_erf(double x) { return erf(x); }
-__device__ __forceinline__ bool d_isinf(float x) { return isinf(x); }
-__device__ __forceinline__ bool d_isinf(double x) { return isinf(x); }
-
-template <class T> __device__ __forceinline__ T neg_inf();
-template <> __device__ __forceinline__ float neg_inf<float>() { return -INFINITY; }
-template <> __device__ __forceinline__ double neg_inf<double>() { return -(double)INFINITY; }
 
 // The "max" the CPU kernels use: `v > m ? v : m` (a NaN never wins, like the CPU loop).
 template <class T> __device__ __forceinline__ T max_skip_nan(T m, T v) { return v > m ? v : m; }

@@ -1,0 +1,35 @@
+// Device-side basics shared by every CUDA file, including the self-contained kernel headers
+// that the standalone studies in cuda/dev/ compile without the library (so: CUDA headers only,
+// no tensor/): the warp size and float/double overloads of the math functions.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+namespace lm::cuda {
+
+constexpr int kWarp = 32;
+
+// ---- math overloads: float calls the float intrinsic, double the double one ------------
+__device__ __forceinline__ float d_exp(float x) { return expf(x); }
+__device__ __forceinline__ double d_exp(double x) { return exp(x); }
+__device__ __forceinline__ float d_log(float x) { return logf(x); }
+__device__ __forceinline__ double d_log(double x) { return log(x); }
+__device__ __forceinline__ float d_sqrt(float x) { return sqrtf(x); }
+__device__ __forceinline__ double d_sqrt(double x) { return sqrt(x); }
+__device__ __forceinline__ float d_pow(float x, float y) { return powf(x, y); }
+__device__ __forceinline__ double d_pow(double x, double y) { return pow(x, y); }
+__device__ __forceinline__ float d_abs(float x) { return fabsf(x); }
+__device__ __forceinline__ double d_abs(double x) { return fabs(x); }
+__device__ __forceinline__ float d_tanh(float x) { return tanhf(x); }
+__device__ __forceinline__ double d_tanh(double x) { return tanh(x); }
+__device__ __forceinline__ float d_erf(float x) { return erff(x); }
+__device__ __forceinline__ double d_erf(double x) { return erf(x); }
+__device__ __forceinline__ bool d_isinf(float x) { return isinf(x); }
+__device__ __forceinline__ bool d_isinf(double x) { return isinf(x); }
+
+template <class T> __device__ __forceinline__ T neg_inf();
+template <> __device__ __forceinline__ float neg_inf<float>() { return -INFINITY; }
+template <> __device__ __forceinline__ double neg_inf<double>() { return -(double)INFINITY; }
+
+}  // namespace lm::cuda
