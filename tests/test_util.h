@@ -15,7 +15,13 @@ namespace lm::test {
 
 inline std::filesystem::path source_dir() { return LIBRAMIL_SOURCE_DIR; }
 inline std::filesystem::path binary_dir() { return LIBRAMIL_BINARY_DIR; }
-inline std::filesystem::path shared_dir() { return source_dir().parent_path() / "shared"; }
+// The project's shared data (../shared beside the checkout; data/mil, data/conch), or
+// $LIBRAMIL_SHARED_DIR where it lives elsewhere (tools/gpu_deps.sh carries a copy to the GPU
+// machine, where ../shared does not travel).
+inline std::filesystem::path shared_dir() {
+  if (const char* d = std::getenv("LIBRAMIL_SHARED_DIR"); d && *d) return d;
+  return source_dir().parent_path() / "shared";
+}
 
 // The interpreter that has torch (Debian's python3-torch) and the PyPI references
 // (tokenizers, safetensors, pot): the project venv made by .ci/run, else LIBRAMIL_PYTHON,
