@@ -2,9 +2,16 @@
 // that the standalone studies in cuda/dev/ compile without the library (so: CUDA headers only,
 // no tensor/): the warp size and float/double overloads of the math functions.
 #pragma once
+#ifndef LM_CUDA_EMULATION  // tests/cuda_emulator.h provides the CUDA names on the CPU
 #include <cuda_runtime.h>
+#endif
 
 #include <cmath>
+
+// A kernel's dynamic shared memory (the launch's third argument), as raw bytes.
+#ifndef LM_DYNAMIC_SHARED
+#define LM_DYNAMIC_SHARED(name) extern __shared__ unsigned char name[]
+#endif
 
 namespace lm::cuda {
 

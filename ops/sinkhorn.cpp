@@ -89,9 +89,8 @@ void backward_typed(const Problem& p, const SinkhornConfig& c, const T* gplan, c
 }
 
 #ifdef LIBRAMIL_WITH_CUDA
-// CUDA tensors: the plain-domain kernels of cuda/sinkhorn.cuh run on the device; the
-// log-domain variant exists on the CPU only, so it runs on host copies of the (small) inputs
-// and its results are copied back to the device.
+// CUDA tensors: the plain-domain and log-domain kernels of cuda/sinkhorn.cuh run on the device,
+// on its current stream.
 
 // Makes `device` current for the scope.
 struct ScopedCudaDevice {
@@ -116,30 +115,24 @@ cuda::SinkhornOptions cuda_options(const SinkhornConfig& c) {
   r.epsilon = o.epsilon;
   r.iterations = o.iterations;
   r.tol = o.tol;
+  r.log_domain_stabiliser = o.log_domain_stabiliser;
   return r;
-}
-
-Problem on_host(const Problem& p) {
-  Problem h = p;
-  h.a = p.a.to(Device::cpu());
-  h.b = p.b.to(Device::cpu());
-  h.cost = p.cost.to(Device::cpu());
-  return h;
 }
 
 // out: (B, K1, K2) plan or (B, K2) column sums, packed, on p's CUDA device.
 template <class T>
 void forward_cuda(const char* op, const Problem& p, const SinkhornConfig& c, bool plan_out, Tensor& out) {
-  if (c.log_domain) {
-    Tensor host = Tensor::empty(out.shape(), out.dtype());
-    forward_typed<T>(on_host(p), c, plan_out ? host.data<T>() : nullptr, plan_out ? nullptr : host.data<T>());
-    out.copy_from(host);
-    return;
-  }
   cuda::ensure_registered();
   const int dev = out.device().index;
   ScopedCudaDevice guard(dev);
   cudaStream_t stream = static_cast<cudaStream_t>(cuda::current_stream_handle(dev));
+  if (c.log_domain) {
+    check_cuda(cuda::sinkhorn_log_forward<T>(p.a.data<T>(), p.b.data<T>(), p.cost.data<T>(), p.B, p.K1, p.K2, p.shared,
+                                             cuda_options(c), nullptr, nullptr, plan_out ? out.data<T>() : nullptr,
+                                             plan_out ? nullptr : out.data<T>(), nullptr, nullptr, stream),
+               op, "log-domain forward");
+    return;
+  }
   check_cuda(cuda::sinkhorn_forward<T>(p.a.data<T>(), p.b.data<T>(), p.cost.data<T>(), p.B, p.K1, p.K2, p.shared,
                                        cuda_options(c), nullptr, nullptr, plan_out ? out.data<T>() : nullptr,
                                        plan_out ? nullptr : out.data<T>(), nullptr, nullptr, stream),
@@ -150,17 +143,6 @@ void forward_cuda(const char* op, const Problem& p, const SinkhornConfig& c, boo
 template <class T>
 void backward_cuda(const char* op, const Problem& p, const SinkhornConfig& c, bool plan_out, const Tensor& gg, Tensor& da,
                    Tensor& db, Tensor& dc) {
-  if (c.log_domain) {
-    Tensor g = gg.to(Device::cpu());
-    Tensor ha = Tensor::empty(da.shape(), da.dtype()), hb = Tensor::empty(db.shape(), db.dtype());
-    Tensor hc = dc.defined() ? Tensor::empty(dc.shape(), dc.dtype()) : Tensor();
-    backward_typed<T>(on_host(p), c, plan_out ? g.data<T>() : nullptr, plan_out ? nullptr : g.data<T>(), ha.data<T>(),
-                      hb.data<T>(), hc.defined() ? hc.data<T>() : nullptr);
-    da.copy_from(ha);
-    db.copy_from(hb);
-    if (dc.defined()) dc.copy_from(hc);
-    return;
-  }
   cuda::ensure_registered();
   const int dev = gg.device().index;
   ScopedCudaDevice guard(dev);
@@ -168,6 +150,15 @@ void backward_cuda(const char* op, const Problem& p, const SinkhornConfig& c, bo
   const cuda::SinkhornOptions o = cuda_options(c);
   const size_t ws = cuda::sinkhorn_backward_workspace_bytes(p.B, p.K1, p.K2, o.iterations, p.shared, sizeof(T));
   Tensor work = Tensor::empty({(int64_t)((ws + 7) / 8)}, DType::I64, gg.device());  // workspace
+  if (c.log_domain) {
+    check_cuda(cuda::sinkhorn_log_backward<T>(p.a.data<T>(), p.b.data<T>(), p.cost.data<T>(), p.B, p.K1, p.K2,
+                                              p.shared, o, plan_out ? gg.data<T>() : nullptr,
+                                              plan_out ? nullptr : gg.data<T>(), nullptr, nullptr, nullptr,
+                                              da.data<T>(), db.data<T>(), dc.defined() ? dc.data<T>() : nullptr,
+                                              work.raw_data(), work.nbytes(), stream),
+               op, "log-domain backward");
+    return;
+  }
   check_cuda(cuda::sinkhorn_backward<T>(p.a.data<T>(), p.b.data<T>(), p.cost.data<T>(), p.B, p.K1, p.K2, p.shared, o,
                                         plan_out ? gg.data<T>() : nullptr, plan_out ? nullptr : gg.data<T>(), nullptr,
                                         nullptr, nullptr, da.data<T>(), db.data<T>(),

@@ -2,8 +2,9 @@
 // the SPEC's loop in PyTorch with autograd (tools/sinkhorn_fixtures.py, float64 and float32),
 // POT's converged plans, float64 central finite differences, and edge cases (small epsilon,
 // reference-mode batch size, early stopping, determinism).
-// TODO(cuda): when a GPU is present, run cuda/sinkhorn.cuh's forward / backward on the same
-// cases and compare with the CPU kernels (same arguments; shared and batched cost).
+// The CUDA kernels are compared with these CPU kernels by test_cuda_emulated (on the CPU, through
+// tests/cuda_emulator.h) and by the op table's CUDA column (sinkhorn_plan / column_sums, both
+// domains) when a GPU is present.
 #include <doctest/doctest.h>
 #include <omp.h>
 
