@@ -52,9 +52,12 @@ __global__ void mean_kernel(const double* __restrict__ row_loss, int64_t B, T* _
 // x, gx: (B, C) packed; t: (B) int64; lse: (B).
 //   gx[b, c] = g / B * (exp(x[b, c] - lse_b) - [c == t_b])
 template <class T, class LseT>
-__global__ void cross_entropy_backward_kernel(double g, const T* __restrict__ x, const int64_t* __restrict__ t,
+__global__ void cross_entropy_backward_kernel(const T* __restrict__ g_dev, double g_host,
+                                              const T* __restrict__ x, const int64_t* __restrict__ t,
                                               const LseT* __restrict__ lse, int64_t B, int64_t C,
                                               T* __restrict__ gx) {
+  // g: the loss's upstream gradient, read on the device when it lives there (no host sync).
+  const double g = g_dev ? (double)*g_dev : g_host;
   const double scale = g / (double)B;
   const int64_t total = B * C;
   const int64_t stride = (int64_t)blockDim.x * gridDim.x;
@@ -77,10 +80,15 @@ void forward_typed(const Tensor& logits, const Tensor& target, int64_t B, int64_
 }
 
 template <class T, class LseT>
-void backward_typed(double g, const Tensor& logits, const Tensor& target, const Tensor& lse, int64_t B, int64_t C,
-                    Tensor& grad_logits, cudaStream_t s) {
+void backward_typed(const Tensor& grad_loss, const Tensor& logits, const Tensor& target, const Tensor& lse, int64_t B,
+                    int64_t C, Tensor& grad_logits, cudaStream_t s) {
+  // grad_loss on the logits' device in their dtype: the kernel reads it there; otherwise its
+  // value is read on the host (one copy).
+  const bool on_device = grad_loss.device() == logits.device() && grad_loss.dtype() == logits.dtype();
+  const T* g_dev = on_device ? grad_loss.data<T>() : nullptr;
+  const double g_host = on_device ? 0.0 : grad_loss.item();
   cross_entropy_backward_kernel<T, LseT><<<grid_for(B * C), kThreads, 0, s>>>(
-      g, logits.data<T>(), target.data<int64_t>(), static_cast<const LseT*>(lse.raw_data()), B, C,
+      g_dev, g_host, logits.data<T>(), target.data<int64_t>(), static_cast<const LseT*>(lse.raw_data()), B, C,
       grad_logits.data<T>());
   check_launch("cross_entropy_backward_kernel");
 }
@@ -107,14 +115,15 @@ void cross_entropy_backward(const Tensor& grad_loss, const Tensor& logits, const
                             int64_t B, int64_t C, Tensor& grad_logits) {
   KernelScope scope(logits);
   if (B * C == 0) return;
-  const double g = grad_loss.item();  // one element (a device -> host copy when on the GPU)
+  if (grad_loss.numel() != 1)
+    throw std::invalid_argument("cuda::cross_entropy_backward: grad_loss must have one element, got " + grad_loss.str());
   const bool lse64 = lse.dtype() == DType::F64;
   if (logits.dtype() == DType::F32) {
-    if (lse64) backward_typed<float, double>(g, logits, target, lse, B, C, grad_logits, scope.stream);
-    else backward_typed<float, float>(g, logits, target, lse, B, C, grad_logits, scope.stream);
+    if (lse64) backward_typed<float, double>(grad_loss, logits, target, lse, B, C, grad_logits, scope.stream);
+    else backward_typed<float, float>(grad_loss, logits, target, lse, B, C, grad_logits, scope.stream);
   } else {
-    if (lse64) backward_typed<double, double>(g, logits, target, lse, B, C, grad_logits, scope.stream);
-    else backward_typed<double, float>(g, logits, target, lse, B, C, grad_logits, scope.stream);
+    if (lse64) backward_typed<double, double>(grad_loss, logits, target, lse, B, C, grad_logits, scope.stream);
+    else backward_typed<double, float>(grad_loss, logits, target, lse, B, C, grad_logits, scope.stream);
   }
 }
 

@@ -94,11 +94,8 @@ static std::vector<double> softmax_row(const Tensor& logits) {
   return v;
 }
 
+// CPU tensors (the GPU check is batched in the training loop).
 static bool all_finite(const Tensor& t) {
-  if (!t.device().is_cpu()) {  // one scalar comes back: NaN/Inf poison the sum of t * 0
-    NoGradGuard no_grad;
-    return std::isfinite(sum(mul(t.detach(), 0.0)).item());
-  }
   Tensor c = t.contiguous();
   if (c.dtype() == DType::F32) {
     const float* p = c.data<float>();
@@ -380,18 +377,43 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, const BagSou
       opt.zero_grad();
       Tensor logits = (*model)(bags.get(slide));
       Tensor loss = cross_entropy(unsqueeze(logits, 0), label_tensor(y, o.device));
-      double lv = loss.item();
-      if (!std::isfinite(lv))
-        throw std::runtime_error("fold " + std::to_string(fold) + " epoch " + std::to_string(epoch) + " step " +
-                                 std::to_string(step) + " (slide " + slide + "): loss is " + fmt(lv) +
-                                 "; stopping this fold (the last good checkpoint is kept)");
-      backward(loss);
-      for (const Tensor& p : model->parameters()) {
-        Tensor g = p.grad();
-        if (!g.defined()) continue;
-        if (!all_finite(g))
-            throw std::runtime_error("fold " + std::to_string(fold) + " epoch " + std::to_string(epoch) + " step " +
-                                     std::to_string(step) + " (slide " + slide + "): non-finite gradient; stopping this fold");
+      auto loss_error = [&](double lv) {
+        return std::runtime_error("fold " + std::to_string(fold) + " epoch " + std::to_string(epoch) + " step " +
+                                  std::to_string(step) + " (slide " + slide + "): loss is " + fmt(lv) +
+                                  "; stopping this fold (the last good checkpoint is kept)");
+      };
+      auto grad_error = [&] {
+        return std::runtime_error("fold " + std::to_string(fold) + " epoch " + std::to_string(epoch) + " step " +
+                                  std::to_string(step) + " (slide " + slide +
+                                  "): non-finite gradient; stopping this fold");
+      };
+      double lv;
+      if (o.device.is_cpu()) {
+        lv = loss.item();
+        if (!std::isfinite(lv)) throw loss_error(lv);
+        backward(loss);
+        for (const Tensor& p : model->parameters()) {
+          Tensor g = p.grad();
+          if (g.defined() && !all_finite(g)) throw grad_error();
+        }
+      } else {
+        // GPU: backward first, then two scalars come back (the loss, and one float64 sum of
+        // every gradient times 0, which NaN/Inf poison) instead of one host sync per
+        // parameter. Same errors: nothing is applied before both are checked.
+        backward(loss);
+        Tensor poison;
+        {
+          NoGradGuard no_grad;
+          for (const Tensor& p : model->parameters()) {
+            Tensor g = p.grad();
+            if (!g.defined()) continue;
+            Tensor z = sum(mul(g.detach(), 0.0)).to(DType::F64);
+            poison = poison.defined() ? add(poison, z) : z;
+          }
+        }
+        lv = loss.item();
+        if (!std::isfinite(lv)) throw loss_error(lv);
+        if (poison.defined() && !std::isfinite(poison.item())) throw grad_error();
       }
       opt.step();
       ++step;
