@@ -87,19 +87,11 @@ template <class T> Mask<T> mask_view(const Tensor& mask) {
   return m;
 }
 
-// How many items (keys, or queries) each split of a loop over `n` items gets: whole tiles, at
-// least kMinTilesPerSplit of them, and enough splits that `base_blocks` blocks per split reach
-// about four blocks per SM. The split count is ceil(n / result).
+// items_per_split_for (cuda/attention_kernels.cuh) with the device's multiprocessor count.
 int64_t items_per_split(int64_t n, int64_t base_blocks, int device) {
   int sms = 0;
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms < 1) sms = 1;
-  const int64_t target = 4LL * sms;
-  int64_t splits = base_blocks >= target ? 1 : (target + base_blocks - 1) / base_blocks;
-  const int64_t max_splits = (n + kTile * kMinTilesPerSplit - 1) / (kTile * kMinTilesPerSplit);
-  splits = std::max<int64_t>(1, std::min<int64_t>({splits, max_splits, 65535}));
-  int64_t per = (n + splits - 1) / splits;
-  per = (per + kTile - 1) / kTile * kTile;
-  return per;
+  return items_per_split_for(n, base_blocks, sms);
 }
 
 unsigned grid_x(int64_t blocks, const char* kernel) {

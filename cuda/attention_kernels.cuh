@@ -2,9 +2,12 @@
 // study cuda/dev/attention.cu runs exactly the library's code (it is compiled by plain nvcc
 // without the library). Self-contained: CUDA headers and cuda/device_math.cuh only, no
 // tensor/ or error-checking code. Design, numerics and layout: cuda/attention.cu's top comment
-// and docs/ops/attention.md. Needs C++17.
+// and docs/ops/attention.md. Needs C++17. tests/test_cuda_emulated.cpp also runs these kernels
+// on the CPU (tests/cuda_emulator.h).
 #pragma once
+#ifndef LM_CUDA_EMULATION  // tests/cuda_emulator.h provides the CUDA names on the CPU
 #include <cuda_runtime.h>
+#endif
 
 #include <cmath>
 #include <cstdint>
@@ -26,6 +29,22 @@ constexpr int kTile = 32;             // items per tile: one per lane
 constexpr int kRows = 8;              // rows (warps) per block
 constexpr int kBlock = kRows * kWarp;  // threads per block
 constexpr int64_t kMinTilesPerSplit = 4;
+
+// Host side: how many items (keys, or queries) each split of a loop over `n` items gets: whole
+// tiles, at least kMinTilesPerSplit of them, and enough splits that `base_blocks` blocks per
+// split reach about four blocks per SM (`sms` multiprocessors). The split count is
+// ceil(n / result).
+inline int64_t items_per_split_for(int64_t n, int64_t base_blocks, int sms) {
+  const int64_t target = 4LL * (sms < 1 ? 1 : sms);
+  int64_t splits = base_blocks >= target ? 1 : (target + base_blocks - 1) / base_blocks;
+  const int64_t max_splits = (n + kTile * kMinTilesPerSplit - 1) / (kTile * kMinTilesPerSplit);
+  if (splits > max_splits) splits = max_splits;
+  if (splits > 65535) splits = 65535;
+  if (splits < 1) splits = 1;
+  int64_t per = (n + splits - 1) / splits;
+  per = (per + kTile - 1) / kTile * kTile;
+  return per;
+}
 
 __device__ __forceinline__ float d_fmax(float a, float b) { return fmaxf(a, b); }  // NaN loses
 __device__ __forceinline__ double d_fmax(double a, double b) { return fmax(a, b); }

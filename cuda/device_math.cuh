@@ -18,6 +18,7 @@ namespace lm::cuda {
 constexpr int kWarp = 32;
 
 // ---- math overloads: float calls the float intrinsic, double the double one ------------
+#ifndef LM_CUDA_EMULATION
 __device__ __forceinline__ float d_exp(float x) { return expf(x); }
 __device__ __forceinline__ double d_exp(double x) { return exp(x); }
 __device__ __forceinline__ float d_log(float x) { return logf(x); }
@@ -34,6 +35,16 @@ __device__ __forceinline__ float d_erf(float x) { return erff(x); }
 __device__ __forceinline__ double d_erf(double x) { return erf(x); }
 __device__ __forceinline__ bool d_isinf(float x) { return isinf(x); }
 __device__ __forceinline__ bool d_isinf(double x) { return isinf(x); }
+#else  // tests/cuda_emulator.h: the C++ library's overloads (qualified: lm:: has Tensor exp, ...)
+template <class T> inline T d_exp(T x) { return std::exp(x); }
+template <class T> inline T d_log(T x) { return std::log(x); }
+template <class T> inline T d_sqrt(T x) { return std::sqrt(x); }
+template <class T> inline T d_pow(T x, T y) { return std::pow(x, y); }
+template <class T> inline T d_abs(T x) { return std::fabs(x); }
+template <class T> inline T d_tanh(T x) { return std::tanh(x); }
+template <class T> inline T d_erf(T x) { return std::erf(x); }
+template <class T> inline bool d_isinf(T x) { return std::isinf(x); }
+#endif
 
 template <class T> __device__ __forceinline__ T neg_inf();
 template <> __device__ __forceinline__ float neg_inf<float>() { return -INFINITY; }

@@ -1,7 +1,11 @@
-// The CUDA Sinkhorn kernels (cuda/sinkhorn_kernels.cuh: plain and log domain, forward and
-// backward, shared and batched cost) run on the CPU through tests/cuda_emulator.h and compared
-// with the CPU kernels (ops/cpu/sinkhorn.h), which test_sinkhorn_kernels checks against PyTorch
-// autograd, POT and finite differences. Runs everywhere, GPU or not: it checks the kernels'
+// CUDA kernels run on the CPU through tests/cuda_emulator.h and compared with the CPU:
+//   - Sinkhorn (cuda/sinkhorn_kernels.cuh: plain and log domain, forward and backward, shared
+//     and batched cost) against the CPU kernels (ops/cpu/sinkhorn.h), which
+//     test_sinkhorn_kernels checks against PyTorch autograd, POT and finite differences;
+//   - fused attention (cuda/attention_kernels.cuh: forward with key splits and their merge,
+//     the delta, dq and dk/dv kernels with their split sums), launched as cuda/attention.cu
+//     launches them, against the composed CPU op (matmul, softmax, matmul, autograd), which
+//     test_nn_ops checks against PyTorch. Runs everywhere, GPU or not: it checks the kernels'
 // logic (indexing, barriers, the recurrences, grid-stride over problems, the per-block partial
 // cost gradients and their reduction). Whether they compile and run on a device is the op
 // table's CUDA column and tools/gpu_check.sh.
@@ -16,9 +20,15 @@
 #include <vector>
 
 #include "ops/cpu/sinkhorn.h"
+#include "ops/ops.h"
+#include "tensor/rng.h"
 // Last: the emulator defines __device__, __shared__, ... as macros for what follows.
 #include "tests/cuda_emulator.h"
 #include "cuda/sinkhorn_kernels.cuh"
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunknown-pragmas"  // #pragma unroll
+#include "cuda/attention_kernels.cuh"
+#pragma GCC diagnostic pop
 
 namespace {
 
@@ -260,4 +270,204 @@ TEST_CASE("cuda emulated: a kernel that skips a barrier in some threads is repor
                          __syncthreads();
                        }, std::chrono::seconds(2)),
                        doctest::Contains("did not finish"), std::runtime_error);
+}
+
+// ---- fused attention -----------------------------------------------------------------------
+
+namespace {
+
+namespace ak = lm::cuda::attention_kernels;
+
+struct AttnCase {
+  int64_t B, H, Lq, Lk, d, dv;
+  int mask;  // 0 none, 1 random 0/-inf (Lq, Lk), 2 random (B, 1, Lq, Lk), 3 (Lq, Lk), query row 1 all -inf
+  const char* what;
+};
+
+lm::Tensor attn_mask(const AttnCase& c, lm::Generator& g) {
+  if (c.mask == 0) return lm::Tensor();
+  const lm::Shape s = c.mask == 2 ? lm::Shape{c.B, 1, c.Lq, c.Lk} : lm::Shape{c.Lq, c.Lk};
+  const double ninf = -std::numeric_limits<double>::infinity();
+  std::vector<double> v(static_cast<size_t>(lm::shape_numel(s)));
+  for (size_t x = 0; x < v.size(); ++x) {
+    const int64_t j = static_cast<int64_t>(x) % c.Lk, i = (static_cast<int64_t>(x) / c.Lk) % c.Lq;
+    if (c.mask == 3) v[x] = (i == 1 || (j % 3 == 2)) ? ninf : 0.0;
+    else v[x] = (j != 0 && g.next_uniform() < 0.4) ? ninf : 0.0;
+  }
+  return lm::Tensor::from_vector(v, s);
+}
+
+// cuda/attention.cu's mask_view: strides over (B, H, Lq, Lk), 0 on broadcast dims.
+template <class T>
+ak::Mask<T> attn_mask_view(const lm::Tensor& m) {
+  ak::Mask<T> r{nullptr, 0, 0, 0, 0};
+  if (!m.defined()) return r;
+  int64_t st[4] = {0, 0, 0, 0};
+  const int64_t nd = m.dim();
+  for (int64_t a = 0; a < nd; ++a) st[4 - nd + a] = m.shape()[a] == 1 ? 0 : m.strides()[a];
+  r.p = m.data<T>();
+  r.sb = st[0];
+  r.sh = st[1];
+  r.si = st[2];
+  r.sj = st[3];
+  return r;
+}
+
+template <class T>
+std::vector<T> zeros(int64_t n) {
+  return std::vector<T>(static_cast<size_t>(std::max<int64_t>(n, 1)), T(0));
+}
+
+// max |got - want| / max(1, max |want|); equal infinities and NaN in both are skipped.
+double attn_err(const std::vector<double>& got, const std::vector<double>& want) {
+  REQUIRE(got.size() >= want.size());
+  double diff = 0, scale = 1;
+  for (size_t x = 0; x < want.size(); ++x) {
+    const double a = got[x], b = want[x];
+    if (std::isnan(a) || std::isnan(b)) {
+      if (std::isnan(a) != std::isnan(b)) return std::numeric_limits<double>::infinity();
+      continue;
+    }
+    if (std::isinf(a) || std::isinf(b)) {
+      if (a != b) return std::numeric_limits<double>::infinity();
+      continue;
+    }
+    diff = std::max(diff, std::abs(a - b));
+    scale = std::max(scale, std::abs(b));
+  }
+  return diff / scale;
+}
+
+template <class T>
+std::vector<double> as_double(const std::vector<T>& v, size_t n) {
+  return std::vector<double>(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n));
+}
+
+// One case: the launch sequence of cuda/attention.cu (forward_typed, backward_typed) with the
+// split choice of a device with `sms` multiprocessors, against the composed CPU op.
+template <class T>
+void check_attention(const AttnCase& c, int sms, double tol) {
+  using lm::Tensor;
+  const lm::DType dt = sizeof(T) == 4 ? lm::DType::F32 : lm::DType::F64;
+  lm::Generator gen(1234);
+  Tensor q = Tensor::randn({c.B, c.H, c.Lq, c.d}, gen, dt), k = Tensor::randn({c.B, c.H, c.Lk, c.d}, gen, dt),
+         v = Tensor::randn({c.B, c.H, c.Lk, c.dv}, gen, dt), R = Tensor::randn({c.B, c.H, c.Lq, c.dv}, gen, dt);
+  Tensor mask = attn_mask(c, gen);
+  if (mask.defined()) mask = mask.to(dt).contiguous();
+  const double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
+
+  // Reference: the composed CPU op and autograd; lse = logsumexp(q k^T scale + mask).
+  Tensor qr = q.detach(), kr = k.detach(), vr = v.detach();
+  qr.set_requires_grad(true);
+  kr.set_requires_grad(true);
+  vr.set_requires_grad(true);
+  Tensor ref = lm::scaled_dot_product_attention(qr, kr, vr, mask);
+  lm::backward(ref, R);
+  Tensor scores = lm::mul(lm::matmul(q, lm::transpose(k, 2, 3)), scale);
+  if (mask.defined()) scores = lm::add(scores, mask);
+  const Tensor ref_lse = lm::logsumexp(scores, {3});
+
+  const int64_t BH = c.B * c.H, rows = BH * c.Lq, krows = BH * c.Lk;
+  const int d = static_cast<int>(c.d), dv = static_cast<int>(c.dv);
+  constexpr int CW = ak::Cfg<T>::CW;
+  const ak::Mask<T> mv = attn_mask_view<T>(mask);
+  const T* qp = q.data<T>();
+  const T* kp = k.data<T>();
+  const T* vp = v.data<T>();
+  const T* rp = R.data<T>();
+  const unsigned aux_block = 64;  // the grid-stride helper kernels: 2 warps, 2 blocks
+  std::vector<T> out = zeros<T>(rows * dv), lse = zeros<T>(rows);
+
+  {  // forward
+    const int64_t row_blocks = (c.Lq + ak::kRows - 1) / ak::kRows;
+    const int zc = (dv + CW - 1) / CW;
+    const int64_t kps = ak::items_per_split_for(c.Lk, BH * row_blocks * zc, sms);
+    const int64_t splits = (c.Lk + kps - 1) / kps;
+    const dim3 grid(static_cast<unsigned>(BH * row_blocks), static_cast<unsigned>(splits), static_cast<unsigned>(zc));
+    if (splits == 1) {
+      emu::launch(grid, ak::kBlock, 0, [&] {
+        ak::attention_forward_kernel<T>(qp, kp, vp, mv, c.H, c.Lq, c.Lk, d, dv, static_cast<T>(scale), kps,
+                                        out.data(), lse.data(), nullptr, nullptr, nullptr);
+      });
+    } else {
+      std::vector<T> po = zeros<T>(splits * rows * dv), pm = zeros<T>(splits * rows), pl = zeros<T>(splits * rows);
+      emu::launch(grid, ak::kBlock, 0, [&] {
+        ak::attention_forward_kernel<T>(qp, kp, vp, mv, c.H, c.Lq, c.Lk, d, dv, static_cast<T>(scale), kps, nullptr,
+                                        nullptr, po.data(), pm.data(), pl.data());
+      });
+      emu::launch(2, aux_block, 0, [&] {
+        ak::attention_combine_kernel<T>(po.data(), pm.data(), pl.data(), static_cast<int>(splits), rows, dv,
+                                        out.data(), lse.data());
+      });
+    }
+    INFO(c.what << ", sms " << sms << ", key splits " << splits);
+    CHECK(attn_err(as_double(out, rows * dv), ref.to_double_vector()) < tol);
+    CHECK(attn_err(as_double(lse, rows), ref_lse.to_double_vector()) < tol);
+  }
+
+  std::vector<T> delta = zeros<T>(rows), dq = zeros<T>(rows * d), dk = zeros<T>(krows * d), dvv = zeros<T>(krows * dv);
+  emu::launch(2, aux_block, 0, [&] { ak::attention_delta_kernel<T>(rp, out.data(), rows, dv, delta.data()); });
+  {  // dq
+    const int64_t row_blocks = (c.Lq + ak::kRows - 1) / ak::kRows;
+    const int zc = (d + CW - 1) / CW;
+    const int64_t kps = ak::items_per_split_for(c.Lk, BH * row_blocks * zc, sms);
+    const int64_t splits = (c.Lk + kps - 1) / kps;
+    const dim3 grid(static_cast<unsigned>(BH * row_blocks), static_cast<unsigned>(splits), static_cast<unsigned>(zc));
+    std::vector<T> part = zeros<T>(splits > 1 ? splits * rows * d : 0);
+    emu::launch(grid, ak::kBlock, 0, [&] {
+      ak::attention_backward_dq_kernel<T>(qp, kp, vp, mv, rp, lse.data(), delta.data(), c.H, c.Lq, c.Lk, d, dv,
+                                          static_cast<T>(scale), kps, dq.data(), splits > 1 ? part.data() : nullptr);
+    });
+    if (splits > 1)
+      emu::launch(2, aux_block, 0, [&] {
+        ak::attention_sum_splits_kernel<T>(part.data(), static_cast<int>(splits), rows * d, scale, dq.data());
+      });
+    INFO(c.what << ", sms " << sms << ", dq key splits " << splits);
+    CHECK(attn_err(as_double(dq, rows * d), qr.grad().to_double_vector()) < tol);
+  }
+  {  // dk, dv
+    const int64_t key_blocks = (c.Lk + ak::kRows - 1) / ak::kRows;
+    const int zc = (std::max(d, dv) + CW - 1) / CW;
+    const int64_t qps = ak::items_per_split_for(c.Lq, BH * key_blocks * zc, sms);
+    const int64_t splits = (c.Lq + qps - 1) / qps;
+    const dim3 grid(static_cast<unsigned>(BH * key_blocks), static_cast<unsigned>(splits), static_cast<unsigned>(zc));
+    std::vector<T> pk = zeros<T>(splits > 1 ? splits * krows * d : 0), pv = zeros<T>(splits > 1 ? splits * krows * dv : 0);
+    emu::launch(grid, ak::kBlock, 0, [&] {
+      ak::attention_backward_dkdv_kernel<T>(qp, kp, vp, mv, rp, lse.data(), delta.data(), c.H, c.Lq, c.Lk, d, dv,
+                                            static_cast<T>(scale), qps, dk.data(), dvv.data(),
+                                            splits > 1 ? pk.data() : nullptr, splits > 1 ? pv.data() : nullptr);
+    });
+    if (splits > 1) {
+      emu::launch(2, aux_block, 0, [&] {
+        ak::attention_sum_splits_kernel<T>(pk.data(), static_cast<int>(splits), krows * d, scale, dk.data());
+      });
+      emu::launch(2, aux_block, 0, [&] {
+        ak::attention_sum_splits_kernel<T>(pv.data(), static_cast<int>(splits), krows * dv, 1.0, dvv.data());
+      });
+    }
+    INFO(c.what << ", sms " << sms << ", dk/dv query splits " << splits);
+    CHECK(attn_err(as_double(dk, krows * d), kr.grad().to_double_vector()) < tol);
+    CHECK(attn_err(as_double(dvv, krows * dv), vr.grad().to_double_vector()) < tol);
+  }
+}
+
+// test_cuda_attention's odd shapes (its 56 x 5000 x 512 case is too slow to emulate).
+const std::vector<AttnCase> kAttnCases = {
+    {2, 3, 5, 77, 7, 9, 1, "d = 7, dv = 9, mask (Lq, Lk)"},
+    {1, 2, 1, 1, 1, 1, 0, "Lq = Lk = d = dv = 1"},
+    {1, 1, 33, 300, 37, 64, 2, "d = 37, mask (B, 1, Lq, Lk), key splits"},
+    {2, 1, 150, 3, 64, 40, 0, "Lq = 150 over 3 keys (query splits in dk / dv)"},
+    {1, 1, 4, 100, 600, 520, 0, "d = 600, dv = 520 (several column chunks)"},
+    {1, 2, 6, 90, 16, 8, 3, "a fully masked query row"},
+};
+
+}  // namespace
+
+TEST_CASE("cuda emulated: fused attention kernels equal the composed CPU op (f64 and f32, with and without splits)") {
+  for (const AttnCase& c : kAttnCases) {
+    for (int sms : {1, 132}) {  // one split everywhere; an H100/H200's split choice
+      check_attention<double>(c, sms, 1e-10);
+      check_attention<float>(c, sms, 2e-5);
+    }
+  }
 }

@@ -186,14 +186,9 @@ struct Buffers {
 
 int g_sms = 1;
 
-// cuda/attention.cu's split choice (items_per_split).
+// cuda/attention.cu's split choice (the library's items_per_split_for).
 long long items_per_split(long long n, long long base_blocks) {
-  const long long target = 4LL * g_sms;
-  long long splits = base_blocks >= target ? 1 : (target + base_blocks - 1) / base_blocks;
-  const long long max_splits = (n + v2::kTile * v2::kMinTilesPerSplit - 1) / (v2::kTile * v2::kMinTilesPerSplit);
-  splits = std::max(1LL, std::min(std::min(splits, max_splits), 65535LL));
-  long long per = (n + splits - 1) / splits;
-  return (per + v2::kTile - 1) / v2::kTile * v2::kTile;
+  return v2::items_per_split_for(n, base_blocks, g_sms);
 }
 
 float* dev_alloc(size_t n) {
