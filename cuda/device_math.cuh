@@ -35,6 +35,8 @@ __device__ __forceinline__ float d_erf(float x) { return erff(x); }
 __device__ __forceinline__ double d_erf(double x) { return erf(x); }
 __device__ __forceinline__ bool d_isinf(float x) { return isinf(x); }
 __device__ __forceinline__ bool d_isinf(double x) { return isinf(x); }
+__device__ __forceinline__ bool d_isnan(float x) { return isnan(x); }
+__device__ __forceinline__ bool d_isnan(double x) { return isnan(x); }
 #else  // tests/cuda_emulator.h: the C++ library's overloads (qualified: lm:: has Tensor exp, ...)
 template <class T> inline T d_exp(T x) { return std::exp(x); }
 template <class T> inline T d_log(T x) { return std::log(x); }
@@ -44,6 +46,7 @@ template <class T> inline T d_abs(T x) { return std::fabs(x); }
 template <class T> inline T d_tanh(T x) { return std::tanh(x); }
 template <class T> inline T d_erf(T x) { return std::erf(x); }
 template <class T> inline bool d_isinf(T x) { return std::isinf(x); }
+template <class T> inline bool d_isnan(T x) { return std::isnan(x); }
 #endif
 
 template <class T> __device__ __forceinline__ T neg_inf();

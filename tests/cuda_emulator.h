@@ -3,14 +3,14 @@
 // (cuda/sinkhorn_kernels.cuh); the kernels then compile with g++ as ordinary functions, and
 // emu::launch runs each block's threads as std::threads, one block after another:
 //   - threadIdx / blockIdx are per std::thread, blockDim / gridDim global;
-//   - __syncthreads() is a std::barrier over the block's threads; __syncwarp() and
-//     __shfl_xor_sync() one over the warp's 32 threads (a full-warp exchange through a slot per
+//   - __syncthreads() is a std::barrier over the block's threads; __syncwarp(),
+//     __shfl_xor_sync() and __shfl_down_sync() one over the warp's 32 threads (a full-warp exchange through a slot per
 //     lane), so kernels with warp reductions run too;
 //   - __shared__ variables become function-static (one block runs at a time, so one copy is
 //     the block's copy), LM_DYNAMIC_SHARED(name) the launch's dynamic shared bytes.
 // What it checks: indexing, the recurrences, that every thread reaches the same barriers (a
 // barrier skipped by some threads deadlocks here too: the launch then times out and fails).
-// What it cannot check: warp intrinsics beyond those two (others do not compile here; partial
+// What it cannot check: warp intrinsics beyond those three (others do not compile here; partial
 // masks are not modelled), memory-model races that the barriers' full fences hide, launch
 // limits, register / shared-memory budgets, device arithmetic (the CPU's libm stands in for
 // CUDA's). Not part of the library; tests only.
@@ -93,6 +93,21 @@ T __shfl_xor_sync(unsigned, T v, int lane_mask, int width = 32) {
   T r;
   std::memcpy(&r, w.slot[(lane ^ static_cast<unsigned>(lane_mask)) % emu::kWarpSize], sizeof(T));
   w.barrier.arrive_and_wait();  // every lane has read before the next exchange writes
+  return r;
+}
+
+// Lane `lane + delta`'s value, or the caller's own where that is past the warp (CUDA's rule).
+template <class T>
+T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) {
+  static_assert(sizeof(T) <= 8, "emulated shuffles carry up to 8 bytes");
+  if (width != 32) throw std::logic_error("emulated __shfl_down_sync: width must be 32");
+  emu::WarpState& w = emu::my_warp();
+  const unsigned lane = threadIdx.x % emu::kWarpSize;
+  std::memcpy(w.slot[lane], &v, sizeof(T));
+  w.barrier.arrive_and_wait();
+  T r = v;
+  if (lane + delta < emu::kWarpSize) std::memcpy(&r, w.slot[lane + delta], sizeof(T));
+  w.barrier.arrive_and_wait();
   return r;
 }
 

@@ -5,7 +5,13 @@
 //   - fused attention (cuda/attention_kernels.cuh: forward with key splits and their merge,
 //     the delta, dq and dk/dv kernels with their split sums), launched as cuda/attention.cu
 //     launches them, against the composed CPU op (matmul, softmax, matmul, autograd), which
-//     test_nn_ops checks against PyTorch. Runs everywhere, GPU or not: it checks the kernels'
+//     test_nn_ops checks against PyTorch;
+//   - softmax / log_softmax, layer norm, cross-entropy and the reductions (cuda/{softmax,
+//     layer_norm,loss,reduce}_kernels.cuh, with the block reductions of cuda/block_reduce.cuh),
+//     launched as their .cu files launch them, against the CPU kernels of ops/cpu/ (checked
+//     against PyTorch by the op table);
+//   - the Adam / AdamW update (cuda/optim_kernels.cuh) against the CPU optimizer
+//     (models/optim.h, checked against torch.optim by test_nn_optim). Runs everywhere, GPU or not: it checks the kernels'
 // logic (indexing, barriers, the recurrences, grid-stride over problems, the per-block partial
 // cost gradients and their reduction). Whether they compile and run on a device is the op
 // table's CUDA column and tools/gpu_check.sh.
@@ -19,7 +25,12 @@
 #include <string>
 #include <vector>
 
+#include "ops/cpu/layer_norm.h"
+#include "models/optim.h"
+#include "ops/cpu/loss.h"
+#include "ops/cpu/reduce.h"
 #include "ops/cpu/sinkhorn.h"
+#include "ops/cpu/softmax.h"
 #include "ops/ops.h"
 #include "tensor/rng.h"
 // Last: the emulator defines __device__, __shared__, ... as macros for what follows.
@@ -29,6 +40,11 @@
 #pragma GCC diagnostic ignored "-Wunknown-pragmas"  // #pragma unroll
 #include "cuda/attention_kernels.cuh"
 #pragma GCC diagnostic pop
+#include "cuda/layer_norm_kernels.cuh"
+#include "cuda/loss_kernels.cuh"
+#include "cuda/optim_kernels.cuh"
+#include "cuda/reduce_kernels.cuh"
+#include "cuda/softmax_kernels.cuh"
 
 namespace {
 
@@ -465,9 +481,247 @@ const std::vector<AttnCase> kAttnCases = {
 
 TEST_CASE("cuda emulated: fused attention kernels equal the composed CPU op (f64 and f32, with and without splits)") {
   for (const AttnCase& c : kAttnCases) {
-    for (int sms : {1, 132}) {  // one split everywhere; an H100/H200's split choice
+    for (int sms : {1, 132})  // one split everywhere; an H100/H200's split choice
       check_attention<double>(c, sms, 1e-10);
-      check_attention<float>(c, sms, 2e-5);
+    check_attention<float>(c, 132, 2e-5);
+  }
+}
+
+// ---- softmax, layer norm, cross-entropy ------------------------------------------------------
+
+namespace {
+
+constexpr unsigned kLibThreads = 256;  // cuda/common.cuh's kThreads: the library's block size
+
+// Random values in [-4, 4) of a dtype, as a CPU tensor.
+lm::Tensor rand_tensor(const lm::Shape& s, lm::DType dt, unsigned seed) {
+  lm::Generator g(seed);
+  return lm::Tensor::uniform(s, -4.0, 4.0, g, dt);
+}
+
+double tensor_err(const lm::Tensor& got, const lm::Tensor& want) {
+  return attn_err(got.to_double_vector(), want.to_double_vector());
+}
+
+template <class T>
+void check_softmax(int64_t outer, int64_t n, int64_t inner, bool log_out, double tol) {
+  using lm::Tensor;
+  const lm::DType dt = sizeof(T) == 4 ? lm::DType::F32 : lm::DType::F64;
+  Tensor x = rand_tensor({outer, n, inner}, dt, 3);
+  if (outer > 1 && inner == 1) {  // an all -inf row: the kernels use max 0 and give NaN (as torch)
+    std::vector<double> v = x.to_double_vector();
+    for (int64_t j = 0; j < n; ++j) v[static_cast<size_t>(n + j)] = -std::numeric_limits<double>::infinity();
+    x = Tensor::from_vector(v, {outer, n, inner}).to(dt);
+  }
+  Tensor g = rand_tensor({outer, n, inner}, dt, 4);
+  Tensor y_ref = Tensor::empty({outer, n, inner}, dt), gx_ref = Tensor::empty({outer, n, inner}, dt);
+  lm::cpu::softmax_forward(x, outer, n, inner, log_out, y_ref);
+  lm::cpu::softmax_backward(y_ref, g, outer, n, inner, log_out, gx_ref);
+  Tensor y = Tensor::empty({outer, n, inner}, dt), gx = Tensor::empty({outer, n, inner}, dt);
+  namespace sm = lm::cuda::softmax_kernels;
+  const T* xp = x.data<T>();
+  T* yp = y.data<T>();
+  if (inner == 1) {  // host: grid_rows(outer) blocks of kThreads; here fewer blocks (grid-stride)
+    const unsigned grid = static_cast<unsigned>(std::min<int64_t>(outer, 2));
+    emu::launch(grid, kLibThreads, 0, [&] { sm::softmax_rows_kernel<T>(xp, outer, n, log_out, yp); });
+    emu::launch(grid, kLibThreads, 0, [&] {
+      sm::softmax_backward_rows_kernel<T>(yp, g.data<T>(), outer, n, log_out, gx.data<T>());
+    });
+  } else {  // a thread per column: 1 block of 64 over more columns (grid-stride)
+    emu::launch(1, 64, 0, [&] { sm::softmax_columns_kernel<T>(xp, outer, n, inner, log_out, yp); });
+    emu::launch(1, 64, 0, [&] {
+      sm::softmax_backward_columns_kernel<T>(yp, g.data<T>(), outer, n, inner, log_out, gx.data<T>());
+    });
+  }
+  INFO("softmax outer " << outer << " n " << n << " inner " << inner << (log_out ? " log" : ""));
+  CHECK(tensor_err(y, y_ref) < tol);
+  CHECK(tensor_err(gx, gx_ref) < tol);
+}
+
+template <class T>
+void check_layer_norm(int64_t rows, int64_t D, bool affine, double tol) {
+  using lm::Tensor;
+  const lm::DType dt = sizeof(T) == 4 ? lm::DType::F32 : lm::DType::F64;
+  Tensor x = rand_tensor({rows, D}, dt, 5), g = rand_tensor({rows, D}, dt, 6);
+  Tensor w = affine ? rand_tensor({D}, dt, 7) : Tensor(), b = affine ? rand_tensor({D}, dt, 8) : Tensor();
+  const double eps = 1e-5;
+  Tensor y_ref = Tensor::empty({rows, D}, dt), mean_ref = Tensor::empty({rows}, dt), rstd_ref = Tensor::empty({rows}, dt);
+  lm::cpu::layer_norm_forward(x, w, b, eps, rows, D, y_ref, mean_ref, rstd_ref);
+  Tensor gx_ref = Tensor::empty({rows, D}, dt), gw_ref = Tensor::empty({D}, dt), gb_ref = Tensor::empty({D}, dt);
+  lm::cpu::layer_norm_backward(g, x, w, mean_ref, rstd_ref, rows, D, gx_ref, gw_ref, gb_ref);
+
+  namespace ln = lm::cuda::layer_norm_kernels;
+  Tensor y = Tensor::empty({rows, D}, dt), mean = Tensor::empty({rows}, dt), rstd = Tensor::empty({rows}, dt);
+  const T* wp = affine ? w.data<T>() : nullptr;
+  const T* bp = affine ? b.data<T>() : nullptr;
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(rows, 3));
+  emu::launch(grid, kLibThreads, 0, [&] {
+    ln::layer_norm_forward_kernel<T>(x.data<T>(), wp, bp, eps, rows, D, y.data<T>(), mean.data<T>(), rstd.data<T>());
+  });
+  Tensor gx = Tensor::empty({rows, D}, dt), gw = Tensor::empty({D}, dt), gb = Tensor::empty({D}, dt);
+  emu::launch(grid, kLibThreads, 0, [&] {
+    ln::layer_norm_backward_x_kernel<T>(g.data<T>(), x.data<T>(), wp, mean.data<T>(), rstd.data<T>(), rows, D,
+                                        gx.data<T>());
+  });
+  // Parameter gradients: cuda/layer_norm.cu's two kernels (partials per 32-row chunk, then the
+  // chunks in order); its grid is (ceil(D / 128), chunks) of 128 threads; here y = 2 blocks.
+  const int64_t nchunks = (rows + ln::kRowsPerChunk - 1) / ln::kRowsPerChunk;
+  std::vector<double> pw(static_cast<size_t>(nchunks * D)), pb(static_cast<size_t>(nchunks * D));
+  const unsigned threads = 128;
+  const dim3 pgrid(static_cast<unsigned>((D + threads - 1) / threads), static_cast<unsigned>(std::min<int64_t>(nchunks, 2)));
+  emu::launch(pgrid, threads, 0, [&] {
+    ln::layer_norm_param_partials_kernel<T>(g.data<T>(), x.data<T>(), mean.data<T>(), rstd.data<T>(), rows, D,
+                                            nchunks, pw.data(), pb.data());
+  });
+  emu::launch(1, 64, 0, [&] {
+    ln::layer_norm_param_sum_kernel<T>(pw.data(), pb.data(), nchunks, D, gw.data<T>(), gb.data<T>());
+  });
+  INFO("layer_norm rows " << rows << " D " << D << (affine ? " affine" : ""));
+  CHECK(tensor_err(y, y_ref) < tol);
+  CHECK(tensor_err(mean, mean_ref) < tol);
+  CHECK(tensor_err(rstd, rstd_ref) < tol);
+  CHECK(tensor_err(gx, gx_ref) < tol);
+  CHECK(tensor_err(gw, gw_ref) < tol);
+  CHECK(tensor_err(gb, gb_ref) < tol);
+}
+
+template <class T>
+void check_cross_entropy(int64_t B, int64_t C, double tol) {
+  using lm::Tensor;
+  const lm::DType dt = sizeof(T) == 4 ? lm::DType::F32 : lm::DType::F64;
+  Tensor x = rand_tensor({B, C}, dt, 9);
+  std::vector<int64_t> tv(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) tv[static_cast<size_t>(b)] = (b * 7 + 3) % C;
+  Tensor t = Tensor::from_vector(tv, {B});
+  Tensor loss_ref = Tensor::empty({1}, dt), lse_ref = Tensor::empty({B}, lm::DType::F64);
+  lm::cpu::cross_entropy_forward(x, t, B, C, loss_ref, lse_ref);
+  Tensor gl = Tensor::from_vector(std::vector<double>{0.75}, {1}).to(dt);
+  Tensor gx_ref = Tensor::empty({B, C}, dt);
+  lm::cpu::cross_entropy_backward(gl, x, t, lse_ref, B, C, gx_ref);
+
+  namespace ce = lm::cuda::loss_kernels;
+  Tensor loss = Tensor::empty({1}, dt), lse = Tensor::empty({B}, lm::DType::F64);
+  std::vector<double> row_loss(static_cast<size_t>(B));
+  emu::launch(static_cast<unsigned>(std::min<int64_t>(B, 2)), kLibThreads, 0, [&] {
+    ce::cross_entropy_rows_kernel<T, double>(x.data<T>(), t.data<int64_t>(), B, C, lse.data<double>(),
+                                             row_loss.data());
+  });
+  emu::launch(1, 1024, 0, [&] { ce::mean_kernel<T>(row_loss.data(), B, loss.data<T>()); });
+  // Backward twice: the upstream gradient read on the device (g_dev) and passed by value.
+  Tensor gx_dev = Tensor::empty({B, C}, dt), gx_host = Tensor::empty({B, C}, dt);
+  emu::launch(2, 64, 0, [&] {
+    ce::cross_entropy_backward_kernel<T, double>(gl.data<T>(), 0.0, x.data<T>(), t.data<int64_t>(),
+                                                 lse.data<double>(), B, C, gx_dev.data<T>());
+  });
+  emu::launch(2, 64, 0, [&] {
+    ce::cross_entropy_backward_kernel<T, double>(nullptr, 0.75, x.data<T>(), t.data<int64_t>(), lse.data<double>(), B,
+                                                 C, gx_host.data<T>());
+  });
+  INFO("cross_entropy B " << B << " C " << C);
+  CHECK(tensor_err(loss, loss_ref) < tol);
+  CHECK(tensor_err(lse, lse_ref) < tol);
+  CHECK(tensor_err(gx_dev, gx_ref) < tol);
+  CHECK(tensor_err(gx_host, gx_ref) < tol);
+}
+
+}  // namespace
+
+TEST_CASE("cuda emulated: softmax, layer norm and cross-entropy kernels equal the CPU kernels") {
+  for (bool log_out : {false, true}) {
+    check_softmax<double>(5, 300, 1, log_out, 1e-12);  // rows (n > block: strided), an all -inf row
+    check_softmax<double>(3, 7, 1, log_out, 1e-12);
+    check_softmax<double>(3, 5, 40, log_out, 1e-12);   // columns: 120 > 64 threads (grid-stride)
+    check_softmax<float>(5, 300, 1, log_out, 1e-5);
+    check_softmax<float>(3, 5, 40, log_out, 1e-5);
+  }
+  for (bool affine : {true, false}) {
+    check_layer_norm<double>(70, 300, affine, 1e-11);  // 3 chunks of 32 rows; D > 256 and > 128
+    check_layer_norm<double>(1, 5, affine, 1e-11);
+    check_layer_norm<float>(70, 300, affine, 1e-4);
+  }
+  check_cross_entropy<double>(5, 300, 1e-12);
+  check_cross_entropy<double>(1, 3, 1e-12);
+  check_cross_entropy<float>(5, 300, 1e-5);
+}
+
+namespace {
+
+template <class T>
+void check_reduce(lm::cpu::ReduceOp op, int64_t outer, int64_t red, int64_t inner, double tol) {
+  using lm::Tensor;
+  const lm::DType dt = sizeof(T) == 4 ? lm::DType::F32 : lm::DType::F64;
+  Tensor x = rand_tensor({outer, red, inner}, dt, 21);
+  {  // an all -inf row / column, a NaN, a +inf: the kernels' edge paths
+    std::vector<double> v = x.to_double_vector();
+    const double inf = std::numeric_limits<double>::infinity();
+    for (int64_t r = 0; r < red; ++r) v[static_cast<size_t>(r * inner)] = -inf;  // outer 0, inner 0
+    if (outer > 1) v[static_cast<size_t>(red * inner + 1)] = std::numeric_limits<double>::quiet_NaN();
+    if (outer > 2) v[static_cast<size_t>(2 * red * inner)] = inf;
+    x = Tensor::from_vector(v, {outer, red, inner}).to(dt);
+  }
+  Tensor ref = Tensor::empty({outer, inner}, dt), got = Tensor::empty({outer, inner}, dt);
+  lm::cpu::reduce_forward(op, x, outer, red, inner, ref);
+  Tensor aref = Tensor::empty({outer, inner}, lm::DType::I64), agot = Tensor::empty({outer, inner}, lm::DType::I64);
+  lm::cpu::argmax_forward(x, outer, red, inner, aref);
+  namespace rk = lm::cuda::reduce_kernels;
+  if (inner == 1)
+    emu::launch(static_cast<unsigned>(std::min<int64_t>(outer, 2)), kLibThreads, 0,
+                [&] { rk::reduce_rows_kernel<T>(op, x.data<T>(), outer, red, got.data<T>()); });
+  else
+    emu::launch(1, 64, 0, [&] { rk::reduce_columns_kernel<T>(op, x.data<T>(), outer, red, inner, got.data<T>()); });
+  emu::launch(1, 64, 0, [&] { rk::argmax_kernel<T>(x.data<T>(), outer, red, inner, agot.data<int64_t>()); });
+  INFO("reduce op " << static_cast<int>(op) << " outer " << outer << " red " << red << " inner " << inner);
+  CHECK(tensor_err(got, ref) < tol);
+  CHECK(agot.to_double_vector() == aref.to_double_vector());
+}
+
+// Three steps of the CPU optimizer vs the kernel with adam_consts' constants (models/optim.cpp:
+// step_size = lr / (1 - b1^t), bc2_sqrt = sqrt(1 - b2^t), decay = 1 - lr wd for AdamW).
+template <class T>
+void check_adam(bool decoupled, double wd, double tol) {
+  using lm::Tensor;
+  const lm::DType dt = sizeof(T) == 4 ? lm::DType::F32 : lm::DType::F64;
+  const int64_t n = 300;
+  const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8;
+  Tensor p0 = rand_tensor({n}, dt, 31);
+  std::vector<Tensor> grads = {rand_tensor({n}, dt, 32), rand_tensor({n}, dt, 33), rand_tensor({n}, dt, 34)};
+  Tensor ref = p0.clone();
+  {
+    std::unique_ptr<lm::optim::Adam> opt;
+    if (decoupled) opt = std::make_unique<lm::optim::AdamW>(std::vector<Tensor>{ref}, lr, std::make_pair(b1, b2), eps, wd);
+    else opt = std::make_unique<lm::optim::Adam>(std::vector<Tensor>{ref}, lr, std::make_pair(b1, b2), eps, wd);
+    for (const Tensor& g : grads) {
+      ref.set_grad(g.clone());
+      opt->step();
     }
+  }
+  Tensor p = p0.clone(), m = Tensor::zeros({n}, dt), v = Tensor::zeros({n}, dt);
+  const int mode = decoupled ? 1 : (wd != 0.0 ? 2 : 0);
+  for (int t = 1; t <= 3; ++t) {
+    const double step_size = lr / (1.0 - std::pow(b1, t)), bc2_sqrt = std::sqrt(1.0 - std::pow(b2, t));
+    const double decay = decoupled ? 1.0 - lr * wd : 1.0;
+    const Tensor& g = grads[static_cast<size_t>(t - 1)];
+    emu::launch(2, 64, 0, [&] {
+      lm::cuda::optim_kernels::adam_kernel<T>(n, p.data<T>(), g.data<T>(), m.data<T>(), v.data<T>(), step_size,
+                                              bc2_sqrt, b1, b2, eps, wd, decay, mode);
+    });
+  }
+  INFO((decoupled ? "AdamW" : "Adam") << " wd " << wd);
+  CHECK(tensor_err(p, ref) < tol);
+}
+
+}  // namespace
+
+TEST_CASE("cuda emulated: reductions, argmax and the Adam update equal the CPU") {
+  using lm::cpu::ReduceOp;
+  for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Max, ReduceOp::LogSumExp}) {
+    check_reduce<double>(op, 4, 300, 1, 1e-12);  // rows: n > block (strided), edge rows
+    check_reduce<double>(op, 3, 7, 40, 1e-12);   // columns: 120 > 64 threads (grid-stride)
+    check_reduce<float>(op, 4, 300, 1, 1e-5);
+    check_reduce<float>(op, 3, 7, 40, 1e-5);
+  }
+  for (auto [decoupled, wd] : std::vector<std::pair<bool, double>>{{false, 0.0}, {false, 0.1}, {true, 0.01}}) {
+    check_adam<double>(decoupled, wd, 1e-12);
+    check_adam<float>(decoupled, wd, 1e-6);
   }
 }
