@@ -51,6 +51,13 @@ struct dim3 {
   unsigned x, y, z;
   dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
+// CUDA's 16-byte vector types (same size and alignment).
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+struct alignas(16) double2 {
+  double x, y;
+};
 // The CUDA built-ins.
 inline thread_local emu_dim3 threadIdx;
 inline thread_local emu_dim3 blockIdx;

@@ -11,7 +11,10 @@
 //     launched as their .cu files launch them, against the CPU kernels of ops/cpu/ (checked
 //     against PyTorch by the op table);
 //   - the Adam / AdamW update (cuda/optim_kernels.cuh) against the CPU optimizer
-//     (models/optim.h, checked against torch.optim by test_nn_optim). Runs everywhere, GPU or not: it checks the kernels'
+//     (models/optim.h, checked against torch.optim by test_nn_optim);
+//   - the elementwise kernels (cuda/elementwise_kernels.cuh: every unary op forward and
+//     backward through the packed map, 16-byte vectors and scalar tail; binary ops packed and
+//     broadcast through make_index) against ops/cpu/elementwise.h. Runs everywhere, GPU or not: it checks the kernels'
 // logic (indexing, barriers, the recurrences, grid-stride over problems, the per-block partial
 // cost gradients and their reduction). Whether they compile and run on a device is the op
 // table's CUDA column and tools/gpu_check.sh.
@@ -25,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/cpu/elementwise.h"
 #include "ops/cpu/layer_norm.h"
 #include "models/optim.h"
 #include "ops/cpu/loss.h"
@@ -40,6 +44,7 @@
 #pragma GCC diagnostic ignored "-Wunknown-pragmas"  // #pragma unroll
 #include "cuda/attention_kernels.cuh"
 #pragma GCC diagnostic pop
+#include "cuda/elementwise_kernels.cuh"
 #include "cuda/layer_norm_kernels.cuh"
 #include "cuda/loss_kernels.cuh"
 #include "cuda/optim_kernels.cuh"
@@ -724,4 +729,93 @@ TEST_CASE("cuda emulated: reductions, argmax and the Adam update equal the CPU")
     check_adam<double>(decoupled, wd, 1e-12);
     check_adam<float>(decoupled, wd, 1e-6);
   }
+}
+
+namespace {
+
+namespace ew = lm::cuda::elementwise_kernels;
+
+// Every unary op, forward and backward, through map_kernel with and without 16-byte vectors
+// (n = 1027: a scalar tail after the vectors), 2 blocks of 64 threads (grid-stride).
+template <class T>
+void check_unary(double tol) {
+  using lm::Tensor;
+  using lm::cpu::UnaryOp;
+  const lm::DType dt = sizeof(T) == 4 ? lm::DType::F32 : lm::DType::F64;
+  const int64_t n = 1027;
+  const std::vector<std::pair<UnaryOp, lm::cpu::UnaryParams>> ops = {
+      {UnaryOp::Neg, {}},          {UnaryOp::Exp, {}},           {UnaryOp::Log, {}},
+      {UnaryOp::Sqrt, {}},         {UnaryOp::Pow, {2.0, 0}},     {UnaryOp::Pow, {1.5, 0}},
+      {UnaryOp::Abs, {}},          {UnaryOp::Clamp, {0.5, 2.5}}, {UnaryOp::Relu, {}},
+      {UnaryOp::Sigmoid, {}},      {UnaryOp::Tanh, {}},          {UnaryOp::Gelu, {}},
+      {UnaryOp::AddScalar, {0.25, 0}}, {UnaryOp::MulScalar, {-3.0, 0}}, {UnaryOp::RSubScalar, {2.0, 0}}};
+  lm::Generator gen(41);
+  const Tensor x = Tensor::uniform({n}, 0.1, 3.0, gen, dt);  // positive: log, sqrt, pow defined
+  const Tensor gy = rand_tensor({n}, dt, 42);
+  for (const auto& [op, prm] : ops) {
+    Tensor y_ref = Tensor::empty({n}, dt), gx_ref = Tensor::empty({n}, dt);
+    lm::cpu::unary_forward(op, prm, x, y_ref);
+    lm::cpu::unary_backward(op, prm, x, y_ref, gy, gx_ref);
+    for (bool vec : {true, false}) {
+      Tensor y = Tensor::empty({n}, dt), gx = Tensor::empty({n}, dt);
+      const ew::UnaryF f{op, prm.p0, prm.p1};
+      const ew::UnaryGradF fg{op, prm.p0, prm.p1};
+      emu::launch(2, 64, 0, [&] {
+        ew::map_kernel<T, 1>(n, vec, x.data<T>(), static_cast<const T*>(nullptr), static_cast<const T*>(nullptr),
+                             y.data<T>(), f);
+      });
+      emu::launch(2, 64, 0, [&] {
+        ew::map_kernel<T, 3>(n, vec, x.data<T>(), y.data<T>(), gy.data<T>(), gx.data<T>(), fg);
+      });
+      INFO("unary op " << static_cast<int>(op) << " p0 " << prm.p0 << (vec ? " vec" : " scalar"));
+      CHECK(tensor_err(y, y_ref) < tol);
+      CHECK(tensor_err(gx, gx_ref) < tol);
+    }
+  }
+}
+
+// Binary ops: packed through the map, broadcast / strided through make_index and the index
+// kernel (a (3, 1, 5) by a transposed (4, 5)^T view, b (1, 4, 5) -> (3, 4, 5)).
+template <class T>
+void check_binary(double tol) {
+  using lm::Tensor;
+  using lm::cpu::BinaryOp;
+  const lm::DType dt = sizeof(T) == 4 ? lm::DType::F32 : lm::DType::F64;
+  for (BinaryOp op : {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div}) {
+    const Tensor a = rand_tensor({3, 4, 5}, dt, 51), b = lm::add(rand_tensor({3, 4, 5}, dt, 52), 5.0);
+    Tensor ref = Tensor::empty({3, 4, 5}, dt), got = Tensor::empty({3, 4, 5}, dt);
+    lm::cpu::binary_forward(op, a, b, ref);
+    emu::launch(2, 64, 0, [&] {
+      ew::map_kernel<T, 2>(60, true, a.data<T>(), b.data<T>(), static_cast<const T*>(nullptr), got.data<T>(),
+                           ew::BinaryF{op});
+    });
+    INFO("binary op " << static_cast<int>(op));
+    CHECK(tensor_err(got, ref) < tol);
+
+    const Tensor a3 = rand_tensor({3, 1, 5}, dt, 53);
+    const Tensor bt = lm::transpose(lm::add(rand_tensor({5, 4}, dt, 54), 5.0), 0, 1);  // (4, 5), strided
+    const Tensor b3 = lm::unsqueeze(bt, 0);                                            // (1, 4, 5)
+    Tensor bref = Tensor::empty({3, 4, 5}, dt), bgot = Tensor::empty({3, 4, 5}, dt);
+    lm::cpu::binary_forward(op, a3, b3, bref);
+    const lm::Shape shape{3, 4, 5};
+    auto strides_of = [&](const Tensor& t) {
+      lm::Shape st(3, 0);
+      for (int64_t i = 0; i < 3; ++i) st[i] = t.shape()[i] == 1 ? 0 : t.strides()[i];
+      return st;
+    };
+    const ew::BroadcastIndex ix = ew::make_index(shape, strides_of(a3), strides_of(b3));
+    emu::launch(1, 32, 0, [&] {
+      ew::binary_index_kernel<T>(60, ix, a3.data<T>(), b3.data<T>(), bgot.data<T>(), ew::BinaryF{op});
+    });
+    CHECK(tensor_err(bgot, bref) < tol);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cuda emulated: elementwise kernels equal the CPU kernels (unary forward / backward, binary packed / broadcast)") {
+  check_unary<double>(1e-12);
+  check_unary<float>(1e-5);
+  check_binary<double>(1e-15);
+  check_binary<float>(1e-6);
 }
