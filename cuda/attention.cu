@@ -74,17 +74,8 @@ Dims check_dims(const char* fn, const Tensor& q, const Tensor& k, const Tensor& 
 }
 
 template <class T> Mask<T> mask_view(const Tensor& mask) {
-  Mask<T> m{nullptr, 0, 0, 0, 0};
-  if (!mask.defined()) return m;
-  int64_t st[4] = {0, 0, 0, 0};
-  const int64_t nd = mask.dim();
-  for (int64_t a = 0; a < nd; ++a) st[4 - nd + a] = mask.shape()[a] == 1 ? 0 : mask.strides()[a];
-  m.p = mask.data<T>();
-  m.sb = st[0];
-  m.sh = st[1];
-  m.si = st[2];
-  m.sj = st[3];
-  return m;
+  if (!mask.defined()) return Mask<T>{nullptr, 0, 0, 0, 0};
+  return make_mask<T>(mask.data<T>(), mask.dim(), mask.shape().data(), mask.strides().data());
 }
 
 // items_per_split_for (cuda/attention_kernels.cuh) with the device's multiprocessor count.

@@ -77,6 +77,14 @@ template <class T> struct Mask {
   const T* p;
   int64_t sb, sh, si, sj;
 };
+// Host side: the Mask view of an additive mask of nd <= 4 dims (shape, element strides)
+// broadcast to (B, H, Lq, Lk): dims align to the right; size-1 and missing dims get stride 0.
+template <class T>
+inline Mask<T> make_mask(const T* p, int64_t nd, const int64_t* shape, const int64_t* strides) {
+  int64_t st[4] = {0, 0, 0, 0};
+  for (int64_t a = 0; a < nd; ++a) st[4 - nd + a] = shape[a] == 1 ? 0 : strides[a];
+  return Mask<T>{p, st[0], st[1], st[2], st[3]};
+}
 template <class T> __device__ __forceinline__ const T* mask_head(const Mask<T>& m, int64_t bh, int64_t H) {
   return m.p + (bh / H) * m.sb + (bh % H) * m.sh;
 }

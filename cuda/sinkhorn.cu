@@ -23,14 +23,50 @@ cudaError_t allow_shared_bytes(Kernel kernel, size_t bytes) {
 
 int64_t grad_blocks(int64_t B) { return B < kSinkhornGradBlocks ? B : kSinkhornGradBlocks; }
 
+size_t workspace_elements(int64_t B, int64_t K1, int64_t K2, int iterations, bool shared_cost) {
+  const int64_t G = grad_blocks(B);
+  const int64_t it = iterations > 0 ? iterations : 1;
+  return static_cast<size_t>(G * it * (K1 + K2) + (shared_cost ? G * K1 * K2 : 0));
+}
+
+// What both backward wrappers do around their kernels: the checks, the empty batch, the
+// workspace carve (each block's per-iteration slice, then the shared-cost partials), the main
+// kernel (launch(G, shared bytes, slices, partials)) and, for a shared cost, the in-order sum
+// of the partials (reduce(blocks, threads, partials, G)).
+template <typename T, class Kernel, class Launch, class Reduce>
+cudaError_t backward_steps(int64_t B, int64_t K1, int64_t K2, bool shared_cost,
+                           const SinkhornOptions& opt, T* grad_cost, void* workspace,
+                           size_t workspace_bytes, cudaStream_t stream, Kernel kernel,
+                           int64_t shared_elements, Launch launch, Reduce reduce) {
+  if (bad_args(B, K1, K2, opt)) return cudaErrorInvalidValue;
+  const int64_t KK = K1 * K2;
+  if (B == 0) {
+    if (grad_cost && shared_cost) return cudaMemsetAsync(grad_cost, 0, KK * sizeof(T), stream);
+    return cudaSuccess;
+  }
+  if (workspace == nullptr ||
+      workspace_bytes < workspace_elements(B, K1, K2, opt.iterations, shared_cost) * sizeof(T))
+    return cudaErrorInvalidValue;
+  const int64_t G = grad_blocks(B);
+  const int64_t it = opt.iterations > 0 ? opt.iterations : 1;
+  T* slices = static_cast<T*>(workspace);          // (G, iterations, K1 + K2)
+  T* partials = slices + G * it * (K1 + K2);       // (G, K1, K2) when shared_cost
+  const size_t smem = static_cast<size_t>(shared_elements) * sizeof(T);
+  cudaError_t err = allow_shared_bytes(kernel, smem);
+  if (err != cudaSuccess) return err;
+  launch(static_cast<unsigned>(G), smem, slices, partials);
+  err = cudaGetLastError();
+  if (err != cudaSuccess || !(grad_cost && shared_cost)) return err;
+  const int threads = 256;
+  reduce(static_cast<unsigned>((KK + threads - 1) / threads), threads, partials, G);
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 size_t sinkhorn_backward_workspace_bytes(int64_t B, int64_t K1, int64_t K2, int iterations,
                                          bool shared_cost, size_t element_size) {
-  const int64_t G = grad_blocks(B);
-  const int64_t it = iterations > 0 ? iterations : 1;
-  const int64_t elems = G * it * (K1 + K2) + (shared_cost ? G * K1 * K2 : 0);
-  return static_cast<size_t>(elems) * element_size;
+  return workspace_elements(B, K1, K2, iterations, shared_cost) * element_size;
 }
 
 template <typename T>
@@ -57,33 +93,20 @@ cudaError_t sinkhorn_backward(const T* a, const T* b, const T* cost, int64_t B, 
                               const T* grad_u, const T* grad_w, T* grad_a, T* grad_b,
                               T* grad_cost, void* workspace, size_t workspace_bytes,
                               cudaStream_t stream) {
-  if (bad_args(B, K1, K2, opt)) return cudaErrorInvalidValue;
-  const int64_t KK = K1 * K2;
-  if (B == 0) {
-    if (grad_cost && shared_cost) return cudaMemsetAsync(grad_cost, 0, KK * sizeof(T), stream);
-    return cudaSuccess;
-  }
-  if (workspace == nullptr ||
-      workspace_bytes < sinkhorn_backward_workspace_bytes(B, K1, K2, opt.iterations, shared_cost, sizeof(T)))
-    return cudaErrorInvalidValue;
-  const int64_t G = grad_blocks(B);
-  const int64_t it = opt.iterations > 0 ? opt.iterations : 1;
-  T* denominators = static_cast<T*>(workspace);          // (G, iterations, K1 + K2)
-  T* partials = denominators + G * it * (K1 + K2);        // (G, K1, K2) when shared_cost
-  const size_t smem = static_cast<size_t>(2 * KK + 6 * K1 + 6 * K2) * sizeof(T);
-  cudaError_t err = allow_shared_bytes(sinkhorn_backward_kernel<T>, smem);
-  if (err != cudaSuccess) return err;
   const T eps = static_cast<T>(opt.epsilon);
-  sinkhorn_backward_kernel<T><<<static_cast<unsigned>(G), kSinkhornThreads, smem, stream>>>(
-      a, b, cost, B, K1, K2, shared_cost, eps, opt.iterations, opt.tol, grad_plan, grad_col_sums,
-      grad_row_sums, grad_u, grad_w, grad_a, grad_b, grad_cost, denominators, partials);
-  err = cudaGetLastError();
-  if (err != cudaSuccess || !(grad_cost && shared_cost)) return err;
-  const int threads = 256;
-  const int64_t blocks = (KK + threads - 1) / threads;
-  sinkhorn_reduce_cost_grad_kernel<T><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
-      partials, G, KK, cost, eps, grad_cost);
-  return cudaGetLastError();
+  return backward_steps<T>(
+      B, K1, K2, shared_cost, opt, grad_cost, workspace, workspace_bytes, stream,
+      sinkhorn_backward_kernel<T>, 2 * K1 * K2 + 6 * K1 + 6 * K2,
+      [&](unsigned G, size_t smem, T* denominators, T* partials) {
+        sinkhorn_backward_kernel<T><<<G, kSinkhornThreads, smem, stream>>>(
+            a, b, cost, B, K1, K2, shared_cost, eps, opt.iterations, opt.tol, grad_plan,
+            grad_col_sums, grad_row_sums, grad_u, grad_w, grad_a, grad_b, grad_cost, denominators,
+            partials);
+      },
+      [&](unsigned blocks, int threads, const T* partials, int64_t G) {
+        sinkhorn_reduce_cost_grad_kernel<T><<<blocks, threads, 0, stream>>>(partials, G, K1 * K2,
+                                                                            cost, eps, grad_cost);
+      });
 }
 
 template <typename T>
@@ -111,33 +134,19 @@ cudaError_t sinkhorn_log_backward(const T* a, const T* b, const T* cost, int64_t
                                   const T* grad_row_sums, const T* grad_f, const T* grad_g,
                                   T* grad_a, T* grad_b, T* grad_cost, void* workspace,
                                   size_t workspace_bytes, cudaStream_t stream) {
-  if (bad_args(B, K1, K2, opt)) return cudaErrorInvalidValue;
-  const int64_t KK = K1 * K2;
-  if (B == 0) {
-    if (grad_cost && shared_cost) return cudaMemsetAsync(grad_cost, 0, KK * sizeof(T), stream);
-    return cudaSuccess;
-  }
-  if (workspace == nullptr ||
-      workspace_bytes < sinkhorn_backward_workspace_bytes(B, K1, K2, opt.iterations, shared_cost, sizeof(T)))
-    return cudaErrorInvalidValue;
-  const int64_t G = grad_blocks(B);
-  const int64_t it = opt.iterations > 0 ? opt.iterations : 1;
-  T* normalisers = static_cast<T*>(workspace);     // (G, iterations, K1 + K2)
-  T* partials = normalisers + G * it * (K1 + K2);  // (G, K1, K2) when shared_cost
-  const size_t smem = static_cast<size_t>(2 * KK + 5 * K1 + 6 * K2) * sizeof(T);
-  cudaError_t err = allow_shared_bytes(sinkhorn_log_backward_kernel<T>, smem);
-  if (err != cudaSuccess) return err;
-  sinkhorn_log_backward_kernel<T><<<static_cast<unsigned>(G), kSinkhornThreads, smem, stream>>>(
-      a, b, cost, B, K1, K2, shared_cost, static_cast<T>(opt.epsilon), opt.iterations, opt.tol,
-      opt.log_domain_stabiliser, grad_plan, grad_col_sums, grad_row_sums, grad_f, grad_g, grad_a,
-      grad_b, grad_cost, normalisers, partials);
-  err = cudaGetLastError();
-  if (err != cudaSuccess || !(grad_cost && shared_cost)) return err;
-  const int threads = 256;
-  const int64_t blocks = (KK + threads - 1) / threads;
-  sinkhorn_log_reduce_cost_grad_kernel<T><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
-      partials, G, KK, grad_cost);
-  return cudaGetLastError();
+  return backward_steps<T>(
+      B, K1, K2, shared_cost, opt, grad_cost, workspace, workspace_bytes, stream,
+      sinkhorn_log_backward_kernel<T>, 2 * K1 * K2 + 5 * K1 + 6 * K2,
+      [&](unsigned G, size_t smem, T* normalisers, T* partials) {
+        sinkhorn_log_backward_kernel<T><<<G, kSinkhornThreads, smem, stream>>>(
+            a, b, cost, B, K1, K2, shared_cost, static_cast<T>(opt.epsilon), opt.iterations,
+            opt.tol, opt.log_domain_stabiliser, grad_plan, grad_col_sums, grad_row_sums, grad_f,
+            grad_g, grad_a, grad_b, grad_cost, normalisers, partials);
+      },
+      [&](unsigned blocks, int threads, const T* partials, int64_t G) {
+        sinkhorn_log_reduce_cost_grad_kernel<T><<<blocks, threads, 0, stream>>>(partials, G,
+                                                                                K1 * K2, grad_cost);
+      });
 }
 
 #define LM_CUDA_SINKHORN_INSTANTIATE(T)                                                            \

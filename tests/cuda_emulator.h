@@ -88,43 +88,43 @@ inline std::vector<unsigned char>& dynamic_shared() {
 inline void __syncthreads() { emu::block_barrier->arrive_and_wait(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::my_warp().barrier.arrive_and_wait(); }
 
+namespace emu {
+// A full-warp exchange: every lane posts v, then reads lane src_lane(lane)'s value (its own
+// where that is past the warp).
+template <class T, class Src>
+T warp_exchange(T v, Src src_lane) {
+  static_assert(sizeof(T) <= 8, "emulated shuffles carry up to 8 bytes");
+  WarpState& w = my_warp();
+  const unsigned lane = threadIdx.x % kWarpSize;
+  std::memcpy(w.slot[lane], &v, sizeof(T));
+  w.barrier.arrive_and_wait();  // every lane has written
+  T r = v;
+  const unsigned src = src_lane(lane);
+  if (src < kWarpSize) std::memcpy(&r, w.slot[src], sizeof(T));
+  w.barrier.arrive_and_wait();  // every lane has read before the next exchange writes
+  return r;
+}
+}  // namespace emu
+
 // Lane `lane ^ lane_mask`'s value; every lane of the warp must call it (full mask).
 template <class T>
 T __shfl_xor_sync(unsigned, T v, int lane_mask, int width = 32) {
-  static_assert(sizeof(T) <= 8, "emulated shuffles carry up to 8 bytes");
   if (width != 32) throw std::logic_error("emulated __shfl_xor_sync: width must be 32");
-  emu::WarpState& w = emu::my_warp();
-  const unsigned lane = threadIdx.x % emu::kWarpSize;
-  std::memcpy(w.slot[lane], &v, sizeof(T));
-  w.barrier.arrive_and_wait();  // every lane has written
-  T r;
-  std::memcpy(&r, w.slot[(lane ^ static_cast<unsigned>(lane_mask)) % emu::kWarpSize], sizeof(T));
-  w.barrier.arrive_and_wait();  // every lane has read before the next exchange writes
-  return r;
+  return emu::warp_exchange(
+      v, [&](unsigned lane) { return (lane ^ static_cast<unsigned>(lane_mask)) % emu::kWarpSize; });
 }
 
 // Lane `lane + delta`'s value, or the caller's own where that is past the warp (CUDA's rule).
 template <class T>
 T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) {
-  static_assert(sizeof(T) <= 8, "emulated shuffles carry up to 8 bytes");
   if (width != 32) throw std::logic_error("emulated __shfl_down_sync: width must be 32");
-  emu::WarpState& w = emu::my_warp();
-  const unsigned lane = threadIdx.x % emu::kWarpSize;
-  std::memcpy(w.slot[lane], &v, sizeof(T));
-  w.barrier.arrive_and_wait();
-  T r = v;
-  if (lane + delta < emu::kWarpSize) std::memcpy(&r, w.slot[lane + delta], sizeof(T));
-  w.barrier.arrive_and_wait();
-  return r;
+  return emu::warp_exchange(v, [&](unsigned lane) { return lane + delta; });
 }
 
 #define LM_DYNAMIC_SHARED(name) unsigned char* name = emu::dynamic_shared().data()
 
 namespace emu {
 
-// Runs kernel() as `grid` blocks of `block` threads (x dimension only) with `shared_bytes` of
-// dynamic shared memory (16-byte aligned, zero-filled per block so that results cannot depend
-// on a previous block's leftovers). Throws if a block does not finish within `timeout`.
 // One block's synchronisation state. A deadlocked block's state is kept alive (its threads
 // are blocked in it and cannot be joined), reachable from `abandoned()` so that LeakSanitizer
 // does not report it.

@@ -318,20 +318,11 @@ lm::Tensor attn_mask(const AttnCase& c, lm::Generator& g) {
   return lm::Tensor::from_vector(v, s);
 }
 
-// cuda/attention.cu's mask_view: strides over (B, H, Lq, Lk), 0 on broadcast dims.
+// cuda/attention.cu's mask_view.
 template <class T>
 ak::Mask<T> attn_mask_view(const lm::Tensor& m) {
-  ak::Mask<T> r{nullptr, 0, 0, 0, 0};
-  if (!m.defined()) return r;
-  int64_t st[4] = {0, 0, 0, 0};
-  const int64_t nd = m.dim();
-  for (int64_t a = 0; a < nd; ++a) st[4 - nd + a] = m.shape()[a] == 1 ? 0 : m.strides()[a];
-  r.p = m.data<T>();
-  r.sb = st[0];
-  r.sh = st[1];
-  r.si = st[2];
-  r.sj = st[3];
-  return r;
+  if (!m.defined()) return ak::Mask<T>{nullptr, 0, 0, 0, 0};
+  return ak::make_mask<T>(m.data<T>(), m.dim(), m.shape().data(), m.strides().data());
 }
 
 template <class T>

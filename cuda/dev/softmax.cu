@@ -77,29 +77,11 @@ __global__ void softmax_kernel2(const float* inp, float* out, int N, int C) {
 }
 
 // ---- version 3: a block per row, warp shuffles (the library kernel) -------------------------
-template <class T, class Op>
-__device__ T warp_reduce(T v, Op op) {
-  for (int off = 16; off > 0; off /= 2) v = op(v, __shfl_down_sync(0xffffffffu, v, off));
-  return v;
-}
-struct Max { __device__ float operator()(float a, float b) const { return b > a ? b : a; } };
-struct Sum { __device__ double operator()(double a, double b) const { return a + b; } };
-
-template <class T, class Op>
-__device__ T block_reduce(T v, Op op, T identity, T* shared) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
-  v = warp_reduce(v, op);
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    T r = lane < nwarps ? shared[lane] : identity;
-    r = warp_reduce(r, op);
-    if (lane == 0) shared[32] = r;
-  }
-  __syncthreads();
-  return shared[32];
-}
+// The library's block reduction (cuda/block_reduce.cuh), as cuda/softmax.cu uses it.
+#include "../block_reduce.cuh"
+using lm::cuda::block_reduce;
+using Max = lm::cuda::MaxOp;
+using Sum = lm::cuda::SumOp;
 
 // inp, out: (N, C) row-major; blockDim.x a multiple of 32.
 __global__ void softmax_kernel3(const float* inp, float* out, int N, int C) {
