@@ -14,7 +14,7 @@
 
 #include "device_math.cuh"  // kWarp, d_exp, d_log, d_isinf, neg_inf (lm::cuda)
 
-namespace lm::cuda::attention_kernels {
+namespace LM_CUDA_NS::attention_kernels {
 
 // Tile geometry per dtype: DC columns of q / k per score chunk, DVC columns of v / dO per
 // chunk, CW output columns per block (held in registers: CW / 32 per lane and accumulator).

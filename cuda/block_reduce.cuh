@@ -8,7 +8,7 @@
 #pragma once
 #include "device_math.cuh"
 
-namespace lm::cuda {
+namespace LM_CUDA_NS {
 
 // The "max" the CPU kernels use: `v > m ? v : m` (a NaN never wins, like the CPU loop).
 template <class T> __device__ __forceinline__ T max_skip_nan(T m, T v) { return v > m ? v : m; }

@@ -8,12 +8,20 @@
 
 #include <cmath>
 
+// The namespace of the device code in the kernel headers: lm::cuda in the library (and the
+// cuda/dev studies); tests/cuda_emulator.h sets lm::cuda_emulated, so that the CPU-compiled
+// kernels of the emulated test never share a symbol with the library's CUDA host stubs (same
+// names would let the linker keep one definition for both).
+#ifndef LM_CUDA_NS
+#define LM_CUDA_NS lm::cuda
+#endif
+
 // A kernel's dynamic shared memory (the launch's third argument), as raw bytes.
 #ifndef LM_DYNAMIC_SHARED
 #define LM_DYNAMIC_SHARED(name) extern __shared__ unsigned char name[]
 #endif
 
-namespace lm::cuda {
+namespace LM_CUDA_NS {
 
 constexpr int kWarp = 32;
 

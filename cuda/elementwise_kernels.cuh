@@ -10,7 +10,7 @@
 #include "device_math.cuh"
 #include "ops/cpu/elementwise.h"
 
-namespace lm::cuda::elementwise_kernels {
+namespace LM_CUDA_NS::elementwise_kernels {
 
 using cpu::BinaryOp;
 using cpu::UnaryOp;

@@ -7,7 +7,7 @@
 #include "block_reduce.cuh"
 #include "device_math.cuh"
 
-namespace lm::cuda::layer_norm_kernels {
+namespace LM_CUDA_NS::layer_norm_kernels {
 
 constexpr int64_t kRowsPerChunk = 32;  // as ops/cpu/layer_norm.cpp
 

@@ -7,7 +7,7 @@
 #include "block_reduce.cuh"
 #include "device_math.cuh"
 
-namespace lm::cuda::loss_kernels {
+namespace LM_CUDA_NS::loss_kernels {
 
 // x: (B, C) packed; t: (B) int64; lse: (B), float64 (LseT = double) or T; row_loss: (B) float64.
 template <class T, class LseT>

@@ -7,7 +7,7 @@
 #include "block_reduce.cuh"
 #include "device_math.cuh"
 
-namespace lm::cuda::optim_kernels {
+namespace LM_CUDA_NS::optim_kernels {
 
 // p, g, m, v: (n) packed of T. mode: 0 no decay, 1 decoupled (AdamW), 2 L2 (Adam).
 template <class T>

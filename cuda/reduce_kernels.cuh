@@ -9,7 +9,7 @@
 #include "device_math.cuh"
 #include "ops/cpu/reduce.h"
 
-namespace lm::cuda::reduce_kernels {
+namespace LM_CUDA_NS::reduce_kernels {
 
 using cpu::ReduceOp;
 

@@ -9,7 +9,7 @@
 #include "device_math.cuh"
 #include "sinkhorn.cuh"
 
-namespace lm::cuda::sinkhorn_kernels {
+namespace LM_CUDA_NS::sinkhorn_kernels {
 
 
 // Kmat = exp(-C / eps), (K1, K2) row-major, into shared memory.

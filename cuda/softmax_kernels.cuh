@@ -7,7 +7,7 @@
 #include "block_reduce.cuh"
 #include "device_math.cuh"
 
-namespace lm::cuda::softmax_kernels {
+namespace LM_CUDA_NS::softmax_kernels {
 
 // x, y: (outer, n) packed. One block per row.
 template <class T>

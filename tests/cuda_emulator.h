@@ -16,6 +16,9 @@
 // CUDA's). Not part of the library; tests only.
 #pragma once
 #define LM_CUDA_EMULATION 1
+// The kernel headers' device code goes to lm::cuda_emulated (cuda/device_math.cuh): its CPU
+// build must not share symbols with the library's CUDA objects linked into the same binary.
+#define LM_CUDA_NS lm::cuda_emulated
 
 #include <barrier>
 #include <chrono>
@@ -58,6 +61,17 @@ struct alignas(16) float4 {
 struct alignas(16) double2 {
   double x, y;
 };
+// Bit casts CUDA provides as intrinsics.
+inline float __uint_as_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+inline uint32_t __float_as_uint(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
 // The CUDA built-ins.
 inline thread_local emu_dim3 threadIdx;
 inline thread_local emu_dim3 blockIdx;
@@ -199,3 +213,10 @@ void launch(dim3 grid, unsigned block, size_t shared_bytes, Kernel kernel,
 }
 
 }  // namespace emu
+
+// Host-side names of lm::cuda the kernel headers use (constants such as kSinkhornStabiliser).
+namespace lm::cuda {}
+namespace lm::cuda_emulated {
+using namespace ::lm::cuda;
+}
+

@@ -14,7 +14,10 @@
 //     (models/optim.h, checked against torch.optim by test_nn_optim);
 //   - the elementwise kernels (cuda/elementwise_kernels.cuh: every unary op forward and
 //     backward through the packed map, 16-byte vectors and scalar tail; binary ops packed and
-//     broadcast through make_index) against ops/cpu/elementwise.h. Runs everywhere, GPU or not: it checks the kernels'
+//     broadcast through make_index) against ops/cpu/elementwise.h;
+//   - the copy kernels (cuda/copy_kernels.cuh: dtype conversion between float32, float64,
+//     float16 and bfloat16, bit for bit against Tensor::to on the CPU over every 16-bit pattern
+//     and rounding edge cases; the strided copy of a transposed view; fill; add). Runs everywhere, GPU or not: it checks the kernels'
 // logic (indexing, barriers, the recurrences, grid-stride over problems, the per-block partial
 // cost gradients and their reduction). Whether they compile and run on a device is the op
 // table's CUDA column and tools/gpu_check.sh.
@@ -44,6 +47,7 @@
 #pragma GCC diagnostic ignored "-Wunknown-pragmas"  // #pragma unroll
 #include "cuda/attention_kernels.cuh"
 #pragma GCC diagnostic pop
+#include "cuda/copy_kernels.cuh"
 #include "cuda/elementwise_kernels.cuh"
 #include "cuda/layer_norm_kernels.cuh"
 #include "cuda/loss_kernels.cuh"
@@ -53,7 +57,7 @@
 
 namespace {
 
-namespace sk = lm::cuda::sinkhorn_kernels;
+namespace sk = lm::cuda_emulated::sinkhorn_kernels;
 
 struct Problem {
   int64_t B, K1, K2;
@@ -297,7 +301,7 @@ TEST_CASE("cuda emulated: a kernel that skips a barrier in some threads is repor
 
 namespace {
 
-namespace ak = lm::cuda::attention_kernels;
+namespace ak = lm::cuda_emulated::attention_kernels;
 
 struct AttnCase {
   int64_t B, H, Lq, Lk, d, dv;
@@ -514,7 +518,7 @@ void check_softmax(int64_t outer, int64_t n, int64_t inner, bool log_out, double
   lm::cpu::softmax_forward(x, outer, n, inner, log_out, y_ref);
   lm::cpu::softmax_backward(y_ref, g, outer, n, inner, log_out, gx_ref);
   Tensor y = Tensor::empty({outer, n, inner}, dt), gx = Tensor::empty({outer, n, inner}, dt);
-  namespace sm = lm::cuda::softmax_kernels;
+  namespace sm = lm::cuda_emulated::softmax_kernels;
   const T* xp = x.data<T>();
   T* yp = y.data<T>();
   if (inner == 1) {  // host: grid_rows(outer) blocks of kThreads; here fewer blocks (grid-stride)
@@ -546,7 +550,7 @@ void check_layer_norm(int64_t rows, int64_t D, bool affine, double tol) {
   Tensor gx_ref = Tensor::empty({rows, D}, dt), gw_ref = Tensor::empty({D}, dt), gb_ref = Tensor::empty({D}, dt);
   lm::cpu::layer_norm_backward(g, x, w, mean_ref, rstd_ref, rows, D, gx_ref, gw_ref, gb_ref);
 
-  namespace ln = lm::cuda::layer_norm_kernels;
+  namespace ln = lm::cuda_emulated::layer_norm_kernels;
   Tensor y = Tensor::empty({rows, D}, dt), mean = Tensor::empty({rows}, dt), rstd = Tensor::empty({rows}, dt);
   const T* wp = affine ? w.data<T>() : nullptr;
   const T* bp = affine ? b.data<T>() : nullptr;
@@ -595,7 +599,7 @@ void check_cross_entropy(int64_t B, int64_t C, double tol) {
   Tensor gx_ref = Tensor::empty({B, C}, dt);
   lm::cpu::cross_entropy_backward(gl, x, t, lse_ref, B, C, gx_ref);
 
-  namespace ce = lm::cuda::loss_kernels;
+  namespace ce = lm::cuda_emulated::loss_kernels;
   Tensor loss = Tensor::empty({1}, dt), lse = Tensor::empty({B}, lm::DType::F64);
   std::vector<double> row_loss(static_cast<size_t>(B));
   emu::launch(static_cast<unsigned>(std::min<int64_t>(B, 2)), kLibThreads, 0, [&] {
@@ -659,7 +663,7 @@ void check_reduce(lm::cpu::ReduceOp op, int64_t outer, int64_t red, int64_t inne
   lm::cpu::reduce_forward(op, x, outer, red, inner, ref);
   Tensor aref = Tensor::empty({outer, inner}, lm::DType::I64), agot = Tensor::empty({outer, inner}, lm::DType::I64);
   lm::cpu::argmax_forward(x, outer, red, inner, aref);
-  namespace rk = lm::cuda::reduce_kernels;
+  namespace rk = lm::cuda_emulated::reduce_kernels;
   if (inner == 1)
     emu::launch(static_cast<unsigned>(std::min<int64_t>(outer, 2)), kLibThreads, 0,
                 [&] { rk::reduce_rows_kernel<T>(op, x.data<T>(), outer, red, got.data<T>()); });
@@ -698,7 +702,7 @@ void check_adam(bool decoupled, double wd, double tol) {
     const double decay = decoupled ? 1.0 - lr * wd : 1.0;
     const Tensor& g = grads[static_cast<size_t>(t - 1)];
     emu::launch(2, 64, 0, [&] {
-      lm::cuda::optim_kernels::adam_kernel<T>(n, p.data<T>(), g.data<T>(), m.data<T>(), v.data<T>(), step_size,
+      lm::cuda_emulated::optim_kernels::adam_kernel<T>(n, p.data<T>(), g.data<T>(), m.data<T>(), v.data<T>(), step_size,
                                               bc2_sqrt, b1, b2, eps, wd, decay, mode);
     });
   }
@@ -724,7 +728,7 @@ TEST_CASE("cuda emulated: reductions, argmax and the Adam update equal the CPU")
 
 namespace {
 
-namespace ew = lm::cuda::elementwise_kernels;
+namespace ew = lm::cuda_emulated::elementwise_kernels;
 
 // Every unary op, forward and backward, through map_kernel with and without 16-byte vectors
 // (n = 1027: a scalar tail after the vectors), 2 blocks of 64 threads (grid-stride).
@@ -809,4 +813,85 @@ TEST_CASE("cuda emulated: elementwise kernels equal the CPU kernels (unary forwa
   check_unary<float>(1e-5);
   check_binary<double>(1e-15);
   check_binary<float>(1e-6);
+}
+
+namespace {
+
+namespace ck = lm::cuda_emulated::copy_kernels;
+
+int code_of(lm::DType t) {
+  switch (t) {
+    case lm::DType::F32: return ck::kF32;
+    case lm::DType::F64: return ck::kF64;
+    case lm::DType::F16: return ck::kF16;
+    default: return ck::kBF16;
+  }
+}
+
+// Sources of every dtype: all 65536 bit patterns for float16 / bfloat16; for float32 / float64
+// zeros, infinities, NaN, half / bfloat16 rounding ties, overflow, subnormals, and random values.
+lm::Tensor conversion_source(lm::DType t) {
+  using lm::Tensor;
+  if (t == lm::DType::F16 || t == lm::DType::BF16) {
+    Tensor x = Tensor::empty({65536}, t);
+    auto* p = static_cast<uint16_t*>(x.raw_data());
+    for (uint32_t i = 0; i < 65536; ++i) p[i] = static_cast<uint16_t>(i);
+    return x;
+  }
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<double> v = {0.0, -0.0, 1.0, -1.0, inf, -inf, std::numeric_limits<double>::quiet_NaN(),
+                           65504.0, 65519.99, 65520.0, 1e5, -1e5, 6.103515625e-05, 5.960464477539063e-08,
+                           2.9802322387695312e-08, 2.98023223876953125e-08 * 1.5, 1e-9, 1.0 + 1.0 / 2048,
+                           1.0 + 3.0 / 2048, 1.0 + 1.0 / 256, 1.0 + 3.0 / 256, 3.0e38, -3.4e38, 1e-40, 1e300};
+  std::mt19937 rng(61);
+  std::uniform_real_distribution<double> u(-70000.0, 70000.0);
+  for (int i = 0; i < 500; ++i) v.push_back(u(rng) * std::pow(10.0, (i % 13) - 8));
+  return Tensor::from_vector(v, {static_cast<int64_t>(v.size())}).to(t);
+}
+
+}  // namespace
+
+TEST_CASE("cuda emulated: copy kernels (dtype conversion bit for bit, strided copy, fill, add) equal the CPU") {
+  using lm::DType;
+  using lm::Tensor;
+  int pairs = 0;
+  for (DType from : {DType::F32, DType::F64, DType::F16, DType::BF16}) {
+    const Tensor x = conversion_source(from);
+    const int64_t n = x.numel();
+    for (DType to : {DType::F32, DType::F64, DType::F16, DType::BF16}) {
+      if (to == from) continue;
+      const Tensor ref = x.to(to);
+      Tensor got = Tensor::empty({n}, to);
+      emu::launch(2, 64, 0, [&] { ck::convert_kernel(n, x.raw_data(), code_of(from), got.raw_data(), code_of(to)); });
+      const std::string what = std::string("convert ") + lm::dtype_name(from) + " -> " + lm::dtype_name(to);
+      INFO(what);
+      CHECK(std::memcmp(got.raw_data(), ref.raw_data(), ref.nbytes()) == 0);
+      ++pairs;
+    }
+  }
+  CHECK(pairs == 12);
+
+  // Strided copy: a transposed (6, 5) float64 view into a packed tensor, and back into a
+  // strided destination.
+  const Tensor src = lm::transpose(rand_tensor({5, 6}, DType::F64, 71), 0, 1);  // (6, 5), strides (1, 6)
+  const Tensor want = src.contiguous();
+  Tensor packed = Tensor::empty({6, 5}, DType::F64);
+  const ck::CopyIndex ix = ck::make_index(src.shape(), src.strides(), packed.strides());
+  emu::launch(1, 16, 0, [&] {
+    ck::strided_copy_kernel<uint64_t>(30, ix, static_cast<const uint64_t*>(src.raw_data()),
+                                      static_cast<uint64_t*>(packed.raw_data()));
+  });
+  CHECK(std::memcmp(packed.raw_data(), want.raw_data(), want.nbytes()) == 0);
+
+  // fill (the bits of 2.5f) and add (z aliasing x).
+  Tensor f = Tensor::empty({77}, DType::F32);
+  const float val = 2.5f;
+  uint32_t bits;
+  std::memcpy(&bits, &val, sizeof bits);
+  emu::launch(2, 32, 0, [&] { ck::fill_kernel<uint32_t>(77, static_cast<uint32_t*>(f.raw_data()), bits); });
+  CHECK(f.to_double_vector() == std::vector<double>(77, 2.5));
+  Tensor a = rand_tensor({77}, DType::F32, 72), b = rand_tensor({77}, DType::F32, 73);
+  const Tensor sum_ref = lm::add(a, b);
+  emu::launch(2, 32, 0, [&] { ck::add_kernel<float>(77, a.data<float>(), a.data<float>(), b.data<float>()); });
+  CHECK(std::memcmp(a.raw_data(), sum_ref.raw_data(), sum_ref.nbytes()) == 0);
 }
