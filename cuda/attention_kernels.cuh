@@ -481,4 +481,4 @@ __global__ void attention_sum_splits_kernel(const T* __restrict__ part, int spli
   }
 }
 
-}  // namespace lm::cuda::attention_kernels
+}  // namespace LM_CUDA_NS::attention_kernels

@@ -6,6 +6,8 @@
 // shuffles, then one warp over the per-warp partials in shared memory). With a fixed
 // blockDim the same inputs always give the same bits; no kernel here uses atomics.
 #pragma once
+#include <cstdint>
+
 #include "device_math.cuh"
 
 namespace LM_CUDA_NS {
@@ -46,4 +48,19 @@ __device__ T block_reduce(T v, Op op, T identity, T* shared) {
   return shared[32];
 }
 
-}  // namespace lm::cuda
+// The row statistics of softmax and cross-entropy, by the whole block over a row of n: m, the
+// maximum (NaN skipped; 0 for an all -inf row, as the CPU), and s, the float64 sum of
+// exp(x - m) (exp in T). st, sd: shared scratch of >= 33 elements each. Contains
+// __syncthreads(): call from all threads of the block.
+template <class T>
+__device__ void block_row_max_sumexp(const T* row, int64_t n, T* st, double* sd, T& m, double& s) {
+  m = neg_inf<T>();
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) m = max_skip_nan(m, row[j]);
+  m = block_reduce(m, MaxOp{}, neg_inf<T>(), st);
+  if (d_isinf(m) && m < 0) m = 0;
+  s = 0;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += (double)d_exp(row[j] - m);
+  s = block_reduce(s, SumOp{}, 0.0, sd);
+}
+
+}  // namespace LM_CUDA_NS

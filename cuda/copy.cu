@@ -22,7 +22,7 @@ using namespace copy_kernels;
 namespace {
 
 template <class E>
-void launch_raw(int64_t n, const CopyIndex& ix, const void* src, void* dst, cudaStream_t s) {
+void launch_raw(int64_t n, const Index2& ix, const void* src, void* dst, cudaStream_t s) {
   strided_copy_kernel<E><<<grid_for(n), kThreads, 0, s>>>(n, ix, static_cast<const E*>(src), static_cast<E*>(dst));
   check_launch("strided_copy_kernel");
 }
@@ -38,7 +38,7 @@ void copy_strided_raw(void* dst, const int64_t* dst_strides, const void* src, co
   if (n == 0) return;
   DeviceGuard guard(device);
   cudaStream_t stream = current_stream(device);
-  const CopyIndex ix = make_index(sh, ss, ds);
+  const Index2 ix = make_index2(sh, ss, ds, "cuda::copy_strided");
   switch (elem_size) {
     case 2: launch_raw<uint16_t>(n, ix, src, dst, stream); break;
     case 4: launch_raw<uint32_t>(n, ix, src, dst, stream); break;

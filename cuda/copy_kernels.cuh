@@ -1,4 +1,4 @@
-// Copy kernels of cuda/copy.cu (device code, and the host-side index builder make_index):
+// Copy kernels of cuda/copy.cu (device code):
 // the strided copy, the dtype conversion (float32 / float64 / float16 / bfloat16, the CPU's
 // bit-exact rounding), add and fill. Host sides there. tests/test_cuda_emulated.cpp also runs
 // them on the CPU (tests/cuda_emulator.h).
@@ -8,60 +8,20 @@
 #include <string>
 
 #include "device_math.cuh"
-#include "tensor/tensor.h"  // Shape, shape_str (make_index)
+#include "index2.cuh"
 
 namespace LM_CUDA_NS::copy_kernels {
 
-constexpr int kMaxDims = 8;
-
-struct CopyIndex {
-  int nd = 0;
-  int64_t shape[kMaxDims];
-  int64_t ss[kMaxDims];  // src element strides
-  int64_t ds[kMaxDims];  // dst element strides
-};
-
-// src, dst: any layout described by ix; E: an unsigned integer of the element size.
+// src, dst: any layout described by ix (make_index2, cuda/index2.cuh: operand 0 the source,
+// 1 the destination); E: an unsigned integer of the element size.
 template <class E>
-__global__ void strided_copy_kernel(int64_t n, CopyIndex ix, const E* __restrict__ src, E* __restrict__ dst) {
+__global__ void strided_copy_kernel(int64_t n, Index2 ix, const E* __restrict__ src, E* __restrict__ dst) {
   const int64_t stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-    int64_t rem = i, os = 0, od = 0;
-    for (int d = ix.nd - 1; d >= 0; --d) {
-      const int64_t idx = rem % ix.shape[d];
-      rem /= ix.shape[d];
-      os += idx * ix.ss[d];
-      od += idx * ix.ds[d];
-    }
+    int64_t os, od;
+    index2_offsets(ix, i, os, od);
     dst[od] = src[os];
   }
-}
-
-inline CopyIndex make_index(const Shape& shape, const Shape& ss, const Shape& ds) {
-  Shape s, a, b;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    if (!s.empty() && a.back() == ss[d] * shape[d] && b.back() == ds[d] * shape[d]) {
-      s.back() *= shape[d];
-      a.back() = ss[d];
-      b.back() = ds[d];
-    } else {
-      s.push_back(shape[d]);
-      a.push_back(ss[d]);
-      b.push_back(ds[d]);
-    }
-  }
-  if (s.size() > (size_t)kMaxDims)
-    throw std::runtime_error("cuda::copy_strided: more than " + std::to_string(kMaxDims) +
-                             " non-mergeable dims in shape " + shape_str(shape));
-  CopyIndex ix;
-  ix.nd = (int)s.size();
-  for (int d = 0; d < ix.nd; ++d) {
-    ix.shape[d] = s[d];
-    ix.ss[d] = a[d];
-    ix.ds[d] = b[d];
-  }
-  return ix;
 }
 
 // ---- dtype conversion ----------------------------------------------------------------------
@@ -164,4 +124,4 @@ __global__ void fill_kernel(int64_t n, E* __restrict__ dst, E bits) {
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) dst[i] = bits;
 }
 
-}  // namespace lm::cuda::copy_kernels
+}  // namespace LM_CUDA_NS::copy_kernels

@@ -61,4 +61,4 @@ template <class T> __device__ __forceinline__ T neg_inf();
 template <> __device__ __forceinline__ float neg_inf<float>() { return -INFINITY; }
 template <> __device__ __forceinline__ double neg_inf<double>() { return -(double)INFINITY; }
 
-}  // namespace lm::cuda
+}  // namespace LM_CUDA_NS

@@ -58,7 +58,7 @@ void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out, cu
     launch_map<T, 2>("binary_forward (packed)", stream, n, pa, pb, (const T*)nullptr, po, f);
     return;
   }
-  BroadcastIndex ix = make_index(shape, broadcast_strides_of(a, shape), broadcast_strides_of(b, shape));
+  const Index2 ix = make_index2(shape, broadcast_strides_of(a, shape), broadcast_strides_of(b, shape), "cuda::binary_forward");
   binary_index_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(n, ix, pa, pb, po, f);
   check_launch("binary_forward (broadcast)");
 }

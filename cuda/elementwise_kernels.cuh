@@ -1,5 +1,4 @@
-// Elementwise kernels of cuda/elementwise.cu (device code, and the host-side broadcast index
-// builder make_index): the per-element formulas, the packed map kernel (16-byte vectors when
+// Elementwise kernels of cuda/elementwise.cu (device code): the per-element formulas, the packed map kernel (16-byte vectors when
 // aligned) and the broadcast / strided binary kernel. Host side and numerics there.
 // tests/test_cuda_emulated.cpp also runs them on the CPU (tests/cuda_emulator.h).
 #pragma once
@@ -8,6 +7,7 @@
 #include <string>
 
 #include "device_math.cuh"
+#include "index2.cuh"
 #include "ops/cpu/elementwise.h"
 
 namespace LM_CUDA_NS::elementwise_kernels {
@@ -131,58 +131,17 @@ __global__ void map_kernel(int64_t n, bool vec, const T* __restrict__ in0, const
 }
 
 // ---- broadcast / strided binary -----------------------------------------------------------
-constexpr int kMaxDims = 8;
-
-struct BroadcastIndex {
-  int nd = 0;
-  int64_t shape[kMaxDims];
-  int64_t sa[kMaxDims];  // element strides of a (0 on broadcast dims)
-  int64_t sb[kMaxDims];  // element strides of b
-};
-
-// out: (n) packed, the row-major enumeration of ix.shape; a, b read through ix.sa / ix.sb.
+// out: (n) packed, the row-major enumeration of ix.shape; a, b read through ix.s0 / ix.s1
+// (make_index2, cuda/index2.cuh).
 template <class T>
-__global__ void binary_index_kernel(int64_t n, BroadcastIndex ix, const T* __restrict__ a, const T* __restrict__ b,
+__global__ void binary_index_kernel(int64_t n, Index2 ix, const T* __restrict__ a, const T* __restrict__ b,
                                     T* __restrict__ out, BinaryF f) {
   const int64_t stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-    int64_t rem = i, oa = 0, ob = 0;
-    for (int d = ix.nd - 1; d >= 0; --d) {
-      const int64_t idx = rem % ix.shape[d];
-      rem /= ix.shape[d];
-      oa += idx * ix.sa[d];
-      ob += idx * ix.sb[d];
-    }
+    int64_t oa, ob;
+    index2_offsets(ix, i, oa, ob);
     out[i] = f(a[oa], b[ob], a[oa]);
   }
 }
 
-// Drops size-1 dims and fuses dim d into d+1 when both operands step through them as one.
-inline BroadcastIndex make_index(const Shape& shape, const Shape& sa, const Shape& sb) {
-  Shape s, a, b;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    if (!s.empty() && a.back() == sa[d] * shape[d] && b.back() == sb[d] * shape[d]) {
-      s.back() *= shape[d];
-      a.back() = sa[d];
-      b.back() = sb[d];
-    } else {
-      s.push_back(shape[d]);
-      a.push_back(sa[d]);
-      b.push_back(sb[d]);
-    }
-  }
-  if (s.size() > (size_t)kMaxDims)
-    throw std::runtime_error("cuda::binary_forward: more than " + std::to_string(kMaxDims) +
-                             " non-mergeable dims in shape " + shape_str(shape));
-  BroadcastIndex ix;
-  ix.nd = (int)s.size();
-  for (int d = 0; d < ix.nd; ++d) {
-    ix.shape[d] = s[d];
-    ix.sa[d] = a[d];
-    ix.sb[d] = b[d];
-  }
-  return ix;
-}
-
-}  // namespace lm::cuda::elementwise_kernels
+}  // namespace LM_CUDA_NS::elementwise_kernels

@@ -114,4 +114,4 @@ __global__ void layer_norm_param_sum_kernel(const double* __restrict__ pw, const
   }
 }
 
-}  // namespace lm::cuda::layer_norm_kernels
+}  // namespace LM_CUDA_NS::layer_norm_kernels

@@ -17,13 +17,9 @@ __global__ void cross_entropy_rows_kernel(const T* __restrict__ x, const int64_t
   __shared__ double sd[33];
   for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
     const T* r = x + b * C;
-    T m = neg_inf<T>();
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) m = max_skip_nan(m, r[c]);
-    m = block_reduce(m, MaxOp{}, neg_inf<T>(), st);
-    if (d_isinf(m) && m < 0) m = 0;
-    double s = 0;
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += (double)d_exp(r[c] - m);
-    s = block_reduce(s, SumOp{}, 0.0, sd);
+    T m;
+    double s;
+    block_row_max_sumexp(r, C, st, sd, m, s);
     if (threadIdx.x == 0) {
       const double l = (double)m + d_log(s);
       lse[b] = (LseT)l;
@@ -61,4 +57,4 @@ __global__ void cross_entropy_backward_kernel(const T* __restrict__ g_dev, doubl
   }
 }
 
-}  // namespace lm::cuda::loss_kernels
+}  // namespace LM_CUDA_NS::loss_kernels

@@ -29,4 +29,4 @@ __global__ void adam_kernel(int64_t n, T* __restrict__ p, const T* __restrict__ 
   }
 }
 
-}  // namespace lm::cuda::optim_kernels
+}  // namespace LM_CUDA_NS::optim_kernels

@@ -96,4 +96,4 @@ __global__ void argmax_kernel(const T* __restrict__ x, int64_t outer, int64_t re
   }
 }
 
-}  // namespace lm::cuda::reduce_kernels
+}  // namespace LM_CUDA_NS::reduce_kernels

@@ -579,4 +579,4 @@ __global__ void sinkhorn_log_reduce_cost_grad_kernel(const T* partials, int64_t 
   grad_cost[k] = s;
 }
 
-}  // namespace lm::cuda::sinkhorn_kernels
+}  // namespace LM_CUDA_NS::sinkhorn_kernels

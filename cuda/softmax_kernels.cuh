@@ -18,13 +18,9 @@ __global__ void softmax_rows_kernel(const T* __restrict__ x, int64_t outer, int6
   for (int64_t o = blockIdx.x; o < outer; o += gridDim.x) {
     const T* xr = x + o * n;
     T* yr = y + o * n;
-    T m = neg_inf<T>();
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) m = max_skip_nan(m, xr[j]);
-    m = block_reduce(m, MaxOp{}, neg_inf<T>(), st);
-    if (d_isinf(m) && m < 0) m = 0;
-    double s = 0;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += (double)d_exp(xr[j] - m);
-    s = block_reduce(s, SumOp{}, 0.0, sd);
+    T m;
+    double s;
+    block_row_max_sumexp(xr, n, st, sd, m, s);
     if (log_out) {
       const T ls = (T)d_log(s);
       for (int64_t j = threadIdx.x; j < n; j += blockDim.x) yr[j] = (xr[j] - m) - ls;
@@ -104,4 +100,4 @@ __global__ void softmax_backward_columns_kernel(const T* __restrict__ y, const T
   }
 }
 
-}  // namespace lm::cuda::softmax_kernels
+}  // namespace LM_CUDA_NS::softmax_kernels

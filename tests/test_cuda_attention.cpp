@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "ops/ops.h"
+#include "tests/attention_cases.h"
 #include "tensor/profiler.h"
 #ifdef LIBRAMIL_WITH_CUDA
 #include "cuda/device.h"
@@ -54,38 +55,9 @@ bool have_gpu() {
   return h && h->device_count && h->device_count() > 0;
 }
 
-struct Case {
-  int64_t B, H, Lq, Lk, d, dv;
-  int mask;  // 0 none, 1 random 0/-inf (Lq, Lk), 2 random (B, 1, Lq, Lk), 3 (Lq, Lk) with query row 1 all -inf
-  const char* what;
-};
-
-const std::vector<Case>& cases() {
-  static const std::vector<Case> c = {
-      {1, 1, 56, 5000, 512, 512, 0, "Libra-MIL: 56 prototypes x 5000 instances, d = dv = 512"},
-      {2, 3, 5, 77, 7, 9, 1, "d = 7, dv = 9, mask (Lq, Lk)"},
-      {1, 2, 1, 1, 1, 1, 0, "Lq = Lk = d = dv = 1"},
-      {1, 1, 33, 300, 37, 64, 2, "d = 37, mask (B, 1, Lq, Lk), key splits"},
-      {2, 1, 150, 3, 64, 40, 0, "Lq = 150 over 3 keys (query splits in dk / dv)"},
-      {1, 1, 4, 100, 600, 520, 0, "d = 600, dv = 520 (several column chunks)"},
-      {1, 2, 6, 90, 16, 8, 3, "a fully masked query row"},
-  };
-  return c;
-}
-
-// The mask of a case (CPU, float64 values; converted by the caller), or undefined.
-Tensor make_mask(const Case& c, Generator& g) {
-  if (c.mask == 0) return Tensor();
-  const Shape s = c.mask == 2 ? Shape{c.B, 1, c.Lq, c.Lk} : Shape{c.Lq, c.Lk};
-  const double ninf = -std::numeric_limits<double>::infinity();
-  std::vector<double> v((size_t)shape_numel(s));
-  for (size_t x = 0; x < v.size(); ++x) {
-    const int64_t j = (int64_t)x % c.Lk, i = ((int64_t)x / c.Lk) % c.Lq;
-    if (c.mask == 3) v[x] = (i == 1 || (j % 3 == 2)) ? ninf : 0.0;
-    else v[x] = (j != 0 && g.next_uniform() < 0.4) ? ninf : 0.0;
-  }
-  return Tensor::from_vector(v, s);
-}
+using Case = test::AttentionCase;
+const std::vector<Case>& cases() { return test::attention_cases(); }
+Tensor make_mask(const Case& c, Generator& g) { return test::attention_case_mask(c, g); }
 
 struct Outcome {
   Tensor out, dq, dk, dv;

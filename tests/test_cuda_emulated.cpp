@@ -14,7 +14,7 @@
 //     (models/optim.h, checked against torch.optim by test_nn_optim);
 //   - the elementwise kernels (cuda/elementwise_kernels.cuh: every unary op forward and
 //     backward through the packed map, 16-byte vectors and scalar tail; binary ops packed and
-//     broadcast through make_index) against ops/cpu/elementwise.h;
+//     broadcast through make_index2) against ops/cpu/elementwise.h;
 //   - the copy kernels (cuda/copy_kernels.cuh: dtype conversion between float32, float64,
 //     float16 and bfloat16, bit for bit against Tensor::to on the CPU over every 16-bit pattern
 //     and rounding edge cases; the strided copy of a transposed view; fill; add). Runs everywhere, GPU or not: it checks the kernels'
@@ -40,6 +40,7 @@
 #include "ops/cpu/softmax.h"
 #include "ops/ops.h"
 #include "tensor/rng.h"
+#include "tests/attention_cases.h"
 // Last: the emulator defines __device__, __shared__, ... as macros for what follows.
 #include "tests/cuda_emulator.h"
 #include "cuda/sinkhorn_kernels.cuh"
@@ -303,24 +304,7 @@ namespace {
 
 namespace ak = lm::cuda_emulated::attention_kernels;
 
-struct AttnCase {
-  int64_t B, H, Lq, Lk, d, dv;
-  int mask;  // 0 none, 1 random 0/-inf (Lq, Lk), 2 random (B, 1, Lq, Lk), 3 (Lq, Lk), query row 1 all -inf
-  const char* what;
-};
-
-lm::Tensor attn_mask(const AttnCase& c, lm::Generator& g) {
-  if (c.mask == 0) return lm::Tensor();
-  const lm::Shape s = c.mask == 2 ? lm::Shape{c.B, 1, c.Lq, c.Lk} : lm::Shape{c.Lq, c.Lk};
-  const double ninf = -std::numeric_limits<double>::infinity();
-  std::vector<double> v(static_cast<size_t>(lm::shape_numel(s)));
-  for (size_t x = 0; x < v.size(); ++x) {
-    const int64_t j = static_cast<int64_t>(x) % c.Lk, i = (static_cast<int64_t>(x) / c.Lk) % c.Lq;
-    if (c.mask == 3) v[x] = (i == 1 || (j % 3 == 2)) ? ninf : 0.0;
-    else v[x] = (j != 0 && g.next_uniform() < 0.4) ? ninf : 0.0;
-  }
-  return lm::Tensor::from_vector(v, s);
-}
+using AttnCase = lm::test::AttentionCase;
 
 // cuda/attention.cu's mask_view.
 template <class T>
@@ -368,7 +352,7 @@ void check_attention(const AttnCase& c, int sms, double tol) {
   lm::Generator gen(1234);
   Tensor q = Tensor::randn({c.B, c.H, c.Lq, c.d}, gen, dt), k = Tensor::randn({c.B, c.H, c.Lk, c.d}, gen, dt),
          v = Tensor::randn({c.B, c.H, c.Lk, c.dv}, gen, dt), R = Tensor::randn({c.B, c.H, c.Lq, c.dv}, gen, dt);
-  Tensor mask = attn_mask(c, gen);
+  Tensor mask = lm::test::attention_case_mask(c, gen);
   if (mask.defined()) mask = mask.to(dt).contiguous();
   const double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
 
@@ -467,20 +451,11 @@ void check_attention(const AttnCase& c, int sms, double tol) {
   }
 }
 
-// test_cuda_attention's odd shapes (its 56 x 5000 x 512 case is too slow to emulate).
-const std::vector<AttnCase> kAttnCases = {
-    {2, 3, 5, 77, 7, 9, 1, "d = 7, dv = 9, mask (Lq, Lk)"},
-    {1, 2, 1, 1, 1, 1, 0, "Lq = Lk = d = dv = 1"},
-    {1, 1, 33, 300, 37, 64, 2, "d = 37, mask (B, 1, Lq, Lk), key splits"},
-    {2, 1, 150, 3, 64, 40, 0, "Lq = 150 over 3 keys (query splits in dk / dv)"},
-    {1, 1, 4, 100, 600, 520, 0, "d = 600, dv = 520 (several column chunks)"},
-    {1, 2, 6, 90, 16, 8, 3, "a fully masked query row"},
-};
-
 }  // namespace
 
 TEST_CASE("cuda emulated: fused attention kernels equal the composed CPU op (f64 and f32, with and without splits)") {
-  for (const AttnCase& c : kAttnCases) {
+  for (const AttnCase& c : lm::test::attention_cases()) {
+    if (c.Lk > 1000) continue;  // the 56 x 5000 x 512 Libra-MIL shape: too slow to emulate
     for (int sms : {1, 132})  // one split everywhere; an H100/H200's split choice
       check_attention<double>(c, sms, 1e-10);
     check_attention<float>(c, 132, 2e-5);
@@ -769,7 +744,7 @@ void check_unary(double tol) {
   }
 }
 
-// Binary ops: packed through the map, broadcast / strided through make_index and the index
+// Binary ops: packed through the map, broadcast / strided through make_index2 and the index
 // kernel (a (3, 1, 5) by a transposed (4, 5)^T view, b (1, 4, 5) -> (3, 4, 5)).
 template <class T>
 void check_binary(double tol) {
@@ -798,7 +773,7 @@ void check_binary(double tol) {
       for (int64_t i = 0; i < 3; ++i) st[i] = t.shape()[i] == 1 ? 0 : t.strides()[i];
       return st;
     };
-    const ew::BroadcastIndex ix = ew::make_index(shape, strides_of(a3), strides_of(b3));
+    const lm::cuda_emulated::Index2 ix = lm::cuda_emulated::make_index2(shape, strides_of(a3), strides_of(b3), "test");
     emu::launch(1, 32, 0, [&] {
       ew::binary_index_kernel<T>(60, ix, a3.data<T>(), b3.data<T>(), bgot.data<T>(), ew::BinaryF{op});
     });
@@ -876,7 +851,8 @@ TEST_CASE("cuda emulated: copy kernels (dtype conversion bit for bit, strided co
   const Tensor src = lm::transpose(rand_tensor({5, 6}, DType::F64, 71), 0, 1);  // (6, 5), strides (1, 6)
   const Tensor want = src.contiguous();
   Tensor packed = Tensor::empty({6, 5}, DType::F64);
-  const ck::CopyIndex ix = ck::make_index(src.shape(), src.strides(), packed.strides());
+  const lm::cuda_emulated::Index2 ix =
+      lm::cuda_emulated::make_index2(src.shape(), src.strides(), packed.strides(), "test");
   emu::launch(1, 16, 0, [&] {
     ck::strided_copy_kernel<uint64_t>(30, ix, static_cast<const uint64_t*>(src.raw_data()),
                                       static_cast<uint64_t*>(packed.raw_data()));
