@@ -37,6 +37,7 @@ Runner add_bench_sinkhorn(CLI::App& app) {
   struct Flags {
     bench::SinkhornBenchOptions o;
     int threads = 0;
+    std::string device = "cpu";
     std::string check_inputs, check_output;
   };
   auto f = std::make_shared<Flags>();
@@ -49,17 +50,25 @@ Runner add_bench_sinkhorn(CLI::App& app) {
   sk->add_option("--repeats", f->o.repeats, "timed repeats (median reported)")->capture_default_str();
   sk->add_option("--threads", f->threads, "CPU threads (0 = all)")->capture_default_str();
   sk->add_option("--seed", f->o.seed, "seed of the random inputs")->capture_default_str();
+  sk->add_option("--device", f->device,
+                 "cpu | cuda | cuda:<index> (CUDA: inputs moved to the GPU, peak_bytes is the device allocator's peak)")
+      ->capture_default_str();
   sk->add_option("--check-inputs", f->check_inputs,
                  "instead of timing: one step on a_t, a_v, cost, weights read from this safetensors file");
   sk->add_option("--check-output", f->check_output, "with --check-inputs: write cols, grad_a_t, grad_a_v, grad_cost here");
   return [f, sk]() -> int {
     if (!*sk) return -1;  // not this subcommand
     set_threads(f->threads);
+    try {
+      f->o.device = Device::parse(f->device);
+    } catch (const std::exception&) {
+      throw std::runtime_error("--device " + f->device + ": expected cpu, cuda or cuda:<index>");
+    }
     if (!f->check_inputs.empty()) {
       if (f->check_output.empty()) throw std::runtime_error("--check-inputs needs --check-output");
       data::SafetensorsFile in = data::read_safetensors(f->check_inputs);
       bench::SinkhornStepResult r =
-          bench::sinkhorn_step(in.at("a_t"), in.at("a_v"), in.at("cost"), in.at("weights"), f->o.config);
+          bench::sinkhorn_step(in.at("a_t"), in.at("a_v"), in.at("cost"), in.at("weights"), f->o.config, f->o.device);
       data::write_safetensors(f->check_output, {{"cols", r.cols},
                                                 {"grad_a_t", r.grad_a_t},
                                                 {"grad_a_v", r.grad_a_v},
@@ -77,6 +86,7 @@ Runner add_bench_sinkhorn(CLI::App& app) {
                      {"epsilon", f->o.config.epsilon},
                      {"log_domain", f->o.config.log_domain},
                      {"threads", f->threads},
+                     {"device", f->o.device.str()},
                      {"repeats", f->o.repeats},
                      {"median_ms", r.median_ms},
                      {"min_ms", r.min_ms},

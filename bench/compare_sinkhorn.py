@@ -28,8 +28,15 @@ a_t and of the cost are cancellation residues in this regime and PyTorch's own f
 are off from its float64 ones by up to tens of percent, so 1e-4 between two float32
 implementations is not attainable for them.
 
+With --device cuda (tools/gpu_check.sh) both sides run on the GPU: the anchor's tensors on
+torch's CUDA device, ours with `bench sinkhorn --device cuda`; each timed forward and backward
+ends with a device synchronisation, and memory is the device's instead of RSS: the peak of tensor
+memory during the steps, inputs included (torch.cuda.max_memory_allocated against libramil's
+caching-allocator peak). The check then runs both sides on the GPU too.
+
 usage: /usr/bin/python3 bench/compare_sinkhorn.py --libramil build/libramil
            [--instances 8000,100000] [--threads 2] [--repeats 5] [--check-instances 64]
+           [--device cpu|cuda]
 """
 import argparse
 import json
@@ -75,11 +82,11 @@ def make_inputs(n, seed, dtype=torch.float32):
     return {k: v.to(dtype) for k, v in dict(a_t=a_t, a_v=a_v, cost=cost, weights=w).items()}
 
 
-def anchor_step(inp):
-    leaves = {k: inp[k].clone().requires_grad_(True) for k in ("a_t", "a_v", "cost")}
+def anchor_step(inp, device="cpu"):
+    leaves = {k: inp[k].to(device).clone().requires_grad_(True) for k in ("a_t", "a_v", "cost")}
     cols = anchor_column_sums(leaves["a_t"], leaves["a_v"], leaves["cost"])
-    (cols * inp["weights"]).sum().backward()
-    return {"cols": cols.detach(), **{"grad_" + k: v.grad for k, v in leaves.items()}}
+    (cols * inp["weights"].to(device)).sum().backward()
+    return {"cols": cols.detach().cpu(), **{"grad_" + k: v.grad.cpu() for k, v in leaves.items()}}
 
 
 def rss_now():
@@ -99,22 +106,30 @@ def peak_rss():
 def cmd_anchor(a):
     """Child process: time the anchor, print one JSON line."""
     torch.set_num_threads(a.threads)
-    inp = make_inputs(a.instances, seed=0)
+    cuda = a.device != "cpu"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    inp = {k: v.to(a.device) for k, v in make_inputs(a.instances, seed=0).items()}
     a_t, a_v, cost = (inp[k].requires_grad_(True) for k in ("a_t", "a_v", "cost"))
     rss_before = rss_now()
+    if cuda:
+        sync()
+        torch.cuda.reset_peak_memory_stats()
     steps, fwds = [], []
     for i in range(a.repeats + 1):
         for x in (a_t, a_v, cost):
             x.grad = None
         t0 = time.perf_counter()
         loss = (anchor_column_sums(a_t, a_v, cost) * inp["weights"]).sum()
+        sync()
         t1 = time.perf_counter()
         loss.backward()
+        sync()
         t2 = time.perf_counter()
         if i > 0:
             steps.append((t2 - t0) * 1e3)
             fwds.append((t1 - t0) * 1e3)
     peak = peak_rss()
+    device_peak = torch.cuda.max_memory_allocated() if cuda else 0
     # Tensor memory autograd keeps for the backward (distinct storages saved by the graph),
     # from one more, untimed forward.
     saved = {}
@@ -131,7 +146,7 @@ def cmd_anchor(a):
     print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "instances": a.instances, "threads": a.threads,
                       "median_ms": med(steps), "min_ms": min(steps), "forward_median_ms": med(fwds),
                       "autograd_saved_bytes": sum(saved.values()), "rss_before_bytes": rss_before,
-                      "peak_rss_bytes": peak}))
+                      "peak_rss_bytes": peak, "device": a.device, "device_peak_bytes": device_peak}))
 
 
 # ---- safetensors (F32/F64 only; /usr/bin/python3 has no safetensors package) -----------------
@@ -177,7 +192,8 @@ def ours_step(a, env, inp):
         src, dst = os.path.join(d, "in.safetensors"), os.path.join(d, "out.safetensors")
         write_safetensors(src, inp)
         subprocess.run([a.libramil, "bench", "sinkhorn", "--check-inputs", src, "--check-output", dst,
-                        "--threads", str(a.threads)], check=True, capture_output=True, text=True, env=env)
+                        "--threads", str(a.threads), "--device", a.device], check=True, capture_output=True,
+                       text=True, env=env)
         return read_safetensors(dst)
 
 
@@ -187,7 +203,7 @@ def check(a, env):
     inp32 = make_inputs(a.check_instances, seed=1)
     inp64 = {k: v.double() for k, v in inp32.items()}
     ours32, ours64 = ours_step(a, env, inp32), ours_step(a, env, inp64)
-    ref32, ref64 = anchor_step(inp32), anchor_step(inp64)
+    ref32, ref64 = anchor_step(inp32, a.device), anchor_step(inp64, a.device)
     rows, ok = [], True
     for k in ref32:
         e64, e32 = rel_err(ours64[k], ref64[k]), rel_err(ours32[k], ref32[k])
@@ -206,6 +222,7 @@ def main():
         ap.add_argument("--instances", type=int, required=True)
         ap.add_argument("--threads", type=int, default=2)
         ap.add_argument("--repeats", type=int, default=5)
+        ap.add_argument("--device", default="cpu")
         return cmd_anchor(ap.parse_args())
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--libramil", required=True)
@@ -214,9 +231,12 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--check-instances", type=int, default=64)
     ap.add_argument("--tolerance", type=float, default=1e-4)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda: where both sides run (see above)")
     a = ap.parse_args()
+    if a.device != "cpu" and not torch.cuda.is_available():
+        sys.exit(f"compare_sinkhorn: --device {a.device}: torch sees no CUDA device")
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.threads))
-    print(f"Kt={KT} Kv={KV} eps={EPS} iterations={ITERS} float32 threads={a.threads} repeats={a.repeats}; "
+    print(f"Kt={KT} Kv={KV} eps={EPS} iterations={ITERS} float32 device={a.device} threads={a.threads} repeats={a.repeats}; "
           f"torch {torch.__version__} with {openblas_env.describe()}; load average {os.getloadavg()[0]:.2f}")
 
     rows, ok = check(a, env)
@@ -228,22 +248,34 @@ def main():
     print(f"check: {'PASS' if ok else 'FAIL'} (f64 <= 1e-9; f32 <= {a.tolerance:g} vs torch f32, "
           "or <= 4x torch f32's own error vs f64)", flush=True)
 
-    print("\n| N | torch ms | ours ms | time ratio | torch fwd ms | ours fwd ms | torch peak RSS MB | ours peak RSS MB "
-          "| RSS ratio | torch work MB | ours work MB | work ratio | torch saved MB | ours peak tensor MB |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    cuda = a.device != "cpu"
+    if cuda:
+        print("\n| N | torch ms | ours ms | time ratio | torch fwd ms | ours fwd ms | torch peak device MB "
+              "| ours peak device MB | memory ratio |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    else:
+        print("\n| N | torch ms | ours ms | time ratio | torch fwd ms | ours fwd ms | torch peak RSS MB | ours peak RSS MB "
+              "| RSS ratio | torch work MB | ours work MB | work ratio | torch saved MB | ours peak tensor MB |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     mb = lambda b: b / 2**20  # noqa: E731
     for n in a.instances.split(","):
         ref = json.loads(subprocess.run([sys.executable, os.path.abspath(__file__), "anchor", "--instances", n,
-                                         "--threads", str(a.threads), "--repeats", str(a.repeats)], check=True,
-                                        capture_output=True, text=True, env=env).stdout.strip().splitlines()[-1])
+                                         "--threads", str(a.threads), "--repeats", str(a.repeats), "--device",
+                                         a.device], check=True, capture_output=True,
+                                        text=True, env=env).stdout.strip().splitlines()[-1])
         ours = json.loads(subprocess.run([a.libramil, "bench", "sinkhorn", "--instances", n, "--text-prototypes", str(KT),
                                           "--visual-prototypes", str(KV), "--iterations", str(ITERS), "--threads",
-                                          str(a.threads), "--repeats", str(a.repeats)], check=True, capture_output=True,
-                                         text=True, env=env).stdout.strip().splitlines()[-1])
+                                          str(a.threads), "--repeats", str(a.repeats), "--device", a.device],
+                                         check=True, capture_output=True, text=True, env=env).stdout.strip().splitlines()[-1])
+        timing = (f"| {n} | {ref['median_ms']:.2f} | {ours['median_ms']:.2f} | {ref['median_ms'] / ours['median_ms']:.1f}x | "
+                  f"{ref['forward_median_ms']:.2f} | {ours['forward_median_ms']:.2f} |")
+        if cuda:
+            print(f"{timing} {mb(ref['device_peak_bytes']):.1f} | {mb(ours['peak_bytes']):.1f} | "
+                  f"{ref['device_peak_bytes'] / max(ours['peak_bytes'], 1):.1f}x |", flush=True)
+            continue
         rw = ref["peak_rss_bytes"] - ref["rss_before_bytes"]
         ow = ours["peak_rss_bytes"] - ours["rss_before_bytes"]
-        print(f"| {n} | {ref['median_ms']:.1f} | {ours['median_ms']:.1f} | {ref['median_ms'] / ours['median_ms']:.1f}x | "
-              f"{ref['forward_median_ms']:.1f} | {ours['forward_median_ms']:.1f} | {mb(ref['peak_rss_bytes']):.0f} | "
+        print(f"{timing} {mb(ref['peak_rss_bytes']):.0f} | "
               f"{mb(ours['peak_rss_bytes']):.0f} | {ref['peak_rss_bytes'] / ours['peak_rss_bytes']:.1f}x | {mb(rw):.0f} | "
               f"{mb(ow):.1f} | {rw / max(ow, 1):.0f}x | {mb(ref['autograd_saved_bytes']):.0f} | "
               f"{mb(ours['peak_bytes']):.1f} |", flush=True)

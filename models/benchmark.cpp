@@ -21,10 +21,7 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-namespace {
-
-// Waits for queued device work, so that a host timer covers the kernels.
-void sync(Device d) {
+void sync_device(Device d) {
 #ifdef LIBRAMIL_WITH_CUDA
   if (d.is_cuda()) cuda::synchronize(d.index);
 #else
@@ -32,12 +29,20 @@ void sync(Device d) {
 #endif
 }
 
-int64_t device_peak(Device d) {
+int64_t device_peak_bytes(Device d) {
 #ifdef LIBRAMIL_WITH_CUDA
   if (d.is_cuda()) return cuda::allocator_stats(d.index).peak;
 #endif
   (void)d;
   return Storage::cpu_peak_bytes();
+}
+
+int64_t device_bytes_in_use(Device d) {
+#ifdef LIBRAMIL_WITH_CUDA
+  if (d.is_cuda()) return cuda::allocator_stats(d.index).current;
+#endif
+  (void)d;
+  return Storage::cpu_bytes_in_use();
 }
 
 void reset_device_peak(Device d) {
@@ -47,8 +52,6 @@ void reset_device_peak(Device d) {
   (void)d;
   Storage::reset_cpu_peak();
 }
-
-}  // namespace
 
 TrainStepResult bench_train_step(const TrainStepOptions& o) {
   using Clock = std::chrono::steady_clock;
@@ -77,7 +80,7 @@ TrainStepResult bench_train_step(const TrainStepOptions& o) {
   TrainStepResult r;
   r.parameters = model->num_parameters();
   std::vector<double> steps, fwds;
-  sync(o.device);
+  sync_device(o.device);
   setup_scope.reset();
   reset_device_peak(o.device);
   for (int i = 0; i < (o.forward_only ? 0 : o.warmup + o.repeats); ++i) {
@@ -86,7 +89,7 @@ TrainStepResult bench_train_step(const TrainStepOptions& o) {
     Tensor loss = cross_entropy(unsqueeze((*model)(x), 0), y);
     backward(loss);
     opt.step();
-    sync(o.device);
+    sync_device(o.device);
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     if (i >= o.warmup) steps.push_back(ms);
   }
@@ -96,7 +99,7 @@ TrainStepResult bench_train_step(const TrainStepOptions& o) {
     for (int i = 0; i < o.warmup + o.repeats; ++i) {
       auto t0 = Clock::now();
       Tensor logits = (*model)(x);
-      sync(o.device);
+      sync_device(o.device);
       double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
       if (i >= o.warmup) fwds.push_back(ms);
     }
@@ -104,7 +107,7 @@ TrainStepResult bench_train_step(const TrainStepOptions& o) {
   r.median_ms = median(steps);
   r.min_ms = steps.empty() ? 0 : *std::min_element(steps.begin(), steps.end());
   r.forward_median_ms = median(fwds);
-  r.peak_bytes = device_peak(o.device);
+  r.peak_bytes = device_peak_bytes(o.device);
   return r;
 }
 

@@ -31,4 +31,12 @@ TrainStepResult bench_train_step(const TrainStepOptions& options);
 // benchmarks in models/.
 double median(std::vector<double> v);
 
+// Device helpers shared by the benchmarks: wait for the device's queued work (a no-op on the CPU)
+// so that a host timer covers the kernels; tensor memory in use and its high-water mark (CUDA:
+// the caching allocator's, cuda/device.h; CPU: tensor storage); reset that mark.
+void sync_device(Device d);
+int64_t device_bytes_in_use(Device d);
+int64_t device_peak_bytes(Device d);
+void reset_device_peak(Device d);
+
 }  // namespace lm::bench

@@ -33,15 +33,18 @@ int64_t current_rss_bytes() {
 }  // namespace
 
 SinkhornStepResult sinkhorn_step(const Tensor& a_t, const Tensor& a_v, const Tensor& cost, const Tensor& weights,
-                                 const SinkhornConfig& config) {
-  Tensor at = leaf(a_t), av = leaf(a_v), c = leaf(cost);
+                                 const SinkhornConfig& config, Device device) {
+  check_device_available(device);
+  Tensor at = leaf(a_t.to(device)), av = leaf(a_v.to(device)), c = leaf(cost.to(device));
   Tensor cols = sinkhorn_column_sums(at, av, c, config);
-  backward(sum(mul(cols, weights.detach())));
-  return {cols.detach(), at.grad(), av.grad(), c.grad()};
+  backward(sum(mul(cols, weights.detach().to(device))));
+  const Device cpu = Device::cpu();
+  return {cols.detach().to(cpu), at.grad().to(cpu), av.grad().to(cpu), c.grad().to(cpu)};
 }
 
 SinkhornBenchResult bench_sinkhorn(const SinkhornBenchOptions& o) {
   using Clock = std::chrono::steady_clock;
+  check_device_available(o.device);
   Generator gen(o.seed);
   const int64_t N = o.instances, Kt = o.text_prototypes, Kv = o.visual_prototypes;
   Tensor a_t, a_v, cost, W;
@@ -52,18 +55,25 @@ SinkhornBenchResult bench_sinkhorn(const SinkhornBenchOptions& o) {
     Tensor Pt = Tensor::randn({Kt, o.proto_dim}, gen), Pv = Tensor::randn({Kv, o.proto_dim}, gen);
     cost = leaf(rsub(1.0, matmul(l2_normalize(Pt, 1), t(l2_normalize(Pv, 1)))));
     W = Tensor::randn({N, Kv}, gen);
+    if (!o.device.is_cpu()) {  // the same values on the device
+      a_t = leaf(a_t.to(o.device)), a_v = leaf(a_v.to(o.device)), cost = leaf(cost.to(o.device));
+      W = W.to(o.device);
+    }
   }
+  sync_device(o.device);
   SinkhornBenchResult r;
-  r.inputs_bytes = Storage::cpu_bytes_in_use();
+  r.inputs_bytes = device_bytes_in_use(o.device);
   r.rss_before_bytes = current_rss_bytes();
-  Storage::reset_cpu_peak();
+  reset_device_peak(o.device);
   std::vector<double> steps, fwds;
   for (int i = 0; i < o.warmup + o.repeats; ++i) {
     for (Tensor* x : {&a_t, &a_v, &cost}) x->set_grad(Tensor());
     auto t0 = Clock::now();
     Tensor loss = sum(mul(sinkhorn_column_sums(a_t, a_v, cost, o.config), W));
+    sync_device(o.device);
     auto t1 = Clock::now();
     backward(loss);
+    sync_device(o.device);
     auto t2 = Clock::now();
     if (i >= o.warmup) {
       steps.push_back(std::chrono::duration<double, std::milli>(t2 - t0).count());
@@ -73,7 +83,7 @@ SinkhornBenchResult bench_sinkhorn(const SinkhornBenchOptions& o) {
   r.median_ms = median(steps);
   r.min_ms = steps.empty() ? 0 : *std::min_element(steps.begin(), steps.end());
   r.forward_median_ms = median(fwds);
-  r.peak_bytes = Storage::cpu_peak_bytes();
+  r.peak_bytes = device_peak_bytes(o.device);
   return r;
 }
 

@@ -16,13 +16,16 @@ struct SinkhornBenchOptions {
   SinkhornConfig config;   // epsilon 0.05, 20 iterations, plain domain by default
   int repeats = 5, warmup = 1;
   uint64_t seed = 0;
+  Device device = Device::cpu();  // CUDA: inputs made on the CPU (same values), moved to the
+                                  // GPU; forward and backward each end with a synchronisation
 };
 
 struct SinkhornBenchResult {
   double median_ms = 0, min_ms = 0;  // forward + backward
   double forward_median_ms = 0;      // the forward part of the same steps
-  int64_t inputs_bytes = 0;          // CPU tensor storage held before the timed steps (inputs, W)
-  int64_t peak_bytes = 0;            // high-water mark of CPU tensor storage during the steps
+  int64_t inputs_bytes = 0;          // tensor memory held before the timed steps (inputs, W)
+  int64_t peak_bytes = 0;            // high-water mark of tensor memory during the steps (CPU
+                                     // storage; CUDA: the device's caching allocator)
   int64_t rss_before_bytes = 0;      // resident set size just before the timed steps (Linux)
 };
 
@@ -31,11 +34,12 @@ struct SinkhornBenchResult {
 SinkhornBenchResult bench_sinkhorn(const SinkhornBenchOptions& options);
 
 // One step on given inputs (float32 or float64): cols = sinkhorn_column_sums(a_t, a_v, cost),
-// loss = sum(cols o weights), backward. For checking against PyTorch on the same inputs.
+// loss = sum(cols o weights), backward, on `device` (results come back on the CPU). For checking
+// against PyTorch on the same inputs.
 struct SinkhornStepResult {
   Tensor cols, grad_a_t, grad_a_v, grad_cost;
 };
 SinkhornStepResult sinkhorn_step(const Tensor& a_t, const Tensor& a_v, const Tensor& cost, const Tensor& weights,
-                                 const SinkhornConfig& config);
+                                 const SinkhornConfig& config, Device device = Device::cpu());
 
 }  // namespace lm::bench

@@ -8,7 +8,8 @@
 # env:   LIBRAMIL_CUDA_ARCHS (default 90), JOBS (default nproc), LIBRAMIL_PYTHON (a python3
 #        with torch; default: python3 on PATH), GPU_CHECK_SKIP_TESTS=1, GPU_CHECK_SKIP_BENCH=1,
 #        LIBRAMIL_CUDA_GEMM=cublas|tiled (the GEMM the tests use; default cublas; test_gemm also
-#        runs once more with LIBRAMIL_CUDA_GEMM=tensorcore).
+#        runs once more with LIBRAMIL_CUDA_GEMM=tensorcore), CTEST_JOBS (suites at a time, default 6).
+# Every summary row is also printed when it is made, so a run cut short still shows its progress.
 #
 # The target machine has only the CUDA toolkit, CMake and a python3 with PyTorch, and no apt
 # or pip access. The build needs these Debian development packages (or the same libraries
@@ -27,7 +28,8 @@ export LIBRAMIL_PYTHON="$PY"
 LOG="$BUILD/gpu_check_logs"
 SUMMARY=()  # rows "step|status|detail"
 
-row() { SUMMARY+=("$1|$2|$3"); }
+# Each row is printed as it is made too: a run stopped by its lease still shows how far it got.
+row() { SUMMARY+=("$1|$2|$3"); printf '[gpu_check %s] %-34s %-6s %s\n' "$(date +%T)" "$1" "$2" "$3"; }
 print_summary() {
   echo
   echo "==================== gpu_check summary ===================="
@@ -85,6 +87,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "CPATH / CMAKE_PREFIX_PATH / PKG_CONFIG_PATH, then rerun." >&2
   die "missing build dependencies: ${missing[*]}"
 fi
+row "python" "ok" "$("$PY" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "cuda available:", torch.cuda.is_available())' 2>&1 | tail -1)"
 row "dependencies" "ok" "nvcc $("$NVCC" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'), cmake $(cmake --version | head -1 | awk '{print $3}')"
 
 mkdir -p "$LOG"
@@ -105,6 +108,16 @@ else
   tail -40 "$LOG/configure.log" "$LOG/build.log" 2>/dev/null
   die "build failed (see $LOG/build.log)"
 fi
+# The kernel studies compile in the background while the tests run (section 3 waits for them).
+declare -A STUDY_PID
+if [ "${GPU_CHECK_SKIP_BENCH:-0}" != 1 ]; then
+  for study in softmax layernorm attention gemm; do
+    extra=(); [ "$study" = gemm ] && extra=(-lcublas)  # gemm.cu: versions 5-7 are cuBLAS, the yardstick
+    "$NVCC" -O3 -std=c++17 -arch=sm_"${ARCHS%%;*}" -o "$BUILD/dev_$study" "$ROOT/cuda/dev/$study.cu" "${extra[@]}" \
+      >"$LOG/dev_$study.build.log" 2>&1 &
+    STUDY_PID[$study]=$!
+  done
+fi
 grep -q "LIBRAMIL_WITH_CUDA=1" "$BUILD/compile_commands.json" 2>/dev/null ||
   row "cuda dispatch" "warn" "LIBRAMIL_WITH_CUDA not defined (cuda/kernels.h missing?): ops will not run on the GPU"
 
@@ -117,7 +130,8 @@ if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
   mini=${LIBRAMIL_MINILM_DIR:-$ROOT/.cache/minilm}
   ctest_exclude=()
   if [ ! -f "$mini/model.safetensors" ]; then ctest_exclude=(-E '^test_text_encoders$'); fi
-  ctest --test-dir "$BUILD" -V -j 2 "${ctest_exclude[@]}" >"$LOG/ctest.log" 2>&1
+  # CTEST_JOBS suites at a time (the GPU has room for all of them), none longer than 200 s.
+  ctest --test-dir "$BUILD" -V -j "${CTEST_JOBS:-6}" --timeout 200 "${ctest_exclude[@]}" >"$LOG/ctest.log" 2>&1
   rc=$?
   if [ ${#ctest_exclude[@]} -gt 0 ]; then
     if "$BUILD/libramil_tests" --source-file='*test_text_encoders.cpp' --test-case-exclude='*MiniLM*' --no-intro \
@@ -174,23 +188,47 @@ fi
 # ---- 3. kernel studies (cuda/dev) and PyTorch on the same shapes ------------------------------
 declare -A OURS TORCH
 if [ "${GPU_CHECK_SKIP_BENCH:-0}" != 1 ]; then
-  for study in softmax layernorm attention; do
+  # Most wanted first (a lease may end the run): the model-level comparisons, then the studies.
+  # Reference-mode Sinkhorn fusion alone (issue #4's benchmark) on the GPU against the public
+  # code's einsum loop in PyTorch on CUDA, after a same-inputs check of values and gradients.
+  t0=$(date +%s)
+  if timeout 150 "$PY" "$ROOT/bench/compare_sinkhorn.py" --libramil "$BUILD/libramil" --device cuda \
+       --instances 8000,100000 --repeats 5 >"$LOG/compare_sinkhorn_cuda.log" 2>&1; then
+    row "sinkhorn fusion on GPU vs torch" "ok" "$(grep -o 'check: [A-Z]*' "$LOG/compare_sinkhorn_cuda.log") ($(( $(date +%s) - t0 )) s)"
+    while IFS='|' read -r _ n ts os tr _ _ tm om mr _; do
+      row "  sinkhorn N=$(echo $n)" "info" "torch$ts ms / ours$os ms =$tr; device peak MB torch$tm / ours$om =$mr"
+    done < <(grep -E '^\| [0-9]+ \|' "$LOG/compare_sinkhorn_cuda.log")
+  else
+    row "sinkhorn fusion on GPU vs torch" "FAIL" "see $LOG/compare_sinkhorn_cuda.log"
+  fi
+  # The Libra-MIL training step and inference forward on the GPU against the PyTorch anchor
+  # (tools/libramil_reference.py on CUDA), same shapes: bench/compare_torch.py --device cuda.
+  t0=$(date +%s)
+  if timeout 240 "$PY" "$ROOT/bench/compare_torch.py" --libramil "$BUILD/libramil" --device cuda \
+       --instances 8000,100000 --modes paper,reference --repeats 3 >"$LOG/compare_torch_cuda.log" 2>&1; then
+    row "train step on GPU vs torch" "ok" "table in $LOG/compare_torch_cuda.log ($(( $(date +%s) - t0 )) s)"
+    while IFS='|' read -r _ mode n ts os sr tf of fr _; do  # not a pipe: row must run in this shell
+      row "  step $(echo $mode) N=$(echo $n)" "info" "torch$ts ms / ours$os ms = step ratio$sr; fwd ratio$fr"
+    done < <(grep -E '^\| (paper|reference) \|' "$LOG/compare_torch_cuda.log")
+  else
+    row "train step on GPU vs torch" "FAIL" "see $LOG/compare_torch_cuda.log"
+  fi
+  # The profiler on one Libra-MIL training step on the GPU (per-kernel table; NVTX ranges).
+  if timeout 90 "$BUILD/libramil" profile bench train-step --device cuda --instances 8000 --repeats 2 \
+       >"$LOG/profile_train_step_cuda.log" 2>&1; then
+    row "profile train-step (cuda)" "ok" "per-kernel table in $LOG/profile_train_step_cuda.log"
+  else
+    row "profile train-step (cuda)" "FAIL" "see $LOG/profile_train_step_cuda.log"
+  fi
+  for study in softmax layernorm attention gemm; do
     bin="$BUILD/dev_$study"
-    if "$NVCC" -O3 -std=c++17 -arch=sm_"${ARCHS%%;*}" -o "$bin" "$ROOT/cuda/dev/$study.cu" >"$LOG/dev_$study.build.log" 2>&1; then
+    if wait "${STUDY_PID[$study]}"; then
       if "$bin" >"$LOG/dev_$study.log" 2>&1; then row "cuda/dev/$study.cu" "ok" "all versions match the CPU reference"
       else row "cuda/dev/$study.cu" "FAIL" "see $LOG/dev_$study.log"; fi
     else
       row "cuda/dev/$study.cu" "FAIL" "nvcc failed, see $LOG/dev_$study.build.log"
     fi
   done
-  # GEMM study (links cuBLAS: versions 5-7 are the yardstick); v2 / v3 / v4 are the library's kernels.
-  if "$NVCC" -O3 -std=c++17 -arch=sm_"${ARCHS%%;*}" -o "$BUILD/dev_gemm" "$ROOT/cuda/dev/gemm.cu" -lcublas \
-       >"$LOG/dev_gemm.build.log" 2>&1; then
-    if "$BUILD/dev_gemm" >"$LOG/dev_gemm.log" 2>&1; then row "cuda/dev/gemm.cu" "ok" "all versions match the CPU reference"
-    else row "cuda/dev/gemm.cu" "FAIL" "see $LOG/dev_gemm.log"; fi
-  else
-    row "cuda/dev/gemm.cu" "FAIL" "nvcc failed, see $LOG/dev_gemm.build.log"
-  fi
   # Library versions: softmax v3 (block 256), layernorm forward v2 / backward v2.
   OURS[softmax_fwd]=$(sed -n 's/^BENCH softmax_fwd v3 block=256 ms=\([0-9.]*\)/\1/p' "$LOG/dev_softmax.log" 2>/dev/null)
   OURS[layernorm_fwd]=$(sed -n 's/^BENCH layernorm_fwd v2 ms=\([0-9.]*\)/\1/p' "$LOG/dev_layernorm.log" 2>/dev/null)
@@ -273,25 +311,6 @@ PYEOF
     done
   done
   grep '^TORCH gemm' "$LOG/torch_bench.log" 2>/dev/null | while read -r l; do echo "  $l"; done
-  # The Libra-MIL training step and inference forward on the GPU against the PyTorch anchor
-  # (tools/libramil_reference.py on CUDA), same shapes: bench/compare_torch.py --device cuda.
-  t0=$(date +%s)
-  if timeout 300 "$PY" "$ROOT/bench/compare_torch.py" --libramil "$BUILD/libramil" --device cuda \
-       --instances 8000,100000 --modes paper,reference --repeats 5 >"$LOG/compare_torch_cuda.log" 2>&1; then
-    row "train step on GPU vs torch" "ok" "table in $LOG/compare_torch_cuda.log ($(( $(date +%s) - t0 )) s)"
-    while IFS='|' read -r _ mode n ts os sr tf of fr _; do  # not a pipe: row must run in this shell
-      row "  step $(echo $mode) N=$(echo $n)" "info" "torch$ts ms / ours$os ms = step ratio$sr; fwd ratio$fr"
-    done < <(grep -E '^\| (paper|reference) \|' "$LOG/compare_torch_cuda.log")
-  else
-    row "train step on GPU vs torch" "FAIL" "see $LOG/compare_torch_cuda.log"
-  fi
-  # The profiler on one Libra-MIL training step on the GPU (per-kernel table; NVTX ranges).
-  if timeout 120 "$BUILD/libramil" profile bench train-step --device cuda --instances 8000 --repeats 2 \
-       >"$LOG/profile_train_step_cuda.log" 2>&1; then
-    row "profile train-step (cuda)" "ok" "per-kernel table in $LOG/profile_train_step_cuda.log"
-  else
-    row "profile train-step (cuda)" "FAIL" "see $LOG/profile_train_step_cuda.log"
-  fi
   # Project benchmarks with a GPU mode (bench/*gpu*) are run when they exist.
   for b in "$ROOT"/bench/compare_*gpu*.py; do
     [ -e "$b" ] || continue
