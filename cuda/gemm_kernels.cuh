@@ -36,15 +36,22 @@
 //      inside C goes straight to global memory (store_matrix_sync) when C is 32-byte aligned
 //      and ldc a multiple of 4; otherwise it is staged through shared memory and written with
 //      guarded scalar stores.
+//
+// tests/test_cuda_emulated.cpp runs both kernels on the CPU (tests/cuda_emulator.h emulates
+// the wmma fragments warp-collectively), with the grids and flags of the launch plans below.
 #pragma once
+#ifndef LM_CUDA_EMULATION  // tests/cuda_emulator.h provides the CUDA names on the CPU
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <mma.h>
+#endif
 
 #include <cstdint>
 #include <type_traits>
 
-namespace lm::cuda::gemm_kernels {
+#include "device_math.cuh"  // LM_CUDA_NS
+
+namespace LM_CUDA_NS::gemm_kernels {
 
 // ---- 1. tiled SIMT kernel -------------------------------------------------------------------
 constexpr int kTileM = 64, kTileN = 64, kTileK = 16;
@@ -117,16 +124,27 @@ __global__ void __launch_bounds__(kThreadsX* kThreadsY)
   }
 }
 
+// Launch geometry of the tiled kernel: one block per tile of C (grid-stride past 2^30 tiles).
+struct TiledPlan {
+  int64_t tiles_m, tiles_n;
+  unsigned blocks;
+};
+inline TiledPlan tiled_plan(int64_t M, int64_t N) {
+  const int64_t tiles_m = (M + kTileM - 1) / kTileM, tiles_n = (N + kTileN - 1) / kTileN;
+  const int64_t tiles = tiles_m * tiles_n;
+  return {tiles_m, tiles_n, (unsigned)(tiles < (1LL << 30) ? tiles : (1LL << 30))};
+}
+
+#ifndef LM_CUDA_EMULATION
 // Enqueues the tiled kernel on `s` (M, N > 0; the caller checks the launch).
 template <class T>
 inline void launch_gemm_tiled(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
                               int64_t ldb, T* C, int64_t ldc, cudaStream_t s) {
-  const int64_t tiles_m = (M + kTileM - 1) / kTileM, tiles_n = (N + kTileN - 1) / kTileN;
-  const int64_t tiles = tiles_m * tiles_n;
-  const unsigned blocks = (unsigned)(tiles < (1LL << 30) ? tiles : (1LL << 30));
-  gemm_tiled_kernel<T><<<blocks, kThreadsX * kThreadsY, 0, s>>>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, tiles_m,
-                                                                tiles_n);
+  const TiledPlan p = tiled_plan(M, N);
+  gemm_tiled_kernel<T><<<p.blocks, kThreadsX * kThreadsY, 0, s>>>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, p.tiles_m,
+                                                                  p.tiles_n);
 }
+#endif
 
 // ---- 2. tensor-core kernel (TF32 / BF16 via wmma) ---------------------------------------------
 constexpr int kTcBM = 128, kTcBN = 128, kTcBK = 32;  // block tile of C, K step
@@ -158,7 +176,7 @@ template <> struct TcTraits<__nv_bfloat16> {
 
 // float -> TF32 (round to nearest, ties away: cvt.rna), the rounding the MMAs then see.
 __device__ __forceinline__ float tc_round(float x) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800) || defined(LM_CUDA_EMULATION)
   return nvcuda::wmma::__float_to_tf32(x);
 #else
   return x;
@@ -317,29 +335,46 @@ __global__ void __launch_bounds__(kTcThreads)
 #endif
 }
 
+// Launch plan of the tensor-core kernel: grid and the kernel's vector / direct-store flags.
+// The contiguous dimension of each stored operand bounds its vectors: K for row-major A, M
+// when ta; N for row-major B, K when tb.
+struct TcPlan {
+  int64_t tiles_n, tiles;
+  unsigned blocks;
+  bool vec_a, vec_b, direct_c;
+};
+template <class T>
+inline TcPlan tc_plan(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
+                      int64_t ldb, const float* C, int64_t ldc) {
+  constexpr int kVec = 16 / (int)sizeof(T);
+  auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  TcPlan p;
+  p.vec_a = aligned16(A) && lda % kVec == 0 && (ta ? M : K) % kVec == 0;
+  p.vec_b = aligned16(B) && ldb % kVec == 0 && (tb ? K : N) % kVec == 0;
+  p.direct_c = reinterpret_cast<uintptr_t>(C) % 32 == 0 && ldc % 4 == 0;
+  const int64_t tiles_m = (M + kTcBM - 1) / kTcBM;
+  p.tiles_n = (N + kTcBN - 1) / kTcBN;
+  p.tiles = tiles_m * p.tiles_n;
+  p.blocks = (unsigned)(p.tiles < (1LL << 30) ? p.tiles : (1LL << 30));
+  return p;
+}
+
+#ifndef LM_CUDA_EMULATION
 // Enqueues the tensor-core kernel on `s` (M, N > 0; sm_80+; the caller checks the launch).
 // T = float: TF32 inputs; T = __nv_bfloat16: BF16 inputs; C is float32 either way.
 template <class T>
 inline void launch_gemm_tc(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
                            int64_t ldb, float* C, int64_t ldc, cudaStream_t s) {
-  constexpr int kVec = 16 / (int)sizeof(T);
-  auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  // The contiguous dimension of each stored operand bounds its vectors: K for row-major A, M
-  // when ta; N for row-major B, K when tb.
-  const bool vec_a = aligned16(A) && lda % kVec == 0 && (ta ? M : K) % kVec == 0;
-  const bool vec_b = aligned16(B) && ldb % kVec == 0 && (tb ? K : N) % kVec == 0;
-  const bool direct_c = reinterpret_cast<uintptr_t>(C) % 32 == 0 && ldc % 4 == 0;
-  const int64_t tiles_m = (M + kTcBM - 1) / kTcBM, tiles_n = (N + kTcBN - 1) / kTcBN;
-  const int64_t tiles = tiles_m * tiles_n;
-  const unsigned blocks = (unsigned)(tiles < (1LL << 30) ? tiles : (1LL << 30));
-#define LM_TC_LAUNCH(TA_, TB_)                                                                                     \
-  gemm_tc_kernel<T, TA_, TB_><<<blocks, kTcThreads, 0, s>>>(M, N, K, A, lda, B, ldb, C, ldc, tiles_n, tiles, vec_a, \
-                                                            vec_b, direct_c)
+  const TcPlan p = tc_plan(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+#define LM_TC_LAUNCH(TA_, TB_)                                                                                 \
+  gemm_tc_kernel<T, TA_, TB_><<<p.blocks, kTcThreads, 0, s>>>(M, N, K, A, lda, B, ldb, C, ldc, p.tiles_n, p.tiles, \
+                                                              p.vec_a, p.vec_b, p.direct_c)
   if (!ta && !tb) LM_TC_LAUNCH(false, false);
   else if (!ta && tb) LM_TC_LAUNCH(false, true);
   else if (ta && !tb) LM_TC_LAUNCH(true, false);
   else LM_TC_LAUNCH(true, true);
 #undef LM_TC_LAUNCH
 }
+#endif
 
-}  // namespace lm::cuda::gemm_kernels
+}  // namespace LM_CUDA_NS::gemm_kernels

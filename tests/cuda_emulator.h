@@ -10,7 +10,13 @@
 //     the block's copy), LM_DYNAMIC_SHARED(name) the launch's dynamic shared bytes.
 // What it checks: indexing, the recurrences, that every thread reaches the same barriers (a
 // barrier skipped by some threads deadlocks here too: the launch then times out and fails).
-// What it cannot check: warp intrinsics beyond those three (others do not compile here; partial
+//   - the tensor-core fragments of nvcuda::wmma (fill / load / mma / store, the m16n16k8 TF32
+//     and m16n16k16 BF16 shapes) are warp-collective: each call is a warp barrier (a lane that
+//     skips one deadlocks); every lane loads the whole A / B tiles, and lane l owns the
+//     accumulator elements e with e % 32 == l (row-major in the 16 x 16 tile): mma_sync computes
+//     and store_matrix_sync writes only those, so a tile is only right if all 32 lanes took part;
+//     __float_to_tf32 rounds as cvt.rna does.
+// What it cannot check: warp intrinsics beyond those (others do not compile here; partial
 // masks are not modelled), memory-model races that the barriers' full fences hide, launch
 // limits, register / shared-memory budgets, device arithmetic (the CPU's libm stands in for
 // CUDA's). Not part of the library; tests only.
@@ -33,6 +39,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #define __device__
@@ -41,6 +48,7 @@
 #define __forceinline__ inline
 #define __shared__ static
 #define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
 
 // Device-side names that CUDA provides for any type and g++ only in std::.
 using std::isinf;
@@ -60,6 +68,14 @@ struct alignas(16) float4 {
 };
 struct alignas(16) double2 {
   double x, y;
+};
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+// bfloat16 as its bits (the kernels only move it; the wmma fragments below widen it).
+struct __nv_bfloat16 {
+  uint16_t bits;
 };
 // Bit casts CUDA provides as intrinsics.
 inline float __uint_as_float(uint32_t u) {
@@ -220,3 +236,80 @@ namespace lm::cuda_emulated {
 using namespace ::lm::cuda;
 }
 
+// ---- tensor-core fragments (nvcuda::wmma), see the top comment -------------------------------
+namespace nvcuda::wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+namespace precision {
+struct tf32 {};
+}  // namespace precision
+
+// float -> TF32: keep 10 mantissa bits, round to nearest with ties away from zero (cvt.rna);
+// NaN and infinities pass through.
+inline float __float_to_tf32(float x) {
+  uint32_t u = __float_as_uint(x);
+  if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & ~0x1fffu;
+  return __uint_as_float(u);
+}
+
+namespace detail {
+// Rows x columns of a fragment's tile: matrix_a is M x K, matrix_b K x N, accumulator M x N.
+template <class Use, int M, int N, int K> struct Shape;
+template <int M, int N, int K> struct Shape<matrix_a, M, N, K> { static constexpr int R = M, C = K; };
+template <int M, int N, int K> struct Shape<matrix_b, M, N, K> { static constexpr int R = K, C = N; };
+template <int M, int N, int K> struct Shape<accumulator, M, N, K> { static constexpr int R = M, C = N; };
+inline float widen(float v) { return v; }
+inline float widen(__nv_bfloat16 v) { return __uint_as_float(static_cast<uint32_t>(v.bits) << 16); }
+inline void collective() { emu::my_warp().barrier.arrive_and_wait(); }
+}  // namespace detail
+
+template <class Use, int M, int N, int K, class T, class Layout = void>
+struct fragment {
+  static constexpr int R = detail::Shape<Use, M, N, K>::R, C = detail::Shape<Use, M, N, K>::C;
+  static constexpr int num_elements = R * C;
+  float x[R * C];  // the tile, row-major (accumulators: only this lane's elements are kept)
+};
+
+template <class Use, int M, int N, int K, class T, class L>
+void fill_fragment(fragment<Use, M, N, K, T, L>& f, float v) {
+  for (float& e : f.x) e = v;
+}
+
+// matrix_a / matrix_b: the tile at p with leading dimension ldm, in the fragment's layout.
+template <class Use, int M, int N, int K, class T, class L, class E>
+void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const E* p, unsigned ldm) {
+  detail::collective();
+  using F = fragment<Use, M, N, K, T, L>;
+  for (int r = 0; r < F::R; ++r)
+    for (int c = 0; c < F::C; ++c)
+      f.x[r * F::C + c] = detail::widen(std::is_same_v<L, col_major> ? p[c * ldm + r] : p[r * ldm + c]);
+}
+
+// d = a b + c on this lane's accumulator elements (float accumulation, k in order); d may be c.
+template <int M, int N, int K, class T, class LA, class LB>
+void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LA>& a,
+              const fragment<matrix_b, M, N, K, T, LB>& b, const fragment<accumulator, M, N, K, float>& c) {
+  detail::collective();
+  const unsigned lane = threadIdx.x % emu::kWarpSize;
+  for (unsigned e = lane; e < static_cast<unsigned>(M * N); e += emu::kWarpSize) {
+    const unsigned m = e / N, n = e % N;
+    float acc = c.x[e];
+    for (int k = 0; k < K; ++k) acc += a.x[m * K + k] * b.x[k * N + n];
+    d.x[e] = acc;
+  }
+}
+
+template <int M, int N, int K>
+void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ldm, layout_t layout) {
+  detail::collective();
+  const unsigned lane = threadIdx.x % emu::kWarpSize;
+  for (unsigned e = lane; e < static_cast<unsigned>(M * N); e += emu::kWarpSize) {
+    const unsigned r = e / N, c = e % N;
+    p[layout == mem_row_major ? r * ldm + c : c * ldm + r] = f.x[e];
+  }
+}
+}  // namespace nvcuda::wmma

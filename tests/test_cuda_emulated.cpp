@@ -17,7 +17,12 @@
 //     broadcast through make_index2) against ops/cpu/elementwise.h;
 //   - the copy kernels (cuda/copy_kernels.cuh: dtype conversion between float32, float64,
 //     float16 and bfloat16, bit for bit against Tensor::to on the CPU over every 16-bit pattern
-//     and rounding edge cases; the strided copy of a transposed view; fill; add). Runs everywhere, GPU or not: it checks the kernels'
+//     and rounding edge cases; the strided copy of a transposed view; fill; add);
+//   - the GEMM kernels (cuda/gemm_kernels.cuh: the tiled SIMT kernel in float32 / float64 and
+//     the tensor-core kernel with TF32 and BF16 inputs through the emulated wmma fragments, all
+//     four transposes, edges, padded leading dimensions, vector / scalar loads and direct /
+//     staged stores as the launch plan picks them) against a float64 GEMM of the same values
+//     (TF32: of the inputs rounded by an independent cvt.rna). Runs everywhere, GPU or not: it checks the kernels'
 // logic (indexing, barriers, the recurrences, grid-stride over problems, the per-block partial
 // cost gradients and their reduction). Whether they compile and run on a device is the op
 // table's CUDA column and tools/gpu_check.sh.
@@ -47,6 +52,7 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunknown-pragmas"  // #pragma unroll
 #include "cuda/attention_kernels.cuh"
+#include "cuda/gemm_kernels.cuh"
 #pragma GCC diagnostic pop
 #include "cuda/copy_kernels.cuh"
 #include "cuda/elementwise_kernels.cuh"
@@ -870,4 +876,191 @@ TEST_CASE("cuda emulated: copy kernels (dtype conversion bit for bit, strided co
   const Tensor sum_ref = lm::add(a, b);
   emu::launch(2, 32, 0, [&] { ck::add_kernel<float>(77, a.data<float>(), a.data<float>(), b.data<float>()); });
   CHECK(std::memcmp(a.raw_data(), sum_ref.raw_data(), sum_ref.nbytes()) == 0);
+}
+
+namespace {
+namespace gk = lm::cuda_emulated::gemm_kernels;
+
+// A buffer whose data starts `offset` elements past a 64-byte boundary.
+template <class T>
+struct Buffer {
+  std::vector<T> storage;
+  T* p = nullptr;
+  Buffer(size_t n, size_t offset, T fill) : storage(n + offset + 64 / sizeof(T), fill) {
+    const auto addr = reinterpret_cast<uintptr_t>(storage.data());
+    p = storage.data() + ((64 - addr % 64) % 64) / sizeof(T) + offset;
+  }
+};
+
+// TF32 rounding written independently of the emulator's bit trick: x = m 2^e with |m| in
+// [0.5, 1); keep 11 significant bits, half-way cases away from zero (std::round).
+double tf32_round_ref(double x) {
+  if (x == 0 || !std::isfinite(x)) return x;
+  int e;
+  const double m = std::frexp(x, &e);
+  return std::ldexp(std::round(std::ldexp(m, 11)), e - 11);
+}
+
+struct GemmCase {
+  int64_t M, N, K;
+  size_t a_offset = 0;  // elements past 64-byte alignment (1: A misaligned, no 16-byte vectors)
+  int64_t ldc_pad = 4;  // ldc = N + ldc_pad (odd: the tensor-core kernel stages its stores)
+};
+
+// Inputs of element type E made from uniform(-1, 1) floats by make(f), read back as doubles by
+// widen(e). run(A, lda, B, ldb, C, ldc) computes C = op(A) op(B); C is compared with a float64
+// GEMM of round_in(widen(inputs)) within tol * sum_k |a b| (+1e-300), and every row's columns
+// past N must keep their fill value. Returns the largest error over that bound (<= 1 passes).
+template <class E, class Out, class Make, class Widen, class Round, class Run>
+double check_gemm(const GemmCase& g, bool ta, bool tb, double tol, Make make, Widen widen, Round round_in,
+                  uint64_t seed, Run run) {
+  const int64_t M = g.M, N = g.N, K = g.K;
+  const int64_t lda = (ta ? M : K) + 4, ldb = (tb ? K : N) + 8, ldc = N + g.ldc_pad;
+  const int64_t a_rows = ta ? K : M, b_rows = tb ? N : K;
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  Buffer<E> A(static_cast<size_t>(std::max<int64_t>(a_rows * lda, 1)), g.a_offset, make(0.f));
+  Buffer<E> B(static_cast<size_t>(std::max<int64_t>(b_rows * ldb, 1)), 0, make(0.f));
+  for (auto& v : A.storage) v = make(dist(rng));
+  for (auto& v : B.storage) v = make(dist(rng));
+  const Out fill = static_cast<Out>(12345);
+  Buffer<Out> C(static_cast<size_t>(M * ldc), 0, fill);
+  run(A.p, lda, B.p, ldb, C.p, ldc);
+  double worst = 0;
+  int bad = 0;
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t n = 0; n < N; ++n) {
+      double ref = 0, mag = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double a = round_in(widen(ta ? A.p[k * lda + m] : A.p[m * lda + k]));
+        const double b = round_in(widen(tb ? B.p[n * ldb + k] : B.p[k * ldb + n]));
+        ref += a * b;
+        mag += std::abs(a * b);
+      }
+      const double got = static_cast<double>(C.p[m * ldc + n]);
+      const double err = std::abs(got - ref) / (tol * mag + 1e-300);
+      worst = std::max(worst, err);
+      if (!(err <= 1) && ++bad <= 3)
+        FAIL_CHECK("C(" << m << ", " << n << ") = " << got << ", float64 reference " << ref);
+    }
+    for (int64_t n = N; n < ldc; ++n)
+      if (C.p[m * ldc + n] != fill && ++bad <= 3) FAIL_CHECK("C(" << m << ", " << n << ") past N was written");
+  }
+  CHECK(bad == 0);
+  return worst;
+}
+
+// The tensor-core kernel with its transposes as template arguments, as launch_gemm_tc picks it.
+template <class T>
+void run_tc(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
+            float* C, int64_t ldc, gk::TcPlan* plan_out) {
+  const gk::TcPlan p = gk::tc_plan(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+  *plan_out = p;
+  auto go = [&](auto ta_c, auto tb_c) {
+    emu::launch(p.blocks, gk::kTcThreads, 0, [&] {
+      gk::gemm_tc_kernel<T, decltype(ta_c)::value, decltype(tb_c)::value>(M, N, K, A, lda, B, ldb, C, ldc, p.tiles_n,
+                                                                          p.tiles, p.vec_a, p.vec_b, p.direct_c);
+    });
+  };
+  using F = std::false_type;
+  using Tr = std::true_type;
+  if (!ta && !tb) go(F{}, F{});
+  else if (!ta && tb) go(F{}, Tr{});
+  else if (ta && !tb) go(Tr{}, F{});
+  else go(Tr{}, Tr{});
+}
+
+}  // namespace
+
+TEST_CASE("cuda emulated: GEMM kernels (tiled SIMT f32 / f64, tensor-core TF32 / BF16) equal a float64 GEMM") {
+  auto identity = [](double x) { return x; };
+  uint64_t seed = 100;
+
+  SUBCASE("tiled SIMT kernel") {
+    // Edges on every side of the 64 x 64 x 16 tiles, K = 0 (zeros), a grid smaller than the tiles.
+    const std::vector<GemmCase> cases = {{1, 1, 1}, {70, 65, 33}, {64, 64, 16}, {20, 130, 0}, {3, 70, 17}};
+    for (const GemmCase& g : cases)
+      for (int t = 0; t < 4; ++t) {
+        const bool ta = t & 1, tb = t & 2;
+        CAPTURE(g.M);
+        CAPTURE(g.N);
+        CAPTURE(g.K);
+        CAPTURE(ta);
+        CAPTURE(tb);
+        const gk::TiledPlan p = gk::tiled_plan(g.M, g.N);
+        for (unsigned blocks : {p.blocks, 1u}) {
+          auto tiled = [&](const auto* A, int64_t lda, const auto* B, int64_t ldb, auto* C, int64_t ldc) {
+            using T = std::remove_cv_t<std::remove_pointer_t<decltype(A)>>;
+            emu::launch(blocks, gk::kThreadsX * gk::kThreadsY, 0, [&] {
+              gk::gemm_tiled_kernel<T>(ta, tb, g.M, g.N, g.K, A, lda, B, ldb, C, ldc, p.tiles_m, p.tiles_n);
+            });
+          };
+          check_gemm<float, float>(g, ta, tb, 1e-5, [](float f) { return f; }, identity, identity, ++seed, tiled);
+          if (blocks == p.blocks)  // (the one-block grid-stride run in float32 only: emulation is slow)
+            check_gemm<double, double>(g, ta, tb, 1e-13, [](float f) { return static_cast<double>(f); }, identity,
+                                       identity, ++seed, tiled);
+        }
+      }
+  }
+
+  SUBCASE("tensor-core kernel, TF32 and BF16 inputs") {
+    // Two tiles each way with K not a multiple of the 32-step; whole tiles stored directly; a
+    // tiny problem (no vectors: K = 7); A misaligned by one element (no vectors for A); an odd
+    // ldc (staged stores).
+    const std::vector<GemmCase> cases = {
+        {130, 150, 40}, {128, 128, 64}, {5, 3, 7}, {33, 20, 24, 1}, {40, 36, 16, 0, 3}};
+    bool seen_vec_a[2] = {}, seen_direct[2] = {};
+    for (const GemmCase& g : cases)
+      for (int t = 0; t < 4; ++t) {
+        const bool ta = t & 1, tb = t & 2;
+        CAPTURE(g.M);
+        CAPTURE(g.N);
+        CAPTURE(g.K);
+        CAPTURE(ta);
+        CAPTURE(tb);
+        gk::TcPlan plan{};
+        auto tc = [&](const auto* A, int64_t lda, const auto* B, int64_t ldb, float* C, int64_t ldc) {
+          run_tc(ta, tb, g.M, g.N, g.K, A, lda, B, ldb, C, ldc, &plan);
+        };
+        // TF32: products of inputs rounded to 11 significant bits, float accumulation.
+        check_gemm<float, float>(g, ta, tb, 1e-5, [](float f) { return f; }, identity, tf32_round_ref, ++seed, tc);
+        seen_vec_a[plan.vec_a] = true;
+        seen_direct[plan.direct_c] = true;
+        // BF16: inputs are bfloat16 values (the float's top 16 bits), exact products.
+        auto make_bf16 = [](float f) {
+          uint32_t u;
+          std::memcpy(&u, &f, sizeof u);
+          return __nv_bfloat16{static_cast<uint16_t>(u >> 16)};
+        };
+        auto widen_bf16 = [](__nv_bfloat16 v) {
+          const uint32_t u = static_cast<uint32_t>(v.bits) << 16;
+          float f;
+          std::memcpy(&f, &u, sizeof f);
+          return static_cast<double>(f);
+        };
+        check_gemm<__nv_bfloat16, float>(g, ta, tb, 1e-5, make_bf16, widen_bf16, identity, ++seed, tc);
+      }
+    CHECK((seen_vec_a[0] && seen_vec_a[1]));
+    CHECK((seen_direct[0] && seen_direct[1]));
+  }
+
+  SUBCASE("the TF32 tolerance tells rounded from unrounded inputs") {
+    // Else the TF32 cases above could not catch a kernel that skips the rounding: a float64 GEMM
+    // of unrounded inputs must miss the rounded reference by more than 1e-5 sum |a b| somewhere.
+    std::mt19937_64 rng(7);
+    std::uniform_real_distribution<float> dist(-1.f, 1.f);
+    const int K = 40;
+    double worst = 0;
+    for (int entry = 0; entry < 64; ++entry) {
+      double rounded = 0, plain = 0, mag = 0;
+      for (int k = 0; k < K; ++k) {
+        const float a = dist(rng), b = dist(rng);
+        rounded += tf32_round_ref(a) * tf32_round_ref(b);
+        plain += static_cast<double>(a) * b;
+        mag += std::abs(tf32_round_ref(a) * tf32_round_ref(b));
+      }
+      worst = std::max(worst, std::abs(plain - rounded) / (1e-5 * mag));
+    }
+    CHECK(worst > 2);
+  }
 }
