@@ -122,6 +122,10 @@ Runner add_bench(CLI::App& app) {
   ts->add_option("--threads", f->threads, "CPU threads (0 = all)")->capture_default_str();
   ts->add_option("--device", f->device, "cpu | cuda | cuda:<index> (CUDA: peak_bytes is the device allocator's peak)")->capture_default_str();
   ts->add_flag("--forward-only", f->o.forward_only, "time only the inference forward (e.g. under `libramil profile`)");
+  ts->add_flag("--cuda-graph", f->o.cuda_graph,
+               "CUDA: also time the step with zero_grad + forward + backward replayed as one captured CUDA graph "
+               "(same model and data from the same seed; AdamW eager), and report the largest loss difference "
+               "against the eager steps");
   Runner sinkhorn = add_bench_sinkhorn(app);
   return [f, ts, sinkhorn] {
     if (!*ts) return sinkhorn();
@@ -137,6 +141,12 @@ Runner add_bench(CLI::App& app) {
                      {"median_ms", r.median_ms},   {"min_ms", r.min_ms},            {"forward_median_ms", r.forward_median_ms},
                      {"peak_bytes", r.peak_bytes}, {"parameters", r.parameters}};
     j["peak_rss_bytes"] = peak_rss_bytes();
+    if (f->o.cuda_graph) {
+      j["graph_median_ms"] = r.graph_median_ms;
+      j["graph_nodes"] = r.graph_nodes;
+      j["graph_max_abs_loss_diff"] = r.graph_max_abs_loss_diff;
+      j["graph_steps_compared"] = r.graph_steps_compared;
+    }
     std::cout << j.dump() << std::endl;
     return 0;
   };

@@ -9,6 +9,11 @@
 // with the statistics. Blocks are reused immediately on release, which is correct because
 // every kernel and copy of this backend runs on one stream per device (stream order).
 // Cached blocks are never returned at process exit (the driver reclaims them).
+//
+// Graph pools (cuda/graph.cu): while a CUDA graph is being captured, allocations belong to
+// that graph's pool; a pool block released goes back to the pool's own free list, so that
+// nothing allocated outside the graph ever gets memory the graph's replays write. Dropping
+// the graph (release_graph_pool) hands its free blocks to the general free lists.
 #include <cuda_runtime.h>
 #include <nvtx3/nvToolsExt.h>
 
@@ -39,12 +44,27 @@ size_t size_class(size_t nbytes) {
   return (nbytes + kLargeStep - 1) / kLargeStep * kLargeStep;
 }
 
+using FreeLists = std::unordered_map<size_t, std::vector<void*>>;  // size class -> free blocks
+
 struct DeviceCache {
   std::mutex mu;
-  std::unordered_map<size_t, std::vector<void*>> free_blocks;  // size class -> free blocks
-  std::unordered_map<void*, size_t> live;                     // block -> size class
+  FreeLists free_blocks;                       // the general pool
+  std::unordered_map<void*, size_t> live;      // block -> size class
+  std::unordered_map<int, FreeLists> pool_free;  // graph pool id -> its free blocks
+  std::unordered_map<void*, int> owner;          // block -> graph pool id (absent: general)
+  int active_pool = 0;                           // 0: none; else allocations join this pool
+  int next_pool = 1;
   AllocatorStats stats;
 };
+
+// Pops a block of class `size` from `lists`, or returns nullptr.
+void* pop_free(FreeLists& lists, size_t size) {
+  auto it = lists.find(size);
+  if (it == lists.end() || it->second.empty()) return nullptr;
+  void* p = it->second.back();
+  it->second.pop_back();
+  return p;
+}
 
 // Heap-allocated and never destroyed: Storage destructors may run during static destruction.
 DeviceCache& cache_of(int device) {
@@ -85,10 +105,9 @@ void* allocate(size_t nbytes, int device) {
   std::lock_guard<std::mutex> lock(c.mu);
   ++c.stats.num_allocs;
   void* p = nullptr;
-  auto it = c.free_blocks.find(size);
-  if (it != c.free_blocks.end() && !it->second.empty()) {
-    p = it->second.back();
-    it->second.pop_back();
+  if (c.active_pool) p = pop_free(c.pool_free[c.active_pool], size);
+  if (!p) p = pop_free(c.free_blocks, size);
+  if (p) {
     ++c.stats.num_cache_hits;
   } else {
     DeviceGuard guard(device);
@@ -108,6 +127,7 @@ void* allocate(size_t nbytes, int device) {
     c.stats.reserved += (int64_t)size;
   }
   c.live[p] = size;
+  if (c.active_pool) c.owner[p] = c.active_pool;
   c.stats.current += (int64_t)size;
   if (c.stats.current > c.stats.peak) c.stats.peak = c.stats.current;
   return p;
@@ -125,7 +145,16 @@ void release(void* p, int device) {
   const size_t size = it->second;
   c.live.erase(it);
   c.stats.current -= (int64_t)size;
-  c.free_blocks[size].push_back(p);
+  // A graph pool's block goes back to its pool. While a capture runs, any block released joins
+  // the capturing graph's pool: captured kernels may still use it on every replay.
+  auto own = c.owner.find(p);
+  const int pool = own != c.owner.end() ? own->second : c.active_pool;
+  if (pool) {
+    c.owner[p] = pool;
+    c.pool_free[pool][size].push_back(p);
+  } else {
+    c.free_blocks[size].push_back(p);
+  }
 }
 
 void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) {
@@ -237,6 +266,37 @@ void synchronize(int device) {
   ensure_registered();
   DeviceGuard guard(device);
   check(cudaStreamSynchronize(current_stream(device)), "synchronize");
+}
+
+int begin_graph_pool(int device) {
+  DeviceCache& c = cache_of(device);
+  std::lock_guard<std::mutex> lock(c.mu);
+  if (c.active_pool) throw std::runtime_error("CUDA allocator: a graph pool is already active on cuda:" + std::to_string(device));
+  c.active_pool = c.next_pool++;
+  c.pool_free[c.active_pool];
+  return c.active_pool;
+}
+
+void end_graph_pool(int device) {
+  DeviceCache& c = cache_of(device);
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.active_pool = 0;
+}
+
+void release_graph_pool(int device, int pool) {
+  DeviceCache& c = cache_of(device);
+  std::lock_guard<std::mutex> lock(c.mu);
+  if (c.active_pool == pool) c.active_pool = 0;
+  auto it = c.pool_free.find(pool);
+  if (it == c.pool_free.end()) return;
+  for (auto& [size, blocks] : it->second)
+    for (void* p : blocks) {
+      c.owner.erase(p);
+      c.free_blocks[size].push_back(p);
+    }
+  c.pool_free.erase(it);
+  for (auto o = c.owner.begin(); o != c.owner.end();)  // live blocks of the pool become general
+    o = o->second == pool ? c.owner.erase(o) : std::next(o);
 }
 
 }  // namespace lm::cuda

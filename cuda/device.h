@@ -41,4 +41,13 @@ void synchronize(int device = 0);
 void* current_stream_handle(int device = 0);
 void set_current_stream_handle(void* stream, int device = 0);
 
+// Graph pools of the caching allocator (cuda/graph.cu uses them around a capture): between
+// begin_graph_pool and end_graph_pool, every allocation on `device`, and every block released,
+// belongs to a new pool whose free blocks are reused only by that pool, never by allocations
+// outside it, so a graph's replays cannot touch memory allocated after its capture. release_graph_pool hands the
+// pool's free blocks (and, when released later, its live ones) back to the general cache.
+int begin_graph_pool(int device);
+void end_graph_pool(int device);
+void release_graph_pool(int device, int pool);
+
 }  // namespace lm::cuda

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <memory>
 #include <optional>
 
 #include "models/baselines.h"
@@ -12,6 +14,7 @@
 #include "tensor/storage.h"
 #ifdef LIBRAMIL_WITH_CUDA
 #include "cuda/device.h"
+#include "cuda/graph.h"
 #endif
 
 namespace lm::bench {
@@ -53,12 +56,18 @@ void reset_device_peak(Device d) {
   Storage::reset_cpu_peak();
 }
 
-TrainStepResult bench_train_step(const TrainStepOptions& o) {
-  using Clock = std::chrono::steady_clock;
-  check_device_available(o.device);
-  std::optional<profiler::Scope> setup_scope(std::in_place, "bench.setup (model, random data)");
-  Generator gen(o.seed);
+namespace {
+
+// The benchmark's model, data and optimizer, the same for the same options (seeded).
+struct StepSetup {
   std::unique_ptr<nn::Module> model;
+  Tensor x, y;
+  std::unique_ptr<optim::AdamW> opt;
+};
+
+StepSetup make_setup(const TrainStepOptions& o) {
+  Generator gen(o.seed);
+  StepSetup s;
   if (o.model == "libramil") {
     models::LibraMILConfig c;
     c.dim = o.dim;
@@ -69,45 +78,106 @@ TrainStepResult bench_train_step(const TrainStepOptions& o) {
     c.mode = o.mode;
     Tensor z_ins = l2_normalize(Tensor::randn({o.text_prototypes, o.dim}, gen), 1);
     Tensor z_bag = l2_normalize(Tensor::randn({o.classes, o.dim}, gen), 1);
-    model = std::make_unique<models::LibraMIL>(c, z_ins, z_bag, gen);
+    s.model = std::make_unique<models::LibraMIL>(c, z_ins, z_bag, gen);
   } else {
-    model = models::make_baseline(o.model, o.dim, o.classes, gen);
+    s.model = models::make_baseline(o.model, o.dim, o.classes, gen);
   }
-  model->to(o.device);
-  Tensor x = Tensor::randn({o.instances, o.dim}, gen).to(o.device);
-  Tensor y = Tensor::from_vector(std::vector<int64_t>{1 % o.classes}, {1}).to(o.device);
-  optim::AdamW opt(model->parameters(), 1e-4, {0.9, 0.999}, 1e-8, 0.01);
-  TrainStepResult r;
-  r.parameters = model->num_parameters();
-  std::vector<double> steps, fwds;
-  sync_device(o.device);
-  setup_scope.reset();
-  reset_device_peak(o.device);
-  for (int i = 0; i < (o.forward_only ? 0 : o.warmup + o.repeats); ++i) {
+  s.model->to(o.device);
+  s.x = Tensor::randn({o.instances, o.dim}, gen).to(o.device);
+  s.y = Tensor::from_vector(std::vector<int64_t>{1 % o.classes}, {1}).to(o.device);
+  s.opt = std::make_unique<optim::AdamW>(s.model->parameters(), 1e-4, std::pair<double, double>{0.9, 0.999}, 1e-8,
+                                         0.01);
+  return s;
+}
+
+// zero_grad, forward, backward (no optimizer step); returns the loss.
+Tensor forward_backward(StepSetup& s) {
+  s.opt->zero_grad();
+  Tensor loss = cross_entropy(unsqueeze((*s.model)(s.x), 0), s.y);
+  backward(loss);
+  return loss;
+}
+
+#ifdef LIBRAMIL_WITH_CUDA
+// The graph run of TrainStepOptions::cuda_graph; `eager_losses` are the eager run's.
+void graph_run(const TrainStepOptions& o, const std::vector<double>& eager_losses, TrainStepResult& r) {
+  using Clock = std::chrono::steady_clock;
+  StepSetup s = make_setup(o);
+  cuda::StreamScope scope(o.device.index);  // a capturable stream for everything below
+  std::vector<double> losses, steps;
+  const int warmup = std::max(o.warmup, 1);  // cuBLAS handles, allocator cache, AdamW state
+  for (int i = 0; i < warmup; ++i) {
+    Tensor loss = forward_backward(s);
+    s.opt->step();
+    losses.push_back(loss.item());
+  }
+  Tensor loss;  // written by every replay
+  cuda::Graph graph(o.device.index, [&] { loss = forward_backward(s); });
+  r.graph_nodes = static_cast<int64_t>(graph.num_nodes());
+  for (int i = 0; i < o.repeats; ++i) {
     auto t0 = Clock::now();
-    opt.zero_grad();
-    Tensor loss = cross_entropy(unsqueeze((*model)(x), 0), y);
-    backward(loss);
-    opt.step();
+    graph.replay();
+    s.opt->step();
     sync_device(o.device);
-    double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    if (i >= o.warmup) steps.push_back(ms);
+    steps.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    losses.push_back(loss.item());
   }
+  r.graph_median_ms = median(steps);
+  const size_t n = std::min(losses.size(), eager_losses.size());
+  for (size_t i = 0; i < n; ++i)
+    r.graph_max_abs_loss_diff = std::max(r.graph_max_abs_loss_diff, std::abs(losses[i] - eager_losses[i]));
+  r.graph_steps_compared = static_cast<int64_t>(n);
+}
+#endif
+
+}  // namespace
+
+TrainStepResult bench_train_step(const TrainStepOptions& o) {
+  using Clock = std::chrono::steady_clock;
+  check_device_available(o.device);
+  if (o.cuda_graph && !o.device.is_cuda())
+    throw std::runtime_error("bench train-step: --cuda-graph needs --device cuda");
+  if (o.cuda_graph && o.forward_only) throw std::runtime_error("bench train-step: --cuda-graph times training steps");
+  TrainStepResult r;
+  std::vector<double> eager_losses;
   {
-    NoGradGuard ng;
-    model->eval();
-    for (int i = 0; i < o.warmup + o.repeats; ++i) {
+    std::optional<profiler::Scope> setup_scope(std::in_place, "bench.setup (model, random data)");
+    StepSetup s = make_setup(o);
+    r.parameters = s.model->num_parameters();
+    std::vector<double> steps, fwds;
+    sync_device(o.device);
+    setup_scope.reset();
+    reset_device_peak(o.device);
+    // With cuda_graph, the graph run's warm-up is at least 1 step; the eager run matches it.
+    const int warmup = o.cuda_graph ? std::max(o.warmup, 1) : o.warmup;
+    for (int i = 0; i < (o.forward_only ? 0 : warmup + o.repeats); ++i) {
       auto t0 = Clock::now();
-      Tensor logits = (*model)(x);
+      Tensor loss = forward_backward(s);
+      s.opt->step();
       sync_device(o.device);
       double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-      if (i >= o.warmup) fwds.push_back(ms);
+      if (i >= warmup) steps.push_back(ms);
+      if (o.cuda_graph) eager_losses.push_back(loss.item());
     }
+    {
+      NoGradGuard ng;
+      s.model->eval();
+      for (int i = 0; i < o.warmup + o.repeats; ++i) {
+        auto t0 = Clock::now();
+        Tensor logits = (*s.model)(s.x);
+        sync_device(o.device);
+        double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        if (i >= o.warmup) fwds.push_back(ms);
+      }
+    }
+    r.median_ms = median(steps);
+    r.min_ms = steps.empty() ? 0 : *std::min_element(steps.begin(), steps.end());
+    r.forward_median_ms = median(fwds);
+    r.peak_bytes = device_peak_bytes(o.device);
   }
-  r.median_ms = median(steps);
-  r.min_ms = steps.empty() ? 0 : *std::min_element(steps.begin(), steps.end());
-  r.forward_median_ms = median(fwds);
-  r.peak_bytes = device_peak_bytes(o.device);
+#ifdef LIBRAMIL_WITH_CUDA
+  if (o.cuda_graph) graph_run(o, eager_losses, r);
+#endif
   return r;
 }
 

@@ -16,6 +16,11 @@ struct TrainStepOptions {
   uint64_t seed = 0;
   Device device = Device::cpu();  // CUDA: model, data and optimizer state on the GPU; each
                                   // timed step ends with a device synchronisation
+  // CUDA only: after the eager steps, the same model from the same seed runs its warm-up steps
+  // eagerly, then zero_grad + forward + backward are captured once as a CUDA graph (cuda/graph.h)
+  // and replayed for the timed steps (AdamW stays eager: its step count changes every step).
+  // Both runs record their losses, which must agree.
+  bool cuda_graph = false;
 };
 
 struct TrainStepResult {
@@ -23,6 +28,10 @@ struct TrainStepResult {
   int64_t peak_bytes = 0;  // high-water mark of CPU tensor storage (CUDA: of the device's caching
                            // allocator, cuda/device.h) during the timed steps
   int64_t parameters = 0;
+  // With cuda_graph: the graph run's median step, its node count, and the largest difference
+  // between the eager and the graph run's loss at the same step (0: identical).
+  double graph_median_ms = 0, graph_max_abs_loss_diff = 0;
+  int64_t graph_nodes = 0, graph_steps_compared = 0;
 };
 
 TrainStepResult bench_train_step(const TrainStepOptions& options);

@@ -220,6 +220,23 @@ if [ "${GPU_CHECK_SKIP_BENCH:-0}" != 1 ]; then
   else
     row "profile train-step (cuda)" "FAIL" "see $LOG/profile_train_step_cuda.log"
   fi
+  # The training step replayed as one CUDA graph (bench train-step --cuda-graph): eager vs graph
+  # step time, and the two runs' losses at the same steps (same seed) must agree.
+  if timeout 90 "$BUILD/libramil" bench train-step --device cuda --cuda-graph --instances 8000 --repeats 10 \
+       >"$LOG/train_step_cuda_graph.log" 2>&1; then
+    graph_row=$("$PY" - "$LOG/train_step_cuda_graph.log" <<'PYEOF'
+import json, sys
+j = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+ok = j["graph_max_abs_loss_diff"] <= 1e-5 and j["graph_steps_compared"] > 0
+print(("ok" if ok else "FAIL") + "|eager %.3f ms, graph %.3f ms (%d nodes) = %.2fx; max |loss diff| %.2e over %d steps" % (
+    j["median_ms"], j["graph_median_ms"], j["graph_nodes"], j["median_ms"] / max(j["graph_median_ms"], 1e-9),
+    j["graph_max_abs_loss_diff"], j["graph_steps_compared"]))
+PYEOF
+)
+    row "train step as a CUDA graph" "${graph_row%%|*}" "${graph_row#*|}"
+  else
+    row "train step as a CUDA graph" "FAIL" "see $LOG/train_step_cuda_graph.log"
+  fi
   for study in softmax layernorm attention gemm; do
     bin="$BUILD/dev_$study"
     if wait "${STUDY_PID[$study]}"; then
