@@ -29,6 +29,7 @@ struct BinaryF {
       case BinaryOp::Sub: return x - y;
       case BinaryOp::Mul: return x * y;
       case BinaryOp::Div: return x / y;
+      case BinaryOp::Eq: return x == y ? (T)1 : (T)0;
     }
     return x;
   }

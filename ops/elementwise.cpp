@@ -81,6 +81,7 @@ static Tensor binary(const char* name, cpu::BinaryOp op, const Tensor& a, const 
           if (ga) da = sum_to(div(g, bd), sa);
           if (gb) db = sum_to(neg(div(mul(g, ad), mul(bd, bd))), sb);
           break;
+        case cpu::BinaryOp::Eq: break;  // not reached: eq records no grad
       }
       return {da, db};
     });
@@ -92,6 +93,10 @@ Tensor add(const Tensor& a, const Tensor& b) { return binary("add", cpu::BinaryO
 Tensor sub(const Tensor& a, const Tensor& b) { return binary("sub", cpu::BinaryOp::Sub, a, b); }
 Tensor mul(const Tensor& a, const Tensor& b) { return binary("mul", cpu::BinaryOp::Mul, a, b); }
 Tensor div(const Tensor& a, const Tensor& b) { return binary("div", cpu::BinaryOp::Div, a, b); }
+Tensor eq(const Tensor& a, const Tensor& b) {
+  NoGradGuard no_grad;  // a step function: zero gradient almost everywhere, none recorded
+  return binary("eq", cpu::BinaryOp::Eq, a, b);
+}
 
 static Tensor unary(const char* name, cpu::UnaryOp op, const Tensor& x, cpu::UnaryParams p = {}) {
   check_float(name, x);

@@ -10,6 +10,8 @@ Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);
+// 1 where a == b (broadcasting), else 0, in a's dtype; NaN equals nothing. No gradient.
+Tensor eq(const Tensor& a, const Tensor& b);
 Tensor add(const Tensor& a, double s);
 Tensor mul(const Tensor& a, double s);
 Tensor rsub(double s, const Tensor& a);  // s - a

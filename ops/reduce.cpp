@@ -86,15 +86,9 @@ Tensor reduce_op(const char* name, cpu::ReduceOp op, const Tensor& x, const std:
         // d sum / dx_i = 1: broadcast the output gradient back.
         gx = expand_back(g, keep, full);
       } else if (op == cpu::ReduceOp::Max) {
-        // Split the gradient equally among the positions equal to the maximum.
-        Tensor y = expand_back(ys, keep, full);
-        Tensor mask = Tensor::empty(full, xs.dtype(), xs.device());
-        {
-          auto xv = xs.contiguous().to_double_vector(), yv = y.to_double_vector();
-          std::vector<double> m(xv.size());
-          for (size_t i = 0; i < m.size(); ++i) m[i] = xv[i] == yv[i] ? 1.0 : 0.0;
-          mask = Tensor::from_vector(m, full).to(xs.dtype()).to(xs.device());
-        }
+        // Split the gradient equally among the positions equal to the maximum (on the
+        // tensors' device: no host round trip).
+        Tensor mask = eq(xs, reshape(ys, keep));
         Tensor count = sum(mask, dims, true);
         gx = mul(mask, expand_back(div(reshape(g, keep), count), keep, full));
       } else {
@@ -138,10 +132,9 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   check_float("argmax", x);
   ReducePlan p = plan_reduce("argmax", x, {dim}, keepdim);
   if (p.red == 0) fail("argmax", "argmax over an empty dimension of " + x.str());
-  Tensor packed = p.packed.to(Device::cpu());
-  Tensor out = Tensor::empty(p.out_shape, DType::I64);
-  cpu::argmax_forward(packed, p.outer, p.red, p.inner, out);
-  return out.to(x.device());
+  Tensor out = Tensor::empty(p.out_shape, DType::I64, x.device());
+  LM_DISPATCH_NAMED("argmax", x.device(), argmax_forward, p.packed, p.outer, p.red, p.inner, out);
+  return out;
 }
 
 }  // namespace lm

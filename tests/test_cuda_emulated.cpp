@@ -757,8 +757,13 @@ void check_binary(double tol) {
   using lm::Tensor;
   using lm::cpu::BinaryOp;
   const lm::DType dt = sizeof(T) == 4 ? lm::DType::F32 : lm::DType::F64;
-  for (BinaryOp op : {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div}) {
-    const Tensor a = rand_tensor({3, 4, 5}, dt, 51), b = lm::add(rand_tensor({3, 4, 5}, dt, 52), 5.0);
+  for (BinaryOp op : {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Eq}) {
+    const Tensor a = rand_tensor({3, 4, 5}, dt, 51);
+    Tensor b = lm::add(rand_tensor({3, 4, 5}, dt, 52), 5.0);
+    if (op == BinaryOp::Eq) {  // b differs from a at every third element
+      b = a.clone();
+      for (int64_t i = 0; i < 60; i += 3) b.data<T>()[i] += 1;
+    }
     Tensor ref = Tensor::empty({3, 4, 5}, dt), got = Tensor::empty({3, 4, 5}, dt);
     lm::cpu::binary_forward(op, a, b, ref);
     emu::launch(2, 64, 0, [&] {
@@ -769,7 +774,10 @@ void check_binary(double tol) {
     CHECK(tensor_err(got, ref) < tol);
 
     const Tensor a3 = rand_tensor({3, 1, 5}, dt, 53);
-    const Tensor bt = lm::transpose(lm::add(rand_tensor({5, 4}, dt, 54), 5.0), 0, 1);  // (4, 5), strided
+    Tensor bsrc = lm::add(rand_tensor({5, 4}, dt, 54), 5.0);
+    if (op == BinaryOp::Eq)  // equal to a3[1, 0, :] in column 2 of b's (4, 5) view
+      for (int64_t j = 0; j < 5; ++j) bsrc.data<T>()[j * 4 + 2] = a3.data<T>()[5 + j];
+    const Tensor bt = lm::transpose(bsrc, 0, 1);  // (4, 5), strided
     const Tensor b3 = lm::unsqueeze(bt, 0);                                            // (1, 4, 5)
     Tensor bref = Tensor::empty({3, 4, 5}, dt), bgot = Tensor::empty({3, 4, 5}, dt);
     lm::cpu::binary_forward(op, a3, b3, bref);
@@ -784,6 +792,10 @@ void check_binary(double tol) {
       ew::binary_index_kernel<T>(60, ix, a3.data<T>(), b3.data<T>(), bgot.data<T>(), ew::BinaryF{op});
     });
     CHECK(tensor_err(bgot, bref) < tol);
+    if (op == BinaryOp::Eq) {  // both outcomes occur
+      CHECK(lm::sum(got).item() == 40);
+      CHECK(lm::sum(bgot).item() == 5);
+    }
   }
 }
 

@@ -50,6 +50,7 @@ enum class Dist {
   Away,       // normal pushed to |x| >= 0.3: abs, relu, divisors, l1 norms (kink at 0)
   ClampSafe,  // uniform [-2, 2) at least 0.1 from the clamp bounds -0.5 and 0.8
   Distinct,   // a random permutation of values 0.25 apart: amax / max without ties
+  Ties,       // values from {-1, 0, 0.5, 1}: eq, and amax with tied maxima
 };
 // Memory layout of the produced tensor (always a leaf with the requested logical shape).
 enum class Lay {
@@ -89,6 +90,11 @@ struct Draw {
         for (int64_t i = 0; i < n; ++i) perm[i] = i;
         for (int64_t i = n - 1; i > 0; --i) std::swap(perm[i], perm[g.next_below((uint64_t)i + 1)]);
         for (int64_t i = 0; i < n; ++i) v[i] = ((double)perm[i] - (double)n / 2) * 0.25 + 0.05 * g.next_uniform();
+        break;
+      }
+      case Dist::Ties: {
+        const double levels[4] = {-1.0, 0.0, 0.5, 1.0};
+        for (double& x : v) x = levels[g.next_below(4)];
         break;
       }
     }
@@ -191,6 +197,14 @@ std::vector<OpCase> build_table() {
                 [p, db](Draw& d) { return Inputs{d(p.a, D::Normal, p.la), d(p.b, db, p.lb)}; },
                 [f](const Inputs& x) { return f(x[0], x[1]); }});
     }
+  // eq: a step function (no gradient); tied values make both outcomes frequent.
+  for (const Pair& p : pairs) {
+    OpCase c{"eq", "eq " + sh(p.a) + lay_name(p.la) + " " + sh(p.b) + lay_name(p.lb), json::object(),
+             [p](Draw& d) { return Inputs{d(p.a, D::Ties, p.la), d(p.b, D::Ties, p.lb)}; },
+             [](const Inputs& x) { return eq(x[0], x[1]); }};
+    c.forward_only = true;
+    add_case(c);
+  }
 
   // -- unary elementwise (and scalar arithmetic)
   struct Un {
@@ -339,6 +353,13 @@ std::vector<OpCase> build_table() {
       add_case({op, op + " " + sh(r.s) + lay_name(r.l) + " dims" + dims + (r.keepdim ? " keepdim" : ""), p,
                 [r, dist](Draw& d) { return Inputs{d(r.s, dist, r.l)}; },
                 [ff, r](const Inputs& x) { return ff(x[0], r); }});
+      if (op == "amax") {  // tied maxima: the gradient is split evenly among them, as torch.amax does
+        OpCase c{op, op + " ties " + sh(r.s) + lay_name(r.l) + " dims" + dims + (r.keepdim ? " keepdim" : ""), p,
+                 [r](Draw& d) { return Inputs{d(r.s, D::Ties, r.l)}; },
+                 [ff, r](const Inputs& x) { return ff(x[0], r); }};
+        c.skip_gradcheck = true;  // not differentiable at ties: finite differences do not apply
+        add_case(c);
+      }
     }
   for (auto [s, l, dim, keep] : std::vector<std::tuple<Shape, L, int64_t, bool>>{
            {{3, 4, 5}, L::C, 1, false}, {{3, 4, 5}, L::T, 0, true}, {{4, 5}, L::S, -1, false}, {{1, 6}, L::C, 0, false}}) {
@@ -630,7 +651,7 @@ const std::vector<OpCase>& table() {
 
 // Every public op of ops/ops.h; the table must list each at least once.
 const std::vector<std::string> kAllOps = {
-    "add", "sub", "mul", "div", "add_scalar", "mul_scalar", "rsub", "neg", "exp", "log", "sqrt", "pow", "abs", "clamp",
+    "add", "sub", "mul", "div", "eq", "add_scalar", "mul_scalar", "rsub", "neg", "exp", "log", "sqrt", "pow", "abs", "clamp",
     "relu", "sigmoid", "tanh", "gelu", "sum_to", "matmul", "linear", "sum", "mean", "amax", "max", "argmax", "logsumexp",
     "softmax", "log_softmax", "layer_norm", "linear_layer_norm", "linear_layer_norm_gelu", "scale_rows", "bilinear_rows", "l2_norm_clamped", "cross_entropy", "l2_normalize", "l1_normalize", "cosine_similarity_matrix",
     "scaled_dot_product_attention", "reshape", "permute", "transpose", "t", "expand", "slice", "select", "unsqueeze",

@@ -85,6 +85,8 @@ def run_op(op, p, x):
         return torch.mul(x[0], x[1])
     if op == "div":
         return torch.div(x[0], x[1])
+    if op == "eq":
+        return torch.eq(x[0], x[1]).to(x[0].dtype)
     if op == "add_scalar":
         return torch.add(x[0], p["s"])
     if op == "mul_scalar":

@@ -80,6 +80,7 @@ void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
     case BinaryOp::Sub: binary_loop<T>(a, b, out, [](T x, T y) { return x - y; }); break;
     case BinaryOp::Mul: binary_loop<T>(a, b, out, [](T x, T y) { return x * y; }); break;
     case BinaryOp::Div: binary_loop<T>(a, b, out, [](T x, T y) { return x / y; }); break;
+    case BinaryOp::Eq: binary_loop<T>(a, b, out, [](T x, T y) { return x == y ? T(1) : T(0); }); break;
   }
 }
 

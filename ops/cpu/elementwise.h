@@ -5,7 +5,8 @@
 
 namespace lm::cpu {
 
-enum class BinaryOp { Add, Sub, Mul, Div };
+// Eq: 1 where x == y, else 0 (NaN equals nothing); not differentiable (ops::eq records no grad).
+enum class BinaryOp { Add, Sub, Mul, Div, Eq };
 enum class UnaryOp { Neg, Exp, Log, Sqrt, Pow, Abs, Clamp, Relu, Sigmoid, Tanh, Gelu, AddScalar, MulScalar, RSubScalar };
 
 struct UnaryParams {
