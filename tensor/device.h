@@ -1,6 +1,7 @@
 // Where a tensor's memory lives. The CPU is always available; CUDA devices exist when the
 // library was built with the CUDA backend (cuda/) and a GPU is present at run time.
 #pragma once
+#include <cstdint>  // uint8_t (g++ 13's <string> no longer brings it)
 #include <string>
 
 namespace lm {
