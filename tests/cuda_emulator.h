@@ -1,7 +1,9 @@
 // A tiny CPU emulation of CUDA's block model, for checking the logic of block-level kernels on
 // machines without a GPU (CI). Include it before a self-contained kernel header
 // (cuda/sinkhorn_kernels.cuh); the kernels then compile with g++ as ordinary functions, and
-// emu::launch runs each block's threads as std::threads, one block after another:
+// emu::launch runs each block's threads on a pool of std::threads (worker i is thread i of
+// every block; made once and reused: creating 256 threads per block cost ~0.1 ms each), one
+// block after another:
 //   - threadIdx / blockIdx are per std::thread, blockDim / gridDim global;
 //   - __syncthreads() is a std::barrier over the block's threads; __syncwarp(),
 //     __shfl_xor_sync() and __shfl_down_sync() one over the warp's 32 threads (a full-warp exchange through a slot per
@@ -35,7 +37,9 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <functional>
 #include <mutex>
+#include <semaphore>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -159,11 +163,12 @@ namespace emu {
 // are blocked in it and cannot be joined), reachable from `abandoned()` so that LeakSanitizer
 // does not report it.
 struct BlockState {
-  explicit BlockState(unsigned threads) : barrier(static_cast<std::ptrdiff_t>(threads)) {
+  explicit BlockState(unsigned threads_) : barrier(static_cast<std::ptrdiff_t>(threads_)), threads(threads_) {
     for (unsigned w0 = 0; w0 < threads; w0 += kWarpSize)
       warps.push_back(std::make_unique<WarpState>(std::min(kWarpSize, threads - w0)));
   }
   std::barrier<> barrier;
+  unsigned threads;
   std::vector<std::unique_ptr<WarpState>> warps;
   std::mutex m;
   std::condition_variable cv;
@@ -171,6 +176,49 @@ struct BlockState {
 };
 inline std::vector<std::unique_ptr<BlockState>>& abandoned() {
   static auto* v = new std::vector<std::unique_ptr<BlockState>>;  // never destroyed
+  return *v;
+}
+
+// The worker threads: worker i runs thread i of each block it is released for. Made on
+// demand, never destroyed (detached; process exit ends them), so nothing here can block exit.
+struct Pool {
+  struct Worker {
+    std::binary_semaphore go{0};
+  };
+  std::vector<std::unique_ptr<Worker>> workers;
+  // The block being run; written by launch() before it releases the workers, and not again
+  // until every released worker has reported back.
+  const std::function<void()>* kernel = nullptr;
+  emu_dim3 block{};
+  BlockState* state = nullptr;
+
+  void grow(unsigned n) {
+    while (workers.size() < n) {
+      workers.push_back(std::make_unique<Worker>());
+      Worker* w = workers.back().get();
+      const unsigned tx = static_cast<unsigned>(workers.size() - 1);
+      std::thread([this, w, tx] {
+        for (;;) {
+          w->go.acquire();
+          threadIdx = {tx, 0, 0};
+          blockIdx = block;
+          BlockState* st = state;
+          (*kernel)();
+          std::lock_guard<std::mutex> lock(st->m);
+          if (++st->done == st->threads) st->cv.notify_all();
+        }
+      }).detach();
+    }
+  }
+};
+// The current pool; a pool whose threads are stuck in a deadlocked block is moved to
+// abandoned_pools() (kept reachable: its threads still use it) and a fresh one is made.
+inline std::unique_ptr<Pool>& current_pool() {
+  static auto* p = new std::unique_ptr<Pool>;  // never destroyed
+  return *p;
+}
+inline std::vector<std::unique_ptr<Pool>>& abandoned_pools() {
+  static auto* v = new std::vector<std::unique_ptr<Pool>>;  // never destroyed
   return *v;
 }
 
@@ -185,6 +233,10 @@ void launch(dim3 grid, unsigned block, size_t shared_bytes, Kernel kernel,
     throw std::invalid_argument("emu::launch: empty grid or block");
   gridDim = {grid.x, grid.y, grid.z};
   blockDim = {block, 1, 1};
+  const std::function<void()> job = kernel;
+  if (!current_pool()) current_pool() = std::make_unique<Pool>();
+  Pool& pool = *current_pool();
+  pool.grow(block);
   for (unsigned bz = 0; bz < grid.z; ++bz)
     for (unsigned by = 0; by < grid.y; ++by)
       for (unsigned bx = 0; bx < grid.x; ++bx) {
@@ -193,18 +245,10 @@ void launch(dim3 grid, unsigned block, size_t shared_bytes, Kernel kernel,
         BlockState* st = state.get();
         block_barrier = &st->barrier;
         block_warps = &st->warps;
-        std::vector<std::thread> threads;
-        threads.reserve(block);
-        const emu_dim3 b{bx, by, bz};
-        for (unsigned tx = 0; tx < block; ++tx)
-          threads.emplace_back([st, tx, b, kernel] {
-            threadIdx = {tx, 0, 0};
-            blockIdx = b;
-            kernel();
-            std::lock_guard<std::mutex> lock(st->m);
-            ++st->done;
-            st->cv.notify_all();
-          });
+        pool.kernel = &job;
+        pool.block = {bx, by, bz};
+        pool.state = st;
+        for (unsigned tx = 0; tx < block; ++tx) pool.workers[tx]->go.release();
         bool finished;
         unsigned done;
         {
@@ -212,9 +256,9 @@ void launch(dim3 grid, unsigned block, size_t shared_bytes, Kernel kernel,
           finished = st->cv.wait_for(lock, timeout, [&] { return st->done == block; });
           done = st->done;
         }
-        if (!finished) {  // threads stuck at a barrier: cannot join them
-          for (auto& t : threads) t.detach();
+        if (!finished) {  // workers stuck at a barrier: keep their block and pool, start afresh
           abandoned().push_back(std::move(state));
+          abandoned_pools().push_back(std::move(current_pool()));
           block_barrier = nullptr;
           block_warps = nullptr;
           throw std::runtime_error("emu::launch: block (" + std::to_string(bx) + ", " + std::to_string(by) + ", " +
@@ -222,7 +266,6 @@ void launch(dim3 grid, unsigned block, size_t shared_bytes, Kernel kernel,
                                    std::to_string(block) +
                                    " threads returned): a barrier not reached by every thread?");
         }
-        for (auto& t : threads) t.join();
         block_barrier = nullptr;
         block_warps = nullptr;
       }
