@@ -14,6 +14,7 @@
 //
 // The hand-written kernels (tiled SIMT, tensor-core TF32 / BF16) live in cuda/gemm_kernels.cuh,
 // which also documents their tiling; the kernel study cuda/dev/gemm.cu includes the same header.
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <dlfcn.h>
@@ -78,12 +79,18 @@ struct CublasApi {
   decltype(&cublasDgemm_v2) dgemm = nullptr;
 };
 
-const CublasApi& cublas_api() {
-  static std::mutex mu;
-  static CublasApi api;
-  std::lock_guard<std::mutex> lock(mu);
-  if (api.sgemm) return api;
-  const std::string name = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
+// A CUDA library by soname, from the default search path, then the toolkit's library directory
+// we were built against; `sym` resolves a symbol or throws naming it.
+struct CudaLibrary {
+  std::string name;
+  void* handle = nullptr;
+  void* sym(const char* n) const {
+    void* p = dlsym(handle, n);
+    if (!p) throw std::runtime_error(name + " has no symbol " + n);
+    return p;
+  }
+};
+CudaLibrary open_cuda_library(const std::string& name) {
   void* lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
 #ifdef LIBRAMIL_CUDA_LIBDIR
   if (!lib) lib = dlopen((std::string(LIBRAMIL_CUDA_LIBDIR) + "/" + name).c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -91,11 +98,16 @@ const CublasApi& cublas_api() {
   if (!lib)
     throw std::runtime_error("cannot load " + name + " (" + std::string(dlerror()) +
                              "); LIBRAMIL_CUDA_GEMM=tiled uses the hand-written GEMM instead");
-  auto sym = [&](const char* n) {
-    void* p = dlsym(lib, n);
-    if (!p) throw std::runtime_error(name + " has no symbol " + n);
-    return p;
-  };
+  return {name, lib};
+}
+
+const CublasApi& cublas_api() {
+  static std::mutex mu;
+  static CublasApi api;
+  std::lock_guard<std::mutex> lock(mu);
+  if (api.sgemm) return api;
+  const CudaLibrary lib = open_cuda_library("libcublas.so." + std::to_string(CUBLAS_VER_MAJOR));
+  auto sym = [&](const char* n) { return lib.sym(n); };
   CublasApi a;
   a.create = reinterpret_cast<decltype(a.create)>(sym("cublasCreate_v2"));
   a.set_math_mode = reinterpret_cast<decltype(a.set_math_mode)>(sym("cublasSetMathMode"));
@@ -121,6 +133,122 @@ cublasHandle_t cublas_handle(int device) {
 
 bool fits_int(int64_t v) { return v >= 0 && v <= (int64_t)std::numeric_limits<int>::max(); }
 
+// ---- cuBLASLt ------------------------------------------------------------------------------
+struct CublasLtApi {
+  decltype(&cublasLtCreate) create = nullptr;
+  decltype(&cublasLtMatmulDescCreate) desc_create = nullptr;
+  decltype(&cublasLtMatmulDescDestroy) desc_destroy = nullptr;
+  decltype(&cublasLtMatmulDescSetAttribute) desc_set = nullptr;
+  decltype(&cublasLtMatrixLayoutCreate) layout_create = nullptr;
+  decltype(&cublasLtMatrixLayoutDestroy) layout_destroy = nullptr;
+  decltype(&cublasLtMatmulPreferenceCreate) pref_create = nullptr;
+  decltype(&cublasLtMatmulPreferenceDestroy) pref_destroy = nullptr;
+  decltype(&cublasLtMatmulPreferenceSetAttribute) pref_set = nullptr;
+  decltype(&cublasLtMatmulAlgoGetHeuristic) heuristic = nullptr;
+  decltype(&cublasLtMatmul) matmul = nullptr;
+};
+
+const CublasLtApi& cublaslt_api() {
+  static std::mutex mu;
+  static CublasLtApi api;
+  std::lock_guard<std::mutex> lock(mu);
+  if (api.matmul) return api;
+  const CudaLibrary lib = open_cuda_library("libcublasLt.so." + std::to_string(CUBLAS_VER_MAJOR));
+  CublasLtApi a;
+  a.create = reinterpret_cast<decltype(a.create)>(lib.sym("cublasLtCreate"));
+  a.desc_create = reinterpret_cast<decltype(a.desc_create)>(lib.sym("cublasLtMatmulDescCreate"));
+  a.desc_destroy = reinterpret_cast<decltype(a.desc_destroy)>(lib.sym("cublasLtMatmulDescDestroy"));
+  a.desc_set = reinterpret_cast<decltype(a.desc_set)>(lib.sym("cublasLtMatmulDescSetAttribute"));
+  a.layout_create = reinterpret_cast<decltype(a.layout_create)>(lib.sym("cublasLtMatrixLayoutCreate"));
+  a.layout_destroy = reinterpret_cast<decltype(a.layout_destroy)>(lib.sym("cublasLtMatrixLayoutDestroy"));
+  a.pref_create = reinterpret_cast<decltype(a.pref_create)>(lib.sym("cublasLtMatmulPreferenceCreate"));
+  a.pref_destroy = reinterpret_cast<decltype(a.pref_destroy)>(lib.sym("cublasLtMatmulPreferenceDestroy"));
+  a.pref_set = reinterpret_cast<decltype(a.pref_set)>(lib.sym("cublasLtMatmulPreferenceSetAttribute"));
+  a.heuristic = reinterpret_cast<decltype(a.heuristic)>(lib.sym("cublasLtMatmulAlgoGetHeuristic"));
+  a.matmul = reinterpret_cast<decltype(a.matmul)>(lib.sym("cublasLtMatmul"));
+  api = a;
+  return api;
+}
+
+constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;
+
+// One cuBLASLt handle and workspace per device, made on first use and kept for the process
+// lifetime (cudaMalloc'ed outside the caching allocator, before any graph capture needs it).
+struct LtDevice {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+};
+const LtDevice& cublaslt_device(int device) {
+  static std::mutex mu;
+  static LtDevice devices[kMaxDevices];
+  if (device < 0 || device >= kMaxDevices) throw std::runtime_error("cublaslt_device: bad device index");
+  std::lock_guard<std::mutex> lock(mu);
+  LtDevice& d = devices[device];
+  if (!d.handle) {
+    check_cublas(cublaslt_api().create(&d.handle), "cublasLtCreate");
+    check(cudaMalloc(&d.workspace, kLtWorkspaceBytes), "cudaMalloc (cuBLASLt workspace)");
+  }
+  return d;
+}
+
+// Frees cuBLASLt descriptors at scope exit.
+struct LtDescriptors {
+  const CublasLtApi& api;
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  ~LtDescriptors() {
+    if (pref) api.pref_destroy(pref);
+    if (c) api.layout_destroy(c);
+    if (b) api.layout_destroy(b);
+    if (a) api.layout_destroy(a);
+    if (op) api.desc_destroy(op);
+  }
+};
+
+// Row-major C = op(A) op(B) as the column-major C^T (N, M) = op(B)^T (N, K) op(A)^T (K, M), the
+// same mapping as the cuBLAS call below; "first" / "second" are cuBLASLt's A / B operands.
+void gemm_cublaslt(int device, DType dtype, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A,
+                   int64_t lda, const void* B, int64_t ldb, void* C, int64_t ldc, cudaStream_t stream) {
+  const CublasLtApi& api = cublaslt_api();
+  const LtDevice& dev = cublaslt_device(device);
+  const bool f32 = dtype == DType::F32;
+  const cudaDataType_t type = f32 ? CUDA_R_32F : CUDA_R_64F;
+  LtDescriptors d{api};
+  check_cublas(api.desc_create(&d.op, f32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_64F, type), "cublasLtMatmulDescCreate");
+  const cublasOperation_t op_first = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_second = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  check_cublas(api.desc_set(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first), "cublasLtMatmulDescSetAttribute");
+  check_cublas(api.desc_set(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second),
+               "cublasLtMatmulDescSetAttribute");
+  // Stored (column-major) shapes: first = B as (N, K) or, when tb, (K, N); second = A as (K, M)
+  // or, when ta, (M, K); C as (N, M).
+  check_cublas(api.layout_create(&d.a, type, tb ? K : N, tb ? N : K, ldb), "cublasLtMatrixLayoutCreate");
+  check_cublas(api.layout_create(&d.b, type, ta ? M : K, ta ? K : M, lda), "cublasLtMatrixLayoutCreate");
+  check_cublas(api.layout_create(&d.c, type, N, M, ldc), "cublasLtMatrixLayoutCreate");
+  check_cublas(api.pref_create(&d.pref), "cublasLtMatmulPreferenceCreate");
+  const size_t ws = kLtWorkspaceBytes;
+  check_cublas(api.pref_set(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws),
+               "cublasLtMatmulPreferenceSetAttribute");
+  cublasLtMatmulHeuristicResult_t best{};
+  int found = 0;
+  check_cublas(api.heuristic(dev.handle, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &best, &found),
+               "cublasLtMatmulAlgoGetHeuristic");
+  if (found < 1)
+    throw std::runtime_error("cuBLASLt has no algorithm for M=" + std::to_string(M) + " N=" + std::to_string(N) +
+                             " K=" + std::to_string(K));
+  if (f32) {
+    const float one = 1.0f, zero = 0.0f;
+    check_cublas(api.matmul(dev.handle, d.op, &one, B, d.a, A, d.b, &zero, C, d.c, C, d.c, &best.algo, dev.workspace,
+                            kLtWorkspaceBytes, stream),
+                 "cublasLtMatmul");
+  } else {
+    const double one = 1.0, zero = 0.0;
+    check_cublas(api.matmul(dev.handle, d.op, &one, B, d.a, A, d.b, &zero, C, d.c, C, d.c, &best.algo, dev.workspace,
+                            kLtWorkspaceBytes, stream),
+                 "cublasLtMatmul");
+  }
+}
+
 std::mutex& backend_mutex() {
   static std::mutex m;
   return m;
@@ -135,6 +263,7 @@ const char* gemm_backend_name(GemmBackend backend) {
     case GemmBackend::Cublas: return "cublas";
     case GemmBackend::Tiled: return "tiled";
     case GemmBackend::TensorCore: return "tensorcore";
+    case GemmBackend::CublasLt: return "cublaslt";
   }
   return "?";
 }
@@ -147,7 +276,10 @@ GemmBackend gemm_backend() {
     if (v.empty() || v == "cublas") g_backend = GemmBackend::Cublas;
     else if (v == "tiled") g_backend = GemmBackend::Tiled;
     else if (v == "tensorcore") g_backend = GemmBackend::TensorCore;
-    else throw std::invalid_argument("LIBRAMIL_CUDA_GEMM must be 'cublas', 'tiled' or 'tensorcore', got '" + v + "'");
+    else if (v == "cublaslt") g_backend = GemmBackend::CublasLt;
+    else
+      throw std::invalid_argument("LIBRAMIL_CUDA_GEMM must be 'cublas', 'cublaslt', 'tiled' or 'tensorcore', got '" +
+                                  v + "'");
     g_backend_set = true;
   }
   return g_backend;
@@ -169,6 +301,10 @@ void gemm_with(GemmBackend backend, Device device, DType dtype, bool trans_a, bo
   if (M == 0 || N == 0) return;
   DeviceGuard guard(device.index);
   cudaStream_t stream = current_stream(device.index);
+  if (backend == GemmBackend::CublasLt && K > 0) {  // 64-bit sizes; K == 0 (zeros) below
+    gemm_cublaslt(device.index, dtype, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, stream);
+    return;
+  }
   const bool use_cublas = backend == GemmBackend::Cublas && K > 0 && fits_int(M) && fits_int(N) && fits_int(K) &&
                           fits_int(lda) && fits_int(ldb) && fits_int(ldc);
   if (backend == GemmBackend::TensorCore && dtype == DType::F32) {  // TF32; any size, K == 0 gives zeros

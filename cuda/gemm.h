@@ -1,5 +1,5 @@
-// Matrix multiplication on the GPU (cuda/gemm.cu): cuBLAS, our hand-written tiled GEMM, or our
-// tensor-core (TF32) GEMM, chosen by a flag; and a BF16-input tensor-core GEMM. No CUDA headers.
+// Matrix multiplication on the GPU (cuda/gemm.cu): cuBLAS, cuBLASLt, our hand-written tiled
+// GEMM, or our tensor-core (TF32) GEMM, chosen by a flag; and a BF16-input tensor-core GEMM. No CUDA headers.
 //
 // Convention (the CPU's, ops/cpu/gemm.h, with alpha = 1 and beta = 0), row-major:
 //   C(M,N) = op(A)(M,K) * op(B)(K,N)
@@ -11,6 +11,9 @@
 //
 // Backends (kernels and tiling: cuda/gemm_kernels.cuh):
 //   Cublas      cuBLAS sgemm / dgemm, full precision (the default).
+//   CublasLt    cuBLASLt matmul (libcublasLt.so.<major>, loaded on first use), compute type
+//               32F / 64F (full precision, no TF32), the algorithm its heuristic ranks first,
+//               with a 32 MiB workspace per device.
 //   Tiled       hand-written SIMT kernel, 64 x 64 block tiles, 4 x 4 register blocks, computes
 //               in the input dtype (float32 or float64).
 //   TensorCore  float32: hand-written tensor-core kernel (nvcuda::wmma m16n16k8, TF32 inputs,
@@ -31,9 +34,9 @@
 
 namespace lm::cuda {
 
-enum class GemmBackend { Cublas, Tiled, TensorCore };
+enum class GemmBackend { Cublas, Tiled, TensorCore, CublasLt };
 
-// The backend gemm() uses: the environment variable LIBRAMIL_CUDA_GEMM=cublas|tiled|tensorcore
+// The backend gemm() uses: the environment variable LIBRAMIL_CUDA_GEMM=cublas|cublaslt|tiled|tensorcore
 // (read once; default cublas; any other value throws), unless set_gemm_backend was called.
 GemmBackend gemm_backend();
 void set_gemm_backend(GemmBackend backend);

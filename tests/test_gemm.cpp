@@ -336,7 +336,7 @@ using lm::Tensor;
 using lm::cuda::GemmBackend;
 
 constexpr double kTolF32 = 1e-5, kTolTf32 = 5e-3, kTolBf16 = 2e-2, kTolTcRounded = 5e-5, kTolF64 = 1e-12;
-constexpr int64_t kChecksPerCudaCase = 10;  // see the loop in the test case below
+constexpr int64_t kChecksPerCudaCase = 12;  // see the loop in the test case below
 
 struct CudaCase {
   Shape s;
@@ -435,12 +435,13 @@ TEST_CASE("cuda gemm: backend names, gemm_bf16 argument checks (no GPU needed)")
   CHECK(std::string(lm::cuda::gemm_backend_name(GemmBackend::Cublas)) == "cublas");
   CHECK(std::string(lm::cuda::gemm_backend_name(GemmBackend::Tiled)) == "tiled");
   CHECK(std::string(lm::cuda::gemm_backend_name(GemmBackend::TensorCore)) == "tensorcore");
+  CHECK(std::string(lm::cuda::gemm_backend_name(GemmBackend::CublasLt)) == "cublaslt");
   float c = 0;
   CHECK_THROWS_AS(lm::cuda::gemm_bf16(Device::cpu(), false, false, 1, 1, 1, nullptr, 1, nullptr, 1, &c, 1),
                   std::invalid_argument);
 }
 
-TEST_CASE("cuda gemm: cuBLAS, tiled, tensorcore (TF32) and gemm_bf16 vs float64, all transposes") {
+TEST_CASE("cuda gemm: cuBLAS, cuBLASLt, tiled, tensorcore (TF32) and gemm_bf16 vs float64, all transposes") {
   const auto cases = cuda_cases();
   const int64_t expected = int64_t(cases.size()) * kChecksPerCudaCase;
   if (!have_gpu()) {
@@ -462,6 +463,7 @@ TEST_CASE("cuda gemm: cuBLAS, tiled, tensorcore (TF32) and gemm_bf16 vs float64,
       const auto ref = p.reference();
       const double s = input_scale(p);
       check(cuda_mismatches(p, gpu_gemm(GemmBackend::Cublas, p), ref, kTolF32 * rk * s, "cublas f32" + at));
+      check(cuda_mismatches(p, gpu_gemm(GemmBackend::CublasLt, p), ref, kTolF32 * rk * s, "cublaslt f32" + at));
       check(cuda_mismatches(p, gpu_gemm(GemmBackend::Tiled, p), ref, kTolF32 * rk * s, "tiled f32" + at));
       const auto tc = gpu_gemm(GemmBackend::TensorCore, p);
       check(cuda_mismatches(p, tc, ref, kTolTf32 * rk * s, "tensorcore tf32" + at));
@@ -480,6 +482,7 @@ TEST_CASE("cuda gemm: cuBLAS, tiled, tensorcore (TF32) and gemm_bf16 vs float64,
       const auto qref = q.reference();
       const double qs = input_scale(q);
       check(cuda_mismatches(q, gpu_gemm(GemmBackend::Cublas, q), qref, kTolF64 * rk * qs, "cublas f64" + at));
+      check(cuda_mismatches(q, gpu_gemm(GemmBackend::CublasLt, q), qref, kTolF64 * rk * qs, "cublaslt f64" + at));
       const auto tiled64 = gpu_gemm(GemmBackend::Tiled, q);
       check(cuda_mismatches(q, tiled64, qref, kTolF64 * rk * qs, "tiled f64" + at));
       const auto tc64 = gpu_gemm(GemmBackend::TensorCore, q);

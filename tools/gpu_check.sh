@@ -168,7 +168,7 @@ if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
   else
     row "op table on CUDA" "warn" "no op-table CUDA line in the ctest log"
   fi
-  # The CUDA GEMM cases of test_gemm (cuBLAS, tiled, tensorcore, gemm_bf16 vs float64).
+  # The CUDA GEMM cases of test_gemm (cuBLAS, cuBLASLt, tiled, tensorcore, gemm_bf16 vs float64).
   gemm_line=$(grep -E "cuda gemm: [0-9]+ CUDA cases" "$LOG/ctest.log" | tail -1 | sed 's/^.*cuda gemm: /cuda gemm: /')
   if [ -z "$gemm_line" ] || echo "$gemm_line" | grep -q "skipped"; then row "gemm on CUDA (test_gemm)" "FAIL" "${gemm_line:-no CUDA GEMM line in the ctest log}"
   else row "gemm on CUDA (test_gemm)" "ok" "$gemm_line"; fi
@@ -180,6 +180,14 @@ if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
     row "test_gemm (GEMM=tensorcore)" "ok" "$(grep -o 'default CUDA GEMM backend: [a-z]*' "$LOG/test_gemm_tensorcore.log" | tail -1), $(( $(date +%s) - t0 )) s"
   else
     row "test_gemm (GEMM=tensorcore)" "FAIL" "see $LOG/test_gemm_tensorcore.log"
+  fi
+  # The op table once more with cuBLASLt behind every matmul (full float32: same tolerances).
+  t0=$(date +%s)
+  if LIBRAMIL_CUDA_GEMM=cublaslt "$BUILD/libramil_tests" --source-file='*test_op_table.cpp' --no-intro \
+       >"$LOG/test_op_table_cublaslt.log" 2>&1; then
+    row "op table (GEMM=cublaslt)" "ok" "$(grep -E 'CUDA comparisons' "$LOG/test_op_table_cublaslt.log" | tail -1 | sed 's/^ *//'), $(( $(date +%s) - t0 )) s"
+  else
+    row "op table (GEMM=cublaslt)" "FAIL" "see $LOG/test_op_table_cublaslt.log"
   fi
 else
   row "ctest" "skip" "GPU_CHECK_SKIP_TESTS=1"
