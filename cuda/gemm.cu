@@ -101,21 +101,32 @@ CudaLibrary open_cuda_library(const std::string& name) {
   return {name, lib};
 }
 
-const CublasApi& cublas_api() {
+// Loads an API table once per process (thread-safe): opens `soname` and lets fill() resolve
+// its entry points; a failure throws and the next call tries again.
+template <class Api>
+const Api& load_api(const std::string& soname, void (*fill)(const CudaLibrary&, Api&)) {
   static std::mutex mu;
-  static CublasApi api;
+  static Api api;
+  static bool loaded = false;
   std::lock_guard<std::mutex> lock(mu);
-  if (api.sgemm) return api;
-  const CudaLibrary lib = open_cuda_library("libcublas.so." + std::to_string(CUBLAS_VER_MAJOR));
-  auto sym = [&](const char* n) { return lib.sym(n); };
-  CublasApi a;
-  a.create = reinterpret_cast<decltype(a.create)>(sym("cublasCreate_v2"));
-  a.set_math_mode = reinterpret_cast<decltype(a.set_math_mode)>(sym("cublasSetMathMode"));
-  a.set_stream = reinterpret_cast<decltype(a.set_stream)>(sym("cublasSetStream_v2"));
-  a.sgemm = reinterpret_cast<decltype(a.sgemm)>(sym("cublasSgemm_v2"));
-  a.dgemm = reinterpret_cast<decltype(a.dgemm)>(sym("cublasDgemm_v2"));
+  if (loaded) return api;
+  Api a;
+  fill(open_cuda_library(soname), a);
   api = a;
+  loaded = true;
   return api;
+}
+
+#define LM_RESOLVE(lib, field, symbol) (field = reinterpret_cast<decltype(field)>((lib).sym(symbol)))
+
+const CublasApi& cublas_api() {
+  return load_api<CublasApi>("libcublas.so." + std::to_string(CUBLAS_VER_MAJOR), [](const CudaLibrary& lib, CublasApi& a) {
+    LM_RESOLVE(lib, a.create, "cublasCreate_v2");
+    LM_RESOLVE(lib, a.set_math_mode, "cublasSetMathMode");
+    LM_RESOLVE(lib, a.set_stream, "cublasSetStream_v2");
+    LM_RESOLVE(lib, a.sgemm, "cublasSgemm_v2");
+    LM_RESOLVE(lib, a.dgemm, "cublasDgemm_v2");
+  });
 }
 
 // One handle per device, created on first use and kept for the process lifetime.
@@ -149,25 +160,20 @@ struct CublasLtApi {
 };
 
 const CublasLtApi& cublaslt_api() {
-  static std::mutex mu;
-  static CublasLtApi api;
-  std::lock_guard<std::mutex> lock(mu);
-  if (api.matmul) return api;
-  const CudaLibrary lib = open_cuda_library("libcublasLt.so." + std::to_string(CUBLAS_VER_MAJOR));
-  CublasLtApi a;
-  a.create = reinterpret_cast<decltype(a.create)>(lib.sym("cublasLtCreate"));
-  a.desc_create = reinterpret_cast<decltype(a.desc_create)>(lib.sym("cublasLtMatmulDescCreate"));
-  a.desc_destroy = reinterpret_cast<decltype(a.desc_destroy)>(lib.sym("cublasLtMatmulDescDestroy"));
-  a.desc_set = reinterpret_cast<decltype(a.desc_set)>(lib.sym("cublasLtMatmulDescSetAttribute"));
-  a.layout_create = reinterpret_cast<decltype(a.layout_create)>(lib.sym("cublasLtMatrixLayoutCreate"));
-  a.layout_destroy = reinterpret_cast<decltype(a.layout_destroy)>(lib.sym("cublasLtMatrixLayoutDestroy"));
-  a.pref_create = reinterpret_cast<decltype(a.pref_create)>(lib.sym("cublasLtMatmulPreferenceCreate"));
-  a.pref_destroy = reinterpret_cast<decltype(a.pref_destroy)>(lib.sym("cublasLtMatmulPreferenceDestroy"));
-  a.pref_set = reinterpret_cast<decltype(a.pref_set)>(lib.sym("cublasLtMatmulPreferenceSetAttribute"));
-  a.heuristic = reinterpret_cast<decltype(a.heuristic)>(lib.sym("cublasLtMatmulAlgoGetHeuristic"));
-  a.matmul = reinterpret_cast<decltype(a.matmul)>(lib.sym("cublasLtMatmul"));
-  api = a;
-  return api;
+  return load_api<CublasLtApi>(
+      "libcublasLt.so." + std::to_string(CUBLAS_VER_MAJOR), [](const CudaLibrary& lib, CublasLtApi& a) {
+        LM_RESOLVE(lib, a.create, "cublasLtCreate");
+        LM_RESOLVE(lib, a.desc_create, "cublasLtMatmulDescCreate");
+        LM_RESOLVE(lib, a.desc_destroy, "cublasLtMatmulDescDestroy");
+        LM_RESOLVE(lib, a.desc_set, "cublasLtMatmulDescSetAttribute");
+        LM_RESOLVE(lib, a.layout_create, "cublasLtMatrixLayoutCreate");
+        LM_RESOLVE(lib, a.layout_destroy, "cublasLtMatrixLayoutDestroy");
+        LM_RESOLVE(lib, a.pref_create, "cublasLtMatmulPreferenceCreate");
+        LM_RESOLVE(lib, a.pref_destroy, "cublasLtMatmulPreferenceDestroy");
+        LM_RESOLVE(lib, a.pref_set, "cublasLtMatmulPreferenceSetAttribute");
+        LM_RESOLVE(lib, a.heuristic, "cublasLtMatmulAlgoGetHeuristic");
+        LM_RESOLVE(lib, a.matmul, "cublasLtMatmul");
+      });
 }
 
 constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;

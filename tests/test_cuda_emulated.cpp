@@ -982,6 +982,21 @@ void run_tc(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64
   else go(Tr{}, Tr{});
 }
 
+// body(g, ta, tb) for every case and transpose pair, with the case in doctest's failure context.
+template <class Body>
+void for_each_gemm_case(const std::vector<GemmCase>& cases, Body body) {
+  for (const GemmCase& g : cases)
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      CAPTURE(g.M);
+      CAPTURE(g.N);
+      CAPTURE(g.K);
+      CAPTURE(ta);
+      CAPTURE(tb);
+      body(g, ta, tb);
+    }
+}
+
 }  // namespace
 
 TEST_CASE("cuda emulated: GEMM kernels (tiled SIMT f32 / f64, tensor-core TF32 / BF16) equal a float64 GEMM") {
@@ -991,14 +1006,7 @@ TEST_CASE("cuda emulated: GEMM kernels (tiled SIMT f32 / f64, tensor-core TF32 /
   SUBCASE("tiled SIMT kernel") {
     // Edges on every side of the 64 x 64 x 16 tiles, K = 0 (zeros), a grid smaller than the tiles.
     const std::vector<GemmCase> cases = {{1, 1, 1}, {70, 65, 33}, {64, 64, 16}, {20, 130, 0}, {3, 70, 17}};
-    for (const GemmCase& g : cases)
-      for (int t = 0; t < 4; ++t) {
-        const bool ta = t & 1, tb = t & 2;
-        CAPTURE(g.M);
-        CAPTURE(g.N);
-        CAPTURE(g.K);
-        CAPTURE(ta);
-        CAPTURE(tb);
+    for_each_gemm_case(cases, [&](const GemmCase& g, bool ta, bool tb) {
         const gk::TiledPlan p = gk::tiled_plan(g.M, g.N);
         for (unsigned blocks : {p.blocks, 1u}) {
           auto tiled = [&](const auto* A, int64_t lda, const auto* B, int64_t ldb, auto* C, int64_t ldc) {
@@ -1012,7 +1020,7 @@ TEST_CASE("cuda emulated: GEMM kernels (tiled SIMT f32 / f64, tensor-core TF32 /
             check_gemm<double, double>(g, ta, tb, 1e-13, [](float f) { return static_cast<double>(f); }, identity,
                                        identity, ++seed, tiled);
         }
-      }
+      });
   }
 
   SUBCASE("tensor-core kernel, TF32 and BF16 inputs") {
@@ -1022,14 +1030,7 @@ TEST_CASE("cuda emulated: GEMM kernels (tiled SIMT f32 / f64, tensor-core TF32 /
     const std::vector<GemmCase> cases = {
         {130, 150, 40}, {128, 128, 64}, {5, 3, 7}, {33, 20, 24, 1}, {40, 36, 16, 0, 3}};
     bool seen_vec_a[2] = {}, seen_direct[2] = {};
-    for (const GemmCase& g : cases)
-      for (int t = 0; t < 4; ++t) {
-        const bool ta = t & 1, tb = t & 2;
-        CAPTURE(g.M);
-        CAPTURE(g.N);
-        CAPTURE(g.K);
-        CAPTURE(ta);
-        CAPTURE(tb);
+    for_each_gemm_case(cases, [&](const GemmCase& g, bool ta, bool tb) {
         gk::TcPlan plan{};
         auto tc = [&](const auto* A, int64_t lda, const auto* B, int64_t ldb, float* C, int64_t ldc) {
           run_tc(ta, tb, g.M, g.N, g.K, A, lda, B, ldb, C, ldc, &plan);
@@ -1051,7 +1052,7 @@ TEST_CASE("cuda emulated: GEMM kernels (tiled SIMT f32 / f64, tensor-core TF32 /
           return static_cast<double>(f);
         };
         check_gemm<__nv_bfloat16, float>(g, ta, tb, 1e-5, make_bf16, widen_bf16, identity, ++seed, tc);
-      }
+      });
     CHECK((seen_vec_a[0] && seen_vec_a[1]));
     CHECK((seen_direct[0] && seen_direct[1]));
   }
