@@ -8,12 +8,9 @@
 // cached blocks of the device are freed and the allocation is retried once; then it throws
 // with the statistics. Blocks are reused immediately on release, which is correct because
 // every kernel and copy of this backend runs on one stream per device (stream order).
-// Cached blocks are never returned at process exit (the driver reclaims them).
-//
-// Graph pools (cuda/graph.cu): while a CUDA graph is being captured, allocations belong to
-// that graph's pool; a pool block released goes back to the pool's own free list, so that
-// nothing allocated outside the graph ever gets memory the graph's replays write. Dropping
-// the graph (release_graph_pool) hands its free blocks to the general free lists.
+// Cached blocks are never returned at process exit (the driver reclaims them). The
+// bookkeeping (free lists, CUDA-graph pools, statistics) is cuda/block_cache.h, tested without
+// a GPU; this file adds the locking and the CUDA calls.
 #include <cuda_runtime.h>
 #include <nvtx3/nvToolsExt.h>
 
@@ -21,9 +18,9 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
+#include "cuda/block_cache.h"
 #include "cuda/common.cuh"
 #include "cuda/copy.h"
 #include "cuda/device.h"
@@ -35,36 +32,11 @@ namespace lm::cuda {
 namespace {
 
 constexpr int kMaxDevices = 64;
-constexpr size_t kSmallLimit = size_t(1) << 20;  // 1 MiB
-constexpr size_t kSmallStep = 512;
-constexpr size_t kLargeStep = size_t(2) << 20;  // 2 MiB
-
-size_t size_class(size_t nbytes) {
-  if (nbytes <= kSmallLimit) return (nbytes + kSmallStep - 1) / kSmallStep * kSmallStep;
-  return (nbytes + kLargeStep - 1) / kLargeStep * kLargeStep;
-}
-
-using FreeLists = std::unordered_map<size_t, std::vector<void*>>;  // size class -> free blocks
 
 struct DeviceCache {
   std::mutex mu;
-  FreeLists free_blocks;                       // the general pool
-  std::unordered_map<void*, size_t> live;      // block -> size class
-  std::unordered_map<int, FreeLists> pool_free;  // graph pool id -> its free blocks
-  std::unordered_map<void*, int> owner;          // block -> graph pool id (absent: general)
-  int active_pool = 0;                           // 0: none; else allocations join this pool
-  int next_pool = 1;
-  AllocatorStats stats;
+  BlockCache blocks;
 };
-
-// Pops a block of class `size` from `lists`, or returns nullptr.
-void* pop_free(FreeLists& lists, size_t size) {
-  auto it = lists.find(size);
-  if (it == lists.end() || it->second.empty()) return nullptr;
-  void* p = it->second.back();
-  it->second.pop_back();
-  return p;
-}
 
 // Heap-allocated and never destroyed: Storage destructors may run during static destruction.
 DeviceCache& cache_of(int device) {
@@ -85,17 +57,10 @@ std::string stats_str(const AllocatorStats& s) {
          std::to_string(s.reserved) + " B, cached " + std::to_string(s.reserved - s.current) + " B";
 }
 
-// Frees every cached block of `device`; the caller holds c.mu.
+// Frees every cached block of the general cache of `device`; the caller holds c.mu.
 void release_cached_locked(DeviceCache& c, int device) {
   DeviceGuard guard(device);
-  for (auto& [size, blocks] : c.free_blocks) {
-    for (void* p : blocks) {
-      cudaFree(p);
-      c.stats.reserved -= (int64_t)size;
-    }
-    blocks.clear();
-  }
-  c.free_blocks.clear();
+  for (const auto& [p, size] : c.blocks.drain_general()) cudaFree(p);
 }
 
 void* allocate(size_t nbytes, int device) {
@@ -103,33 +68,22 @@ void* allocate(size_t nbytes, int device) {
   const size_t size = size_class(nbytes);
   DeviceCache& c = cache_of(device);
   std::lock_guard<std::mutex> lock(c.mu);
-  ++c.stats.num_allocs;
+  if (void* p = c.blocks.take(size)) return p;
+  DeviceGuard guard(device);
   void* p = nullptr;
-  if (c.active_pool) p = pop_free(c.pool_free[c.active_pool], size);
-  if (!p) p = pop_free(c.free_blocks, size);
-  if (p) {
-    ++c.stats.num_cache_hits;
-  } else {
-    DeviceGuard guard(device);
-    cudaError_t err = cudaMalloc(&p, size);
-    if (err == cudaErrorMemoryAllocation) {
-      cudaGetLastError();  // clear the sticky-free error state
-      release_cached_locked(c, device);
-      err = cudaMalloc(&p, size);
-    }
-    if (err != cudaSuccess) {
-      cudaGetLastError();
-      throw std::runtime_error("CUDA allocator: cudaMalloc of " + std::to_string(size) + " bytes on cuda:" +
-                               std::to_string(device) + " failed: " + cudaGetErrorString(err) + " (" +
-                               stats_str(c.stats) + ")");
-    }
-    ++c.stats.num_cuda_mallocs;
-    c.stats.reserved += (int64_t)size;
+  cudaError_t err = cudaMalloc(&p, size);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // clear the sticky-free error state
+    release_cached_locked(c, device);
+    err = cudaMalloc(&p, size);
   }
-  c.live[p] = size;
-  if (c.active_pool) c.owner[p] = c.active_pool;
-  c.stats.current += (int64_t)size;
-  if (c.stats.current > c.stats.peak) c.stats.peak = c.stats.current;
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    throw std::runtime_error("CUDA allocator: cudaMalloc of " + std::to_string(size) + " bytes on cuda:" +
+                             std::to_string(device) + " failed: " + cudaGetErrorString(err) + " (" +
+                             stats_str(c.blocks.stats()) + ")");
+  }
+  c.blocks.add_new(p, size);
   return p;
 }
 
@@ -137,24 +91,8 @@ void release(void* p, int device) {
   if (!p) return;
   DeviceCache& c = cache_of(device);
   std::lock_guard<std::mutex> lock(c.mu);
-  auto it = c.live.find(p);
-  if (it == c.live.end()) {
+  if (!c.blocks.release(p))
     std::fprintf(stderr, "libramil CUDA allocator: release of unknown pointer %p on cuda:%d ignored\n", p, device);
-    return;
-  }
-  const size_t size = it->second;
-  c.live.erase(it);
-  c.stats.current -= (int64_t)size;
-  // A graph pool's block goes back to its pool. While a capture runs, any block released joins
-  // the capturing graph's pool: captured kernels may still use it on every replay.
-  auto own = c.owner.find(p);
-  const int pool = own != c.owner.end() ? own->second : c.active_pool;
-  if (pool) {
-    c.owner[p] = pool;
-    c.pool_free[pool][size].push_back(p);
-  } else {
-    c.free_blocks[size].push_back(p);
-  }
 }
 
 void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) {
@@ -231,15 +169,13 @@ void ensure_registered() {
 AllocatorStats allocator_stats(int device) {
   DeviceCache& c = cache_of(device);
   std::lock_guard<std::mutex> lock(c.mu);
-  AllocatorStats s = c.stats;
-  s.cached = s.reserved - s.current;
-  return s;
+  return c.blocks.stats();
 }
 
 void reset_peak(int device) {
   DeviceCache& c = cache_of(device);
   std::lock_guard<std::mutex> lock(c.mu);
-  c.stats.peak = c.stats.current;
+  c.blocks.reset_peak();
 }
 
 void empty_cache(int device) {
@@ -271,32 +207,19 @@ void synchronize(int device) {
 int begin_graph_pool(int device) {
   DeviceCache& c = cache_of(device);
   std::lock_guard<std::mutex> lock(c.mu);
-  if (c.active_pool) throw std::runtime_error("CUDA allocator: a graph pool is already active on cuda:" + std::to_string(device));
-  c.active_pool = c.next_pool++;
-  c.pool_free[c.active_pool];
-  return c.active_pool;
+  return c.blocks.begin_pool();
 }
 
 void end_graph_pool(int device) {
   DeviceCache& c = cache_of(device);
   std::lock_guard<std::mutex> lock(c.mu);
-  c.active_pool = 0;
+  c.blocks.end_pool();
 }
 
 void release_graph_pool(int device, int pool) {
   DeviceCache& c = cache_of(device);
   std::lock_guard<std::mutex> lock(c.mu);
-  if (c.active_pool == pool) c.active_pool = 0;
-  auto it = c.pool_free.find(pool);
-  if (it == c.pool_free.end()) return;
-  for (auto& [size, blocks] : it->second)
-    for (void* p : blocks) {
-      c.owner.erase(p);
-      c.free_blocks[size].push_back(p);
-    }
-  c.pool_free.erase(it);
-  for (auto o = c.owner.begin(); o != c.owner.end();)  // live blocks of the pool become general
-    o = o->second == pool ? c.owner.erase(o) : std::next(o);
+  c.blocks.release_pool(pool);
 }
 
 }  // namespace lm::cuda

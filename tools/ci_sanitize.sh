@@ -22,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS="${JOBS:-$(nproc)}"
-SUITES="${SUITES:-test_safetensors test_tokenizer test_data test_validation test_op_table test_gemm test_sinkhorn_kernels test_cuda_emulated}"
+SUITES="${SUITES:-test_safetensors test_tokenizer test_data test_validation test_op_table test_gemm test_sinkhorn_kernels test_cuda_emulated test_block_cache}"
 cmake --preset sanitize -DLIBRAMIL_TEST_SUITES="${SUITES// /;}" >/dev/null
 cmake --build --preset sanitize -j "$JOBS"
 # The test binary starts `libramil` subprocesses (test_validation, ...): they inherit these.
