@@ -90,6 +90,11 @@ StepSetup make_setup(const TrainStepOptions& o) {
   return s;
 }
 
+// Eager training steps before the timed ones. With cuda_graph at least 1 (the graph run needs
+// cuBLAS handles, a warm allocator cache and AdamW state before its capture), and the eager run
+// takes as many so that both runs' losses line up step by step.
+int train_warmup(const TrainStepOptions& o) { return o.cuda_graph ? std::max(o.warmup, 1) : o.warmup; }
+
 // zero_grad, forward, backward (no optimizer step); returns the loss.
 Tensor forward_backward(StepSetup& s) {
   s.opt->zero_grad();
@@ -105,8 +110,7 @@ void graph_run(const TrainStepOptions& o, const std::vector<double>& eager_losse
   StepSetup s = make_setup(o);
   cuda::StreamScope scope(o.device.index);  // a capturable stream for everything below
   std::vector<double> losses, steps;
-  const int warmup = std::max(o.warmup, 1);  // cuBLAS handles, allocator cache, AdamW state
-  for (int i = 0; i < warmup; ++i) {
+  for (int i = 0; i < train_warmup(o); ++i) {
     Tensor loss = forward_backward(s);
     s.opt->step();
     losses.push_back(loss.item());
@@ -148,8 +152,7 @@ TrainStepResult bench_train_step(const TrainStepOptions& o) {
     sync_device(o.device);
     setup_scope.reset();
     reset_device_peak(o.device);
-    // With cuda_graph, the graph run's warm-up is at least 1 step; the eager run matches it.
-    const int warmup = o.cuda_graph ? std::max(o.warmup, 1) : o.warmup;
+    const int warmup = train_warmup(o);
     for (int i = 0; i < (o.forward_only ? 0 : warmup + o.repeats); ++i) {
       auto t0 = Clock::now();
       Tensor loss = forward_backward(s);
