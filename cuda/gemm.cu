@@ -17,17 +17,18 @@
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
-#include <dlfcn.h>
 
 #include <cstdlib>
 #include <limits>
 #include <mutex>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "cuda/common.cuh"
 #include "cuda/gemm.h"
 #include "cuda/gemm_kernels.cuh"
+#include "cuda/library.h"
 #include "cuda/kernels.h"
 
 namespace lm::cuda {
@@ -79,48 +80,20 @@ struct CublasApi {
   decltype(&cublasDgemm_v2) dgemm = nullptr;
 };
 
-// A CUDA library by soname, from the default search path, then the toolkit's library directory
-// we were built against; `sym` resolves a symbol or throws naming it.
-struct CudaLibrary {
-  std::string name;
-  void* handle = nullptr;
-  void* sym(const char* n) const {
-    void* p = dlsym(handle, n);
-    if (!p) throw std::runtime_error(name + " has no symbol " + n);
-    return p;
-  }
-};
-CudaLibrary open_cuda_library(const std::string& name) {
-  void* lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+// A cuBLAS library by soname, from the default search path, then the toolkit's library
+// directory we were built against.
+std::vector<std::string> cuda_library_candidates(const std::string& soname) {
 #ifdef LIBRAMIL_CUDA_LIBDIR
-  if (!lib) lib = dlopen((std::string(LIBRAMIL_CUDA_LIBDIR) + "/" + name).c_str(), RTLD_NOW | RTLD_LOCAL);
+  return {soname, std::string(LIBRAMIL_CUDA_LIBDIR) + "/" + soname};
+#else
+  return {soname};
 #endif
-  if (!lib)
-    throw std::runtime_error("cannot load " + name + " (" + std::string(dlerror()) +
-                             "); LIBRAMIL_CUDA_GEMM=tiled uses the hand-written GEMM instead");
-  return {name, lib};
 }
-
-// Loads an API table once per process (thread-safe): opens `soname` and lets fill() resolve
-// its entry points; a failure throws and the next call tries again.
-template <class Api>
-const Api& load_api(const std::string& soname, void (*fill)(const CudaLibrary&, Api&)) {
-  static std::mutex mu;
-  static Api api;
-  static bool loaded = false;
-  std::lock_guard<std::mutex> lock(mu);
-  if (loaded) return api;
-  Api a;
-  fill(open_cuda_library(soname), a);
-  api = a;
-  loaded = true;
-  return api;
-}
-
-#define LM_RESOLVE(lib, field, symbol) (field = reinterpret_cast<decltype(field)>((lib).sym(symbol)))
+constexpr const char* kGemmHint = "LIBRAMIL_CUDA_GEMM=tiled uses the hand-written GEMM instead";
 
 const CublasApi& cublas_api() {
-  return load_api<CublasApi>("libcublas.so." + std::to_string(CUBLAS_VER_MAJOR), [](const CudaLibrary& lib, CublasApi& a) {
+  const auto candidates = cuda_library_candidates("libcublas.so." + std::to_string(CUBLAS_VER_MAJOR));
+  return load_api<CublasApi>(candidates, kGemmHint, [](const CudaLibrary& lib, CublasApi& a) {
     LM_RESOLVE(lib, a.create, "cublasCreate_v2");
     LM_RESOLVE(lib, a.set_math_mode, "cublasSetMathMode");
     LM_RESOLVE(lib, a.set_stream, "cublasSetStream_v2");
@@ -160,20 +133,20 @@ struct CublasLtApi {
 };
 
 const CublasLtApi& cublaslt_api() {
-  return load_api<CublasLtApi>(
-      "libcublasLt.so." + std::to_string(CUBLAS_VER_MAJOR), [](const CudaLibrary& lib, CublasLtApi& a) {
-        LM_RESOLVE(lib, a.create, "cublasLtCreate");
-        LM_RESOLVE(lib, a.desc_create, "cublasLtMatmulDescCreate");
-        LM_RESOLVE(lib, a.desc_destroy, "cublasLtMatmulDescDestroy");
-        LM_RESOLVE(lib, a.desc_set, "cublasLtMatmulDescSetAttribute");
-        LM_RESOLVE(lib, a.layout_create, "cublasLtMatrixLayoutCreate");
-        LM_RESOLVE(lib, a.layout_destroy, "cublasLtMatrixLayoutDestroy");
-        LM_RESOLVE(lib, a.pref_create, "cublasLtMatmulPreferenceCreate");
-        LM_RESOLVE(lib, a.pref_destroy, "cublasLtMatmulPreferenceDestroy");
-        LM_RESOLVE(lib, a.pref_set, "cublasLtMatmulPreferenceSetAttribute");
-        LM_RESOLVE(lib, a.heuristic, "cublasLtMatmulAlgoGetHeuristic");
-        LM_RESOLVE(lib, a.matmul, "cublasLtMatmul");
-      });
+  const auto candidates = cuda_library_candidates("libcublasLt.so." + std::to_string(CUBLAS_VER_MAJOR));
+  return load_api<CublasLtApi>(candidates, kGemmHint, [](const CudaLibrary& lib, CublasLtApi& a) {
+    LM_RESOLVE(lib, a.create, "cublasLtCreate");
+    LM_RESOLVE(lib, a.desc_create, "cublasLtMatmulDescCreate");
+    LM_RESOLVE(lib, a.desc_destroy, "cublasLtMatmulDescDestroy");
+    LM_RESOLVE(lib, a.desc_set, "cublasLtMatmulDescSetAttribute");
+    LM_RESOLVE(lib, a.layout_create, "cublasLtMatrixLayoutCreate");
+    LM_RESOLVE(lib, a.layout_destroy, "cublasLtMatrixLayoutDestroy");
+    LM_RESOLVE(lib, a.pref_create, "cublasLtMatmulPreferenceCreate");
+    LM_RESOLVE(lib, a.pref_destroy, "cublasLtMatmulPreferenceDestroy");
+    LM_RESOLVE(lib, a.pref_set, "cublasLtMatmulPreferenceSetAttribute");
+    LM_RESOLVE(lib, a.heuristic, "cublasLtMatmulAlgoGetHeuristic");
+    LM_RESOLVE(lib, a.matmul, "cublasLtMatmul");
+  });
 }
 
 constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;

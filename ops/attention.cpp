@@ -4,11 +4,16 @@
 // resulting backward is derived in docs/ops/attention.md.
 // CUDA tensors take the fused kernels of cuda/attention.cu instead (online softmax, no
 // (Lq, Lk) matrix; backward recomputes it from the saved log-sum-exp), unless the mask needs a
-// gradient or LIBRAMIL_CUDA_ATTENTION=composed; the CPU always runs the composition.
+// gradient or LIBRAMIL_CUDA_ATTENTION=composed; LIBRAMIL_CUDA_ATTENTION=cudnn takes cuDNN's
+// fused attention (cuda/cudnn_attention.h, in bfloat16) where it applies and the fused kernels
+// elsewhere. The CPU always runs the composition.
 #include "ops/attention.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <mutex>
+#include <set>
 #include <string>
 
 #include "autograd/engine.h"
@@ -17,6 +22,9 @@
 #include "ops/op_utils.h"
 #include "ops/shape.h"
 #include "ops/softmax.h"
+#ifdef LIBRAMIL_WITH_CUDA
+#include "cuda/cudnn_attention.h"
+#endif
 
 namespace lm {
 
@@ -24,15 +32,18 @@ using namespace ops_detail;
 
 namespace {
 
-// LIBRAMIL_CUDA_ATTENTION: "fused" (default, also when unset or empty) or "composed"; read at
-// every call so that a test can compare both. Anything else throws, in every build and on
-// every device, so that a typo cannot silently pick a path.
-bool fused_attention_selected(const char* name) {
+enum class AttentionPath { Fused, Composed, Cudnn };
+
+// LIBRAMIL_CUDA_ATTENTION: "fused" (default, also when unset or empty), "composed" or "cudnn";
+// read at every call so that a test can compare them. Anything else throws, in every build and
+// on every device, so that a typo cannot silently pick a path.
+AttentionPath attention_path(const char* name) {
   const char* env = std::getenv("LIBRAMIL_CUDA_ATTENTION");
   const std::string v = env ? env : "";
-  if (v.empty() || v == "fused") return true;
-  if (v == "composed") return false;
-  fail(name, "LIBRAMIL_CUDA_ATTENTION must be 'fused' or 'composed', got '" + v + "'");
+  if (v.empty() || v == "fused") return AttentionPath::Fused;
+  if (v == "composed") return AttentionPath::Composed;
+  if (v == "cudnn") return AttentionPath::Cudnn;
+  fail(name, "LIBRAMIL_CUDA_ATTENTION must be 'fused', 'composed' or 'cudnn', got '" + v + "'");
 }
 
 #ifdef LIBRAMIL_WITH_CUDA
@@ -60,6 +71,62 @@ Tensor fused_cuda_attention(const char* name, const Tensor& q, const Tensor& k, 
       Tensor dv = gv ? Tensor::empty(vs.shape(), vs.dtype(), vs.device()) : Tensor();
       profiler::Scope prof("attention_backward");
       cuda::attention_backward(qs, ks, vs, ms, s, os, lse, gc, dq, dk, dv);
+      return {dq, dk, dv};
+    });
+  }
+  return out;
+}
+
+// LIBRAMIL_CUDA_ATTENTION=cudnn falls back to the fused kernels where cuDNN does not apply; each
+// distinct reason is printed once per process on stderr.
+void note_cudnn_fallback(const std::string& why) {
+  static std::mutex mu;
+  static std::set<std::string> seen;
+  std::lock_guard<std::mutex> lock(mu);
+  if (seen.insert(why).second) std::fprintf(stderr, "libramil: LIBRAMIL_CUDA_ATTENTION=cudnn: %s\n", why.c_str());
+}
+
+// The cuDNN path: q, k, v rounded to bfloat16, cuDNN's forward (with the per-row log-sum-exp
+// when a gradient is needed), the output converted back to q's dtype. The gradient is that of
+// attention at the rounded inputs, passed straight through the rounding to q, k, v. Backward:
+// cuDNN's SDPA backward; where the runtime has none (cuDNN < 9.17 or no engine), the
+// hand-written backward (cuda/attention.cu) at the same rounded inputs, with cuDNN's output and
+// log-sum-exp, so that both halves describe the same function.
+Tensor cudnn_cuda_attention(const char* name, const Tensor& q, const Tensor& k, const Tensor& v,
+                            const cuda::SdpaShape& g, double s) {
+  const bool grad = autograd::needs_grad({q, k, v});
+  Tensor qb = q.to(DType::BF16).contiguous(), kb = k.to(DType::BF16).contiguous(), vb = v.to(DType::BF16).contiguous();
+  Tensor ob = Tensor::empty({g.B, g.H, g.Lq, g.dv}, DType::BF16, q.device());
+  Tensor stats = grad ? Tensor::empty({g.B, g.H, g.Lq, 1}, DType::F32, q.device()) : Tensor();
+  {
+    profiler::Scope prof("attention_forward_cudnn");
+    cuda::cudnn_sdpa_forward(qb, kb, vb, s, ob, stats);
+  }
+  Tensor out = ob.to(q.dtype());
+  if (grad) {
+    const bool gq = q.requires_grad(), gk = k.requires_grad(), gv = v.requires_grad();
+    const DType dt = q.dtype();
+    autograd::record(name, {q, k, v}, out, [=](const Tensor& g_out) -> std::vector<Tensor> {
+      try {
+        Tensor gb = g_out.to(DType::BF16).contiguous();
+        Tensor dq = Tensor::empty(qb.shape(), DType::BF16, qb.device());
+        Tensor dk = Tensor::empty(kb.shape(), DType::BF16, kb.device());
+        Tensor dv = Tensor::empty(vb.shape(), DType::BF16, vb.device());
+        profiler::Scope prof("attention_backward_cudnn");
+        cuda::cudnn_sdpa_backward(qb, kb, vb, ob, gb, stats, s, dq, dk, dv);
+        return {gq ? dq.to(dt) : Tensor(), gk ? dk.to(dt) : Tensor(), gv ? dv.to(dt) : Tensor()};
+      } catch (const cuda::CudnnUnavailable& e) {
+        note_cudnn_fallback(std::string("backward of q ") + qb.str() + ": " + e.what() +
+                            "; the hand-written backward runs at the same bfloat16-rounded inputs");
+      }
+      Tensor q32 = qb.to(dt), k32 = kb.to(dt), v32 = vb.to(dt), o32 = ob.to(dt);
+      Tensor lse = stats.to(dt).as_strided({g.B, g.H, g.Lq}, {g.H * g.Lq, g.Lq, 1}, 0);
+      Tensor gc = g_out.contiguous();
+      Tensor dq = gq ? Tensor::empty(q32.shape(), dt, q32.device()) : Tensor();
+      Tensor dk = gk ? Tensor::empty(k32.shape(), dt, k32.device()) : Tensor();
+      Tensor dv = gv ? Tensor::empty(v32.shape(), dt, v32.device()) : Tensor();
+      profiler::Scope prof("attention_backward");
+      cuda::attention_backward(q32, k32, v32, Tensor(), s, o32, lse, gc, dq, dk, dv);
       return {dq, dk, dv};
     });
   }
@@ -103,15 +170,30 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                      shape_str(score_shape));
   }
   const double s = scale > 0 ? scale : 1.0 / std::sqrt((double)std::max<int64_t>(sq[3], 1));
-  const bool fused = fused_attention_selected(name);
+  const AttentionPath path = attention_path(name);
 #ifdef LIBRAMIL_WITH_CUDA
   // Empty shapes (any size 0) keep the composition, whose matmuls define them (e.g. Lk = 0
   // gives zeros); so does a mask that needs a gradient (the fused backward has no dmask).
   const bool nonempty = sq[0] > 0 && sq[1] > 0 && sq[2] > 0 && sq[3] > 0 && sk[2] > 0 && sv[3] > 0;
-  if (fused && q.device().is_cuda() && nonempty && !(mask.defined() && autograd::needs_grad({mask})))
+  if (path != AttentionPath::Composed && q.device().is_cuda() && nonempty &&
+      !(mask.defined() && autograd::needs_grad({mask}))) {
+    if (path == AttentionPath::Cudnn) {
+      const cuda::SdpaShape shape{sq[0], sq[1], sq[2], sk[2], sq[3], sv[3]};
+      std::string why = cuda::cudnn_sdpa_unsupported(shape, q.dtype(), mask.defined());
+      if (why.empty()) {
+        try {
+          return cudnn_cuda_attention(name, q, k, v, shape, s);
+        } catch (const cuda::CudnnUnavailable& e) {
+          why = e.what();
+        }
+      }
+      note_cudnn_fallback("not used for q " + q.str() + ", v " + v.str() + ": " + why +
+                          "; the hand-written fused kernels run instead");
+    }
     return fused_cuda_attention(name, q, k, v, mask, s);
+  }
 #else
-  (void)fused;
+  (void)path;
 #endif
   Tensor scores = mul(matmul(q, transpose(k, -1, -2)), s);  // (B, H, Lq, Lk)
   if (mask.defined()) scores = add(scores, mask);

@@ -1,21 +1,22 @@
 // float16 / bfloat16 <-> float32 by bit manipulation (round to nearest even), written once for
 // the CPU (tensor/dtype.h) and the CUDA conversion kernels (cuda/copy_kernels.cuh), so that a
 // tensor converted on either device holds the same bits. Self-contained (CUDA-free headers
-// only): g++ compiles these as inline functions, nvcc as host + device functions.
+// only): g++ compiles these as inline functions, nvcc as host + device functions (LM_HALF_FN,
+// undefined again at the end so that it cannot clash with other headers' macros).
 #pragma once
 #include <cstdint>
 #include <cstring>
 
 #if defined(__CUDACC__)
-#define LM_HOST_DEVICE __host__ __device__ __forceinline__
+#define LM_HALF_FN __host__ __device__ __forceinline__
 #else
-#define LM_HOST_DEVICE inline
+#define LM_HALF_FN inline
 #endif
 
 namespace lm {
 
 // The bits of a float and back (the device's intrinsics in device code).
-LM_HOST_DEVICE uint32_t float_to_bits(float f) {
+LM_HALF_FN uint32_t float_to_bits(float f) {
 #if defined(__CUDA_ARCH__)
   return __float_as_uint(f);
 #else
@@ -24,7 +25,7 @@ LM_HOST_DEVICE uint32_t float_to_bits(float f) {
   return u;
 #endif
 }
-LM_HOST_DEVICE float bits_to_float(uint32_t u) {
+LM_HALF_FN float bits_to_float(uint32_t u) {
 #if defined(__CUDA_ARCH__)
   return __uint_as_float(u);
 #else
@@ -35,7 +36,7 @@ LM_HOST_DEVICE float bits_to_float(uint32_t u) {
 }
 
 // IEEE binary16 <-> float32.
-LM_HOST_DEVICE float half_to_float(uint16_t h) {
+LM_HALF_FN float half_to_float(uint16_t h) {
   const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
   uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
   if (exp == 0) {
@@ -58,7 +59,7 @@ LM_HOST_DEVICE float half_to_float(uint16_t h) {
   return bits_to_float(bits);
 }
 
-LM_HOST_DEVICE uint16_t float_to_half(float f) {
+LM_HALF_FN uint16_t float_to_half(float f) {
   const uint32_t x = float_to_bits(f);
   const uint32_t sign = (x >> 16) & 0x8000, absx = x & 0x7fffffffu;
   if (absx >= 0x7f800000u) return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0));  // inf / NaN
@@ -79,12 +80,14 @@ LM_HOST_DEVICE uint16_t float_to_half(float f) {
 }
 
 // bfloat16 (the upper half of a float32) <-> float32.
-LM_HOST_DEVICE float bf16_to_float(uint16_t b) { return bits_to_float((uint32_t)b << 16); }
+LM_HALF_FN float bf16_to_float(uint16_t b) { return bits_to_float((uint32_t)b << 16); }
 
-LM_HOST_DEVICE uint16_t float_to_bf16(float f) {
+LM_HALF_FN uint16_t float_to_bf16(float f) {
   const uint32_t x = float_to_bits(f);
   if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);  // quiet NaN
   return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
 }
 
 }  // namespace lm
+
+#undef LM_HALF_FN

@@ -116,17 +116,17 @@ int64_t count_nan(const Tensor& t) {
 
 }  // namespace
 
-TEST_CASE("cuda attention: LIBRAMIL_CUDA_ATTENTION accepts fused / composed and rejects anything else") {
+TEST_CASE("cuda attention: LIBRAMIL_CUDA_ATTENTION accepts fused / composed / cudnn and rejects anything else") {
   Generator g(3);
   Tensor q = Tensor::randn({1, 1, 2, 3}, g), k = Tensor::randn({1, 1, 4, 3}, g), v = Tensor::randn({1, 1, 4, 2}, g);
   std::vector<double> ref = scaled_dot_product_attention(q, k, v).to_double_vector();
-  for (const char* ok : {"fused", "composed", ""}) {
+  for (const char* ok : {"fused", "composed", "cudnn", ""}) {
     AttentionMode m(ok);
     CHECK(scaled_dot_product_attention(q, k, v).to_double_vector() == ref);  // the CPU always composes
   }
   AttentionMode bad("flash");
   CHECK_THROWS_WITH_AS(scaled_dot_product_attention(q, k, v),
-                       doctest::Contains("LIBRAMIL_CUDA_ATTENTION must be 'fused' or 'composed', got 'flash'"),
+                       doctest::Contains("LIBRAMIL_CUDA_ATTENTION must be 'fused', 'composed' or 'cudnn', got 'flash'"),
                        std::invalid_argument);
 }
 

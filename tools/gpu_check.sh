@@ -88,6 +88,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   die "missing build dependencies: ${missing[*]}"
 fi
 row "python" "ok" "$("$PY" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "cuda available:", torch.cuda.is_available())' 2>&1 | tail -1)"
+# libcudnn for LIBRAMIL_CUDA_ATTENTION=cudnn (cuda/cudnn_attention.cu dlopens it): the machine's
+# own if the loader finds one, else the one in torch's wheel (nvidia-cudnn), named by
+# LIBRAMIL_CUDNN_LIBRARY, its directory added to LD_LIBRARY_PATH for its sub-libraries.
+if [ -z "${LIBRAMIL_CUDNN_LIBRARY:-}" ] && ! ldconfig -p 2>/dev/null | grep -q "libcudnn.so.9 " &&
+   ! ls /usr/local/cuda/lib*/libcudnn.so.9 >/dev/null 2>&1; then
+  cudnn_lib=$("$PY" -c 'import os, nvidia.cudnn as m; print(os.path.join(list(m.__path__)[0], "lib", "libcudnn.so.9"))' 2>/dev/null || true)
+  if [ -n "$cudnn_lib" ] && [ -f "$cudnn_lib" ]; then
+    export LIBRAMIL_CUDNN_LIBRARY=$cudnn_lib
+    export LD_LIBRARY_PATH=$(dirname "$cudnn_lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  fi
+fi
+row "cudnn library" "ok" "${LIBRAMIL_CUDNN_LIBRARY:-the loader's / the toolkit's libcudnn.so.9}"
 row "dependencies" "ok" "nvcc $("$NVCC" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'), cmake $(cmake --version | head -1 | awk '{print $3}')"
 
 mkdir -p "$LOG"
@@ -154,6 +166,13 @@ if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
   attn_line=$(grep -E "cuda attention: [0-9]+ fused-vs-composed CUDA cases" "$LOG/ctest.log" | tail -1 | sed 's/^.*cuda attention: /cuda attention: /')
   if [ -n "$attn_line" ] && ! echo "$attn_line" | grep -q "skipped"; then row "attention fused vs composed" "ok" "$attn_line"
   else row "attention fused vs composed" "FAIL" "${attn_line:-no cuda attention line in the ctest log}"; fi
+  # cuDNN's fused attention (LIBRAMIL_CUDA_ATTENTION=cudnn) against the CPU composition at
+  # bfloat16 tolerance (tests/test_cudnn_attention.cpp); a cuDNN without the SDPA operations
+  # (< 9.13) skips with its reason: a warning, not a failure of ours.
+  cudnn_line=$(grep -E "cudnn attention: [0-9]+ GPU cases" "$LOG/ctest.log" | tail -1 | sed 's/^.*cudnn attention: /cudnn attention: /')
+  if [ -n "$cudnn_line" ] && echo "$cudnn_line" | grep -q "checked"; then row "attention cuDNN vs CPU (bf16)" "ok" "$cudnn_line"
+  elif [ -n "$cudnn_line" ]; then row "attention cuDNN vs CPU (bf16)" "warn" "$cudnn_line"
+  else row "attention cuDNN vs CPU (bf16)" "FAIL" "no cudnn attention line in the ctest log"; fi
   # Any suite that skipped its GPU cases (they print "... skipped (no GPU)") did not see the GPU:
   # tests/test_cuda_train.cpp (conversion, pinned uploads, device Adam, train --device cuda vs
   # cpu) and the others report it that way.

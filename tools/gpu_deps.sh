@@ -6,7 +6,8 @@
 #   bash tools/gpu_deps.sh fetch        here (Debian 12, network): fills .gpudeps/ (~16 MB) with
 #                                       the build's Debian packages and their runtime libraries,
 #                                       the POT wheel for the image's Python 3.12, the shared test
-#                                       data (data/mil, data/conch) and MiniLM's tokenizer files;
+#                                       data (data/mil, data/conch), MiniLM's tokenizer files and
+#                                       cuDNN's graph headers;
 #                                       adds /.gpudeps/ to .git/info/exclude. Name .gpudeps in the
 #                                       run's `carry`.
 #   source tools/gpu_deps.sh activate   there (tools/gpu_check.sh does this itself when
@@ -64,6 +65,13 @@ gpu_deps_fetch() {
   if [ ! -f "$mini/config.json" ]; then bash "$repo/tools/fetch_minilm.sh" "$mini"; fi
   (cd "$mini" && find . -type f ! -name 'model.safetensors' ! -name '*.bin' ! -name '*.onnx' \
      -exec cp --parents {} "$dir.tmp/minilm/" \;)
+  # cuDNN's graph headers (~0.1 MB) for the optional cuDNN attention path, in case the image's
+  # toolkit lacks them (the library itself comes from the image or from torch's wheel).
+  local cudnn_inc=${CUDNN_INCLUDE_DIR:-/usr/local/cuda/include}
+  if [ -f "$cudnn_inc/cudnn_graph.h" ]; then
+    mkdir -p "$dir.tmp/cudnn/include"
+    cp "$cudnn_inc"/cudnn_graph*.h "$cudnn_inc"/cudnn_version*.h "$dir.tmp/cudnn/include/"
+  fi
   rm -rf "$dir" && mv "$dir.tmp" "$dir"
   echo "gpu_deps: $(du -sh "$dir" | cut -f1) in $dir; name .gpudeps in the run's carry"
 }
@@ -122,6 +130,11 @@ gpu_deps_activate() {
     echo "gpu_deps: build libraries from $root; $(ls "$lib" | wc -l) runtime libraries linked in $lib"
   else
     echo "gpu_deps: the machine has the build's headers; carried packages not used"
+  fi
+  if [ -d "$dir/cudnn/include" ] && ! echo "#include <cudnn_graph.h>" |
+       "$cxx" -I/usr/local/cuda/include -E -x c++ - >/dev/null 2>&1; then
+    export CPATH=${CPATH:+$CPATH:}$dir/cudnn/include
+    echo "gpu_deps: cuDNN graph headers from $dir/cudnn/include"
   fi
   local py=${LIBRAMIL_PYTHON:-$(command -v python3)}
   if ! "$py" -c "import ot" 2>/dev/null; then
