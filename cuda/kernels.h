@@ -61,6 +61,17 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& target, int64_t B
 void cross_entropy_backward(const Tensor& grad_loss, const Tensor& logits, const Tensor& target, const Tensor& lse,
                             int64_t B, int64_t C, Tensor& grad_logits);
 
+// ---- index (index_select; cuda/index.cu, kernels in cuda/index_kernels.cuh) -----------------
+// No lm::cpu namesake: the CPU op copies rows (ops/shape.cpp). x: (outer, n, inner) packed, any
+// dtype; idx: (K) int64 on x's device, every entry in [0, n) (checked by the op); out:
+// (outer, K, inner) packed, x's dtype: out[o, k, i] = x[o, idx[k], i].
+void index_select_forward(const Tensor& x, int64_t outer, int64_t n, int64_t inner, const Tensor& idx, Tensor& out);
+// grad_out: (outer, K, inner) packed float; offsets (n + 1), ks (K): int64 on its device, the
+// CSR inversion of idx (row j's k in ks[offsets[j] .. offsets[j+1] - 1], ascending);
+// grad_x: (outer, n, inner) packed, overwritten with the per-row sums in that order (no atomics).
+void index_select_backward(const Tensor& grad_out, int64_t outer, int64_t n, int64_t inner, const Tensor& offsets,
+                           const Tensor& ks, Tensor& grad_x);
+
 // ---- attention (fused scaled dot-product attention; cuda/attention.cu) -----------------------
 // No lm::cpu namesake: the CPU op is composed (ops/attention.cpp); math in docs/ops/attention.md.
 // q: (B, H, Lq, d), k: (B, H, Lk, d), v: (B, H, Lk, dv), all packed, one float dtype, one CUDA

@@ -212,6 +212,40 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
   return cat(us, d);
 }
 
+#ifdef LIBRAMIL_WITH_CUDA
+// index_select on CUDA: one gather kernel forward, one scatter-add kernel backward
+// (cuda/index_kernels.cuh), instead of a device copy per selected row.
+static Tensor index_select_cuda(const Tensor& x, int64_t d, const std::vector<int64_t>& idx) {
+  const Shape& s = x.shape();
+  int64_t outer = 1, inner = 1;
+  for (int64_t a = 0; a < d; ++a) outer *= s[a];
+  for (int64_t a = d + 1; a < x.dim(); ++a) inner *= s[a];
+  const int64_t n = s[d], K = (int64_t)idx.size();
+  Shape out_shape = s;
+  out_shape[d] = K;
+  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
+  Tensor idx_dev = Tensor::from_vector(idx, {K}).to(x.device());
+  cuda::index_select_forward(x.contiguous(), outer, n, inner, idx_dev, out);
+  if (needs_grad({x})) {
+    // The CSR inversion of idx: row j's k, ascending, in ks[offsets[j] .. offsets[j+1] - 1].
+    std::vector<int64_t> offsets((size_t)n + 1, 0), ks((size_t)K);
+    for (int64_t i : idx) ++offsets[(size_t)i + 1];
+    for (int64_t j = 0; j < n; ++j) offsets[(size_t)j + 1] += offsets[(size_t)j];
+    std::vector<int64_t> fill(offsets.begin(), offsets.end() - 1);
+    for (int64_t k = 0; k < K; ++k) ks[(size_t)fill[(size_t)idx[(size_t)k]]++] = k;
+    const Device dev = x.device();
+    Tensor off_dev = Tensor::from_vector(offsets, {n + 1}).to(dev), ks_dev = Tensor::from_vector(ks, {K}).to(dev);
+    const Shape orig = s;
+    record("index_select", {x}, out, [=](const Tensor& g) -> std::vector<Tensor> {
+      Tensor gx = Tensor::empty(orig, g.dtype(), g.device());
+      cuda::index_select_backward(g.contiguous(), outer, n, inner, off_dev, ks_dev, gx);
+      return {gx};
+    });
+  }
+  return out;
+}
+#endif
+
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   if (index.dtype() != DType::I64 || index.dim() != 1) fail("index_select", "index must be a 1-d int64 tensor, got " + index.str());
   int64_t d = wrap_dim(dim, x.dim(), "index_select");
@@ -219,6 +253,10 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   int64_t n = x.shape()[d];
   for (int64_t i : idx)
     if (i < 0 || i >= n) fail("index_select", "index " + std::to_string(i) + " out of range for dim of size " + std::to_string(n));
+#ifdef LIBRAMIL_WITH_CUDA
+  if (x.device().is_cuda() && (!needs_grad({x}) || x.dtype() == DType::F32 || x.dtype() == DType::F64))
+    return index_select_cuda(x, d, idx);
+#endif
   Shape out_shape = x.shape();
   out_shape[d] = (int64_t)idx.size();
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());

@@ -22,7 +22,9 @@
 //     the tensor-core kernel with TF32 and BF16 inputs through the emulated wmma fragments, all
 //     four transposes, edges, padded leading dimensions, vector / scalar loads and direct /
 //     staged stores as the launch plan picks them) against a float64 GEMM of the same values
-//     (TF32: of the inputs rounded by an independent cvt.rna). Runs everywhere, GPU or not: it checks the kernels'
+//     (TF32: of the inputs rounded by an independent cvt.rna);
+//   - index_select's gather (any element size) and its CSR scatter-add backward
+//     (cuda/index_kernels.cuh) against the CPU op and its autograd, bit for bit. Runs everywhere, GPU or not: it checks the kernels'
 // logic (indexing, barriers, the recurrences, grid-stride over problems, the per-block partial
 // cost gradients and their reduction). Whether they compile and run on a device is the op
 // table's CUDA column and tools/gpu_check.sh.
@@ -56,6 +58,7 @@
 #pragma GCC diagnostic pop
 #include "cuda/copy_kernels.cuh"
 #include "cuda/elementwise_kernels.cuh"
+#include "cuda/index_kernels.cuh"
 #include "cuda/layer_norm_kernels.cuh"
 #include "cuda/loss_kernels.cuh"
 #include "cuda/optim_kernels.cuh"
@@ -1076,4 +1079,76 @@ TEST_CASE("cuda emulated: GEMM kernels (tiled SIMT f32 / f64, tensor-core TF32 /
     }
     CHECK(worst > 2);
   }
+}
+
+TEST_CASE("cuda emulated: index_select gather and CSR scatter-add kernels equal the CPU op bit for bit") {
+  namespace ik = lm::cuda_emulated::index_kernels;
+  using lm::DType;
+  using lm::Tensor;
+  // (outer, n, inner) views of a (2, 7, 3, 5) tensor along dims 0..3, indices with repeats,
+  // an unused row, and (dim 3) K = 0.
+  const lm::Shape shape{2, 7, 3, 5};
+  const std::vector<std::vector<int64_t>> indices = {{1, 0, 1}, {6, 0, 6, 6, 2, 0}, {2}, {}};
+  int checked = 0;
+  for (DType dt : {DType::F64, DType::F32, DType::BF16}) {
+    const Tensor x = rand_tensor(shape, DType::F64, 91).to(dt);
+    for (int64_t d = 0; d < 4; ++d) {
+      const std::vector<int64_t>& idx = indices[(size_t)d];
+      int64_t outer = 1, inner = 1;
+      for (int64_t a = 0; a < d; ++a) outer *= shape[(size_t)a];
+      for (int64_t a = d + 1; a < 4; ++a) inner *= shape[(size_t)a];
+      const int64_t n = shape[(size_t)d], K = (int64_t)idx.size();
+      INFO("dtype " << lm::dtype_name(dt) << ", dim " << d);
+      // Forward against the CPU op.
+      Tensor xg = x.detach();
+      const bool grad = dt != DType::BF16;
+      if (grad) xg.set_requires_grad(true);
+      const Tensor want = lm::index_select(xg, d, Tensor::from_vector(idx, {K}));
+      Tensor got = Tensor::empty(want.shape(), dt);
+      const int64_t total = outer * K * inner;
+      if (dt == DType::BF16)
+        emu::launch(2, 64, 0, [&] {
+          ik::gather_rows_kernel<uint16_t>(outer, n, K, inner, idx.data(), static_cast<const uint16_t*>(x.raw_data()),
+                                           static_cast<uint16_t*>(got.raw_data()));
+        });
+      else if (dt == DType::F32)
+        emu::launch(2, 64, 0, [&] {
+          ik::gather_rows_kernel<uint32_t>(outer, n, K, inner, idx.data(), static_cast<const uint32_t*>(x.raw_data()),
+                                           static_cast<uint32_t*>(got.raw_data()));
+        });
+      else
+        emu::launch(2, 64, 0, [&] {
+          ik::gather_rows_kernel<uint64_t>(outer, n, K, inner, idx.data(), static_cast<const uint64_t*>(x.raw_data()),
+                                           static_cast<uint64_t*>(got.raw_data()));
+        });
+      CHECK(total == want.numel());
+      CHECK(std::memcmp(got.raw_data(), want.raw_data(), want.nbytes()) == 0);
+      ++checked;
+      if (!grad) continue;
+      // Backward against the CPU autograd (rows added in ascending k from zero in both).
+      const Tensor g = rand_tensor(want.shape(), dt, 92 + (unsigned)d);
+      lm::backward(want, g);
+      std::vector<int64_t> offsets((size_t)n + 1, 0), ks((size_t)K);
+      for (int64_t i : idx) ++offsets[(size_t)i + 1];
+      for (int64_t j = 0; j < n; ++j) offsets[(size_t)j + 1] += offsets[(size_t)j];
+      std::vector<int64_t> fill(offsets.begin(), offsets.end() - 1);
+      for (int64_t k = 0; k < K; ++k) ks[(size_t)fill[(size_t)idx[(size_t)k]]++] = k;
+      Tensor gx = Tensor::full(shape, 7.0, dt);  // every element must be overwritten
+      if (dt == DType::F32)
+        emu::launch(3, 32, 0, [&] {
+          ik::scatter_add_rows_kernel<float>(outer, n, K, inner, offsets.data(), ks.data(), g.data<float>(),
+                                             gx.data<float>());
+        });
+      else
+        emu::launch(3, 32, 0, [&] {
+          ik::scatter_add_rows_kernel<double>(outer, n, K, inner, offsets.data(), ks.data(), g.data<double>(),
+                                              gx.data<double>());
+        });
+      const Tensor gw = xg.grad();
+      REQUIRE(gw.defined());
+      CHECK(std::memcmp(gx.raw_data(), gw.raw_data(), gw.nbytes()) == 0);
+      ++checked;
+    }
+  }
+  CHECK(checked == 4 * 3 + 4 * 2);
 }
