@@ -52,6 +52,7 @@ namespace {
 }  // namespace
 int64_t cudnn_version() { no_headers(); }
 std::string cudnn_sdpa_check_operation(const SdpaDims&, bool, bool) { no_headers(); }
+void cudnn_sdpa_prepare(const Device&, const SdpaShape&, bool, bool) { no_headers(); }
 void cudnn_sdpa_forward(const Tensor&, const Tensor&, const Tensor&, double, Tensor&, Tensor&) { no_headers(); }
 void cudnn_sdpa_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                          double, Tensor&, Tensor&, Tensor&) {
@@ -371,6 +372,13 @@ std::string cudnn_sdpa_check_operation(const SdpaDims& dims, bool backward, bool
   } catch (const std::runtime_error& e) {
     return e.what();
   }
+}
+
+void cudnn_sdpa_prepare(const Device& device, const SdpaShape& s, bool backward, bool stats) {
+  if (!device.is_cuda()) throw std::invalid_argument("cuda::cudnn_sdpa_prepare: not a CUDA device");
+  require_version(backward ? kCudnnSdpaBackwardVersion : kCudnnSdpaForwardVersion, backward ? "backward" : "forward");
+  DeviceGuard guard((ensure_registered(), device.index));
+  plan_for(device.index, s, backward, stats || backward);
 }
 
 void cudnn_sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, Tensor& out, Tensor& stats) {

@@ -59,6 +59,12 @@ SdpaDims sdpa_dims(const SdpaShape& s);
 // "<step>: <cuDNN status>" for the first step that fails.
 std::string cudnn_sdpa_check_operation(const SdpaDims& dims, bool backward, bool stats);
 
+// Makes sure a plan exists for this shape and direction on `device` (loading the library,
+// checking its version, building and caching the plan); throws CudnnUnavailable with the
+// reason when cuDNN cannot take it. The forward / backward below do the same on their own;
+// calling this first lets a caller decide on a fallback before anything runs.
+void cudnn_sdpa_prepare(const Device& device, const SdpaShape& s, bool backward, bool stats);
+
 // out = softmax(q k^T * scale) v. q (B, H, Lq, d), k (B, H, Lk, d), v (B, H, Lk, dv) packed
 // bfloat16 on one CUDA device; out packed bfloat16 (B, H, Lq, dv); stats, when defined, packed
 // float32 (B, H, Lq, 1) receives the log-sum-exp of each row of q k^T * scale.

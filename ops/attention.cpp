@@ -95,6 +95,7 @@ void note_cudnn_fallback(const std::string& why) {
 Tensor cudnn_cuda_attention(const char* name, const Tensor& q, const Tensor& k, const Tensor& v,
                             const cuda::SdpaShape& g, double s) {
   const bool grad = autograd::needs_grad({q, k, v});
+  cuda::cudnn_sdpa_prepare(q.device(), g, false, grad);  // CudnnUnavailable: the caller falls back
   Tensor qb = q.to(DType::BF16).contiguous(), kb = k.to(DType::BF16).contiguous(), vb = v.to(DType::BF16).contiguous();
   Tensor ob = Tensor::empty({g.B, g.H, g.Lq, g.dv}, DType::BF16, q.device());
   Tensor stats = grad ? Tensor::empty({g.B, g.H, g.Lq, 1}, DType::F32, q.device()) : Tensor();
@@ -108,6 +109,7 @@ Tensor cudnn_cuda_attention(const char* name, const Tensor& q, const Tensor& k, 
     const DType dt = q.dtype();
     autograd::record(name, {q, k, v}, out, [=](const Tensor& g_out) -> std::vector<Tensor> {
       try {
+        cuda::cudnn_sdpa_prepare(qb.device(), g, true, true);
         Tensor gb = g_out.to(DType::BF16).contiguous();
         Tensor dq = Tensor::empty(qb.shape(), DType::BF16, qb.device());
         Tensor dk = Tensor::empty(kb.shape(), DType::BF16, kb.device());
