@@ -1,7 +1,8 @@
 // `libramil bench train-step`: times forward+backward+AdamW and an inference forward on
 // random data. `libramil bench sinkhorn`: times forward+backward of reference-mode Sinkhorn
-// fusion alone (bench/compare_sinkhorn.py). The last line of each is JSON (median_ms,
-// forward_median_ms, peak_bytes, peak_rss_bytes, ...).
+// fusion alone (bench/compare_sinkhorn.py). `libramil bench attention`: forward+backward of
+// scaled_dot_product_attention through a chosen path (fused / composed / cudnn). The last line
+// of each is JSON (median_ms, forward_median_ms, peak_bytes, peak_rss_bytes, ...).
 #include <sys/resource.h>
 
 #include <fstream>
@@ -11,6 +12,7 @@
 
 #include "apps/commands.h"
 #include "data/safetensors.h"
+#include "models/attention_benchmark.h"
 #include "models/benchmark.h"
 #include "models/sinkhorn_benchmark.h"
 
@@ -100,6 +102,61 @@ Runner add_bench_sinkhorn(CLI::App& app) {
   };
 }
 
+// `bench attention`.
+Runner add_bench_attention(CLI::App& app) {
+  CLI::App* at = app.add_subcommand(
+      "attention", "time forward+backward of scaled_dot_product_attention on random data through a chosen path");
+  struct Flags {
+    bench::AttentionBenchOptions o;
+    int threads = 0;
+    std::string device = "cpu";
+  };
+  auto f = std::make_shared<Flags>();
+  at->add_option("--batch", f->o.B, "B")->capture_default_str();
+  at->add_option("--heads", f->o.H, "H")->capture_default_str();
+  at->add_option("--queries", f->o.Lq, "Lq, query rows per head")->capture_default_str();
+  at->add_option("--keys", f->o.Lk, "Lk, key rows per head")->capture_default_str();
+  at->add_option("--head-dim", f->o.d, "d, width of q and k")->capture_default_str();
+  at->add_option("--value-dim", f->o.dv, "dv, width of v")->capture_default_str();
+  at->add_option("--path", f->o.path,
+                 "fused | composed | cudnn: LIBRAMIL_CUDA_ATTENTION for the run (default: the environment's; "
+                 "the CPU always composes; the JSON says what ran)");
+  at->add_flag("--forward-only", f->o.forward_only, "time only the forward");
+  at->add_option("--repeats", f->o.repeats, "timed repeats (median reported)")->capture_default_str();
+  at->add_option("--threads", f->threads, "CPU threads (0 = all)")->capture_default_str();
+  at->add_option("--seed", f->o.seed, "seed of the random inputs")->capture_default_str();
+  at->add_option("--device", f->device, "cpu | cuda | cuda:<index> (CUDA: peak_bytes is the device allocator's peak)")
+      ->capture_default_str();
+  return [f, at]() -> int {
+    if (!*at) return -1;  // not this subcommand
+    set_threads(f->threads);
+    try {
+      f->o.device = Device::parse(f->device);
+    } catch (const std::exception&) {
+      throw std::runtime_error("--device " + f->device + ": expected cpu, cuda or cuda:<index>");
+    }
+    bench::AttentionBenchResult r = bench::bench_attention(f->o);
+    nlohmann::json j{{"impl", "libramil"},
+                     {"op", "scaled_dot_product_attention"},
+                     {"shape", {f->o.B, f->o.H, f->o.Lq, f->o.Lk, f->o.d, f->o.dv}},
+                     {"dtype", "float32"},
+                     {"path", f->o.path},
+                     {"forward_ran", r.forward_ran},
+                     {"backward_ran", r.backward_ran},
+                     {"forward_only", f->o.forward_only},
+                     {"threads", f->threads},
+                     {"device", f->o.device.str()},
+                     {"repeats", f->o.repeats},
+                     {"median_ms", r.median_ms},
+                     {"min_ms", r.min_ms},
+                     {"forward_median_ms", r.forward_median_ms},
+                     {"peak_bytes", r.peak_bytes},
+                     {"peak_rss_bytes", peak_rss_bytes()}};
+    std::cout << j.dump() << std::endl;
+    return 0;
+  };
+}
+
 }  // namespace
 
 Runner add_bench(CLI::App& app) {
@@ -127,8 +184,12 @@ Runner add_bench(CLI::App& app) {
                "(same model and data from the same seed; AdamW eager), and report the largest loss difference "
                "against the eager steps");
   Runner sinkhorn = add_bench_sinkhorn(app);
-  return [f, ts, sinkhorn] {
-    if (!*ts) return sinkhorn();
+  Runner attention = add_bench_attention(app);
+  return [f, ts, sinkhorn, attention] {
+    if (!*ts) {
+      const int rc = sinkhorn();
+      return rc != -1 ? rc : attention();
+    }
     set_threads(f->threads);
     try {
       f->o.device = Device::parse(f->device);

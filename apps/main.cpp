@@ -29,7 +29,7 @@ static int run_cli(int argc, char** argv) {
   add("split", "make few-shot K-fold splits from a labels CSV", lm::app::add_split);
   add("tokenize", "tokenize lines of stdin with a tokenizer.json / vocab.txt; prints ids", lm::app::add_tokenize);
   add("encode-text", "embed texts (JSON list or one-column CSV) with a text encoder", lm::app::add_encode_text);
-  add("bench", "benchmarks (train-step, sinkhorn)", lm::app::add_bench);
+  add("bench", "benchmarks (train-step, sinkhorn, attention)", lm::app::add_bench);
   add("simulate", "write a simulated whole-slide dataset (features, labels, priors) -- simulated data", lm::app::add_simulate);
   add("demo", "simulate RCC data, train Libra-MIL and baselines at 1/4/16 shots, print the table, write a report", lm::app::add_demo);
   add("report", "write an HTML report (tables, curves, ROC, heatmaps) for one or more run directories", lm::app::add_report);

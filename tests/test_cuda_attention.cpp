@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "models/attention_benchmark.h"
 #include "ops/ops.h"
 #include "tests/attention_cases.h"
 #include "tensor/profiler.h"
@@ -191,4 +192,45 @@ TEST_CASE("cuda attention: fused kernels vs the composed op on the GPU (forward,
   }
   CHECK(checked == total);
   MESSAGE("cuda attention: " << checked << " fused-vs-composed CUDA cases checked");
+}
+
+TEST_CASE("bench attention: times the op and reports the path that ran") {
+  const char* env_before = std::getenv(kEnv);
+  const std::string before = env_before ? env_before : "<unset>";
+  lm::bench::AttentionBenchOptions o;
+  o.B = 2, o.H = 3, o.Lq = 7, o.Lk = 11, o.d = 8, o.dv = 5, o.repeats = 2;
+  lm::bench::AttentionBenchResult r = lm::bench::bench_attention(o);
+  CHECK(r.forward_ran == "composed");  // the CPU always composes
+  CHECK(r.backward_ran == "composed");
+  CHECK(r.median_ms > 0);
+  CHECK(r.forward_median_ms > 0);
+  CHECK(r.forward_median_ms <= r.median_ms * 1.5 + 1e-3);
+  CHECK(r.peak_bytes > 0);
+  o.forward_only = true;
+  o.path = "cudnn";  // accepted everywhere; the CPU still composes
+  r = lm::bench::bench_attention(o);
+  CHECK(r.forward_ran == "composed");
+  CHECK(r.backward_ran.empty());
+  const char* env_after = std::getenv(kEnv);
+  CHECK((env_after ? std::string(env_after) : "<unset>") == before);  // the run's path is not left behind
+  o.path = "flash";
+  CHECK_THROWS_WITH_AS(lm::bench::bench_attention(o), doctest::Contains("--path must be fused, composed or cudnn"),
+                       std::invalid_argument);
+  o.path = "";
+  o.repeats = 0;
+  CHECK_THROWS_AS(lm::bench::bench_attention(o), std::invalid_argument);
+  if (!have_gpu()) {
+    MESSAGE("bench attention: 2 CUDA runs skipped (no GPU)");
+    return;
+  }
+  o.repeats = 1;
+  o.device = lm::Device::cuda(0);
+  o.forward_only = false;
+  o.path = "fused";
+  r = lm::bench::bench_attention(o);
+  CHECK(r.forward_ran == "fused");
+  CHECK(r.backward_ran == "fused");
+  o.path = "composed";
+  r = lm::bench::bench_attention(o);
+  CHECK(r.forward_ran == "composed");
 }

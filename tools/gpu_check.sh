@@ -264,6 +264,18 @@ PYEOF
   else
     row "train step as a CUDA graph" "FAIL" "see $LOG/train_step_cuda_graph.log"
   fi
+  # Attention at TransMIL's shape (8 heads of 64 over 8101 tokens = 1 + 90^2 for N = 8000,
+  # float32 in, forward + backward) through our fused kernels and cuDNN's fused attention
+  # (bfloat16 inside); PyTorch's scaled_dot_product_attention at the same shape below.
+  declare -A ATT
+  for path in fused cudnn; do
+    if timeout 60 "$BUILD/libramil" bench attention --device cuda --path $path --heads 8 --queries 8101 \
+         --keys 8101 --head-dim 64 --value-dim 64 --repeats 10 >"$LOG/bench_attention_$path.log" 2>&1; then
+      ATT[$path]=$("$PY" -c 'import json, sys; j = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); print("%.3f ms (ran %s / %s)" % (j["median_ms"], j["forward_ran"], j["backward_ran"]))' "$LOG/bench_attention_$path.log")
+    else
+      ATT[$path]="failed, see $LOG/bench_attention_$path.log"
+    fi
+  done
   for study in softmax layernorm attention gemm; do
     bin="$BUILD/dev_$study"
     if wait "${STUDY_PID[$study]}"; then
@@ -324,6 +336,17 @@ try:
     print("TORCH attention_bwd ms=%.4f" % t(lambda: torch.autograd.grad(o, (qg, kg, vg), go, retain_graph=True), 20))
 except Exception as e:
     print("torch attention timing failed: %s" % e)
+# The same at TransMIL's shape (bench attention's rows): forward + backward, float32 and bfloat16.
+try:
+    for name, dt in (("f32", torch.float32), ("bf16", torch.bfloat16)):
+        q, k, v, go = (torch.randn(1, 8, 8101, 64, device="cuda", dtype=dt) for _ in range(4))
+        q.requires_grad_(True); k.requires_grad_(True); v.requires_grad_(True)
+        def step():
+            o = F.scaled_dot_product_attention(q, k, v)
+            torch.autograd.grad(o, (q, k, v), go)
+        print("TORCH sdpa_transmil_%s ms=%.4f" % (name, t(step, 10)))
+except Exception as e:
+    print("torch TransMIL attention timing failed: %s" % e)
 PYEOF
   then
     for k in softmax_fwd layernorm_fwd layernorm_bwd attention_fwd attention_bwd; do
@@ -341,6 +364,7 @@ PYEOF
       row "bench $k" "skip" "no timing (ours '${o}', torch '${p}')"
     fi
   done
+  row "attention 1x8x8101x64 fwd+bwd" "info" "fused ${ATT[fused]:-?}; cudnn ${ATT[cudnn]:-?}; torch f32 $(sed -n 's/^TORCH sdpa_transmil_f32 ms=//p' "$LOG/torch_bench.log" 2>/dev/null) ms, torch bf16 $(sed -n 's/^TORCH sdpa_transmil_bf16 ms=//p' "$LOG/torch_bench.log" 2>/dev/null) ms"
   [ -n "${best_sm:-}" ] && row "bench softmax_fwd best version" "info" "$best_sm ms (see $LOG/dev_softmax.log)"
   # GEMM speed as a fraction of cuBLAS fp32 (cuda/dev/gemm.cu v5): cuBLAS ms / ours ms, 1 = as fast.
   for shape in 8192x512x512 4096x4096x4096; do
