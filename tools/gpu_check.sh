@@ -365,6 +365,18 @@ PYEOF
     fi
   done
   row "attention 1x8x8101x64 fwd+bwd" "info" "fused ${ATT[fused]:-?}; cudnn ${ATT[cudnn]:-?}; torch f32 $(sed -n 's/^TORCH sdpa_transmil_f32 ms=//p' "$LOG/torch_bench.log" 2>/dev/null) ms, torch bf16 $(sed -n 's/^TORCH sdpa_transmil_bf16 ms=//p' "$LOG/torch_bench.log" 2>/dev/null) ms"
+  # Memory-bound kernels as a share of the measured copy bandwidth (issue 3 aims above 80%):
+  # the library versions' GB/s over a device-to-device cudaMemcpy of the same size.
+  for spec in "softmax_fwd:v3 block=256:softmax" "layernorm_fwd:v2:layernorm" "layernorm_bwd:v2:layernorm"; do
+    k=${spec%%:*}; rest=${spec#*:}; ver=${rest%%:*}; study=${rest#*:}
+    copy=$(sed -n 's/^BENCH copy_bandwidth gbs=\([0-9.]*\).*/\1/p' "$LOG/dev_$study.log" 2>/dev/null | head -1)
+    gbs=$(sed -n "s/^BENCH ${k}_gbs $ver gbs=\([0-9.]*\).*/\1/p" "$LOG/dev_$study.log" 2>/dev/null | head -1)
+    if [ -n "$copy" ] && [ -n "$gbs" ]; then
+      row "$k GB/s / copy bandwidth" "info" "$gbs / $copy GB/s = $(awk -v a="$gbs" -v b="$copy" 'BEGIN{printf "%.0f%%", 100*a/b}') ($ver; aim > 80%)"
+    else
+      row "$k GB/s / copy bandwidth" "skip" "no figures in $LOG/dev_$study.log"
+    fi
+  done
   [ -n "${best_sm:-}" ] && row "bench softmax_fwd best version" "info" "$best_sm ms (see $LOG/dev_softmax.log)"
   # GEMM speed as a fraction of cuBLAS fp32 (cuda/dev/gemm.cu v5): cuBLAS ms / ours ms, 1 = as fast.
   for shape in 8192x512x512 4096x4096x4096; do

@@ -76,3 +76,21 @@ float time_ms(F launch, int repeats = 50) {
   DEV_CHECK(cudaGetLastError());
   return ms / repeats;
 }
+
+// The measured copy bandwidth, the yardstick of memory-bound kernels (issue 3: softmax and
+// layer norm should reach 80% of it): a device-to-device cudaMemcpy of `bytes` reads and writes
+// `bytes` each, so GB/s = 2 * bytes / time. Prints "BENCH copy_bandwidth gbs=..." for
+// tools/gpu_check.sh and returns it.
+inline double copy_bandwidth_gbs(size_t bytes) {
+  void *a = nullptr, *b = nullptr;
+  DEV_CHECK(cudaMalloc(&a, bytes));
+  DEV_CHECK(cudaMalloc(&b, bytes));
+  DEV_CHECK(cudaMemset(a, 0, bytes));
+  const float ms = time_ms([&] { DEV_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); }, 50);
+  DEV_CHECK(cudaFree(a));
+  DEV_CHECK(cudaFree(b));
+  const double gbs = 2.0 * (double)bytes / (ms * 1e-3) / 1e9;
+  std::printf("copy bandwidth (device-to-device cudaMemcpy of %.1f MB): %.4f ms, %.1f GB/s\n", bytes / 1e6, ms, gbs);
+  std::printf("BENCH copy_bandwidth gbs=%.1f\n", gbs);
+  return gbs;
+}

@@ -248,6 +248,7 @@ int main(int argc, char** argv) {
   DEV_CHECK(cudaMalloc(&d_pb, (size_t)nchunks * C * 8));
   bool ok = true;
   const double bytes_fwd = 2.0 * N * C * 4, bytes_bwd = 3.0 * N * C * 4;
+  const double copy_gbs = copy_bandwidth_gbs((size_t)N * C * 4);
 
   auto fwd = [&](int v) {
     if (v == 1) layernorm_forward1<<<ceil_div(N, 128), 128>>>(d_x, d_w, d_b, N, C, d_out, d_mean, d_rstd);
@@ -265,8 +266,10 @@ int main(int argc, char** argv) {
     ok &= validate("mean", d_mean, mean, atol, 1e-5);
     ok &= validate("rstd", d_rstd, rstd, atol, 1e-5);
     const float ms = time_ms([&] { fwd(v); }, v == 1 ? 5 : 50);
-    std::printf("  %.4f ms, %.1f GB/s\n", ms, bytes_fwd / (ms * 1e-3) / 1e9);
+    const double gbs = bytes_fwd / (ms * 1e-3) / 1e9;
+    std::printf("  %.4f ms, %.1f GB/s (%.0f%% of copy)\n", ms, gbs, 100.0 * gbs / copy_gbs);
     std::printf("BENCH layernorm_fwd v%d ms=%.4f\n", v, ms);  // for tools/gpu_check.sh
+    std::printf("BENCH layernorm_fwd_gbs v%d gbs=%.1f\n", v, gbs);
   }
   // the backward uses the library forward's statistics
   fwd(2);
@@ -289,8 +292,10 @@ int main(int argc, char** argv) {
     ok &= validate("dweight", d_dw, dw, 1e-3, 1e-5);
     ok &= validate("dbias", d_db, db, 1e-3, 1e-5);
     const float ms = time_ms([&] { bwd(v); }, v == 1 ? 5 : 50);
-    std::printf("  %.4f ms, %.1f GB/s (inputs g, x + output dinp)\n", ms, bytes_bwd / (ms * 1e-3) / 1e9);
+    const double gbs = bytes_bwd / (ms * 1e-3) / 1e9;
+    std::printf("  %.4f ms, %.1f GB/s (inputs g, x + output dinp; %.0f%% of copy)\n", ms, gbs, 100.0 * gbs / copy_gbs);
     std::printf("BENCH layernorm_bwd v%d ms=%.4f\n", v, ms);  // for tools/gpu_check.sh
+    std::printf("BENCH layernorm_bwd_gbs v%d gbs=%.1f\n", v, gbs);
   }
   std::printf(ok ? "all versions match the CPU reference\n" : "SOME VERSIONS FAILED\n");
   return ok ? 0 : 1;

@@ -1,6 +1,7 @@
 // Kernel study: softmax forward over the rows of an (N, C) float32 matrix (llm.c dev/cuda
 // style): a CPU reference, kernel versions 1..4, validation of each against the reference,
-// then timing (ms and effective GB/s for one read + one write of N*C floats).
+// then timing (ms and effective GB/s for one read + one write of N*C floats, also as a share of
+// the measured device-to-device copy bandwidth).
 // Standalone program, not part of the library build. Compile and run (on a GPU machine):
 //   nvcc -O3 -std=c++17 -arch=sm_90 -o /tmp/softmax_dev cuda/dev/softmax.cu && /tmp/softmax_dev [version]
 // (use -arch=sm_80 for A100). Version 3 is what cuda/softmax.cu ships (inner == 1 path).
@@ -152,6 +153,7 @@ int main(int argc, char** argv) {
   float* d_out = nullptr;
   DEV_CHECK(cudaMalloc(&d_out, (size_t)N * C * sizeof(float)));
   bool all_ok = true;
+  const double copy_gbs = copy_bandwidth_gbs((size_t)N * C * sizeof(float));
   const int blocks[] = {64, 128, 256, 512, 1024};
   for (int v = 1; v <= 4; ++v) {
     if (only && v != only) continue;
@@ -165,9 +167,10 @@ int main(int argc, char** argv) {
       all_ok &= validate(name, d_out, ref, 1e-6, 1e-5);
       const float ms = time_ms([&] { run(v, d_in, d_out, N, C, block); }, v == 1 ? 3 : 50);
       const double gbs = 2.0 * (double)N * C * sizeof(float) / (ms * 1e-3) / 1e9;
-      std::printf("  %-28s %.4f ms, %.1f GB/s\n", "", ms, gbs);
-      // machine-readable line for tools/gpu_check.sh
+      std::printf("  %-28s %.4f ms, %.1f GB/s (%.0f%% of copy)\n", "", ms, gbs, 100.0 * gbs / copy_gbs);
+      // machine-readable lines for tools/gpu_check.sh
       std::printf("BENCH softmax_fwd v%d block=%d ms=%.4f\n", v, block, ms);
+      std::printf("BENCH softmax_fwd_gbs v%d block=%d gbs=%.1f\n", v, block, gbs);
     }
   }
   DEV_CHECK(cudaFree(d_in));
