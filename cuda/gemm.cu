@@ -18,9 +18,13 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <limits>
+#include <map>
+#include <memory>
 #include <mutex>
+#include <tuple>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -185,18 +189,36 @@ struct LtDescriptors {
   }
 };
 
+// The largest power of two up to 256 that divides an address: cuBLASLt's heuristic assumes
+// 256-byte aligned operands unless told otherwise, and an algorithm chosen under that
+// assumption refuses (or misreads) a view that starts mid-allocation.
+uint32_t lt_alignment(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint32_t al = 256;
+  while (al > 1 && a % al != 0) al >>= 1;
+  return al;
+}
+
+// The descriptors and the heuristic's algorithm for one problem shape.
+struct LtPlan {
+  explicit LtPlan(const CublasLtApi& api) : d{api} {}
+  LtDescriptors d;
+  cublasLtMatmulAlgo_t algo{};
+};
+
 // Row-major C = op(A) op(B) as the column-major C^T (N, M) = op(B)^T (N, K) op(A)^T (K, M), the
 // same mapping as the cuBLAS call below; "first" / "second" are cuBLASLt's A / B operands.
-void gemm_cublaslt(int device, DType dtype, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A,
-                   int64_t lda, const void* B, int64_t ldb, void* C, int64_t ldc, cudaStream_t stream) {
-  const CublasLtApi& api = cublaslt_api();
-  const LtDevice& dev = cublaslt_device(device);
-  const bool f32 = dtype == DType::F32;
+// al_a, al_b, al_c: the operands' alignments (lt_alignment), passed to the heuristic.
+std::unique_ptr<LtPlan> make_lt_plan(const CublasLtApi& api, const LtDevice& dev, bool f32, bool ta, bool tb, int64_t M,
+                                     int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc, uint32_t al_a,
+                                     uint32_t al_b, uint32_t al_c) {
+  auto p = std::make_unique<LtPlan>(api);
+  LtDescriptors& d = p->d;
   const cudaDataType_t type = f32 ? CUDA_R_32F : CUDA_R_64F;
-  LtDescriptors d{api};
   check_cublas(api.desc_create(&d.op, f32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_64F, type), "cublasLtMatmulDescCreate");
   const cublasOperation_t op_first = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_second = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-  check_cublas(api.desc_set(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first), "cublasLtMatmulDescSetAttribute");
+  check_cublas(api.desc_set(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first),
+               "cublasLtMatmulDescSetAttribute");
   check_cublas(api.desc_set(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second),
                "cublasLtMatmulDescSetAttribute");
   // Stored (column-major) shapes: first = B as (N, K) or, when tb, (K, N); second = A as (K, M)
@@ -208,6 +230,12 @@ void gemm_cublaslt(int device, DType dtype, bool ta, bool tb, int64_t M, int64_t
   const size_t ws = kLtWorkspaceBytes;
   check_cublas(api.pref_set(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws),
                "cublasLtMatmulPreferenceSetAttribute");
+  // cuBLASLt's A is our B and its B our A; C and D are both our C.
+  for (auto [attr, al] : {std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, al_b},
+                          std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, al_a},
+                          std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, al_c},
+                          std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, al_c}})
+    check_cublas(api.pref_set(d.pref, attr, &al, sizeof al), "cublasLtMatmulPreferenceSetAttribute");
   cublasLtMatmulHeuristicResult_t best{};
   int found = 0;
   check_cublas(api.heuristic(dev.handle, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &best, &found),
@@ -215,15 +243,49 @@ void gemm_cublaslt(int device, DType dtype, bool ta, bool tb, int64_t M, int64_t
   if (found < 1)
     throw std::runtime_error("cuBLASLt has no algorithm for M=" + std::to_string(M) + " N=" + std::to_string(N) +
                              " K=" + std::to_string(K));
+  p->algo = best.algo;
+  return p;
+}
+
+// Plans by (device, dtype, transposes, sizes, leading dimensions, alignments), made once and kept
+// for the process (never destroyed: cuBLASLt's own state may be gone at exit). Past kLtMaxPlans
+// shapes a call makes a plan and releases it.
+constexpr size_t kLtMaxPlans = 4096;
+using LtKey = std::tuple<int, bool, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, uint32_t,
+                         uint32_t, uint32_t>;
+
+void gemm_cublaslt(int device, DType dtype, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A,
+                   int64_t lda, const void* B, int64_t ldb, void* C, int64_t ldc, cudaStream_t stream) {
+  const CublasLtApi& api = cublaslt_api();
+  const LtDevice& dev = cublaslt_device(device);
+  const bool f32 = dtype == DType::F32;
+  const uint32_t al_a = lt_alignment(A), al_b = lt_alignment(B), al_c = lt_alignment(C);
+  static std::mutex mu;
+  static std::map<LtKey, LtPlan*> plans;
+  const LtKey key{device, f32, ta, tb, M, N, K, lda, ldb, ldc, al_a, al_b, al_c};
+  std::unique_ptr<LtPlan> local;
+  const LtPlan* plan = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = plans.find(key); it != plans.end()) plan = it->second;
+  }
+  if (!plan) {
+    local = make_lt_plan(api, dev, f32, ta, tb, M, N, K, lda, ldb, ldc, al_a, al_b, al_c);
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = plans.find(key); it != plans.end()) plan = it->second;  // made meanwhile by another thread
+    else if (plans.size() < kLtMaxPlans) plan = plans[key] = local.release();
+    else plan = local.get();
+  }
+  const LtDescriptors& d = plan->d;
   if (f32) {
     const float one = 1.0f, zero = 0.0f;
-    check_cublas(api.matmul(dev.handle, d.op, &one, B, d.a, A, d.b, &zero, C, d.c, C, d.c, &best.algo, dev.workspace,
-                            kLtWorkspaceBytes, stream),
+    check_cublas(api.matmul(dev.handle, d.op, &one, B, d.a, A, d.b, &zero, C, d.c, C, d.c, &plan->algo,
+                            dev.workspace, kLtWorkspaceBytes, stream),
                  "cublasLtMatmul");
   } else {
     const double one = 1.0, zero = 0.0;
-    check_cublas(api.matmul(dev.handle, d.op, &one, B, d.a, A, d.b, &zero, C, d.c, C, d.c, &best.algo, dev.workspace,
-                            kLtWorkspaceBytes, stream),
+    check_cublas(api.matmul(dev.handle, d.op, &one, B, d.a, A, d.b, &zero, C, d.c, C, d.c, &plan->algo,
+                            dev.workspace, kLtWorkspaceBytes, stream),
                  "cublasLtMatmul");
   }
 }
