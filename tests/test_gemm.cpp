@@ -502,6 +502,63 @@ TEST_CASE("cuda gemm: cuBLAS, cuBLASLt, tiled, tensorcore (TF32) and gemm_bf16 v
   CHECK_MESSAGE(bad == 0, bad << " of " << checks << " CUDA GEMM cases wrong");
 }
 
+// Operands that start mid-allocation (element offsets 1 and 3: 4- / 8-byte aligned, not 16 or
+// 256), as views into a larger tensor give them: every backend must still compute the product
+// (cuBLASLt's heuristic must be told the real alignment), and a second call of the same shape
+// with other data (cuBLASLt's cached plan) must too.
+TEST_CASE("cuda gemm: operands at unaligned offsets, every backend, twice per shape") {
+  const Shape shapes[] = {{33, 17, 40}, {128, 96, 64}};
+  const int64_t offsets[][3] = {{1, 3, 1}, {3, 0, 2}};
+  const GemmBackend backends[] = {GemmBackend::Cublas, GemmBackend::CublasLt, GemmBackend::Tiled,
+                                  GemmBackend::TensorCore};
+  const int64_t expected = int64_t(std::size(shapes) * std::size(offsets) * std::size(backends)) * 2 * 2;
+  if (!have_gpu()) {
+    MESSAGE("cuda gemm (unaligned): " << expected << " CUDA cases skipped (no GPU)");
+    return;
+  }
+  std::mt19937 rng(17);
+  int64_t checks = 0, bad = 0;
+  auto run = [&](auto tag, const Shape& s, const int64_t* off, GemmBackend backend) {
+    using T = decltype(tag);
+    const CudaCase c{s, false, true, 0};
+    Problem<T> p = cuda_problem<T>(c, rng);
+    auto placed = [](const std::vector<T>& v, int64_t o) {
+      std::vector<T> w(v.size() + size_t(o), T(0));
+      std::copy(v.begin(), v.end(), w.begin() + o);
+      return on_gpu(w);
+    };
+    Tensor A = placed(p.A, off[0]), B = placed(p.B, off[1]), C = placed(p.C, off[2]);
+    const size_t es = sizeof(T);
+    lm::cuda::gemm_with(backend, Device::cuda(0), lm::dtype_of<T>::value, p.ta, p.tb, p.M, p.N, p.K,
+                        static_cast<char*>(A.raw_data()) + off[0] * es, p.lda,
+                        static_cast<char*>(B.raw_data()) + off[1] * es, p.ldb,
+                        static_cast<char*>(C.raw_data()) + off[2] * es, p.ldc);
+    std::vector<double> got = C.to(Device::cpu()).to_double_vector();
+    got.erase(got.begin(), got.begin() + off[2]);
+    const bool tf32 = backend == GemmBackend::TensorCore && sizeof(T) == 4;
+    const double tol = (tf32 ? kTolTf32 : sizeof(T) == 4 ? kTolF32 : kTolF64) * std::sqrt(double(p.K)) * input_scale(p);
+    ++checks;
+    if (cuda_mismatches(p, got, p.reference(), tol, std::string("unaligned ") + lm::cuda::gemm_backend_name(backend)))
+      ++bad;
+  };
+  for (const Shape& s : shapes)
+    for (const auto& off : offsets)
+      for (GemmBackend backend : backends)
+        for (int rep = 0; rep < 4; ++rep) {  // float32, float64, float32 again, float64 again
+          try {
+            if (rep % 2 == 0) run(float(0), s, off, backend);
+            else run(double(0), s, off, backend);
+          } catch (const std::exception& e) {  // thrown before run() counted the case
+            FAIL_CHECK("unaligned " << lm::cuda::gemm_backend_name(backend) << " M=" << s.M << " threw: " << e.what());
+            ++bad;
+            ++checks;
+          }
+        }
+  MESSAGE("cuda gemm (unaligned): " << checks << " CUDA cases, " << bad << " wrong");
+  CHECK(checks == expected);
+  CHECK(bad == 0);
+}
+
 // gemm() as ops/matmul calls it, with the backend LIBRAMIL_CUDA_GEMM selects (tools/gpu_check.sh
 // reruns this suite with LIBRAMIL_CUDA_GEMM=tensorcore); the bound follows that backend.
 TEST_CASE("cuda gemm: gemm() with the default backend (LIBRAMIL_CUDA_GEMM)") {
