@@ -32,14 +32,32 @@ int64_t peak_rss_bytes() {
   return (int64_t)ru.ru_maxrss * 1024;
 }
 
+// --threads and --device, shared by the bench subcommands.
+struct CommonFlags {
+  int threads = 0;
+  std::string device = "cpu";
+};
+void add_common_flags(CLI::App* c, CommonFlags& f) {
+  c->add_option("--threads", f.threads, "CPU threads (0 = all)")->capture_default_str();
+  c->add_option("--device", f.device, "cpu | cuda | cuda:<index> (CUDA: peak_bytes is the device allocator's peak)")
+      ->capture_default_str();
+}
+// Applies --threads and returns the parsed --device.
+Device apply_common_flags(const CommonFlags& f) {
+  set_threads(f.threads);
+  try {
+    return Device::parse(f.device);
+  } catch (const std::exception&) {
+    throw std::runtime_error("--device " + f.device + ": expected cpu, cuda or cuda:<index>");
+  }
+}
+
 // `bench sinkhorn`.
 Runner add_bench_sinkhorn(CLI::App& app) {
   CLI::App* sk = app.add_subcommand(
       "sinkhorn", "time forward+backward of reference-mode Sinkhorn fusion (per-instance column sums) on random data");
-  struct Flags {
+  struct Flags : CommonFlags {
     bench::SinkhornBenchOptions o;
-    int threads = 0;
-    std::string device = "cpu";
     std::string check_inputs, check_output;
   };
   auto f = std::make_shared<Flags>();
@@ -50,22 +68,15 @@ Runner add_bench_sinkhorn(CLI::App& app) {
   sk->add_option("--epsilon", f->o.config.epsilon, "entropic regularisation")->capture_default_str();
   sk->add_flag("--log-domain", f->o.config.log_domain, "log-domain kernels (omit the 1e-8 terms: a different function)");
   sk->add_option("--repeats", f->o.repeats, "timed repeats (median reported)")->capture_default_str();
-  sk->add_option("--threads", f->threads, "CPU threads (0 = all)")->capture_default_str();
-  sk->add_option("--seed", f->o.seed, "seed of the random inputs")->capture_default_str();
-  sk->add_option("--device", f->device,
-                 "cpu | cuda | cuda:<index> (CUDA: inputs moved to the GPU, peak_bytes is the device allocator's peak)")
+  sk->add_option("--seed", f->o.seed, "seed of the random inputs (CUDA: made on the CPU, moved to the GPU)")
       ->capture_default_str();
+  add_common_flags(sk, *f);
   sk->add_option("--check-inputs", f->check_inputs,
                  "instead of timing: one step on a_t, a_v, cost, weights read from this safetensors file");
   sk->add_option("--check-output", f->check_output, "with --check-inputs: write cols, grad_a_t, grad_a_v, grad_cost here");
   return [f, sk]() -> int {
     if (!*sk) return -1;  // not this subcommand
-    set_threads(f->threads);
-    try {
-      f->o.device = Device::parse(f->device);
-    } catch (const std::exception&) {
-      throw std::runtime_error("--device " + f->device + ": expected cpu, cuda or cuda:<index>");
-    }
+    f->o.device = apply_common_flags(*f);
     if (!f->check_inputs.empty()) {
       if (f->check_output.empty()) throw std::runtime_error("--check-inputs needs --check-output");
       data::SafetensorsFile in = data::read_safetensors(f->check_inputs);
@@ -106,10 +117,8 @@ Runner add_bench_sinkhorn(CLI::App& app) {
 Runner add_bench_attention(CLI::App& app) {
   CLI::App* at = app.add_subcommand(
       "attention", "time forward+backward of scaled_dot_product_attention on random data through a chosen path");
-  struct Flags {
+  struct Flags : CommonFlags {
     bench::AttentionBenchOptions o;
-    int threads = 0;
-    std::string device = "cpu";
   };
   auto f = std::make_shared<Flags>();
   at->add_option("--batch", f->o.B, "B")->capture_default_str();
@@ -123,18 +132,11 @@ Runner add_bench_attention(CLI::App& app) {
                  "the CPU always composes; the JSON says what ran)");
   at->add_flag("--forward-only", f->o.forward_only, "time only the forward");
   at->add_option("--repeats", f->o.repeats, "timed repeats (median reported)")->capture_default_str();
-  at->add_option("--threads", f->threads, "CPU threads (0 = all)")->capture_default_str();
   at->add_option("--seed", f->o.seed, "seed of the random inputs")->capture_default_str();
-  at->add_option("--device", f->device, "cpu | cuda | cuda:<index> (CUDA: peak_bytes is the device allocator's peak)")
-      ->capture_default_str();
+  add_common_flags(at, *f);
   return [f, at]() -> int {
     if (!*at) return -1;  // not this subcommand
-    set_threads(f->threads);
-    try {
-      f->o.device = Device::parse(f->device);
-    } catch (const std::exception&) {
-      throw std::runtime_error("--device " + f->device + ": expected cpu, cuda or cuda:<index>");
-    }
+    f->o.device = apply_common_flags(*f);
     bench::AttentionBenchResult r = bench::bench_attention(f->o);
     nlohmann::json j{{"impl", "libramil"},
                      {"op", "scaled_dot_product_attention"},
@@ -162,10 +164,8 @@ Runner add_bench_attention(CLI::App& app) {
 Runner add_bench(CLI::App& app) {
   app.require_subcommand(1);
   CLI::App* ts = app.add_subcommand("train-step", "time one training step and one inference forward on random data");
-  struct Flags {
+  struct Flags : CommonFlags {
     bench::TrainStepOptions o;
-    int threads = 0;
-    std::string device = "cpu";
   };
   auto f = std::make_shared<Flags>();
   ts->add_option("--instances", f->o.instances, "N, instances in the bag")->capture_default_str();
@@ -176,8 +176,7 @@ Runner add_bench(CLI::App& app) {
   ts->add_option("--mode", f->o.mode, "paper | reference")->capture_default_str();
   ts->add_option("--model", f->o.model, "libramil | abmil | ...")->capture_default_str();
   ts->add_option("--repeats", f->o.repeats, "timed repeats (median reported)")->capture_default_str();
-  ts->add_option("--threads", f->threads, "CPU threads (0 = all)")->capture_default_str();
-  ts->add_option("--device", f->device, "cpu | cuda | cuda:<index> (CUDA: peak_bytes is the device allocator's peak)")->capture_default_str();
+  add_common_flags(ts, *f);
   ts->add_flag("--forward-only", f->o.forward_only, "time only the inference forward (e.g. under `libramil profile`)");
   ts->add_flag("--cuda-graph", f->o.cuda_graph,
                "CUDA: also time the step with zero_grad + forward + backward replayed as one captured CUDA graph "
@@ -190,12 +189,7 @@ Runner add_bench(CLI::App& app) {
       const int rc = sinkhorn();
       return rc != -1 ? rc : attention();
     }
-    set_threads(f->threads);
-    try {
-      f->o.device = Device::parse(f->device);
-    } catch (const std::exception&) {
-      throw std::runtime_error("--device " + f->device + ": expected cpu, cuda or cuda:<index>");
-    }
+    f->o.device = apply_common_flags(*f);
     bench::TrainStepResult r = bench::bench_train_step(f->o);
     nlohmann::json j{{"impl", "libramil"},         {"model", f->o.model},           {"mode", f->o.mode},
                      {"instances", f->o.instances}, {"dim", f->o.dim},               {"threads", f->threads}, {"device", f->o.device.str()},

@@ -2,7 +2,6 @@
 #include "models/attention_benchmark.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdlib>
 #include <stdexcept>
 #include <vector>
@@ -52,7 +51,6 @@ std::string which(const std::vector<profiler::Row>& rows, const char* cudnn, con
 }  // namespace
 
 AttentionBenchResult bench_attention(const AttentionBenchOptions& o) {
-  using Clock = std::chrono::steady_clock;
   check_device_available(o.device);
   for (int64_t s : {o.B, o.H, o.Lq, o.Lk, o.d, o.dv})
     if (s < 1) throw std::invalid_argument("bench attention: every size must be >= 1");
@@ -81,24 +79,15 @@ AttentionBenchResult bench_attention(const AttentionBenchOptions& o) {
     if (!o.forward_only) r.backward_ran = which(rows, "attention_backward_cudnn", "attention_backward");
   }
   reset_device_peak(o.device);
-  std::vector<double> steps, fwds;
-  for (int i = 0; i < o.warmup + o.repeats; ++i) {
-    for (Tensor* x : {&q, &k, &v}) x->set_grad(Tensor());
-    auto t0 = Clock::now();
-    Tensor out = scaled_dot_product_attention(q, k, v);
-    sync_device(o.device);
-    auto t1 = Clock::now();
-    if (!o.forward_only) backward(out, go);
-    sync_device(o.device);
-    auto t2 = Clock::now();
-    if (i >= o.warmup) {
-      steps.push_back(std::chrono::duration<double, std::milli>(t2 - t0).count());
-      fwds.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-    }
-  }
-  r.median_ms = median(steps);
-  r.min_ms = *std::min_element(steps.begin(), steps.end());
-  r.forward_median_ms = median(fwds);
+  const StepTimes t = time_forward_backward(
+      o.device, o.warmup, o.repeats, [&] { for (Tensor* x : {&q, &k, &v}) x->set_grad(Tensor()); },
+      [&] { return scaled_dot_product_attention(q, k, v); },
+      [&](const Tensor& out) {
+        if (!o.forward_only) backward(out, go);
+      });
+  r.median_ms = t.median_ms;
+  r.min_ms = t.min_ms;
+  r.forward_median_ms = t.forward_median_ms;
   r.peak_bytes = device_peak_bytes(o.device);
   return r;
 }

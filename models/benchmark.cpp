@@ -56,6 +56,32 @@ void reset_device_peak(Device d) {
   Storage::reset_cpu_peak();
 }
 
+StepTimes time_forward_backward(Device d, int warmup, int repeats, const std::function<void()>& before,
+                                const std::function<Tensor()>& forward,
+                                const std::function<void(const Tensor&)>& backward) {
+  using Clock = std::chrono::steady_clock;
+  std::vector<double> steps, fwds;
+  for (int i = 0; i < warmup + repeats; ++i) {
+    before();
+    auto t0 = Clock::now();
+    Tensor out = forward();
+    sync_device(d);
+    auto t1 = Clock::now();
+    backward(out);
+    sync_device(d);
+    auto t2 = Clock::now();
+    if (i >= warmup) {
+      steps.push_back(std::chrono::duration<double, std::milli>(t2 - t0).count());
+      fwds.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    }
+  }
+  StepTimes t;
+  t.median_ms = median(steps);
+  t.min_ms = steps.empty() ? 0 : *std::min_element(steps.begin(), steps.end());
+  t.forward_median_ms = median(fwds);
+  return t;
+}
+
 namespace {
 
 // The benchmark's model, data and optimizer, the same for the same options (seeded).

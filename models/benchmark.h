@@ -1,6 +1,7 @@
 // Timing of one training step (forward + backward + AdamW) and of an inference forward on
 // random data, for `libramil bench train-step` and bench/compare_torch.py.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -47,5 +48,15 @@ void sync_device(Device d);
 int64_t device_bytes_in_use(Device d);
 int64_t device_peak_bytes(Device d);
 void reset_device_peak(Device d);
+
+// The timing loop of the op benchmarks (bench sinkhorn, bench attention): warmup + repeats
+// steps of before(), forward() and backward(forward's result), the forward and the backward
+// each ended by a device synchronisation; the timed steps' medians and fastest step in ms.
+struct StepTimes {
+  double median_ms = 0, min_ms = 0, forward_median_ms = 0;
+};
+StepTimes time_forward_backward(Device d, int warmup, int repeats, const std::function<void()>& before,
+                                const std::function<Tensor()>& forward,
+                                const std::function<void(const Tensor&)>& backward);
 
 }  // namespace lm::bench

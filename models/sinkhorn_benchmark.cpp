@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <fstream>
 #include <vector>
 
@@ -43,7 +42,6 @@ SinkhornStepResult sinkhorn_step(const Tensor& a_t, const Tensor& a_v, const Ten
 }
 
 SinkhornBenchResult bench_sinkhorn(const SinkhornBenchOptions& o) {
-  using Clock = std::chrono::steady_clock;
   check_device_available(o.device);
   Generator gen(o.seed);
   const int64_t N = o.instances, Kt = o.text_prototypes, Kv = o.visual_prototypes;
@@ -65,24 +63,13 @@ SinkhornBenchResult bench_sinkhorn(const SinkhornBenchOptions& o) {
   r.inputs_bytes = device_bytes_in_use(o.device);
   r.rss_before_bytes = current_rss_bytes();
   reset_device_peak(o.device);
-  std::vector<double> steps, fwds;
-  for (int i = 0; i < o.warmup + o.repeats; ++i) {
-    for (Tensor* x : {&a_t, &a_v, &cost}) x->set_grad(Tensor());
-    auto t0 = Clock::now();
-    Tensor loss = sum(mul(sinkhorn_column_sums(a_t, a_v, cost, o.config), W));
-    sync_device(o.device);
-    auto t1 = Clock::now();
-    backward(loss);
-    sync_device(o.device);
-    auto t2 = Clock::now();
-    if (i >= o.warmup) {
-      steps.push_back(std::chrono::duration<double, std::milli>(t2 - t0).count());
-      fwds.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-    }
-  }
-  r.median_ms = median(steps);
-  r.min_ms = steps.empty() ? 0 : *std::min_element(steps.begin(), steps.end());
-  r.forward_median_ms = median(fwds);
+  const StepTimes t = time_forward_backward(
+      o.device, o.warmup, o.repeats, [&] { for (Tensor* x : {&a_t, &a_v, &cost}) x->set_grad(Tensor()); },
+      [&] { return sum(mul(sinkhorn_column_sums(a_t, a_v, cost, o.config), W)); },
+      [](const Tensor& loss) { backward(loss); });
+  r.median_ms = t.median_ms;
+  r.min_ms = t.min_ms;
+  r.forward_median_ms = t.forward_median_ms;
   r.peak_bytes = device_peak_bytes(o.device);
   return r;
 }
