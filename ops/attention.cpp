@@ -78,12 +78,15 @@ Tensor fused_cuda_attention(const char* name, const Tensor& q, const Tensor& k, 
 }
 
 // LIBRAMIL_CUDA_ATTENTION=cudnn falls back to the fused kernels where cuDNN does not apply; each
-// distinct reason is printed once per process on stderr.
-void note_cudnn_fallback(const std::string& why) {
+// distinct reason is printed once per process on stderr, with the shape it was first seen for
+// (so that a run over many shapes prints one line per reason, not per shape).
+void note_cudnn_fallback(const std::string& why, const std::string& first_seen) {
   static std::mutex mu;
   static std::set<std::string> seen;
   std::lock_guard<std::mutex> lock(mu);
-  if (seen.insert(why).second) std::fprintf(stderr, "libramil: LIBRAMIL_CUDA_ATTENTION=cudnn: %s\n", why.c_str());
+  if (seen.insert(why).second)
+    std::fprintf(stderr, "libramil: LIBRAMIL_CUDA_ATTENTION=cudnn: %s (first for %s)\n", why.c_str(),
+                 first_seen.c_str());
 }
 
 // The cuDNN path: q, k, v rounded to bfloat16, cuDNN's forward (with the per-row log-sum-exp
@@ -118,8 +121,9 @@ Tensor cudnn_cuda_attention(const char* name, const Tensor& q, const Tensor& k, 
         cuda::cudnn_sdpa_backward(qb, kb, vb, ob, gb, stats, s, dq, dk, dv);
         return {gq ? dq.to(dt) : Tensor(), gk ? dk.to(dt) : Tensor(), gv ? dv.to(dt) : Tensor()};
       } catch (const cuda::CudnnUnavailable& e) {
-        note_cudnn_fallback(std::string("backward of q ") + qb.str() + ": " + e.what() +
-                            "; the hand-written backward runs at the same bfloat16-rounded inputs");
+        note_cudnn_fallback(std::string("backward: ") + e.what() +
+                                "; the hand-written backward runs at the same bfloat16-rounded inputs",
+                            "q " + qb.str());
       }
       Tensor q32 = qb.to(dt), k32 = kb.to(dt), v32 = vb.to(dt), o32 = ob.to(dt);
       Tensor lse = stats.to(dt).as_strided({g.B, g.H, g.Lq}, {g.H * g.Lq, g.Lq, 1}, 0);
@@ -189,8 +193,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
           why = e.what();
         }
       }
-      note_cudnn_fallback("not used for q " + q.str() + ", v " + v.str() + ": " + why +
-                          "; the hand-written fused kernels run instead");
+      note_cudnn_fallback("not used: " + why + "; the hand-written fused kernels run instead",
+                          "q " + q.str() + ", v " + v.str());
     }
     return fused_cuda_attention(name, q, k, v, mask, s);
   }
