@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "ops/elementwise.h"
+#include "ops/index_csr.h"
 #include "ops/op_utils.h"
 #include "ops/reduce.h"
 
@@ -227,14 +228,10 @@ static Tensor index_select_cuda(const Tensor& x, int64_t d, const std::vector<in
   Tensor idx_dev = Tensor::from_vector(idx, {K}).to(x.device());
   cuda::index_select_forward(x.contiguous(), outer, n, inner, idx_dev, out);
   if (needs_grad({x})) {
-    // The CSR inversion of idx: row j's k, ascending, in ks[offsets[j] .. offsets[j+1] - 1].
-    std::vector<int64_t> offsets((size_t)n + 1, 0), ks((size_t)K);
-    for (int64_t i : idx) ++offsets[(size_t)i + 1];
-    for (int64_t j = 0; j < n; ++j) offsets[(size_t)j + 1] += offsets[(size_t)j];
-    std::vector<int64_t> fill(offsets.begin(), offsets.end() - 1);
-    for (int64_t k = 0; k < K; ++k) ks[(size_t)fill[(size_t)idx[(size_t)k]]++] = k;
+    const IndexCsr csr = invert_index(idx, n);  // row j's k, ascending (ops/index_csr.h)
     const Device dev = x.device();
-    Tensor off_dev = Tensor::from_vector(offsets, {n + 1}).to(dev), ks_dev = Tensor::from_vector(ks, {K}).to(dev);
+    Tensor off_dev = Tensor::from_vector(csr.offsets, {n + 1}).to(dev);
+    Tensor ks_dev = Tensor::from_vector(csr.ks, {K}).to(dev);
     const Shape orig = s;
     record("index_select", {x}, out, [=](const Tensor& g) -> std::vector<Tensor> {
       Tensor gx = Tensor::empty(orig, g.dtype(), g.device());

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "ops/cpu/elementwise.h"
+#include "ops/index_csr.h"
 #include "ops/cpu/layer_norm.h"
 #include "models/optim.h"
 #include "ops/cpu/loss.h"
@@ -1128,11 +1129,9 @@ TEST_CASE("cuda emulated: index_select gather and CSR scatter-add kernels equal 
       // Backward against the CPU autograd (rows added in ascending k from zero in both).
       const Tensor g = rand_tensor(want.shape(), dt, 92 + (unsigned)d);
       lm::backward(want, g);
-      std::vector<int64_t> offsets((size_t)n + 1, 0), ks((size_t)K);
-      for (int64_t i : idx) ++offsets[(size_t)i + 1];
-      for (int64_t j = 0; j < n; ++j) offsets[(size_t)j + 1] += offsets[(size_t)j];
-      std::vector<int64_t> fill(offsets.begin(), offsets.end() - 1);
-      for (int64_t k = 0; k < K; ++k) ks[(size_t)fill[(size_t)idx[(size_t)k]]++] = k;
+      const lm::IndexCsr csr = lm::invert_index(idx, n);  // what the op uploads (ops/index_csr.h)
+      const std::vector<int64_t>& offsets = csr.offsets;
+      const std::vector<int64_t>& ks = csr.ks;
       Tensor gx = Tensor::full(shape, 7.0, dt);  // every element must be overwritten
       if (dt == DType::F32)
         emu::launch(3, 32, 0, [&] {
