@@ -1,16 +1,40 @@
 // Attention shapes shared by the tests of the fused CUDA kernels: test_cuda_attention (on a GPU,
-// fused vs composed) and test_cuda_emulated (the same kernels on the CPU emulator). A
-// Libra-MIL shape and odd ones: size-1 dims, d not a multiple of 32, dv != d, wide rows,
-// broadcast masks, a fully masked query row.
+// fused vs composed) and test_cuda_emulated (the same kernels on the CPU emulator): a
+// Libra-MIL shape and odd ones (size-1 dims, d not a multiple of 32, dv != d, wide rows,
+// broadcast masks, a fully masked query row). Also the scope that picks the attention path
+// (AttentionMode), used by test_cuda_attention and test_cudnn_attention.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "tensor/rng.h"
 #include "tensor/tensor.h"
 
 namespace lm::test {
+
+// Sets LIBRAMIL_CUDA_ATTENTION (the attention path, ops/attention.cpp) for a scope; restores the
+// previous value (or its absence).
+struct AttentionMode {
+  static constexpr const char* kEnv = "LIBRAMIL_CUDA_ATTENTION";
+  std::string prev;
+  bool had = false;
+  explicit AttentionMode(const char* value) {
+    if (const char* p = std::getenv(kEnv)) {
+      had = true;
+      prev = p;
+    }
+    setenv(kEnv, value, 1);
+  }
+  ~AttentionMode() {
+    if (had) setenv(kEnv, prev.c_str(), 1);
+    else unsetenv(kEnv);
+  }
+  AttentionMode(const AttentionMode&) = delete;
+  AttentionMode& operator=(const AttentionMode&) = delete;
+};
 
 struct AttentionCase {
   int64_t B, H, Lq, Lk, d, dv;

@@ -27,26 +27,8 @@ namespace {
 
 using namespace lm;
 
-constexpr const char* kEnv = "LIBRAMIL_CUDA_ATTENTION";
-
-// Sets LIBRAMIL_CUDA_ATTENTION for a scope; restores the previous value (or its absence).
-struct AttentionMode {
-  std::string prev;
-  bool had = false;
-  explicit AttentionMode(const char* value) {
-    if (const char* p = std::getenv(kEnv)) {
-      had = true;
-      prev = p;
-    }
-    setenv(kEnv, value, 1);
-  }
-  ~AttentionMode() {
-    if (had) setenv(kEnv, prev.c_str(), 1);
-    else unsetenv(kEnv);
-  }
-  AttentionMode(const AttentionMode&) = delete;
-  AttentionMode& operator=(const AttentionMode&) = delete;
-};
+using test::AttentionMode;
+constexpr const char* kEnv = AttentionMode::kEnv;
 
 bool have_gpu() {
 #ifdef LIBRAMIL_WITH_CUDA

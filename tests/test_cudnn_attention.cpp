@@ -20,6 +20,7 @@
 
 #include "ops/ops.h"
 #include "tensor/profiler.h"
+#include "tests/attention_cases.h"
 #ifdef LIBRAMIL_WITH_CUDA
 #include "cuda/cudnn_attention.h"
 #include "cuda/device.h"
@@ -64,21 +65,7 @@ bool have_gpu() {
   return h && h->device_count && h->device_count() > 0;
 }
 
-struct AttentionMode {
-  std::string prev;
-  bool had = false;
-  explicit AttentionMode(const char* value) {
-    if (const char* p = std::getenv("LIBRAMIL_CUDA_ATTENTION")) {
-      had = true;
-      prev = p;
-    }
-    setenv("LIBRAMIL_CUDA_ATTENTION", value, 1);
-  }
-  ~AttentionMode() {
-    if (had) setenv("LIBRAMIL_CUDA_ATTENTION", prev.c_str(), 1);
-    else unsetenv("LIBRAMIL_CUDA_ATTENTION");
-  }
-};
+using test::AttentionMode;
 
 // max |got - want| / max |want|.
 double rel_err(const Tensor& got, const Tensor& want) {
