@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "models/step_times.h"
 #include "tensor/tensor.h"
 
 namespace lm::bench {
@@ -20,10 +21,10 @@ struct AttentionBenchOptions {
   Device device = Device::cpu();
 };
 
-struct AttentionBenchResult {
-  double median_ms = 0, min_ms = 0;  // forward + backward (forward only with forward_only)
-  double forward_median_ms = 0;      // the forward part of the same steps
-  int64_t peak_bytes = 0;            // tensor memory high-water mark during the timed steps
+// median_ms, min_ms, forward_median_ms: StepTimes (models/step_times.h); with forward_only the
+// "step" is the forward alone.
+struct AttentionBenchResult : StepTimes {
+  int64_t peak_bytes = 0;  // tensor memory high-water mark during the timed steps
   std::string forward_ran, backward_ran;  // "fused" | "cudnn" | "composed" ("" if none ran)
 };
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "models/libramil.h"
+#include "models/step_times.h"
 
 namespace lm::bench {
 
@@ -52,9 +53,6 @@ void reset_device_peak(Device d);
 // The timing loop of the op benchmarks (bench sinkhorn, bench attention): warmup + repeats
 // steps of before(), forward() and backward(forward's result), the forward and the backward
 // each ended by a device synchronisation; the timed steps' medians and fastest step in ms.
-struct StepTimes {
-  double median_ms = 0, min_ms = 0, forward_median_ms = 0;
-};
 StepTimes time_forward_backward(Device d, int warmup, int repeats, const std::function<void()>& before,
                                 const std::function<Tensor()>& forward,
                                 const std::function<void(const Tensor&)>& backward);

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "ops/sinkhorn.h"
+#include "models/step_times.h"
 #include "tensor/tensor.h"
 
 namespace lm::bench {
@@ -20,9 +21,8 @@ struct SinkhornBenchOptions {
                                   // GPU; forward and backward each end with a synchronisation
 };
 
-struct SinkhornBenchResult {
-  double median_ms = 0, min_ms = 0;  // forward + backward
-  double forward_median_ms = 0;      // the forward part of the same steps
+// median_ms, min_ms, forward_median_ms: StepTimes (models/step_times.h).
+struct SinkhornBenchResult : StepTimes {
   int64_t inputs_bytes = 0;          // tensor memory held before the timed steps (inputs, W)
   int64_t peak_bytes = 0;            // high-water mark of tensor memory during the steps (CPU
                                      // storage; CUDA: the device's caching allocator)
