@@ -2,14 +2,18 @@
 // fused vs composed) and test_cuda_emulated (the same kernels on the CPU emulator): a
 // Libra-MIL shape and odd ones (size-1 dims, d not a multiple of 32, dv != d, wide rows,
 // broadcast masks, a fully masked query row). Also the scope that picks the attention path
-// (AttentionMode), used by test_cuda_attention and test_cudnn_attention.
+// (AttentionMode) and one profiled forward + backward (run_attention), used by
+// test_cuda_attention and test_cudnn_attention.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
 #include <string>
 #include <vector>
 
+#include "ops/ops.h"
+#include "tensor/profiler.h"
 #include "tensor/rng.h"
 #include "tensor/tensor.h"
 
@@ -35,6 +39,37 @@ struct AttentionMode {
   AttentionMode(const AttentionMode&) = delete;
   AttentionMode& operator=(const AttentionMode&) = delete;
 };
+
+// One forward + backward of scaled_dot_product_attention (out, the gradients of q, k, v given
+// the output gradient R, on the inputs' device) under the profiler, with the names of the
+// profiler scopes that ran, which tell the path: attention_forward(_cudnn), ...
+struct AttentionRun {
+  Tensor out, dq, dk, dv;
+  std::vector<std::string> scopes;
+  bool ran(const std::string& s) const { return std::find(scopes.begin(), scopes.end(), s) != scopes.end(); }
+};
+inline AttentionRun run_attention(const Tensor& q0, const Tensor& k0, const Tensor& v0, const Tensor& mask,
+                                  const Tensor& R) {
+  Tensor q = q0.detach(), k = k0.detach(), v = v0.detach();
+  q.set_requires_grad(true);
+  k.set_requires_grad(true);
+  v.set_requires_grad(true);
+  const bool was = profiler::enabled();
+  profiler::reset();
+  profiler::set_enabled(true);
+  AttentionRun r;
+  r.out = scaled_dot_product_attention(q, k, v, mask);
+  backward(r.out, R);
+  profiler::set_enabled(was);
+  for (const profiler::Row& row : profiler::snapshot())
+    if (row.calls > 0) r.scopes.push_back(row.name);
+  profiler::reset();
+  r.out = r.out.detach();
+  r.dq = q.grad();
+  r.dk = k.grad();
+  r.dv = v.grad();
+  return r;
+}
 
 struct AttentionCase {
   int64_t B, H, Lq, Lk, d, dv;

@@ -47,28 +47,11 @@ struct Outcome {
   bool fused_ran = false;  // the profiler saw the fused forward kernel's scope
 };
 
-Outcome run(const char* mode, const Tensor& q0, const Tensor& k0, const Tensor& v0, const Tensor& mask,
+Outcome run(const char* mode, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
             const Tensor& R) {
   AttentionMode m(mode);
-  Tensor q = q0.detach(), k = k0.detach(), v = v0.detach();
-  q.set_requires_grad(true);
-  k.set_requires_grad(true);
-  v.set_requires_grad(true);
-  const bool prof_was = profiler::enabled();
-  profiler::reset();
-  profiler::set_enabled(true);
-  Outcome o;
-  o.out = scaled_dot_product_attention(q, k, v, mask);
-  backward(o.out, R);
-  profiler::set_enabled(prof_was);
-  for (const profiler::Row& r : profiler::snapshot())
-    if (r.name == "attention_forward" && r.calls > 0) o.fused_ran = true;
-  profiler::reset();
-  o.out = o.out.detach();
-  o.dq = q.grad();
-  o.dk = k.grad();
-  o.dv = v.grad();
-  return o;
+  const test::AttentionRun r = test::run_attention(q, k, v, mask, R);
+  return Outcome{r.out, r.dq, r.dk, r.dv, r.ran("attention_forward")};
 }
 
 // max |got - want| / max |want| over the elements (want all 0: the absolute error). Elements

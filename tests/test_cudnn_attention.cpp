@@ -80,31 +80,12 @@ double rel_err(const Tensor& got, const Tensor& want) {
   return scale > 0 ? diff / scale : diff;
 }
 
-struct Run {
-  Tensor out, dq, dk, dv;
-  std::vector<std::string> scopes;  // profiler rows that ran
-  bool ran(const std::string& s) const { return std::find(scopes.begin(), scopes.end(), s) != scopes.end(); }
-};
+using Run = test::AttentionRun;
 
-Run run(const Tensor& q0, const Tensor& k0, const Tensor& v0, const Tensor& mask, const Tensor& R) {
-  Tensor q = q0.detach(), k = k0.detach(), v = v0.detach();
-  q.set_requires_grad(true);
-  k.set_requires_grad(true);
-  v.set_requires_grad(true);
-  const bool was = profiler::enabled();
-  profiler::reset();
-  profiler::set_enabled(true);
-  Run r;
-  r.out = scaled_dot_product_attention(q, k, v, mask);
-  backward(r.out, R);
-  profiler::set_enabled(was);
-  for (const profiler::Row& row : profiler::snapshot())
-    if (row.calls > 0) r.scopes.push_back(row.name);
-  profiler::reset();
-  r.out = r.out.detach().to(Device::cpu());
-  r.dq = q.grad().to(Device::cpu());
-  r.dk = k.grad().to(Device::cpu());
-  r.dv = v.grad().to(Device::cpu());
+// A profiled forward + backward, results on the CPU.
+Run run(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& R) {
+  Run r = test::run_attention(q, k, v, mask, R);
+  for (Tensor* t : {&r.out, &r.dq, &r.dk, &r.dv}) *t = t->to(Device::cpu());
   return r;
 }
 
