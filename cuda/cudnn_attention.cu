@@ -167,6 +167,41 @@ Desc tensor(int64_t uid, cudnnDataType_t dtype, const std::array<int64_t, 4>& di
   return t;
 }
 
+// ---- the SDPA operations' enum values ------------------------------------------------------------
+// The library is dlopen'ed at run time, so the headers we build against may be older than the
+// libcudnn that runs (a machine with cuDNN 9.14's headers and a 9.19 library, say). The SDPA
+// operations' descriptor-type and attribute values are cuDNN 9's ABI: fixed numbers, the same in
+// every 9.x header that has them. They are spelled here once, so the code builds against any
+// cuDNN 9 header, and checked against the names wherever the header has them (9.17+). Whether
+// the running library knows them is asked at run time (require_version).
+namespace sdpa {
+template <typename E>
+constexpr E value(int v) { return static_cast<E>(v); }
+using Attr = cudnnBackendAttributeName_t;
+using Type = cudnnBackendDescriptorType_t;
+constexpr Type kFwdDescriptor = value<Type>(41), kBwdDescriptor = value<Type>(43);
+constexpr Attr kFwdQ = value<Attr>(2800), kFwdK = value<Attr>(2801), kFwdV = value<Attr>(2802),
+               kFwdO = value<Attr>(2803), kFwdStats = value<Attr>(2804), kFwdScale = value<Attr>(2805);
+constexpr Attr kBwdQ = value<Attr>(2851), kBwdK = value<Attr>(2852), kBwdV = value<Attr>(2853),
+               kBwdO = value<Attr>(2854), kBwdStats = value<Attr>(2855), kBwdScale = value<Attr>(2856),
+               kBwdDQ = value<Attr>(2859), kBwdDK = value<Attr>(2860), kBwdDV = value<Attr>(2861),
+               kBwdDO = value<Attr>(2862);
+#if CUDNN_VERSION >= 91700
+static_assert(kFwdDescriptor == CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR &&
+              kBwdDescriptor == CUDNN_BACKEND_OPERATION_SDPA_BWD_DESCRIPTOR);
+static_assert(kFwdQ == CUDNN_ATTR_OPERATION_SDPA_FWD_QDESC && kFwdK == CUDNN_ATTR_OPERATION_SDPA_FWD_KDESC &&
+              kFwdV == CUDNN_ATTR_OPERATION_SDPA_FWD_VDESC && kFwdO == CUDNN_ATTR_OPERATION_SDPA_FWD_ODESC &&
+              kFwdStats == CUDNN_ATTR_OPERATION_SDPA_FWD_STATSDESC &&
+              kFwdScale == CUDNN_ATTR_OPERATION_SDPA_FWD_SCALEDESC);
+static_assert(kBwdQ == CUDNN_ATTR_OPERATION_SDPA_BWD_QDESC && kBwdK == CUDNN_ATTR_OPERATION_SDPA_BWD_KDESC &&
+              kBwdV == CUDNN_ATTR_OPERATION_SDPA_BWD_VDESC && kBwdO == CUDNN_ATTR_OPERATION_SDPA_BWD_ODESC &&
+              kBwdStats == CUDNN_ATTR_OPERATION_SDPA_BWD_STATSDESC &&
+              kBwdScale == CUDNN_ATTR_OPERATION_SDPA_BWD_SCALEDESC &&
+              kBwdDQ == CUDNN_ATTR_OPERATION_SDPA_BWD_DQDESC && kBwdDK == CUDNN_ATTR_OPERATION_SDPA_BWD_DKDESC &&
+              kBwdDV == CUDNN_ATTR_OPERATION_SDPA_BWD_DVDESC && kBwdDO == CUDNN_ATTR_OPERATION_SDPA_BWD_DODDESC);
+#endif
+}  // namespace sdpa
+
 // The finalized SDPA operation and the tensors it names (kept alive with it).
 struct Operation {
   std::vector<Desc> tensors;
@@ -183,32 +218,32 @@ Operation build_operation(const SdpaDims& g, bool backward, bool stats) {
     return o.tensors.back();
   };
   if (!backward) {
-    o.op = Desc(CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR, "SDPA forward operation");
-    set_desc(o.op, CUDNN_ATTR_OPERATION_SDPA_FWD_QDESC, add(kQ, bf16, g.q, false, "q tensor"), "forward q");
-    set_desc(o.op, CUDNN_ATTR_OPERATION_SDPA_FWD_KDESC, add(kK, bf16, g.k, false, "k tensor"), "forward k");
-    set_desc(o.op, CUDNN_ATTR_OPERATION_SDPA_FWD_VDESC, add(kV, bf16, g.v, false, "v tensor"), "forward v");
-    set_desc(o.op, CUDNN_ATTR_OPERATION_SDPA_FWD_ODESC, add(kO, bf16, g.o, false, "out tensor"), "forward out");
-    set_desc(o.op, CUDNN_ATTR_OPERATION_SDPA_FWD_SCALEDESC, add(kScale, f32, one, true, "scale scalar"),
+    o.op = Desc(sdpa::kFwdDescriptor, "SDPA forward operation");
+    set_desc(o.op, sdpa::kFwdQ, add(kQ, bf16, g.q, false, "q tensor"), "forward q");
+    set_desc(o.op, sdpa::kFwdK, add(kK, bf16, g.k, false, "k tensor"), "forward k");
+    set_desc(o.op, sdpa::kFwdV, add(kV, bf16, g.v, false, "v tensor"), "forward v");
+    set_desc(o.op, sdpa::kFwdO, add(kO, bf16, g.o, false, "out tensor"), "forward out");
+    set_desc(o.op, sdpa::kFwdScale, add(kScale, f32, one, true, "scale scalar"),
              "forward scale");
     if (stats)
-      set_desc(o.op, CUDNN_ATTR_OPERATION_SDPA_FWD_STATSDESC, add(kStats, f32, stats_dims, false, "stats tensor"),
+      set_desc(o.op, sdpa::kFwdStats, add(kStats, f32, stats_dims, false, "stats tensor"),
                "forward stats");
     ok(api().finalize(o.op.d), "finalize the SDPA forward operation", true);
   } else {
-    o.op = Desc(CUDNN_BACKEND_OPERATION_SDPA_BWD_DESCRIPTOR, "SDPA backward operation");
-    set_desc(o.op, CUDNN_ATTR_OPERATION_SDPA_BWD_QDESC, add(kQ, bf16, g.q, false, "q tensor"), "backward q");
-    set_desc(o.op, CUDNN_ATTR_OPERATION_SDPA_BWD_KDESC, add(kK, bf16, g.k, false, "k tensor"), "backward k");
-    set_desc(o.op, CUDNN_ATTR_OPERATION_SDPA_BWD_VDESC, add(kV, bf16, g.v, false, "v tensor"), "backward v");
-    set_desc(o.op, CUDNN_ATTR_OPERATION_SDPA_BWD_ODESC, add(kO, bf16, g.o, false, "out tensor"), "backward out");
-    set_desc(o.op, CUDNN_ATTR_OPERATION_SDPA_BWD_DODDESC, add(kDO, bf16, g.o, false, "dout tensor"),
+    o.op = Desc(sdpa::kBwdDescriptor, "SDPA backward operation");
+    set_desc(o.op, sdpa::kBwdQ, add(kQ, bf16, g.q, false, "q tensor"), "backward q");
+    set_desc(o.op, sdpa::kBwdK, add(kK, bf16, g.k, false, "k tensor"), "backward k");
+    set_desc(o.op, sdpa::kBwdV, add(kV, bf16, g.v, false, "v tensor"), "backward v");
+    set_desc(o.op, sdpa::kBwdO, add(kO, bf16, g.o, false, "out tensor"), "backward out");
+    set_desc(o.op, sdpa::kBwdDO, add(kDO, bf16, g.o, false, "dout tensor"),
              "backward dout");
-    set_desc(o.op, CUDNN_ATTR_OPERATION_SDPA_BWD_STATSDESC, add(kStats, f32, stats_dims, false, "stats tensor"),
+    set_desc(o.op, sdpa::kBwdStats, add(kStats, f32, stats_dims, false, "stats tensor"),
              "backward stats");
-    set_desc(o.op, CUDNN_ATTR_OPERATION_SDPA_BWD_SCALEDESC, add(kScale, f32, one, true, "scale scalar"),
+    set_desc(o.op, sdpa::kBwdScale, add(kScale, f32, one, true, "scale scalar"),
              "backward scale");
-    set_desc(o.op, CUDNN_ATTR_OPERATION_SDPA_BWD_DQDESC, add(kDQ, bf16, g.q, false, "dq tensor"), "backward dq");
-    set_desc(o.op, CUDNN_ATTR_OPERATION_SDPA_BWD_DKDESC, add(kDK, bf16, g.k, false, "dk tensor"), "backward dk");
-    set_desc(o.op, CUDNN_ATTR_OPERATION_SDPA_BWD_DVDESC, add(kDV, bf16, g.v, false, "dv tensor"), "backward dv");
+    set_desc(o.op, sdpa::kBwdDQ, add(kDQ, bf16, g.q, false, "dq tensor"), "backward dq");
+    set_desc(o.op, sdpa::kBwdDK, add(kDK, bf16, g.k, false, "dk tensor"), "backward dk");
+    set_desc(o.op, sdpa::kBwdDV, add(kDV, bf16, g.v, false, "dv tensor"), "backward dv");
     ok(api().finalize(o.op.d), "finalize the SDPA backward operation", true);
   }
   return o;
