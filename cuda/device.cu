@@ -100,9 +100,15 @@ void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nby
   const int device = dst_dev.is_cuda() ? dst_dev.index : src_dev.index;
   DeviceGuard guard(device);
   cudaStream_t stream = current_stream(device);
-  check(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, stream), "cudaMemcpyAsync (tensor copy)");
+  // An error names the copy's direction and size (a CUDA graph capture refuses the host ones).
+  const auto checked = [&](cudaError_t err, const char* call) {
+    if (err != cudaSuccess)
+      check(err, (std::string(call) + " (tensor copy " + src_dev.str() + " -> " + dst_dev.str() + ", " +
+                  std::to_string(nbytes) + " bytes)").c_str());
+  };
+  checked(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, stream), "cudaMemcpyAsync");
   // Host memory is pageable and may be freed as soon as we return: wait for the transfer.
-  if (dst_dev.is_cpu() || src_dev.is_cpu()) check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (tensor copy)");
+  if (dst_dev.is_cpu() || src_dev.is_cpu()) checked(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
 }
 
 std::mutex& registration_mutex() {
@@ -152,6 +158,13 @@ void ensure_registered() {
   hooks.copy_strided = [](void* dst, const int64_t* ds, const void* src, const int64_t* ss, const int64_t* shape,
                          int ndim, size_t elem_size, int device) {
     copy_strided_raw(dst, ds, src, ss, shape, ndim, elem_size, device);  // copy.cu
+  };
+  hooks.capturing = [](int device) {
+    cudaStream_t s = current_stream(device);
+    if (!s) return false;  // the legacy default stream is never captured (cuda/graph.h)
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    check(cudaStreamIsCapturing(s, &status), "cudaStreamIsCapturing");
+    return status != cudaStreamCaptureStatusNone;
   };
   register_device_hooks(DeviceType::CUDA, std::move(hooks));
   // Profiler (tensor/profiler.h): wait for the device at scope boundaries so that host

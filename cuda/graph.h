@@ -8,9 +8,12 @@
 //   for (...) { g.replay(); ... }        // runs the captured kernels on the same stream
 // What a capture refuses, with the CUDA error in the exception: anything that synchronises
 // with the host (a host <-> device copy, Tensor::item, cuda::synchronize) or runs on the legacy
-// default stream. Host-side code in the captured work runs once, at capture: values it passes
-// to kernels (scalars, sizes, pointers) are frozen into the graph, so the work must be the same
-// on every replay (same shapes, same tensors). Memory the capture allocates lives in the
+// default stream. The library's training step does neither: device tensors are filled on the
+// device, and cross_entropy skips its host-side target check while capturing
+// (DeviceHooks::capturing). A refused copy's error names its direction and size. Host-side code
+// in the captured work runs once, at capture: values it passes to kernels (scalars, sizes,
+// pointers) are frozen into the graph, so the work must be the same on every replay (same
+// shapes, same tensors). Memory the capture allocates lives in the
 // graph's own allocator pool (cuda/device.h) until the Graph is destroyed.
 #pragma once
 #include <functional>

@@ -5,7 +5,8 @@
 //
 // Forward: one block per row writes lse_b and the row loss (float64 workspace), then a
 // single block adds the row losses in a fixed order (deterministic). Backward: a thread per
-// logit. Targets are validated by the caller (ops/loss.cpp).
+// logit. Targets are validated by the caller (ops/loss.cpp), except under a CUDA graph capture;
+// an out-of-range target gives a NaN row loss (never a read outside the row).
 #include <cuda_runtime.h>
 
 #include "cuda/common.cuh"

@@ -23,7 +23,8 @@ __global__ void cross_entropy_rows_kernel(const T* __restrict__ x, const int64_t
     if (threadIdx.x == 0) {
       const double l = (double)m + d_log(s);
       lse[b] = (LseT)l;
-      row_loss[b] = l - (double)r[t[b]];
+      const int64_t tb = t[b];  // validated on the host, except under a graph capture (ops/loss.cpp)
+      row_loss[b] = (tb >= 0 && tb < C) ? l - (double)r[tb] : (double)NAN;
     }
   }
 }

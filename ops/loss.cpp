@@ -36,7 +36,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target) {
   if (B == 0) fail(name, "empty batch: logits " + logits.str());
   if (C == 0) fail(name, "no classes: logits " + logits.str());
   Tensor tc = target.contiguous();
-  {
+  // Reading the targets on the host synchronises with the device, which a CUDA graph capture
+  // (cuda/graph.h) forbids: skipped then. The kernels give an out-of-range target a NaN loss.
+  if (!device_capturing(tc.device())) {
     std::vector<int64_t> tv = tc.to_int_vector();
     for (size_t i = 0; i < tv.size(); ++i)
       if (tv[i] < 0 || tv[i] >= C)

@@ -50,6 +50,12 @@ const DeviceHooks* device_hooks(DeviceType type) {
   return nullptr;
 }
 
+bool device_capturing(Device device) {
+  if (device.is_cpu()) return false;
+  const DeviceHooks* h = device_hooks(device.type);
+  return h && h->capturing && h->capturing(device.index);
+}
+
 void check_device_available(Device device) {
   if (device.is_cpu()) return;
   const DeviceHooks* h = device_hooks(device.type);

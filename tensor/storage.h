@@ -37,11 +37,17 @@ struct DeviceHooks {
   std::function<void(void* dst, const int64_t* dst_strides, const void* src, const int64_t* src_strides,
                      const int64_t* shape, int ndim, size_t elem_size, int device)>
       copy_strided;
+  // Optional: whether work on the current stream of `device` is being captured into a graph
+  // (cuda/graph.h) right now. Nothing may read device memory back to the host then (the
+  // capture would fail), so host-side checks of device values are skipped during a capture.
+  std::function<bool(int device)> capturing;
 };
 void register_device_hooks(DeviceType type, DeviceHooks hooks);
 const DeviceHooks* device_hooks(DeviceType type);  // nullptr when that backend is absent
 // Throws a clear error when `device` cannot be used in this build / on this machine.
 void check_device_available(Device device);
+// True while `device`'s current stream is being captured into a CUDA graph (DeviceHooks::capturing).
+bool device_capturing(Device device);
 
 class Storage {
  public:

@@ -67,7 +67,8 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) { return fu
 Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) { return full(shape, 1.0, dtype, device); }
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
-  if (!device.is_cpu()) return full(shape, value, dtype, Device::cpu()).to(device);
+  // On a device: filled there (Tensor::fill's kernel), not uploaded from the host; an upload
+  // would synchronise with the host (autograd's seed gradient, zero gradients in a CUDA graph).
   Tensor t = empty(shape, dtype, device);
   t.fill(value);
   return t;

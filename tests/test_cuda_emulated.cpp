@@ -627,6 +627,26 @@ TEST_CASE("cuda emulated: softmax, layer norm and cross-entropy kernels equal th
   check_cross_entropy<double>(5, 300, 1e-12);
   check_cross_entropy<double>(1, 3, 1e-12);
   check_cross_entropy<float>(5, 300, 1e-5);
+  // Targets out of [0, C) (unchecked under a CUDA graph capture, ops/loss.cpp): their rows' loss
+  // is NaN, never a read outside the row; the other rows are the CPU's.
+  {
+    const int64_t B = 4, C = 6;
+    lm::Tensor x = rand_tensor({B, C}, lm::DType::F64, 4);
+    const std::vector<int64_t> tv{2, C, -1, 5};
+    lm::Tensor t = lm::Tensor::from_vector(tv, {B});
+    lm::Tensor lse = lm::Tensor::empty({B}, lm::DType::F64);
+    std::vector<double> row_loss(static_cast<size_t>(B));
+    emu::launch(2, kLibThreads, 0, [&] {
+      lm::cuda_emulated::loss_kernels::cross_entropy_rows_kernel<double, double>(
+          x.data<double>(), t.data<int64_t>(), B, C, lse.data<double>(), row_loss.data());
+    });
+    CHECK(std::isnan(row_loss[1]));
+    CHECK(std::isnan(row_loss[2]));
+    for (int64_t b : {0, 3}) {
+      const double want = lse.data<double>()[b] - x.data<double>()[b * C + tv[static_cast<size_t>(b)]];
+      CHECK(row_loss[static_cast<size_t>(b)] == doctest::Approx(want).epsilon(1e-15));
+    }
+  }
 }
 
 namespace {

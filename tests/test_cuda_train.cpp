@@ -8,6 +8,8 @@
 //     including ties, subnormals, overflow, infinities and NaN;
 //   - uploads through the pinned staging buffers (cuda::upload_pinned), many in a row;
 //   - Adam / AdamW updates on the device (cuda/optim.cu) against the CPU optimizer;
+//   - a training step captured as a CUDA graph (cuda/graph.h) against the eager steps, and
+//     cross-entropy under a capture (no host-side target check: NaN for a bad target);
 //   - the protocol through the real binary: `train --device cuda` (per-bag uploads, and with
 //     resident float16 features) against `train --device cpu` on a tiny dataset.
 // Without a GPU these cases report how many were skipped; the flag checks (a missing GPU is
@@ -20,6 +22,7 @@
 #include <limits>
 
 #include "data/tables.h"
+#include "models/benchmark.h"
 #include "models/optim.h"
 #include "ops/ops.h"
 #include "tensor/rng.h"
@@ -29,6 +32,7 @@
 #ifdef LIBRAMIL_WITH_CUDA
 #include "cuda/copy.h"
 #include "cuda/device.h"
+#include "cuda/graph.h"
 #endif
 
 using namespace lm;
@@ -273,3 +277,43 @@ TEST_CASE("train --device cuda follows train --device cpu on the tiny dataset (p
     }
   }
 }
+
+#ifdef LIBRAMIL_WITH_CUDA
+// A CUDA graph capture refuses anything that synchronises with the host, so a captured training
+// step needs every zero / ones tensor filled on the device and cross-entropy's target check
+// skipped. The graph's losses must be the eager run's (the same seed, step by step).
+TEST_CASE("a training step captured as a CUDA graph replays the eager losses; cross-entropy under capture") {
+  if (!have_gpu()) {
+    MESSAGE("CUDA graph: 3 cases skipped (no GPU)");
+    return;
+  }
+  for (const char* mode : {"paper", "reference"}) {
+    bench::TrainStepOptions o;
+    o.instances = 300, o.dim = 64, o.text_prototypes = 7, o.visual_prototypes = 4, o.mode = mode;
+    o.repeats = 3, o.warmup = 1, o.device = Device::cuda(0), o.cuda_graph = true;
+    const bench::TrainStepResult r = bench::bench_train_step(o);
+    CHECK_MESSAGE(r.graph_nodes > 0, mode);
+    CHECK_MESSAGE(r.graph_steps_compared == 4, mode);
+    CHECK_MESSAGE(r.graph_max_abs_loss_diff <= 1e-5, mode << ": eager and graph losses differ by "
+                                                         << r.graph_max_abs_loss_diff);
+  }
+  // Under capture the targets are not read back: one in range gives the eager loss, one out of
+  // range a NaN loss (never a read outside the row); eagerly the latter is a clear error.
+  const Device gpu = Device::cuda(0);
+  cuda::StreamScope scope(0);
+  Generator gen(3);
+  const Tensor logits = Tensor::randn({4, 5}, gen).to(gpu);
+  const Tensor good = Tensor::from_vector(std::vector<int64_t>{0, 4, 2, 1}, {4}).to(gpu);
+  const Tensor bad = Tensor::from_vector(std::vector<int64_t>{0, 5, 2, -1}, {4}).to(gpu);
+  const double want = cross_entropy(logits, good).item();
+  Tensor got_good, got_bad;
+  cuda::Graph graph(0, [&] {
+    got_good = cross_entropy(logits, good);
+    got_bad = cross_entropy(logits, bad);
+  });
+  graph.replay();
+  CHECK(got_good.item() == want);
+  CHECK(std::isnan(got_bad.item()));
+  CHECK_THROWS_WITH(cross_entropy(logits, bad), doctest::Contains("out of range"));
+}
+#endif
