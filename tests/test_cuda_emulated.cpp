@@ -1119,7 +1119,7 @@ TEST_CASE("cuda emulated: index_select gather and CSR scatter-add kernels equal 
       for (int64_t a = 0; a < d; ++a) outer *= shape[(size_t)a];
       for (int64_t a = d + 1; a < 4; ++a) inner *= shape[(size_t)a];
       const int64_t n = shape[(size_t)d], K = (int64_t)idx.size();
-      INFO("dtype " << lm::dtype_name(dt) << ", dim " << d);
+      INFO("dtype " << std::string(lm::dtype_name(dt)) << ", dim " << d);
       // Forward against the CPU op.
       Tensor xg = x.detach();
       const bool grad = dt != DType::BF16;

@@ -123,7 +123,7 @@ TEST_CASE("CUDA dtype conversion gives the CPU's bits for every float pair") {
       const Tensor got = src_gpu.to(to);
       CHECK(got.device().is_cuda());
       CHECK_MESSAGE(bytes_of(got.to(Device::cpu())) == bytes_of(want),
-                    dtype_name(from) << " -> " << dtype_name(to) << ": CUDA bits differ from the CPU's");
+                    std::string(dtype_name(from)) << " -> " << std::string(dtype_name(to)) << ": CUDA bits differ from the CPU's");
       ++pairs;
     }
   }
@@ -140,7 +140,7 @@ TEST_CASE("CUDA fill, zeros, add_same_shape and gradient accumulation give the C
     Tensor c = Tensor::empty({3, 1001}, t), g = Tensor::empty({3, 1001}, t, gpu);
     c.fill(-2.7182818);
     g.fill(-2.7182818);
-    CHECK_MESSAGE(bytes_of(g.to(Device::cpu())) == bytes_of(c), "fill " << dtype_name(t));
+    CHECK_MESSAGE(bytes_of(g.to(Device::cpu())) == bytes_of(c), "fill " << std::string(dtype_name(t)));
     CHECK(bytes_of(Tensor::zeros({5, 7}, t, gpu).to(Device::cpu())) == bytes_of(Tensor::zeros({5, 7}, t)));
   }
   Generator gen(8);
@@ -237,7 +237,7 @@ TEST_CASE("Adam and AdamW on CUDA parameters follow the CPU optimizer") {
       for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]) / std::max(1.0, std::abs(a[i])));
       // A few ulps of the parameter dtype (FMA contraction may differ between the compilers).
       const double tol = dt == DType::F32 ? 1e-6 : 1e-13;
-      CHECK_MESSAGE(worst <= tol, (adamw ? "AdamW " : "Adam ") << dtype_name(dt) << ": max rel diff " << worst);
+      CHECK_MESSAGE(worst <= tol, (adamw ? "AdamW " : "Adam ") << std::string(dtype_name(dt)) << ": max rel diff " << worst);
       // The state stayed on the device and is saved from there like the CPU's.
       for (auto& [k, t] : og->state_tensors())
         if (k.find("exp_avg") != std::string::npos) CHECK_MESSAGE(t.device().is_cuda(), k);
@@ -292,9 +292,9 @@ TEST_CASE("a training step captured as a CUDA graph replays the eager losses; cr
     o.instances = 300, o.dim = 64, o.text_prototypes = 7, o.visual_prototypes = 4, o.mode = mode;
     o.repeats = 3, o.warmup = 1, o.device = Device::cuda(0), o.cuda_graph = true;
     const bench::TrainStepResult r = bench::bench_train_step(o);
-    CHECK_MESSAGE(r.graph_nodes > 0, mode);
-    CHECK_MESSAGE(r.graph_steps_compared == 4, mode);
-    CHECK_MESSAGE(r.graph_max_abs_loss_diff <= 1e-5, mode << ": eager and graph losses differ by "
+    CHECK_MESSAGE(r.graph_nodes > 0, std::string(mode));
+    CHECK_MESSAGE(r.graph_steps_compared == 4, std::string(mode));
+    CHECK_MESSAGE(r.graph_max_abs_loss_diff <= 1e-5, std::string(mode) << ": eager and graph losses differ by "
                                                          << r.graph_max_abs_loss_diff);
   }
   // Under capture the targets are not read back: one in range gives the eager loss, one out of

@@ -493,7 +493,7 @@ TEST_CASE("cuda gemm: cuBLAS, cuBLASLt, tiled, tensorcore (TF32) and gemm_bf16 v
       check(same ? 0 : 1);
     } catch (const std::exception& e) {
       FAIL_CHECK("cuda gemm M=" << c.s.M << " N=" << c.s.N << " K=" << c.s.K << " ta=" << c.ta << " tb=" << c.tb
-                                << " threw: " << e.what());
+                                << " threw: " << std::string(e.what()));
       ++bad;
     }
   }
@@ -549,7 +549,7 @@ TEST_CASE("cuda gemm: operands at unaligned offsets, every backend, twice per sh
             if (rep % 2 == 0) run(float(0), s, off, backend);
             else run(double(0), s, off, backend);
           } catch (const std::exception& e) {  // thrown before run() counted the case
-            FAIL_CHECK("unaligned " << lm::cuda::gemm_backend_name(backend) << " M=" << s.M << " threw: " << e.what());
+            FAIL_CHECK("unaligned " << std::string(lm::cuda::gemm_backend_name(backend)) << " M=" << s.M << " threw: " << std::string(e.what()));
             ++bad;
             ++checks;
           }
@@ -569,7 +569,7 @@ TEST_CASE("cuda gemm: gemm() with the default backend (LIBRAMIL_CUDA_GEMM)") {
     return;
   }
   const GemmBackend backend = lm::cuda::gemm_backend();
-  MESSAGE("default CUDA GEMM backend: " << lm::cuda::gemm_backend_name(backend));
+  MESSAGE("default CUDA GEMM backend: " << std::string(lm::cuda::gemm_backend_name(backend)));
   const double c_tol = backend == GemmBackend::TensorCore ? kTolTf32 : kTolF32;
   std::mt19937 rng(5);
   int64_t checks = 0, bad = 0;

@@ -894,7 +894,7 @@ TEST_CASE("op table: every op of ops/ops.h (gradcheck, vs PyTorch f32/f64, CUDA 
     results = json::parse(test::read_text(dir / "results.json"));
     have_torch = true;
   } catch (const std::exception& e) {
-    FAIL_CHECK("op table: the PyTorch reference did not run: " << e.what());
+    FAIL_CHECK("op table: the PyTorch reference did not run: " << std::string(e.what()));
   }
   auto t2 = clock::now();
   int torch_checked = 0;
@@ -985,7 +985,7 @@ TEST_CASE("op table: every op of ops/ops.h (gradcheck, vs PyTorch f32/f64, CUDA 
       if (!ok) s.failures++;
       s.cuda = std::max(s.cuda, worst);
     } catch (const std::exception& e) {
-      FAIL_CHECK(c.name << " on CUDA threw: " << e.what());
+      FAIL_CHECK(c.name << " on CUDA threw: " << std::string(e.what()));
       s.failures++;
     }
   }

@@ -293,7 +293,9 @@ PYEOF
   OURS[attention_fwd]=$(sed -n 's/^BENCH attention_fwd v2 ms=\([0-9.]*\)/\1/p' "$LOG/dev_attention.log" 2>/dev/null)
   OURS[attention_bwd]=$(sed -n 's/^BENCH attention_bwd v2 ms=\([0-9.]*\)/\1/p' "$LOG/dev_attention.log" 2>/dev/null)
   # Best version of each study (any version / block size).
-  best_sm=$(grep '^BENCH softmax_fwd' "$LOG/dev_softmax.log" 2>/dev/null | sed 's/.*ms=//' | sort -g | head -1)
+  # ("softmax_fwd " with its space: not the softmax_fwd_gbs lines; field 3 after '=' is the ms.)
+  best_sm=$(grep '^BENCH softmax_fwd ' "$LOG/dev_softmax.log" 2>/dev/null | sort -t= -k3 -g | head -1 |
+            sed 's/^BENCH softmax_fwd //')
 
   if "$PY" - >"$LOG/torch_bench.log" 2>&1 <<'PYEOF'
 import torch
@@ -377,7 +379,7 @@ PYEOF
       row "$k GB/s / copy bandwidth" "skip" "no figures in $LOG/dev_$study.log"
     fi
   done
-  [ -n "${best_sm:-}" ] && row "bench softmax_fwd best version" "info" "$best_sm ms (see $LOG/dev_softmax.log)"
+  [ -n "${best_sm:-}" ] && row "bench softmax_fwd best version" "info" "$best_sm (see $LOG/dev_softmax.log)"
   # GEMM speed as a fraction of cuBLAS fp32 (cuda/dev/gemm.cu v5): cuBLAS ms / ours ms, 1 = as fast.
   for shape in 8192x512x512 4096x4096x4096; do
     cub=$(sed -n "s/^BENCH gemm v5 $shape ms=\([0-9.]*\).*/\1/p" "$LOG/dev_gemm.log" 2>/dev/null)
