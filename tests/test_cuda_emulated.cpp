@@ -672,10 +672,24 @@ void check_reduce(lm::cpu::ReduceOp op, int64_t outer, int64_t red, int64_t inne
   if (inner == 1)
     emu::launch(static_cast<unsigned>(std::min<int64_t>(outer, 2)), kLibThreads, 0,
                 [&] { rk::reduce_rows_kernel<T>(op, x.data<T>(), outer, red, got.data<T>()); });
-  else
+  // Columns as cuda/reduce.cu launches them: split into chunks (Sum, Max) when column_split
+  // says so, else one thread per output.
+  const rk::ColumnSplit split =
+      op == lm::cpu::ReduceOp::LogSumExp ? rk::ColumnSplit{red, 1} : rk::column_split(outer, red, inner);
+  if (inner > 1 && split.chunks > 1) {
+    std::vector<double> partial(static_cast<size_t>(outer * split.chunks * inner));
+    emu::launch(2, 64, 0, [&] {
+      rk::reduce_column_chunks_kernel<T>(op, x.data<T>(), outer, red, inner, split.rows_per_chunk, split.chunks,
+                                         partial.data());
+    });
+    emu::launch(1, 64, 0,
+                [&] { rk::reduce_column_partials_kernel<T>(op, partial.data(), outer, inner, split.chunks, got.data<T>()); });
+  } else if (inner > 1) {
     emu::launch(1, 64, 0, [&] { rk::reduce_columns_kernel<T>(op, x.data<T>(), outer, red, inner, got.data<T>()); });
+  }
   emu::launch(1, 64, 0, [&] { rk::argmax_kernel<T>(x.data<T>(), outer, red, inner, agot.data<int64_t>()); });
-  INFO("reduce op " << static_cast<int>(op) << " outer " << outer << " red " << red << " inner " << inner);
+  INFO("reduce op " << static_cast<int>(op) << " outer " << outer << " red " << red << " inner " << inner
+                    << " chunks " << split.chunks);
   CHECK(tensor_err(got, ref) < tol);
   CHECK(agot.to_double_vector() == aref.to_double_vector());
 }
@@ -724,6 +738,23 @@ TEST_CASE("cuda emulated: reductions, argmax and the Adam update equal the CPU")
     check_reduce<double>(op, 3, 7, 40, 1e-12);   // columns: 120 > 64 threads (grid-stride)
     check_reduce<float>(op, 4, 300, 1, 1e-5);
     check_reduce<float>(op, 3, 7, 40, 1e-5);
+    // Long columns, few outputs: the split path for Sum and Max (11 chunks of 64 rows, the last
+    // one short; 32 chunks of 63), grid-stride over (outer, chunk, inner).
+    check_reduce<double>(op, 3, 700, 3, 1e-12);
+    check_reduce<float>(op, 3, 700, 3, 1e-5);
+    check_reduce<double>(op, 1, 2000, 50, 1e-12);
+  }
+  {  // the split rule: few outputs and a long axis split, many outputs or a short axis not
+    namespace rk = lm::cuda_emulated::reduce_kernels;
+    const rk::ColumnSplit a = rk::column_split(3, 700, 3), b = rk::column_split(1, 2000, 50);
+    CHECK(a.chunks == 11);
+    CHECK(a.rows_per_chunk == 64);
+    CHECK(b.chunks == 32);  // 2000 rows in runs of about 64 (the thread target would allow more)
+    CHECK(b.rows_per_chunk == 63);
+    CHECK(rk::column_split(1, 100000, 512).chunks == 256);
+    CHECK(rk::column_split(1, 100000, 512).rows_per_chunk == 391);
+    CHECK(rk::column_split(1, 127, 512).chunks == 1);      // short axis
+    CHECK(rk::column_split(200, 5000, 512).chunks == 1);   // 102400 outputs fill the device already
   }
   for (auto [decoupled, wd] : std::vector<std::pair<bool, double>>{{false, 0.0}, {false, 0.1}, {true, 0.01}}) {
     check_adam<double>(decoupled, wd, 1e-12);

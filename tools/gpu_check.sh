@@ -123,9 +123,9 @@ fi
 # The kernel studies compile in the background while the tests run (section 3 waits for them).
 declare -A STUDY_PID
 if [ "${GPU_CHECK_SKIP_BENCH:-0}" != 1 ]; then
-  for study in softmax layernorm attention gemm; do
+  for study in softmax layernorm attention gemm reduce; do
     extra=(); [ "$study" = gemm ] && extra=(-lcublas)  # gemm.cu: versions 5-7 are cuBLAS, the yardstick
-    "$NVCC" -O3 -std=c++17 -arch=sm_"${ARCHS%%;*}" -o "$BUILD/dev_$study" "$ROOT/cuda/dev/$study.cu" "${extra[@]}" \
+    "$NVCC" -O3 -std=c++17 -arch=sm_"${ARCHS%%;*}" -I"$ROOT" -o "$BUILD/dev_$study" "$ROOT/cuda/dev/$study.cu" "${extra[@]}" \
       >"$LOG/dev_$study.build.log" 2>&1 &
     STUDY_PID[$study]=$!
   done
@@ -276,7 +276,7 @@ PYEOF
       ATT[$path]="failed, see $LOG/bench_attention_$path.log"
     fi
   done
-  for study in softmax layernorm attention gemm; do
+  for study in softmax layernorm attention gemm reduce; do
     bin="$BUILD/dev_$study"
     if wait "${STUDY_PID[$study]}"; then
       if "$bin" >"$LOG/dev_$study.log" 2>&1; then row "cuda/dev/$study.cu" "ok" "all versions match the CPU reference"
@@ -292,6 +292,8 @@ PYEOF
   # Fused attention v2 (cuda/attention.cu) at the Libra-MIL shape: 56 queries, 200000 keys, d = dv = 512.
   OURS[attention_fwd]=$(sed -n 's/^BENCH attention_fwd v2 ms=\([0-9.]*\)/\1/p' "$LOG/dev_attention.log" 2>/dev/null)
   OURS[attention_bwd]=$(sed -n 's/^BENCH attention_bwd v2 ms=\([0-9.]*\)/\1/p' "$LOG/dev_attention.log" 2>/dev/null)
+  # Column sum of (100000, 512) (a bias gradient at N = 100000): the split kernels (v2, library).
+  OURS[reduce_cols]=$(sed -n 's/^BENCH reduce_cols_sum v2 N=100000 C=512 ms=\([0-9.]*\).*/\1/p' "$LOG/dev_reduce.log" 2>/dev/null)
   # Best version of each study (any version / block size).
   # ("softmax_fwd " with its space: not the softmax_fwd_gbs lines; field 3 after '=' is the ms.)
   best_sm=$(grep '^BENCH softmax_fwd ' "$LOG/dev_softmax.log" 2>/dev/null | sort -t= -k3 -g | head -1 |
@@ -318,6 +320,8 @@ with torch.no_grad():
     print("TORCH layernorm_fwd ms=%.4f" % t(ln))
 y = ln(); g = torch.rand_like(y)
 print("TORCH layernorm_bwd ms=%.4f" % t(lambda: torch.autograd.grad(y, (x, w, b), g, retain_graph=True)))
+x = torch.rand(100000, 512, device="cuda") * 2 - 1
+print("TORCH reduce_cols ms=%.4f" % t(lambda: x.sum(0)))
 for (M, N, K) in [(8192, 512, 512), (512, 512, 8192), (2048, 2048, 2048)]:
     A = torch.rand(M, K, device="cuda"); B = torch.rand(K, N, device="cuda")
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -351,14 +355,14 @@ except Exception as e:
     print("torch TransMIL attention timing failed: %s" % e)
 PYEOF
   then
-    for k in softmax_fwd layernorm_fwd layernorm_bwd attention_fwd attention_bwd; do
+    for k in softmax_fwd layernorm_fwd layernorm_bwd attention_fwd attention_bwd reduce_cols; do
       TORCH[$k]=$(sed -n "s/^TORCH $k ms=\([0-9.]*\).*/\1/p" "$LOG/torch_bench.log")
     done
     row "torch GPU timings" "ok" "$(grep -c '^TORCH' "$LOG/torch_bench.log") shapes"
   else
     row "torch GPU timings" "FAIL" "see $LOG/torch_bench.log ($PY)"
   fi
-  for k in softmax_fwd layernorm_fwd layernorm_bwd attention_fwd attention_bwd; do
+  for k in softmax_fwd layernorm_fwd layernorm_bwd attention_fwd attention_bwd reduce_cols; do
     o=${OURS[$k]:-}; p=${TORCH[$k]:-}
     if [ -n "$o" ] && [ -n "$p" ]; then
       row "bench $k (ours/torch)" "info" "$o ms vs $p ms = $(awk -v a="$o" -v b="$p" 'BEGIN{printf "%.2fx", a/b}') torch time"
@@ -379,6 +383,9 @@ PYEOF
       row "$k GB/s / copy bandwidth" "skip" "no figures in $LOG/dev_$study.log"
     fi
   done
+  v1=$(sed -n 's/^BENCH reduce_cols_sum v1 N=100000 C=512 ms=\([0-9.]*\).*/\1/p' "$LOG/dev_reduce.log" 2>/dev/null)
+  [ -n "$v1" ] && [ -n "${OURS[reduce_cols]:-}" ] &&
+    row "column sum 100000x512 v1 -> v2" "info" "one thread per column $v1 ms, split ${OURS[reduce_cols]} ms (see $LOG/dev_reduce.log)"
   [ -n "${best_sm:-}" ] && row "bench softmax_fwd best version" "info" "$best_sm (see $LOG/dev_softmax.log)"
   # GEMM speed as a fraction of cuBLAS fp32 (cuda/dev/gemm.cu v5): cuBLAS ms / ours ms, 1 = as fast.
   for shape in 8192x512x512 4096x4096x4096; do

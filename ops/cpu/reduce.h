@@ -1,10 +1,9 @@
 // CPU reduction kernels over a (outer, reduced, inner) view of a packed tensor.
 #pragma once
+#include "ops/cpu/reduce_op.h"
 #include "tensor/tensor.h"
 
 namespace lm::cpu {
-
-enum class ReduceOp { Sum, Max, LogSumExp };
 
 // x: (outer, reduced, inner) packed; out: (outer, inner) packed.
 // Float32 inputs accumulate in float64 for sums.
