@@ -182,6 +182,9 @@ Runner add_bench(CLI::App& app) {
                "CUDA: also time the step with zero_grad + forward + backward replayed as one captured CUDA graph "
                "(same model and data from the same seed; AdamW eager), and report the largest loss difference "
                "against the eager steps");
+  ts->add_flag("--fusion", f->o.fusion,
+               "Libra-MIL: also time forward + backward of the transport fusion alone (the --mode's steps 2-7 "
+               "on random inputs of the same sizes) and report its share of the training step");
   Runner sinkhorn = add_bench_sinkhorn(app);
   Runner attention = add_bench_attention(app);
   return [f, ts, sinkhorn, attention] {
@@ -201,6 +204,11 @@ Runner add_bench(CLI::App& app) {
       j["graph_nodes"] = r.graph_nodes;
       j["graph_max_abs_loss_diff"] = r.graph_max_abs_loss_diff;
       j["graph_steps_compared"] = r.graph_steps_compared;
+    }
+    if (f->o.fusion) {
+      j["fusion_median_ms"] = r.fusion.median_ms;
+      j["fusion_forward_median_ms"] = r.fusion.forward_median_ms;
+      j["fusion_share_of_step"] = r.median_ms > 0 ? r.fusion.median_ms / r.median_ms : 0.0;
     }
     std::cout << j.dump() << std::endl;
     return 0;

@@ -129,6 +129,26 @@ Tensor forward_backward(StepSetup& s) {
   return loss;
 }
 
+// TrainStepOptions::fusion: the model's transport fusion alone, forward + backward.
+StepTimes fusion_run(const TrainStepOptions& o) {
+  StepSetup s = make_setup(o);
+  auto* m = dynamic_cast<models::LibraMIL*>(s.model.get());
+  if (!m) throw std::runtime_error("bench train-step: --fusion times Libra-MIL's fusion (--model libramil)");
+  Generator gen(o.seed + 1);
+  auto leaf = [&](const Shape& shape) { return Tensor::randn(shape, gen).to(o.device).set_requires_grad(true); };
+  Tensor V = leaf({o.instances, o.dim}), Pv = leaf({o.visual_prototypes, o.dim}), Pt = leaf({o.text_prototypes, o.dim});
+  const Tensor r = Tensor::randn({o.instances}, gen).to(o.device);
+  const bool paper = o.mode == "paper";
+  return time_forward_backward(
+      o.device, std::max(o.warmup, 1), o.repeats,
+      [&] {
+        for (Tensor* x : {&V, &Pv, &Pt}) x->set_grad(Tensor());
+        s.opt->zero_grad();
+      },
+      [&] { return sum(mul(paper ? m->fuse_paper(V, Pv, Pt) : m->fuse_reference(V, Pv, Pt), r)); },
+      [](const Tensor& loss) { backward(loss); });
+}
+
 #ifdef LIBRAMIL_WITH_CUDA
 // The graph run of TrainStepOptions::cuda_graph; `eager_losses` are the eager run's.
 void graph_run(const TrainStepOptions& o, const std::vector<double>& eager_losses, TrainStepResult& r) {
@@ -168,6 +188,8 @@ TrainStepResult bench_train_step(const TrainStepOptions& o) {
   if (o.cuda_graph && !o.device.is_cuda())
     throw std::runtime_error("bench train-step: --cuda-graph needs --device cuda");
   if (o.cuda_graph && o.forward_only) throw std::runtime_error("bench train-step: --cuda-graph times training steps");
+  if (o.fusion && o.model != "libramil")
+    throw std::runtime_error("bench train-step: --fusion times Libra-MIL's fusion (--model libramil)");
   TrainStepResult r;
   std::vector<double> eager_losses;
   {
@@ -207,6 +229,7 @@ TrainStepResult bench_train_step(const TrainStepOptions& o) {
 #ifdef LIBRAMIL_WITH_CUDA
   if (o.cuda_graph) graph_run(o, eager_losses, r);
 #endif
+  if (o.fusion) r.fusion = fusion_run(o);
   return r;
 }
 

@@ -23,6 +23,10 @@ struct TrainStepOptions {
   // and replayed for the timed steps (AdamW stays eager: its step count changes every step).
   // Both runs record their losses, which must agree.
   bool cuda_graph = false;
+  // Libra-MIL only: also time forward + backward of the transport fusion alone (paper or
+  // reference mode's steps 2-7, LibraMIL::fuse_paper / fuse_reference) on random V (N, D),
+  // Pv (Kv, D), Pt (Kt, D) with loss sum(w o r), r random: its share of the training step.
+  bool fusion = false;
 };
 
 struct TrainStepResult {
@@ -34,6 +38,8 @@ struct TrainStepResult {
   // between the eager and the graph run's loss at the same step (0: identical).
   double graph_median_ms = 0, graph_max_abs_loss_diff = 0;
   int64_t graph_nodes = 0, graph_steps_compared = 0;
+  // With fusion: the fusion's forward + backward and forward-only medians (ms).
+  StepTimes fusion;
 };
 
 TrainStepResult bench_train_step(const TrainStepOptions& options);

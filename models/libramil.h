@@ -55,10 +55,13 @@ class LibraMIL : public nn::Module {
   nn::Sequential classification_head;
   Tensor concat_weight;  // ablation "concat" only: (Kv + Kt) weights of the similarity maps
 
+  // The transport fusion alone (SPEC steps 2-7): projected instances V (N, D), visual and text
+  // prototypes Pv (Kv, D), Pt (Kt, D) -> the instance weights w (N) (Xf = w[:, None] V); fills
+  // ex when given. Public for `bench train-step --fusion`, which times it beside the step.
+  Tensor fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt, LibraMILExplanation* ex = nullptr);
+  Tensor fuse_reference(const Tensor& V, const Tensor& Pv, const Tensor& Pt, LibraMILExplanation* ex = nullptr);
+
  private:
-  // Returns Xf (N, D); fills ex when given.
-  Tensor fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt, LibraMILExplanation* ex);
-  Tensor fuse_reference(const Tensor& V, const Tensor& Pv, const Tensor& Pt, LibraMILExplanation* ex);
   Tensor class_query_attention(const Tensor& Pb, const Tensor& V, const Tensor& w, LibraMILExplanation* ex);
   Tensor run(const Tensor& x, LibraMILExplanation* ex);
   LibraMILConfig config_;

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "data/safetensors.h"
 #include "models/libramil.h"
@@ -127,4 +128,30 @@ TEST_CASE("Libra-MIL forward/backward equals the PyTorch reference of SPEC.md") 
       {"reference", "softmax", 5000, "float32"}, {"paper", "softmax", 50, "float64"}, {"reference", "softmax", 50, "float64"},
   };
   for (const ParityCase& c : cases) check_parity(c, dir, weights);
+}
+
+// `bench train-step --fusion` (issue #4's "paper mode's share of a training step"): the fusion
+// alone is timed for both modes and its fields reach the JSON; other models are refused.
+TEST_CASE("bench train-step --fusion: the fusion alone is timed for both modes; other models are refused") {
+  const auto dir = test::scratch_dir("bench_fusion");
+  for (const std::string mode : {"paper", "reference"}) {
+    const auto log = dir / (mode + ".txt");
+    const int rc = test::run_libramil("bench train-step --fusion --instances 200 --dim 32 --text-prototypes 7 "
+                                      "--visual-prototypes 4 --repeats 1 --threads 1 --mode " + mode,
+                                      log);
+    const std::string out = test::read_text(log);
+    INFO(out);
+    REQUIRE(rc == 0);
+    const nlohmann::json j = nlohmann::json::parse(out.substr(out.find('{')));
+    CHECK(j.at("mode") == mode);
+    CHECK(j.at("fusion_median_ms").get<double>() > 0);
+    CHECK(j.at("fusion_forward_median_ms").get<double>() > 0);
+    CHECK(j.at("fusion_share_of_step").get<double>() ==
+          doctest::Approx(j.at("fusion_median_ms").get<double>() / j.at("median_ms").get<double>()));
+  }
+  const auto log = dir / "abmil.txt";
+  CHECK(test::run_libramil("bench train-step --fusion --model abmil --instances 50 --dim 16 --repeats 1", log) != 0);
+  const std::string out = test::read_text(log);
+  INFO(out);
+  CHECK(out.find("--fusion times Libra-MIL's fusion (--model libramil)") != std::string::npos);
 }
