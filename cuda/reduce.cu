@@ -37,7 +37,7 @@ void reduce_typed(ReduceOp op, const T* x, int64_t outer, int64_t red, int64_t i
     check_launch("reduce_rows_kernel");
     return;
   }
-  const ColumnSplit split = op == ReduceOp::LogSumExp ? ColumnSplit{red, 1} : column_split(outer, red, inner);
+  const ColumnSplit split = column_split_for(op, outer, red, inner);
   if (split.chunks > 1) {
     Tensor partial = Tensor::empty({outer * split.chunks * inner}, DType::F64, device);  // workspace
     reduce_column_chunks_kernel<T><<<grid_for(outer * split.chunks * inner), kThreads, 0, s>>>(

@@ -89,7 +89,7 @@ struct ColumnSplit {
 // Host side: no more chunks than runs of kMinRows rows, at most kMaxChunks, and only as many as
 // bring the thread count to about kThreadsWanted; then the rows spread evenly over them (runs
 // of about kMinRows or more). Many outputs (>= kFewOutputs) keep the one-thread-per-output
-// kernel, which already fills the device.
+// kernel, which already fills the device. LogSumExp is never split (column_split_for).
 inline ColumnSplit column_split(int64_t outer, int64_t red, int64_t inner) {
   constexpr int64_t kMinRows = 64, kMaxChunks = 1024, kFewOutputs = 65536, kThreadsWanted = 131072;
   const int64_t outputs = outer * inner;
@@ -101,6 +101,11 @@ inline ColumnSplit column_split(int64_t outer, int64_t red, int64_t inner) {
   if (chunks < 2) return {red, 1};
   const int64_t rows = (red + chunks - 1) / chunks;
   return {rows, (red + rows - 1) / rows};
+}
+
+// The split cuda/reduce.cu uses for `op` (Sum, Max: column_split; LogSumExp: none).
+inline ColumnSplit column_split_for(ReduceOp op, int64_t outer, int64_t red, int64_t inner) {
+  return op == ReduceOp::LogSumExp ? ColumnSplit{red, 1} : column_split(outer, red, inner);
 }
 
 // Pass 1. x: (outer, red, inner) packed; partial: (outer, chunks, inner) float64. op: Sum or Max.

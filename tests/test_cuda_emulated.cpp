@@ -674,8 +674,7 @@ void check_reduce(lm::cpu::ReduceOp op, int64_t outer, int64_t red, int64_t inne
                 [&] { rk::reduce_rows_kernel<T>(op, x.data<T>(), outer, red, got.data<T>()); });
   // Columns as cuda/reduce.cu launches them: split into chunks (Sum, Max) when column_split
   // says so, else one thread per output.
-  const rk::ColumnSplit split =
-      op == lm::cpu::ReduceOp::LogSumExp ? rk::ColumnSplit{red, 1} : rk::column_split(outer, red, inner);
+  const rk::ColumnSplit split = rk::column_split_for(op, outer, red, inner);
   if (inner > 1 && split.chunks > 1) {
     std::vector<double> partial(static_cast<size_t>(outer * split.chunks * inner));
     emu::launch(2, 64, 0, [&] {
