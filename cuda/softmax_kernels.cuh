@@ -100,4 +100,148 @@ __global__ void softmax_backward_columns_kernel(const T* __restrict__ y, const T
   }
 }
 
+// ---- split rows: few long rows ---------------------------------------------------------------
+// One block per row leaves a GPU idle when there are few rows: Libra-MIL's instance reweighting
+// is one softmax over all N instances (one row of 100000 on one block of a 132-SM device), the
+// class-query attention C x heads rows of N. Then each row is cut into `chunks` runs of
+// `per_chunk` elements, a block per (row, chunk), in passes whose per-chunk partials are
+// combined by every block the same way (a fixed tree over the chunks): the row max M, then the
+// chunks' float64 sums of exp(x - M) (each block adds them up to S), then the writes. The
+// element formulas are the rows kernel's (exp in T of x - M, sums in float64), only the order
+// of the float64 additions differs. Backward likewise: the chunks' sums of g y (or g), then
+// the writes.
+struct RowSplit {
+  int64_t per_chunk, chunks;  // chunks == 1: use the one-block-per-row kernels
+};
+// Host side: split when there are fewer than kFewRows rows of at least 2 kMinChunk elements;
+// about kBlocksWanted blocks in all, chunks of at least kMinChunk elements, at most kMaxChunks
+// (the combine step reduces them in one block's registers: 4 per thread of 256).
+inline RowSplit row_split(int64_t outer, int64_t n) {
+  constexpr int64_t kFewRows = 1024, kMinChunk = 1024, kMaxChunks = 1024, kBlocksWanted = 1024;
+  if (outer < 1 || outer >= kFewRows || n < 2 * kMinChunk) return {n, 1};
+  int64_t chunks = (kBlocksWanted + outer - 1) / outer;
+  const int64_t most = n / kMinChunk;
+  if (chunks > most) chunks = most;
+  if (chunks > kMaxChunks) chunks = kMaxChunks;
+  if (chunks < 2) return {n, 1};
+  const int64_t per = (n + chunks - 1) / chunks;
+  return {per, (n + per - 1) / per};
+}
+
+// The combine step of every pass: a fixed-order block reduction over the row's `chunks`
+// partials p[0 .. chunks) (each thread folds its strided share in order, then the tree), the
+// same result in every block that asks.
+template <class T, class Op>
+__device__ T combine_chunks(const T* __restrict__ p, int64_t chunks, Op op, T identity, T* shared) {
+  T v = identity;
+  for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) v = op(v, p[c]);
+  return block_reduce(v, op, identity, shared);
+}
+
+// Pass 1. x: (outer, n) packed; part_max: (outer, chunks), each chunk's max (NaN skipped).
+template <class T>
+__global__ void softmax_split_max_kernel(const T* __restrict__ x, int64_t outer, int64_t n, int64_t per_chunk,
+                                         int64_t chunks, T* __restrict__ part_max) {
+  __shared__ T st[33];
+  for (int64_t b = blockIdx.x; b < outer * chunks; b += gridDim.x) {
+    const int64_t o = b / chunks, c = b % chunks;
+    const int64_t j0 = c * per_chunk, j1 = j0 + per_chunk < n ? j0 + per_chunk : n;
+    const T* xr = x + o * n;
+    T m = neg_inf<T>();
+    for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) m = max_skip_nan(m, xr[j]);
+    m = block_reduce(m, MaxOp{}, neg_inf<T>(), st);
+    if (threadIdx.x == 0) part_max[b] = m;
+  }
+}
+
+// The row max from the chunks' maxima; an all -inf row uses 0 (as block_row_max_sumexp).
+template <class T>
+__device__ T split_row_max(const T* __restrict__ part_max, int64_t chunks, T* st) {
+  T m = combine_chunks(part_max, chunks, MaxOp{}, neg_inf<T>(), st);
+  if (d_isinf(m) && m < 0) m = 0;
+  return m;
+}
+
+// Pass 2. part_sum: (outer, chunks) float64, each chunk's sum of exp(x - M).
+template <class T>
+__global__ void softmax_split_sum_kernel(const T* __restrict__ x, int64_t outer, int64_t n, int64_t per_chunk,
+                                         int64_t chunks, const T* __restrict__ part_max,
+                                         double* __restrict__ part_sum) {
+  __shared__ T st[33];
+  __shared__ double sd[33];
+  for (int64_t b = blockIdx.x; b < outer * chunks; b += gridDim.x) {
+    const int64_t o = b / chunks, c = b % chunks;
+    const int64_t j0 = c * per_chunk, j1 = j0 + per_chunk < n ? j0 + per_chunk : n;
+    const T* xr = x + o * n;
+    const T m = split_row_max(part_max + o * chunks, chunks, st);
+    double s = 0;
+    for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) s += (double)d_exp(xr[j] - m);
+    s = block_reduce(s, SumOp{}, 0.0, sd);
+    if (threadIdx.x == 0) part_sum[b] = s;
+  }
+}
+
+// Pass 3. y: (outer, n) packed, as softmax_rows_kernel writes it.
+template <class T>
+__global__ void softmax_split_write_kernel(const T* __restrict__ x, int64_t outer, int64_t n, int64_t per_chunk,
+                                           int64_t chunks, const T* __restrict__ part_max,
+                                           const double* __restrict__ part_sum, bool log_out, T* __restrict__ y) {
+  __shared__ T st[33];
+  __shared__ double sd[33];
+  for (int64_t b = blockIdx.x; b < outer * chunks; b += gridDim.x) {
+    const int64_t o = b / chunks, c = b % chunks;
+    const int64_t j0 = c * per_chunk, j1 = j0 + per_chunk < n ? j0 + per_chunk : n;
+    const T* xr = x + o * n;
+    T* yr = y + o * n;
+    const T m = split_row_max(part_max + o * chunks, chunks, st);
+    const double s = combine_chunks(part_sum + o * chunks, chunks, SumOp{}, 0.0, sd);
+    if (log_out) {
+      const T ls = (T)d_log(s);
+      for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) yr[j] = (xr[j] - m) - ls;
+    } else {
+      const T inv = (T)(1.0 / s);
+      for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) yr[j] = d_exp(xr[j] - m) * inv;
+    }
+  }
+}
+
+// Backward pass 1. part_dot: (outer, chunks) float64, each chunk's sum of g y (log: of g).
+template <class T>
+__global__ void softmax_split_backward_dot_kernel(const T* __restrict__ y, const T* __restrict__ g, int64_t outer,
+                                                  int64_t n, int64_t per_chunk, int64_t chunks, bool log_out,
+                                                  double* __restrict__ part_dot) {
+  __shared__ double sd[33];
+  for (int64_t b = blockIdx.x; b < outer * chunks; b += gridDim.x) {
+    const int64_t o = b / chunks, c = b % chunks;
+    const int64_t j0 = c * per_chunk, j1 = j0 + per_chunk < n ? j0 + per_chunk : n;
+    const T* yr = y + o * n;
+    const T* gr = g + o * n;
+    double acc = 0;
+    for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x)
+      acc += log_out ? (double)gr[j] : (double)gr[j] * (double)yr[j];
+    acc = block_reduce(acc, SumOp{}, 0.0, sd);
+    if (threadIdx.x == 0) part_dot[b] = acc;
+  }
+}
+
+// Backward pass 2. gx as softmax_backward_rows_kernel writes it.
+template <class T>
+__global__ void softmax_split_backward_write_kernel(const T* __restrict__ y, const T* __restrict__ g, int64_t outer,
+                                                    int64_t n, int64_t per_chunk, int64_t chunks, bool log_out,
+                                                    const double* __restrict__ part_dot, T* __restrict__ gx) {
+  __shared__ double sd[33];
+  for (int64_t b = blockIdx.x; b < outer * chunks; b += gridDim.x) {
+    const int64_t o = b / chunks, c = b % chunks;
+    const int64_t j0 = c * per_chunk, j1 = j0 + per_chunk < n ? j0 + per_chunk : n;
+    const T* yr = y + o * n;
+    const T* gr = g + o * n;
+    T* dr = gx + o * n;
+    const T a = (T)combine_chunks(part_dot + o * chunks, chunks, SumOp{}, 0.0, sd);
+    if (log_out)
+      for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) dr[j] = gr[j] - d_exp(yr[j]) * a;
+    else
+      for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) dr[j] = yr[j] * (gr[j] - a);
+  }
+}
+
 }  // namespace LM_CUDA_NS::softmax_kernels

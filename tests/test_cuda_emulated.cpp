@@ -506,7 +506,29 @@ void check_softmax(int64_t outer, int64_t n, int64_t inner, bool log_out, double
   namespace sm = lm::cuda_emulated::softmax_kernels;
   const T* xp = x.data<T>();
   T* yp = y.data<T>();
-  if (inner == 1) {  // host: grid_rows(outer) blocks of kThreads; here fewer blocks (grid-stride)
+  const sm::RowSplit sp = inner == 1 ? sm::row_split(outer, n) : sm::RowSplit{n, 1};
+  if (sp.chunks > 1) {  // few long rows, as cuda/softmax.cu launches them; 3 blocks (grid-stride)
+    std::vector<T> part_max(static_cast<size_t>(outer * sp.chunks));
+    std::vector<double> part_sum(part_max.size()), part_dot(part_max.size());
+    emu::launch(3, kLibThreads, 0, [&] {
+      sm::softmax_split_max_kernel<T>(xp, outer, n, sp.per_chunk, sp.chunks, part_max.data());
+    });
+    emu::launch(3, kLibThreads, 0, [&] {
+      sm::softmax_split_sum_kernel<T>(xp, outer, n, sp.per_chunk, sp.chunks, part_max.data(), part_sum.data());
+    });
+    emu::launch(3, kLibThreads, 0, [&] {
+      sm::softmax_split_write_kernel<T>(xp, outer, n, sp.per_chunk, sp.chunks, part_max.data(), part_sum.data(),
+                                        log_out, yp);
+    });
+    emu::launch(3, kLibThreads, 0, [&] {
+      sm::softmax_split_backward_dot_kernel<T>(yp, g.data<T>(), outer, n, sp.per_chunk, sp.chunks, log_out,
+                                               part_dot.data());
+    });
+    emu::launch(3, kLibThreads, 0, [&] {
+      sm::softmax_split_backward_write_kernel<T>(yp, g.data<T>(), outer, n, sp.per_chunk, sp.chunks, log_out,
+                                                 part_dot.data(), gx.data<T>());
+    });
+  } else if (inner == 1) {  // host: grid_rows(outer) blocks of kThreads; here fewer blocks (grid-stride)
     const unsigned grid = static_cast<unsigned>(std::min<int64_t>(outer, 2));
     emu::launch(grid, kLibThreads, 0, [&] { sm::softmax_rows_kernel<T>(xp, outer, n, log_out, yp); });
     emu::launch(grid, kLibThreads, 0, [&] {
@@ -518,7 +540,8 @@ void check_softmax(int64_t outer, int64_t n, int64_t inner, bool log_out, double
       sm::softmax_backward_columns_kernel<T>(yp, g.data<T>(), outer, n, inner, log_out, gx.data<T>());
     });
   }
-  INFO("softmax outer " << outer << " n " << n << " inner " << inner << (log_out ? " log" : ""));
+  INFO("softmax outer " << outer << " n " << n << " inner " << inner << (log_out ? " log" : "") << " chunks "
+                         << sp.chunks);
   CHECK(tensor_err(y, y_ref) < tol);
   CHECK(tensor_err(gx, gx_ref) < tol);
 }
@@ -618,6 +641,20 @@ TEST_CASE("cuda emulated: softmax, layer norm and cross-entropy kernels equal th
     check_softmax<double>(3, 5, 40, log_out, 1e-12);   // columns: 120 > 64 threads (grid-stride)
     check_softmax<float>(5, 300, 1, log_out, 1e-5);
     check_softmax<float>(3, 5, 40, log_out, 1e-5);
+    // Few long rows: the split kernels (2 chunks of 1250; 4 of 1025 with an all -inf row).
+    check_softmax<double>(1, 2500, 1, log_out, 1e-12);
+    check_softmax<double>(3, 4100, 1, log_out, 1e-12);
+    check_softmax<float>(3, 4100, 1, log_out, 1e-5);
+  }
+  {  // the split rule: few long rows split, many rows or short ones not
+    namespace sm = lm::cuda_emulated::softmax_kernels;
+    CHECK(sm::row_split(1, 2500).chunks == 2);
+    CHECK(sm::row_split(1, 2500).per_chunk == 1250);
+    CHECK(sm::row_split(3, 4100).chunks == 4);
+    CHECK(sm::row_split(1, 100000).chunks == 97);    // ~1024-element chunks, 97 blocks
+    CHECK(sm::row_split(24, 100000).chunks == 43);   // 24 rows x 43 chunks = 1032 blocks
+    CHECK(sm::row_split(1, 2047).chunks == 1);       // short row
+    CHECK(sm::row_split(1024, 100000).chunks == 1);  // many rows fill the device already
   }
   for (bool affine : {true, false}) {
     check_layer_norm<double>(70, 300, affine, 1e-11);  // 3 chunks of 32 rows; D > 256 and > 128

@@ -383,6 +383,11 @@ PYEOF
       row "$k GB/s / copy bandwidth" "skip" "no figures in $LOG/dev_$study.log"
     fi
   done
+  for r in 1 24; do  # few long rows (softmax over N instances): one block per row -> split
+    a=$(sed -n "s/^BENCH softmax_long rows rows=$r n=100000 ms=\([0-9.]*\).*/\1/p" "$LOG/dev_softmax.log" 2>/dev/null)
+    b=$(sed -n "s/^BENCH softmax_long split rows=$r n=100000 ms=\([0-9.]*\).*/\1/p" "$LOG/dev_softmax.log" 2>/dev/null)
+    [ -n "$a" ] && [ -n "$b" ] && row "softmax ${r}x100000 rows -> split" "info" "one block per row $a ms, split $b ms"
+  done
   v1=$(sed -n 's/^BENCH reduce_cols_sum v1 N=100000 C=512 ms=\([0-9.]*\).*/\1/p' "$LOG/dev_reduce.log" 2>/dev/null)
   [ -n "$v1" ] && [ -n "${OURS[reduce_cols]:-}" ] &&
     row "column sum 100000x512 v1 -> v2" "info" "one thread per column $v1 ms, split ${OURS[reduce_cols]} ms (see $LOG/dev_reduce.log)"

@@ -3,7 +3,7 @@
 // then timing (ms and effective GB/s for one read + one write of N*C floats, also as a share of
 // the measured device-to-device copy bandwidth).
 // Standalone program, not part of the library build. Compile and run (on a GPU machine):
-//   nvcc -O3 -std=c++17 -arch=sm_90 -o /tmp/softmax_dev cuda/dev/softmax.cu && /tmp/softmax_dev [version]
+//   nvcc -O3 -std=c++17 -arch=sm_90 -I. -o /tmp/softmax_dev cuda/dev/softmax.cu && /tmp/softmax_dev [version]
 // (use -arch=sm_80 for A100). Version 3 is what cuda/softmax.cu ships (inner == 1 path).
 //
 //   1: one thread per row, three passes over the row (naive; uncoalesced).
@@ -11,6 +11,10 @@
 //   3: one block per row, warp-shuffle reductions + one warp over per-warp partials, float64
 //      sum (the library kernel: deterministic, CPU-equal numerics).
 //   4: one warp per row, online softmax (running max and rescaled sum in one pass), float sum.
+// Few long rows (Libra-MIL's softmax over N instances: 1 or 24 rows of 100000), the library's
+// own kernels from cuda/softmax_kernels.cuh (compile with -I. at the repository root):
+//   rows:  softmax_rows_kernel, one block per row (what cuda/softmax.cu ran before session 9);
+//   split: row_split's chunks, a block per (row, chunk), three kernels (library since then).
 #include <cfloat>
 #include <cmath>
 #include <cstdio>
@@ -18,6 +22,7 @@
 #include <vector>
 
 #include "common.h"
+#include "cuda/softmax_kernels.cuh"
 
 // ---- CPU reference: out = softmax(inp) row-wise, float64 sums ------------------------------
 void softmax_cpu(const float* inp, float* out, int N, int C) {
@@ -175,6 +180,43 @@ int main(int argc, char** argv) {
   }
   DEV_CHECK(cudaFree(d_in));
   DEV_CHECK(cudaFree(d_out));
+  // Few long rows: the library's one-block-per-row kernel against its split kernels.
+  namespace sk = lm::cuda::softmax_kernels;
+  for (int rows : {1, 24}) {
+    const int n = 100000;
+    const sk::RowSplit sp = sk::row_split(rows, n);
+    std::printf("few long rows: %d x %d (split: %lld chunks of %lld)\n", rows, n, (long long)sp.chunks,
+                (long long)sp.per_chunk);
+    std::vector<float> x = random_vector((size_t)rows * n, -8.f, 8.f, 11), want((size_t)rows * n);
+    softmax_cpu(x.data(), want.data(), rows, n);
+    float* dx = to_device(x);
+    float *dy = nullptr, *pmax = nullptr;
+    double* psum = nullptr;
+    DEV_CHECK(cudaMalloc(&dy, x.size() * sizeof(float)));
+    DEV_CHECK(cudaMalloc(&pmax, (size_t)rows * sp.chunks * sizeof(float)));
+    DEV_CHECK(cudaMalloc(&psum, (size_t)rows * sp.chunks * sizeof(double)));
+    auto rows_kernel = [&] { sk::softmax_rows_kernel<float><<<rows, 256>>>(dx, rows, n, false, dy); };
+    auto split_kernels = [&] {
+      const int grid = (int)(rows * sp.chunks);
+      sk::softmax_split_max_kernel<float><<<grid, 256>>>(dx, rows, n, sp.per_chunk, sp.chunks, pmax);
+      sk::softmax_split_sum_kernel<float><<<grid, 256>>>(dx, rows, n, sp.per_chunk, sp.chunks, pmax, psum);
+      sk::softmax_split_write_kernel<float><<<grid, 256>>>(dx, rows, n, sp.per_chunk, sp.chunks, pmax, psum, false, dy);
+    };
+    for (int v = 1; v <= 2; ++v) {
+      DEV_CHECK(cudaMemset(dy, 0, x.size() * sizeof(float)));
+      if (v == 1) rows_kernel();
+      else split_kernels();
+      DEV_CHECK(cudaDeviceSynchronize());
+      all_ok &= validate(v == 1 ? "rows (one block per row)" : "split", dy, want, 1e-9, 1e-5);
+      const float ms = time_ms([&] { v == 1 ? rows_kernel() : split_kernels(); });
+      std::printf("  %-28s %.4f ms\n", v == 1 ? "rows" : "split", ms);
+      std::printf("BENCH softmax_long %s rows=%d n=%d ms=%.4f\n", v == 1 ? "rows" : "split", rows, n, ms);
+    }
+    DEV_CHECK(cudaFree(dx));
+    DEV_CHECK(cudaFree(dy));
+    DEV_CHECK(cudaFree(pmax));
+    DEV_CHECK(cudaFree(psum));
+  }
   std::printf(all_ok ? "all versions match the CPU reference\n" : "SOME VERSIONS FAILED\n");
   return all_ok ? 0 : 1;
 }
