@@ -128,6 +128,15 @@ inline RowSplit row_split(int64_t outer, int64_t n) {
   return {per, (n + per - 1) / per};
 }
 
+// Block b of a split pass: its row and its chunk's elements [begin, end) of that row.
+struct SplitChunk {
+  int64_t row, begin, end;
+};
+__device__ __forceinline__ SplitChunk split_chunk(int64_t b, int64_t n, int64_t per_chunk, int64_t chunks) {
+  const int64_t begin = (b % chunks) * per_chunk;
+  return SplitChunk{b / chunks, begin, begin + per_chunk < n ? begin + per_chunk : n};
+}
+
 // The combine step of every pass: a fixed-order block reduction over the row's `chunks`
 // partials p[0 .. chunks) (each thread folds its strided share in order, then the tree), the
 // same result in every block that asks.
@@ -144,8 +153,8 @@ __global__ void softmax_split_max_kernel(const T* __restrict__ x, int64_t outer,
                                          int64_t chunks, T* __restrict__ part_max) {
   __shared__ T st[33];
   for (int64_t b = blockIdx.x; b < outer * chunks; b += gridDim.x) {
-    const int64_t o = b / chunks, c = b % chunks;
-    const int64_t j0 = c * per_chunk, j1 = j0 + per_chunk < n ? j0 + per_chunk : n;
+    const SplitChunk k = split_chunk(b, n, per_chunk, chunks);
+    const int64_t o = k.row, j0 = k.begin, j1 = k.end;
     const T* xr = x + o * n;
     T m = neg_inf<T>();
     for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) m = max_skip_nan(m, xr[j]);
@@ -170,8 +179,8 @@ __global__ void softmax_split_sum_kernel(const T* __restrict__ x, int64_t outer,
   __shared__ T st[33];
   __shared__ double sd[33];
   for (int64_t b = blockIdx.x; b < outer * chunks; b += gridDim.x) {
-    const int64_t o = b / chunks, c = b % chunks;
-    const int64_t j0 = c * per_chunk, j1 = j0 + per_chunk < n ? j0 + per_chunk : n;
+    const SplitChunk k = split_chunk(b, n, per_chunk, chunks);
+    const int64_t o = k.row, j0 = k.begin, j1 = k.end;
     const T* xr = x + o * n;
     const T m = split_row_max(part_max + o * chunks, chunks, st);
     double s = 0;
@@ -189,8 +198,8 @@ __global__ void softmax_split_write_kernel(const T* __restrict__ x, int64_t oute
   __shared__ T st[33];
   __shared__ double sd[33];
   for (int64_t b = blockIdx.x; b < outer * chunks; b += gridDim.x) {
-    const int64_t o = b / chunks, c = b % chunks;
-    const int64_t j0 = c * per_chunk, j1 = j0 + per_chunk < n ? j0 + per_chunk : n;
+    const SplitChunk k = split_chunk(b, n, per_chunk, chunks);
+    const int64_t o = k.row, j0 = k.begin, j1 = k.end;
     const T* xr = x + o * n;
     T* yr = y + o * n;
     const T m = split_row_max(part_max + o * chunks, chunks, st);
@@ -212,8 +221,8 @@ __global__ void softmax_split_backward_dot_kernel(const T* __restrict__ y, const
                                                   double* __restrict__ part_dot) {
   __shared__ double sd[33];
   for (int64_t b = blockIdx.x; b < outer * chunks; b += gridDim.x) {
-    const int64_t o = b / chunks, c = b % chunks;
-    const int64_t j0 = c * per_chunk, j1 = j0 + per_chunk < n ? j0 + per_chunk : n;
+    const SplitChunk k = split_chunk(b, n, per_chunk, chunks);
+    const int64_t o = k.row, j0 = k.begin, j1 = k.end;
     const T* yr = y + o * n;
     const T* gr = g + o * n;
     double acc = 0;
@@ -231,8 +240,8 @@ __global__ void softmax_split_backward_write_kernel(const T* __restrict__ y, con
                                                     const double* __restrict__ part_dot, T* __restrict__ gx) {
   __shared__ double sd[33];
   for (int64_t b = blockIdx.x; b < outer * chunks; b += gridDim.x) {
-    const int64_t o = b / chunks, c = b % chunks;
-    const int64_t j0 = c * per_chunk, j1 = j0 + per_chunk < n ? j0 + per_chunk : n;
+    const SplitChunk k = split_chunk(b, n, per_chunk, chunks);
+    const int64_t o = k.row, j0 = k.begin, j1 = k.end;
     const T* yr = y + o * n;
     const T* gr = g + o * n;
     T* dr = gx + o * n;
