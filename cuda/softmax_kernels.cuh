@@ -128,13 +128,14 @@ inline RowSplit row_split(int64_t outer, int64_t n) {
   return {per, (n + per - 1) / per};
 }
 
-// Block b of a split pass: its row and its chunk's elements [begin, end) of that row.
+// Block b of a split pass: its row, and its chunk as a range [begin, end) of flat indices into
+// the packed (outer, n) arrays (x, y, g, gx alike).
 struct SplitChunk {
   int64_t row, begin, end;
 };
 __device__ __forceinline__ SplitChunk split_chunk(int64_t b, int64_t n, int64_t per_chunk, int64_t chunks) {
-  const int64_t begin = (b % chunks) * per_chunk;
-  return SplitChunk{b / chunks, begin, begin + per_chunk < n ? begin + per_chunk : n};
+  const int64_t row = b / chunks, j = (b % chunks) * per_chunk;
+  return SplitChunk{row, row * n + j, row * n + (j + per_chunk < n ? j + per_chunk : n)};
 }
 
 // The combine step of every pass: a fixed-order block reduction over the row's `chunks`
@@ -147,6 +148,14 @@ __device__ T combine_chunks(const T* __restrict__ p, int64_t chunks, Op op, T id
   return block_reduce(v, op, identity, shared);
 }
 
+// The row max from the chunks' maxima; an all -inf row uses 0 (as block_row_max_sumexp).
+template <class T>
+__device__ T split_row_max(const T* __restrict__ part_max, int64_t chunks, T* st) {
+  T m = combine_chunks(part_max, chunks, MaxOp{}, neg_inf<T>(), st);
+  if (d_isinf(m) && m < 0) m = 0;
+  return m;
+}
+
 // Pass 1. x: (outer, n) packed; part_max: (outer, chunks), each chunk's max (NaN skipped).
 template <class T>
 __global__ void softmax_split_max_kernel(const T* __restrict__ x, int64_t outer, int64_t n, int64_t per_chunk,
@@ -154,21 +163,11 @@ __global__ void softmax_split_max_kernel(const T* __restrict__ x, int64_t outer,
   __shared__ T st[33];
   for (int64_t b = blockIdx.x; b < outer * chunks; b += gridDim.x) {
     const SplitChunk k = split_chunk(b, n, per_chunk, chunks);
-    const int64_t o = k.row, j0 = k.begin, j1 = k.end;
-    const T* xr = x + o * n;
     T m = neg_inf<T>();
-    for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) m = max_skip_nan(m, xr[j]);
+    for (int64_t p = k.begin + threadIdx.x; p < k.end; p += blockDim.x) m = max_skip_nan(m, x[p]);
     m = block_reduce(m, MaxOp{}, neg_inf<T>(), st);
     if (threadIdx.x == 0) part_max[b] = m;
   }
-}
-
-// The row max from the chunks' maxima; an all -inf row uses 0 (as block_row_max_sumexp).
-template <class T>
-__device__ T split_row_max(const T* __restrict__ part_max, int64_t chunks, T* st) {
-  T m = combine_chunks(part_max, chunks, MaxOp{}, neg_inf<T>(), st);
-  if (d_isinf(m) && m < 0) m = 0;
-  return m;
 }
 
 // Pass 2. part_sum: (outer, chunks) float64, each chunk's sum of exp(x - M).
@@ -180,11 +179,9 @@ __global__ void softmax_split_sum_kernel(const T* __restrict__ x, int64_t outer,
   __shared__ double sd[33];
   for (int64_t b = blockIdx.x; b < outer * chunks; b += gridDim.x) {
     const SplitChunk k = split_chunk(b, n, per_chunk, chunks);
-    const int64_t o = k.row, j0 = k.begin, j1 = k.end;
-    const T* xr = x + o * n;
-    const T m = split_row_max(part_max + o * chunks, chunks, st);
+    const T m = split_row_max(part_max + k.row * chunks, chunks, st);
     double s = 0;
-    for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) s += (double)d_exp(xr[j] - m);
+    for (int64_t p = k.begin + threadIdx.x; p < k.end; p += blockDim.x) s += (double)d_exp(x[p] - m);
     s = block_reduce(s, SumOp{}, 0.0, sd);
     if (threadIdx.x == 0) part_sum[b] = s;
   }
@@ -199,17 +196,14 @@ __global__ void softmax_split_write_kernel(const T* __restrict__ x, int64_t oute
   __shared__ double sd[33];
   for (int64_t b = blockIdx.x; b < outer * chunks; b += gridDim.x) {
     const SplitChunk k = split_chunk(b, n, per_chunk, chunks);
-    const int64_t o = k.row, j0 = k.begin, j1 = k.end;
-    const T* xr = x + o * n;
-    T* yr = y + o * n;
-    const T m = split_row_max(part_max + o * chunks, chunks, st);
-    const double s = combine_chunks(part_sum + o * chunks, chunks, SumOp{}, 0.0, sd);
+    const T m = split_row_max(part_max + k.row * chunks, chunks, st);
+    const double s = combine_chunks(part_sum + k.row * chunks, chunks, SumOp{}, 0.0, sd);
     if (log_out) {
       const T ls = (T)d_log(s);
-      for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) yr[j] = (xr[j] - m) - ls;
+      for (int64_t p = k.begin + threadIdx.x; p < k.end; p += blockDim.x) y[p] = (x[p] - m) - ls;
     } else {
       const T inv = (T)(1.0 / s);
-      for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) yr[j] = d_exp(xr[j] - m) * inv;
+      for (int64_t p = k.begin + threadIdx.x; p < k.end; p += blockDim.x) y[p] = d_exp(x[p] - m) * inv;
     }
   }
 }
@@ -222,12 +216,9 @@ __global__ void softmax_split_backward_dot_kernel(const T* __restrict__ y, const
   __shared__ double sd[33];
   for (int64_t b = blockIdx.x; b < outer * chunks; b += gridDim.x) {
     const SplitChunk k = split_chunk(b, n, per_chunk, chunks);
-    const int64_t o = k.row, j0 = k.begin, j1 = k.end;
-    const T* yr = y + o * n;
-    const T* gr = g + o * n;
     double acc = 0;
-    for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x)
-      acc += log_out ? (double)gr[j] : (double)gr[j] * (double)yr[j];
+    for (int64_t p = k.begin + threadIdx.x; p < k.end; p += blockDim.x)
+      acc += log_out ? (double)g[p] : (double)g[p] * (double)y[p];
     acc = block_reduce(acc, SumOp{}, 0.0, sd);
     if (threadIdx.x == 0) part_dot[b] = acc;
   }
@@ -241,15 +232,11 @@ __global__ void softmax_split_backward_write_kernel(const T* __restrict__ y, con
   __shared__ double sd[33];
   for (int64_t b = blockIdx.x; b < outer * chunks; b += gridDim.x) {
     const SplitChunk k = split_chunk(b, n, per_chunk, chunks);
-    const int64_t o = k.row, j0 = k.begin, j1 = k.end;
-    const T* yr = y + o * n;
-    const T* gr = g + o * n;
-    T* dr = gx + o * n;
-    const T a = (T)combine_chunks(part_dot + o * chunks, chunks, SumOp{}, 0.0, sd);
+    const T a = (T)combine_chunks(part_dot + k.row * chunks, chunks, SumOp{}, 0.0, sd);
     if (log_out)
-      for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) dr[j] = gr[j] - d_exp(yr[j]) * a;
+      for (int64_t p = k.begin + threadIdx.x; p < k.end; p += blockDim.x) gx[p] = g[p] - d_exp(y[p]) * a;
     else
-      for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) dr[j] = yr[j] * (gr[j] - a);
+      for (int64_t p = k.begin + threadIdx.x; p < k.end; p += blockDim.x) gx[p] = y[p] * (g[p] - a);
   }
 }
 
