@@ -1,5 +1,5 @@
 // Reader for the classic multiple-instance-learning benchmarks (Musk1, Musk2, Fox, Tiger,
-// Elephant) in the layout of ../shared/data/mil (from MilDatasets.jl, original-datasets):
+// Elephant) in the layout of tests/data/mil (from MilDatasets.jl, original-datasets):
 //
 //   DIR/data.csv      tab-separated and TRANSPOSED: one row per feature, one column per
 //                     instance (every row the same number of columns)

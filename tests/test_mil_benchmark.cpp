@@ -18,7 +18,7 @@ using lm::data::read_mil_dataset;
 
 namespace {
 
-fs::path mil_dir(const std::string& name) { return lm::test::shared_dir() / "data" / "mil" / name; }
+fs::path mil_dir(const std::string& name) { return lm::test::test_data("mil/" + name); }
 
 void write(const fs::path& p, const std::string& text) {
   fs::create_directories(p.parent_path());

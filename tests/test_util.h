@@ -4,6 +4,7 @@
 #pragma once
 #include <sys/wait.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -15,12 +16,50 @@ namespace lm::test {
 
 inline std::filesystem::path source_dir() { return LIBRAMIL_SOURCE_DIR; }
 inline std::filesystem::path binary_dir() { return LIBRAMIL_BINARY_DIR; }
-// The project's shared data (../shared beside the checkout; data/mil, data/conch), or
+// Test data shipped in the repository: tests/data (Musk1, Elephant, two real slides; sources
+// and licences in tests/data/README.md).
+inline std::filesystem::path test_data(const std::string& rel) { return source_dir() / "tests" / "data" / rel; }
+
+// The project's shared folder (../shared beside our own checkouts and CI), or
 // $LIBRAMIL_SHARED_DIR where it lives elsewhere (tools/gpu_deps.sh carries a copy to the GPU
-// machine, where ../shared does not travel).
+// machine). No test needs it: it is only the last place looked for the CONCH tokenizer.
 inline std::filesystem::path shared_dir() {
   if (const char* d = std::getenv("LIBRAMIL_SHARED_DIR"); d && *d) return d;
   return source_dir().parent_path() / "shared";
+}
+
+// The CONCH tokenizer file (CC BY-NC-ND, never committed): $LIBRAMIL_CONCH_TOKENIZER, else where
+// tools/setup.sh puts it ($LIBRAMIL_HOME, default ~/.cache/libramil, /tokenizers/), else the
+// shared folder's copy. Returns the first that exists, else the setup.sh location.
+inline std::filesystem::path conch_tokenizer() {
+  const std::string name = "conch_byte_level_bpe_uncased.json";
+  if (const char* p = std::getenv("LIBRAMIL_CONCH_TOKENIZER"); p && *p) return p;
+  std::filesystem::path home;
+  if (const char* h = std::getenv("LIBRAMIL_HOME"); h && *h) home = h;
+  else home = std::filesystem::path(std::getenv("HOME") ? std::getenv("HOME") : ".") / ".cache" / "libramil";
+  const auto cached = home / "tokenizers" / name;
+  if (std::filesystem::exists(cached)) return cached;
+  const auto shared = shared_dir() / "data" / "conch" / name;
+  if (std::filesystem::exists(shared)) return shared;
+  return cached;
+}
+
+// True when CI=true (or any non-empty CI other than "false"/"0"): missing data is then a failure.
+inline bool in_ci() {
+  const char* c = std::getenv("CI");
+  if (!c || !*c) return false;
+  const std::string v = c;
+  return v != "false" && v != "0";
+}
+
+// Data a test needs: true when `path` exists. Otherwise, under CI this throws (the test fails:
+// CI can never pass by skipping); elsewhere it prints why the test is skipped and returns false.
+inline bool data_present(const std::filesystem::path& path, const std::string& what) {
+  if (std::filesystem::exists(path)) return true;
+  const std::string msg = what + " not found at " + path.string() + " (tools/setup.sh provides it)";
+  if (in_ci()) throw std::runtime_error(msg + "; CI is set, so this is a failure, not a skip");
+  std::fprintf(stderr, "SKIPPED: %s\n", msg.c_str());
+  return false;
 }
 
 // The interpreter that has torch (Debian's python3-torch) and the PyPI references

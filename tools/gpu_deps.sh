@@ -59,8 +59,11 @@ gpu_deps_fetch() {
   $pip download --quiet --no-deps --only-binary=:all: --python-version "$GPU_DEPS_PYTHON_VERSION" \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d "$dir.tmp/whl" "$GPU_DEPS_POT"
-  # Shared test data (../shared does not travel) and MiniLM's small files (tokenizer tests).
-  cp -r "$repo/../shared/data/mil" "$repo/../shared/data/conch" "$dir.tmp/shared/data/"
+  # CONCH's tokenizer (not in the repository; tests/data travels with the tree) and MiniLM's
+  # small files (tokenizer tests).
+  bash "$repo/tools/setup_conch_tokenizer.sh" >&2
+  mkdir -p "$dir.tmp/shared/data/conch"
+  cp "${LIBRAMIL_HOME:-${HOME:-.}/.cache/libramil}/tokenizers/conch_byte_level_bpe_uncased.json" "$dir.tmp/shared/data/conch/"
   local mini=${LIBRAMIL_MINILM_DIR:-$repo/.cache/minilm}
   if [ ! -f "$mini/config.json" ]; then bash "$repo/tools/fetch_minilm.sh" "$mini"; fi
   (cd "$mini" && find . -type f ! -name 'model.safetensors' ! -name '*.bin' ! -name '*.onnx' \

