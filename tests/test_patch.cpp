@@ -255,6 +255,19 @@ TEST_CASE("patch: bad slides fail one by one with a line naming the file; no par
                                    0, 0, 0x03, 0xe8, 0, 0, 0x03, 0xe8, 8, 2, 0, 0, 0, 0, 0, 0, 0};
     std::ofstream(in / "hollow.png", std::ios::binary).write((const char*)empty, sizeof empty);
   }
+  {  // found by fuzzing (fuzz/fuzz_image.cpp): a JPEG whose Huffman table declares 16 x 255 codes
+     // (Debian's stb_image writes past its tables on it) and a PNG chunk longer than the file (stb
+     // would allocate its declared length first)
+    slides::RgbImage img(32, 32);
+    std::string jpg = slides::encode_jpeg(img, 80);
+    const size_t dht = jpg.find("\xFF\xC4");
+    REQUIRE(dht != std::string::npos);
+    for (size_t i = dht + 5; i < dht + 5 + 16; ++i) jpg[i] = char(0xFF);
+    std::ofstream(in / "huffman.jpg", std::ios::binary) << jpg;
+    std::string png = slides::encode_png(img);
+    png[33] = char(0x7F);  // the first chunk after IHDR claims ~2 GiB
+    std::ofstream(in / "chunky.png", std::ios::binary) << png;
+  }
   {  // a plain white image: no tissue
     slides::RgbImage white(64, 64);
     std::fill(white.rgb.begin(), white.rgb.end(), uint8_t(250));
@@ -263,7 +276,7 @@ TEST_CASE("patch: bad slides fail one by one with a line naming the file; no par
   const int rc = test::run_libramil("patch --slides " + q(in) + " --out " + q(dir / "out") + " --mpp 0.5", dir / "log.txt");
   const std::string log = test::read_text(dir / "log.txt");
   CHECK(rc == 1);
-  for (const char* bad : {"notes.svs", "truncated.svs", "liar.png", "hollow.png", "blank.png"}) {
+  for (const char* bad : {"notes.svs", "truncated.svs", "liar.png", "hollow.png", "huffman.jpg", "chunky.png", "blank.png"}) {
     CAPTURE(bad);
     CHECK(log.find((in / bad).string()) != std::string::npos);
     const std::string name = fs::path(bad).stem().string();
@@ -273,6 +286,8 @@ TEST_CASE("patch: bad slides fail one by one with a line naming the file; no par
   CHECK(log.find("no tissue found") != std::string::npos);
   CHECK(log.find("liar.png: image of 70000 x 10 pixels refused") != std::string::npos);
   CHECK(log.find("hollow.png: corrupt or truncated image") != std::string::npos);
+  CHECK(log.find("huffman.jpg: corrupt JPEG") != std::string::npos);
+  CHECK(log.find("chunky.png: corrupt PNG") != std::string::npos);
   CHECK(fs::exists(dir / "out" / "20x_256px_0px_overlap" / "patches" / "good_patches.h5"));
   const std::string summary = test::read_text(dir / "out" / "summary.csv");
   CHECK(summary.find("good,20x_256px_0px_overlap,0.5,--mpp,") != std::string::npos);

@@ -30,13 +30,14 @@ fi
 
 HDF5_CFLAGS=$(pkg-config --cflags hdf5 2>/dev/null || echo -I/usr/include/hdf5/serial)
 HDF5_LIBS=$(pkg-config --libs hdf5 2>/dev/null || echo "-L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5")
-FLAGS=(-std=c++20 -O1 -g -fno-omit-frame-pointer -I. $HDF5_CFLAGS -Wall -Wextra -Wno-unused-parameter)
+FLAGS=(-std=c++20 -O1 -g -fno-omit-frame-pointer -I. -I/usr/include/stb $HDF5_CFLAGS -Wall -Wextra -Wno-unused-parameter)
 SAN=address,undefined
 LIBS=($HDF5_LIBS -lutf8proc -lfmt)
 # All of tensor/ (the bottom layer: tensor.cpp needs storage.cpp and profiler.cpp), and the
 # data/ readers the targets call.
 SRCS=(tensor/*.cpp data/atomic_file.cpp data/safetensors.cpp data/feature_bag.cpp data/tables.cpp
-      data/tokenizer.cpp data/tokenizer_bpe.cpp data/tokenizer_wordpiece.cpp data/tokenizer_unicode.cpp)
+      data/tokenizer.cpp data/tokenizer_bpe.cpp data/tokenizer_wordpiece.cpp data/tokenizer_unicode.cpp
+      data/slides/image_io.cpp data/slides/morphology.cpp data/slides/tissue.cpp)
 
 mkdir -p "$BUILD/obj"
 # Library objects (rebuilt when the source or a header under data/ tensor/ is newer).

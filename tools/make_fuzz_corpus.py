@@ -11,7 +11,7 @@ import struct
 import sys
 
 out = sys.argv[1]
-targets = sys.argv[2:] or ["safetensors", "pt", "hdf5", "tokenizer_file", "tokenize", "tables"]
+targets = sys.argv[2:] or ["safetensors", "pt", "hdf5", "tokenizer_file", "tokenize", "tables", "image"]
 
 
 def put(target, name, data):
@@ -134,6 +134,24 @@ def seed_tables():
     put("tables", "csv", b'\x04a,"b\nc",d\r\n,,\n"x"  ,y\n')
 
 
+def seed_image():
+    """Small real PNG / JPEG / BMP images (tissue-like pink blobs on white) made with Pillow."""
+    import io
+    from PIL import Image, ImageDraw
+    img = Image.new("RGB", (48, 40), (245, 245, 245))
+    d = ImageDraw.Draw(img)
+    d.ellipse((6, 5, 38, 33), fill=(200, 90, 160))
+    d.ellipse((16, 14, 24, 22), fill=(250, 250, 250))
+    d.line((0, 39, 47, 0), fill=(40, 160, 90), width=2)
+    for k, (fmt, opts) in enumerate([("PNG", {}), ("JPEG", {"quality": 85}), ("BMP", {})]):
+        b = io.BytesIO()
+        img.save(b, fmt, **opts)
+        put("image", fmt.lower(), bytes([k * 37 % 256]) + b.getvalue())
+    b = io.BytesIO()
+    img.convert("RGBA").save(b, "PNG")
+    put("image", "rgba", b"\xc5" + b.getvalue())
+
+
 for t in targets:
     {"safetensors": seed_safetensors, "pt": seed_pt, "hdf5": seed_hdf5, "tokenizer_file": seed_tokenizer_file,
-     "tokenize": seed_tokenize, "tables": seed_tables}[t]()
+     "tokenize": seed_tokenize, "tables": seed_tables, "image": seed_image}[t]()
