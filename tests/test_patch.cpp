@@ -268,6 +268,23 @@ TEST_CASE("patch: bad slides fail one by one with a line naming the file; no par
     png[33] = char(0x7F);  // the first chunk after IHDR claims ~2 GiB
     std::ofstream(in / "chunky.png", std::ios::binary) << png;
   }
+  {  // a tiled TIFF claiming 10^9 x 10^9 pixels with a single tile of no bytes
+    std::string t = std::string("II*\0", 4) + std::string("\x08\0\0\0", 4);
+    auto u16 = [&](uint16_t v) { t += char(v & 255), t += char(v >> 8); };
+    auto u32 = [&](uint32_t v) { for (int i = 0; i < 4; ++i) t += char((v >> (8 * i)) & 255); };
+    const uint32_t huge = 1000000000u;
+    const std::vector<std::array<uint32_t, 4>> tags = {{256, 4, 1, huge}, {257, 4, 1, huge}, {258, 3, 1, 8}, {259, 3, 1, 1},
+                                                       {262, 3, 1, 1}, {277, 3, 1, 1}, {322, 4, 1, 256}, {323, 4, 1, 256},
+                                                       {324, 4, 1, 0}, {325, 4, 1, 0}};
+    u16(uint16_t(tags.size()));
+    for (const auto& e : tags) {
+      u16(uint16_t(e[0])), u16(uint16_t(e[1])), u32(e[2]);
+      if (e[1] == 3) u16(uint16_t(e[3])), u16(0);
+      else u32(e[3]);
+    }
+    u32(0);
+    std::ofstream(in / "absurd.tif", std::ios::binary) << t;
+  }
   {  // a plain white image: no tissue
     slides::RgbImage white(64, 64);
     std::fill(white.rgb.begin(), white.rgb.end(), uint8_t(250));
@@ -276,7 +293,7 @@ TEST_CASE("patch: bad slides fail one by one with a line naming the file; no par
   const int rc = test::run_libramil("patch --slides " + q(in) + " --out " + q(dir / "out") + " --mpp 0.5", dir / "log.txt");
   const std::string log = test::read_text(dir / "log.txt");
   CHECK(rc == 1);
-  for (const char* bad : {"notes.svs", "truncated.svs", "liar.png", "hollow.png", "huffman.jpg", "chunky.png", "blank.png"}) {
+  for (const char* bad : {"notes.svs", "truncated.svs", "liar.png", "hollow.png", "huffman.jpg", "chunky.png", "absurd.tif", "blank.png"}) {
     CAPTURE(bad);
     CHECK(log.find((in / bad).string()) != std::string::npos);
     const std::string name = fs::path(bad).stem().string();
