@@ -15,6 +15,7 @@
 #include "apps/commands.h"
 #include "apps/inputs.h"
 #include "data/atomic_file.h"
+#include "data/run_lock.h"
 #include "models/report.h"
 #include "models/text_encoder.h"
 #include "models/trainer.h"
@@ -92,7 +93,18 @@ void load_resume_flags(TrainFlags& f) {
 
 int run_train(TrainFlags& f) {
   set_threads(f.threads);
-  if (!f.resume.empty()) load_resume_flags(f);
+  // One writer per run directory (data/run_lock.h), held to the end of the run, report
+  // included. --resume locks its directory before reading it; a --save_dir that exists is
+  // locked at once too (so a second writer is refused before anything is loaded), one that
+  // does not when it is created.
+  std::unique_ptr<data::DirLock> lock;
+  if (!f.resume.empty()) {
+    lock = std::make_unique<data::DirLock>(f.resume);
+    load_resume_flags(f);
+  } else if (!f.save_dir.empty()) {
+    data::check_output_dir(f.save_dir, f.overwrite);
+    if (fs::is_directory(f.save_dir)) lock = std::make_unique<data::DirLock>(f.save_dir);
+  }
   if (f.labels_csv.empty()) throw std::runtime_error("--data_csv (labels CSV) is required");
   if (f.features_dir.empty()) throw std::runtime_error("--h5_file_dir (feature bag directory) is required");
   // The device first: a missing GPU is reported before anything is loaded or written.
@@ -185,7 +197,10 @@ int run_train(TrainFlags& f) {
       ds.z_bag = models::encode_cached(*enc, bag, cache_dir);
     }
   }
-  if (!f.save_dir.empty() && f.resume.empty()) data::prepare_output_dir(f.save_dir, f.overwrite);
+  if (!f.save_dir.empty() && f.resume.empty()) {
+    data::prepare_output_dir(f.save_dir, f.overwrite);
+    if (!lock) lock = std::make_unique<data::DirLock>(f.save_dir);
+  }
   f.opt.save_dir = f.save_dir;
   auto abs = [](const std::string& p) { return p.empty() ? p : fs::absolute(p).string(); };
   f.opt.inputs = {{"labels", abs(f.labels_csv)},         {"split", abs(f.split_json)},
