@@ -17,6 +17,7 @@
 #include "data/atomic_file.h"
 #include "data/run_lock.h"
 #include "models/report.h"
+#include "models/run_files.h"
 #include "models/text_encoder.h"
 #include "models/trainer.h"
 
@@ -200,6 +201,9 @@ int run_train(TrainFlags& f) {
   if (!f.save_dir.empty() && f.resume.empty()) {
     data::prepare_output_dir(f.save_dir, f.overwrite);
     if (!lock) lock = std::make_unique<data::DirLock>(f.save_dir);
+    // --overwrite: the earlier run's files go (all of them: a 1-fold run must not leave an
+    // old fold 1 for the report), every other file stays (models/run_files.h).
+    if (f.overwrite) train::remove_run_files(f.save_dir);
   }
   f.opt.save_dir = f.save_dir;
   auto abs = [](const std::string& p) { return p.empty() ? p : fs::absolute(p).string(); };
@@ -240,7 +244,7 @@ Runner add_train(CLI::App& app) {
   app.add_option("--instance_embeddings", f->instance_embeddings, "precomputed instance-prior embeddings (libramil encode-text)");
   app.add_option("--bag_embeddings", f->bag_embeddings, "precomputed bag-prior embeddings (libramil encode-text)");
   app.add_option("--save_dir,--out", f->save_dir, "run directory for logs/ and checkpoints/");
-  app.add_flag("--overwrite", f->overwrite, "allow writing into a non-empty run directory");
+  app.add_flag("--overwrite", f->overwrite, "write into a non-empty run directory: the files an earlier run wrote there (config.json, report.html, logs/, checkpoints/) are removed first, other files are kept");
   app.add_option("--model", f->opt.model, "libramil | abmil | gated_abmil | meanpool | maxpool | transmil")->capture_default_str();
   app.add_option("--mode", f->opt.libramil.mode, "Libra-MIL fusion: paper | reference")->capture_default_str();
   app.add_option("--fusion", f->opt.libramil.fusion, "paper mode step 7: softmax | literal")->capture_default_str();

@@ -1,6 +1,7 @@
 // The run directory of `train`: one writer at a time (a run holds an flock on
 // <run_dir>/.libramil.lock for its whole life and a second writer is refused at once, naming
-// the holder's pid).
+// the holder's pid), and `--overwrite` removes the files an earlier run wrote there (and only
+// those) before the new run starts.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -129,4 +130,38 @@ TEST_CASE("run directory: a second writer is refused while a run holds the lock"
   }
   ::kill((pid_t)first, SIGKILL);
   CHECK(lock_free_within(live / ".libramil.lock", 30));
+}
+
+TEST_CASE("run directory: --overwrite removes the earlier run's files and keeps the others") {
+  const fs::path dir = dataset();
+  const fs::path run_dir = dir / "overwritten";
+  fs::remove_all(run_dir);
+  REQUIRE(run(train_args(run_dir, 2), dir / "ow_first.log") == 0);
+  REQUIRE(fs::exists(run_dir / "logs" / "log_1.csv"));
+  REQUIRE(fs::exists(run_dir / "checkpoints" / "fold_1_best.safetensors"));
+  REQUIRE(fs::exists(run_dir / "report.html"));
+  // Files that train does not own, and leftovers it does (a resume state, a temporary).
+  { std::ofstream(run_dir / "notes.txt") << "mine\n"; }
+  { std::ofstream(run_dir / "logs" / "my_analysis.csv") << "mine\n"; }
+  { std::ofstream(run_dir / "checkpoints" / "fold_1_best.safetensors.bak") << "mine\n"; }
+  { std::ofstream(run_dir / "checkpoints" / "fold_3_last.safetensors") << "stale\n"; }
+  { std::ofstream(run_dir / "logs" / ".final_log.csv.tmp-12345") << "stale\n"; }
+  { std::ofstream(run_dir / "checkpoints" / "fold_0_best.safetensors.tmp-Ab3xYz") << "stale\n"; }
+
+  REQUIRE(run(train_args(run_dir, 1) + " --overwrite", dir / "ow_second.log") == 0);
+  // The new run's files, and nothing of the old fold 1.
+  CHECK(fs::exists(run_dir / "logs" / "log_0.csv"));
+  CHECK(fs::exists(run_dir / "checkpoints" / "fold_0_best.safetensors"));
+  for (const char* f : {"logs/log_1.csv", "logs/fold_1_result.json", "checkpoints/fold_1_best.safetensors",
+                        "checkpoints/fold_3_last.safetensors", "logs/.final_log.csv.tmp-12345",
+                        "checkpoints/fold_0_best.safetensors.tmp-Ab3xYz"})
+    CHECK_MESSAGE(!fs::exists(run_dir / f), f << " was kept");
+  // The report plots the new fold 0 and no old fold 1.
+  const std::string report = test::read_text(run_dir / "report.html");
+  CHECK(report.find("fold 0: loss") != std::string::npos);
+  CHECK(report.find("fold 1: loss") == std::string::npos);
+  // Files the run does not own are kept as they were.
+  CHECK(test::read_text(run_dir / "notes.txt") == "mine\n");
+  CHECK(test::read_text(run_dir / "logs" / "my_analysis.csv") == "mine\n");
+  CHECK(test::read_text(run_dir / "checkpoints" / "fold_1_best.safetensors.bak") == "mine\n");
 }
