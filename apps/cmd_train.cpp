@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -11,11 +12,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 
 #include "apps/commands.h"
 #include "apps/inputs.h"
 #include "data/atomic_file.h"
 #include "data/run_lock.h"
+#include "models/baselines.h"
 #include "models/report.h"
 #include "models/run_files.h"
 #include "models/text_encoder.h"
@@ -32,6 +35,7 @@ struct TrainFlags {
   std::string instance_embeddings, bag_embeddings, device = "cpu", cache_dtype = "f32", resume;
   std::string resident = "off";
   int num_classes = 0, threads = 0, shots = 0;
+  bool shots_given = false, num_classes_given = false;  // on the command line (or in --resume's config.json)
   bool overwrite = false, quiet = false;
   train::TrainOptions opt;
 };
@@ -45,6 +49,57 @@ void print_table(const train::RunResult& r, const std::string& model, std::ostre
   out << std::fixed << std::setprecision(4) << model << " test (mean +- std over " << r.folds.size()
       << " folds): acc " << r.acc.mean << " +- " << r.acc.std << " | auc " << r.auc.mean << " +- " << r.auc.std
       << " | f1 " << r.f1.mean << " +- " << r.f1.std << "  (" << std::setprecision(1) << r.seconds << " s)\n";
+}
+
+std::string str(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+
+// A flag with a value it cannot have: "--lr nan: <why>" (under --resume the value came from
+// the run's config.json, which is named instead).
+[[noreturn]] void bad_flag(const TrainFlags& f, const std::string& flag, const std::string& value, const std::string& why) {
+  if (!f.resume.empty())
+    throw std::runtime_error("file " + (fs::path(f.resume) / "config.json").string() + ": '" + flag.substr(2) + "' " + value + ": " + why);
+  throw std::runtime_error(flag + " " + value + ": " + why);
+}
+
+// Every model and optimizer setting, before anything is loaded or created (the heads against
+// the feature width come later, in run_train, once the bags are read but still before the run
+// directory is made).
+void check_flags(const TrainFlags& f) {
+  const train::TrainOptions& o = f.opt;
+  std::vector<std::string> models = models::baseline_names();
+  models.insert(models.begin(), "libramil");
+  if (std::find(models.begin(), models.end(), o.model) == models.end()) {
+    std::string valid;
+    for (const std::string& m : models) valid += (valid.empty() ? "" : ", ") + m;
+    bad_flag(f, "--model", o.model, "unknown model (valid: " + valid + ")");
+  }
+  if (o.epochs < 1) bad_flag(f, "--epochs", std::to_string(o.epochs), "must be 1 or more");
+  if (o.folds < 1) bad_flag(f, "--folds", std::to_string(o.folds), "must be 1 or more");
+  if (!(std::isfinite(o.lr) && o.lr > 0)) bad_flag(f, "--lr", str(o.lr), "the learning rate must be a positive number");
+  if (!(std::isfinite(o.weight_decay) && o.weight_decay >= 0))
+    bad_flag(f, "--weight_decay", str(o.weight_decay), "must be a number >= 0");
+  if (o.warmup_steps < 0) bad_flag(f, "--warmup_steps", std::to_string(o.warmup_steps), "must be 0 or more");
+  if (f.shots_given && f.shots < 1) bad_flag(f, "--shots", std::to_string(f.shots), "must be 1 or more training slides per class");
+  if (f.num_classes_given && f.num_classes < 2)
+    bad_flag(f, "--num_classes", std::to_string(f.num_classes), "a classifier needs 2 classes or more");
+  if (o.model != "libramil") return;  // the Libra-MIL settings below do nothing for baselines
+  const models::LibraMILConfig& m = o.libramil;
+  if (m.mode != "paper" && m.mode != "reference") bad_flag(f, "--mode", m.mode, "expected paper or reference");
+  if (m.fusion != "softmax" && m.fusion != "literal") bad_flag(f, "--fusion", m.fusion, "expected softmax or literal");
+  if (m.ablation != "none" && m.ablation != "no_instance_priors" && m.ablation != "no_visual_prototypes" && m.ablation != "concat")
+    bad_flag(f, "--ablation", m.ablation, "expected none, no_instance_priors, no_visual_prototypes or concat");
+  if (m.ablation != "none" && m.mode != "paper")
+    bad_flag(f, "--ablation", m.ablation, "ablations apply to paper mode only (--mode is " + m.mode + ")");
+  if (m.num_vis_prototypes < 1)
+    bad_flag(f, "--num_vis_prototypes", std::to_string(m.num_vis_prototypes), "Libra-MIL needs 1 visual prototype or more");
+  if (m.heads < 1) bad_flag(f, "--heads", std::to_string(m.heads), "must be 1 or more");
+  if (!(std::isfinite(m.ot_epsilon) && m.ot_epsilon > 0))
+    bad_flag(f, "--ot_epsilon", str(m.ot_epsilon), "the Sinkhorn regularisation must be a positive number");
+  if (m.ot_iter < 1) bad_flag(f, "--ot_iter", std::to_string(m.ot_iter), "must be 1 or more Sinkhorn iterations");
 }
 
 }  // namespace
@@ -76,6 +131,7 @@ void load_resume_flags(TrainFlags& f) {
   o.warmup_steps = c.value("warmup_steps", o.warmup_steps);
   o.seed = c.value("seed", o.seed);
   f.num_classes = c.value("num_classes", f.num_classes);
+  f.num_classes_given = c.contains("num_classes");
   auto in_ = c.value("inputs", nlohmann::json::object());
   auto get = [&](const char* k) { return in_.value(k, std::string()); };
   f.labels_csv = get("labels");
@@ -87,13 +143,16 @@ void load_resume_flags(TrainFlags& f) {
   f.instance_embeddings = get("instance_embeddings");
   f.bag_embeddings = get("bag_embeddings");
   if (!get("shots").empty()) f.shots = std::stoi(get("shots"));
+  f.shots_given = !get("shots").empty();
   f.save_dir = f.resume;
   f.overwrite = true;
   o.resume = true;
 }
 
 int run_train(TrainFlags& f) {
+  if (f.threads < 0) throw std::runtime_error("--threads " + std::to_string(f.threads) + ": must be 0 (all cores) or a number of threads");
   set_threads(f.threads);
+  if (f.resume.empty()) check_flags(f);
   // One writer per run directory (data/run_lock.h), held to the end of the run, report
   // included. --resume locks its directory before reading it; a --save_dir that exists is
   // locked at once too (so a second writer is refused before anything is loaded), one that
@@ -102,6 +161,7 @@ int run_train(TrainFlags& f) {
   if (!f.resume.empty()) {
     lock = std::make_unique<data::DirLock>(f.resume);
     load_resume_flags(f);
+    check_flags(f);
   } else if (!f.save_dir.empty()) {
     data::check_output_dir(f.save_dir, f.overwrite);
     if (fs::is_directory(f.save_dir)) lock = std::make_unique<data::DirLock>(f.save_dir);
@@ -181,6 +241,9 @@ int run_train(TrainFlags& f) {
       throw std::runtime_error("file " + find_feature_file(f.features_dir, s) + ": slide '" + s + "': feature width " +
                                std::to_string(cache->stored(s).shape()[1]) + " differs from the other slides' " +
                                std::to_string(ds.dim));
+  if (f.opt.model == "libramil" && ds.dim % f.opt.libramil.heads != 0)
+    bad_flag(f, "--heads", std::to_string(f.opt.libramil.heads),
+             "must divide the feature width " + std::to_string(ds.dim) + " (of the bags in " + f.features_dir + ")");
   // Priors and their embeddings (Libra-MIL only).
   if (f.opt.model == "libramil") {
     if (f.instance_path.empty() || f.bag_path.empty())
@@ -197,6 +260,14 @@ int run_train(TrainFlags& f) {
       ds.z_ins = models::encode_cached(*enc, ds.instance_prompts, cache_dir);
       ds.z_bag = models::encode_cached(*enc, bag, cache_dir);
     }
+  }
+  if (f.opt.model == "libramil") {  // what check_flags could not see (classes, priors), before the directory is made
+    models::LibraMILConfig c = f.opt.libramil;
+    c.dim = ds.dim;
+    c.num_classes = C;
+    c.text_dim = ds.z_ins.shape()[1];
+    c.num_text_prototypes = ds.z_ins.shape()[0];
+    c.validate();
   }
   if (!f.save_dir.empty() && f.resume.empty()) {
     data::prepare_output_dir(f.save_dir, f.overwrite);
@@ -253,10 +324,10 @@ Runner add_train(CLI::App& app) {
   app.add_option("--heads", f->opt.libramil.heads, "attention heads")->capture_default_str();
   app.add_option("--ot_epsilon", f->opt.libramil.ot_epsilon, "Sinkhorn entropic regularisation")->capture_default_str();
   app.add_option("--ot_iter", f->opt.libramil.ot_iter, "Sinkhorn iterations")->capture_default_str();
-  app.add_option("--num_classes", f->num_classes, "classes (default: max label + 1)");
+  CLI::Option* num_classes = app.add_option("--num_classes", f->num_classes, "classes (default: max label + 1)");
   app.add_option("--epochs,--epoches", f->opt.epochs, "epochs per fold")->capture_default_str();
   app.add_option("--folds,--flods", f->opt.folds, "folds")->capture_default_str();
-  app.add_option("--shots", f->shots, "draw K-shot splits from the labels instead of --data_split_json");
+  CLI::Option* shots = app.add_option("--shots", f->shots, "draw K-shot splits from the labels instead of --data_split_json");
   app.add_option("--lr", f->opt.lr, "AdamW learning rate")->capture_default_str();
   app.add_option("--weight_decay", f->opt.weight_decay, "AdamW weight decay")->capture_default_str();
   app.add_option("--warmup_steps", f->opt.warmup_steps, "linear warm-up steps")->capture_default_str();
@@ -268,7 +339,11 @@ Runner add_train(CLI::App& app) {
   app.add_option("--threads", f->threads, "CPU threads (0 = all cores)")->capture_default_str();
   app.add_option("--feature-dtype", f->cache_dtype, "in-memory feature cache: f32 | f16")->check(CLI::IsMember({"f32", "f16"}))->capture_default_str();
   app.add_flag("--quiet", f->quiet, "no progress output");
-  return [f] { return run_train(*f); };
+  return [f, shots, num_classes] {
+    f->shots_given = shots->count() > 0;
+    f->num_classes_given = num_classes->count() > 0;
+    return run_train(*f);
+  };
 }
 
 }  // namespace lm::app

@@ -58,8 +58,8 @@ std::string train_args(const std::string& save_dir, const std::map<std::string, 
       {"--h5_file_dir", p("features")},          {"--instance_path", p("instance_priors.json")},
       {"--bag_path", p("bag_priors.csv")},       {"--instance_embeddings", p("z_ins.safetensors")},
       {"--bag_embeddings", p("z_bag.safetensors")}, {"--epochs", "1"}, {"--folds", "2"}, {"--heads", "2"},
-      {"--num_vis_prototypes", "3"},             {"--save_dir", save_dir}};
-  std::string a = "train --quiet --threads 1";
+      {"--num_vis_prototypes", "3"},             {"--threads", "1"},  {"--save_dir", save_dir}};
+  std::string a = "train --quiet";
   std::map<std::string, std::string> rest = over;
   for (auto& [k, v] : flags) {
     auto it = rest.find(k);
@@ -136,6 +136,23 @@ TEST_CASE("validation: split JSON") {
   train_fails("split_unknown_slide", {{"--data_split_json", bad("split_unknown_slide.json")}},
               {"split_unknown_slide.json", "slide_unknown_99", "has no label"});
   train_fails("split_not_json", {{"--data_split_json", bad("split_not_json.json")}}, {"split_not_json.json", "invalid JSON"});
+}
+
+TEST_CASE("validation: model and optimizer flags, before anything is created") {
+  train_fails("flag_vis_prototypes", {{"--num_vis_prototypes", "0"}}, {"--num_vis_prototypes 0"});
+  train_fails("flag_ot_epsilon", {{"--ot_epsilon", "nan"}}, {"--ot_epsilon nan"});
+  train_fails("flag_heads", {{"--heads", "7"}}, {"--heads 7", "feature width 16"});
+  train_fails("flag_lr", {{"--lr", "nan"}}, {"--lr nan"});
+  train_fails("flag_warmup", {{"--warmup_steps", "-1"}}, {"--warmup_steps -1"});
+  train_fails("flag_shots", {{"--shots", "0"}}, {"--shots 0"});
+  train_fails("flag_num_classes", {{"--num_classes", "0"}}, {"--num_classes 0"});
+  train_fails("flag_threads", {{"--threads", "-1"}}, {"--threads -1"});
+  train_fails("flag_epochs", {{"--epochs", "0"}}, {"--epochs 0"});
+  train_fails("flag_folds", {{"--folds", "0"}}, {"--folds 0"});
+  train_fails("flag_ot_iter", {{"--ot_iter", "0"}}, {"--ot_iter 0"});
+  train_fails("flag_weight_decay", {{"--weight_decay", "-0.5"}}, {"--weight_decay -0.5"});
+  train_fails("flag_mode", {{"--mode", "papers"}}, {"--mode papers"});
+  train_fails("flag_ablation", {{"--ablation", "concat"}, {"--mode", "reference"}}, {"--ablation concat", "paper mode"});
 }
 
 TEST_CASE("validation: safetensors embeddings and prompt files") {
