@@ -46,9 +46,15 @@ void print_table(const train::RunResult& r, const std::string& model, std::ostre
   for (const auto& f : r.folds)
     out << std::left << std::setw(10) << f.fold << std::setw(12) << f.best_epoch + 1 << std::fixed << std::setprecision(4)
         << std::setw(10) << f.test.acc << std::setw(10) << f.test.auc << f.test.f1 << "\n";
-  out << std::fixed << std::setprecision(4) << model << " test (mean +- std over " << r.folds.size()
-      << " folds): acc " << r.acc.mean << " +- " << r.acc.std << " | auc " << r.auc.mean << " +- " << r.auc.std
-      << " | f1 " << r.f1.mean << " +- " << r.f1.std << "  (" << std::setprecision(1) << r.seconds << " s)\n";
+  auto ms = [](const data::MeanStd& v) {  // one fold has no standard deviation: "-", not "nan"
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(4) << v.mean << " +- ";
+    if (std::isnan(v.std)) s << "-";
+    else s << v.std;
+    return s.str();
+  };
+  out << model << " test (mean +- std over " << r.folds.size() << " folds): acc " << ms(r.acc) << " | auc " << ms(r.auc)
+      << " | f1 " << ms(r.f1) << "  (" << std::fixed << std::setprecision(1) << r.seconds << " s)\n";
 }
 
 std::string str(double v) {
@@ -187,6 +193,23 @@ int run_train(TrainFlags& f) {
   if (!f.bag_path.empty()) bag_rows = data::read_bag_prompts_csv(f.bag_path);
   int C = f.num_classes > 0 ? f.num_classes : max_label + 1;
   data::validate_labels(labels, C, f.labels_csv);
+  // Without --num_classes the classes are 0..the largest label, so a label typed out of range
+  // makes a class of its own; it is named here with its slide and the labels file (it used to
+  // show only as "split.json: fold 0: class 3 is absent").
+  auto slide_with_label = [&](int from) {
+    for (auto& l : labels)
+      if (l.label >= from) return l;
+    return labels.front();
+  };
+  if (!f.num_classes_given && f.opt.model == "libramil" && !bag_rows.empty()) {
+    const int rows = (int)bag_rows.size(), k = rows < C ? rows : rows % 2 == 0 ? rows / 2 : C;  // the priors' classes
+    if (rows != C && rows != 2 * C && k >= 2 && k < C) {
+      const data::LabeledSlide bad = slide_with_label(k);
+      throw std::runtime_error("file " + f.labels_csv + ": slide " + bad.name + " has label " + std::to_string(bad.label) +
+                               ", outside 0.." + std::to_string(k - 1) + " (the " + std::to_string(rows) + " bag priors of " +
+                               f.bag_path + " are for " + std::to_string(k) + " classes; --num_classes sets the classes)");
+    }
+  }
   train::Dataset ds;
   ds.num_classes = C;
   for (auto& l : labels) ds.labels[l.name] = l.label;
@@ -218,9 +241,14 @@ int run_train(TrainFlags& f) {
     std::vector<int> per_class(C, 0);
     for (const std::string& s : ds.splits[i].train) per_class[ds.labels.at(s)]++;
     for (int c = 0; c < C; ++c)
-      if (per_class[c] == 0)
+      if (per_class[c] == 0) {
+        std::string why = "every class needs training slides";
+        if (!f.num_classes_given && c == max_label)
+          why += "; label " + std::to_string(c) + " of slide " + slide_with_label(c).name + " is the largest in " + f.labels_csv +
+                 " and makes " + std::to_string(C) + " classes: is it out of range? (--num_classes sets the classes)";
         throw std::runtime_error("file " + split_src + ": fold " + std::to_string(i) + ": class " + std::to_string(c) +
-                                 " is absent from 'train_" + std::to_string(i) + "' (every class needs training slides)");
+                                 " is absent from 'train_" + std::to_string(i) + "' (" + why + ")");
+      }
   }
   data::FeatureCacheOptions co;
   co.store = f.cache_dtype == "f16" ? DType::F16 : DType::F32;
