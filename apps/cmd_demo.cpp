@@ -3,6 +3,7 @@
 // prints the results table and writes an HTML report. Everything lands in --out.
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -130,7 +131,9 @@ Runner add_demo(CLI::App& app) {
     for (const Row& r : rows) {
       auto ms = [](const data::MeanStd& v) {
         std::ostringstream s;
-        s << std::fixed << std::setprecision(3) << v.mean << " +- " << v.std;
+        s << std::fixed << std::setprecision(3) << v.mean << " +- ";
+        if (std::isnan(v.std)) s << "-";  // one fold: no standard deviation
+        else s << v.std;
         return s.str();
       };
       std::cout << std::left << std::setw(12) << r.model << std::setw(7) << r.shots << std::setw(18) << ms(r.r.acc) << std::setw(18)

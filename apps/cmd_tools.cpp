@@ -29,17 +29,24 @@ Runner add_dump(CLI::App& app) {
   app.add_option("--checkpoint", f->checkpoint, "model weights (.safetensors, reference names)")->required()->check(CLI::ExistingFile);
   app.add_option("--features", f->features, "one bag (.h5 or .pt)")->required()->check(CLI::ExistingFile);
   app.add_option("--label", f->label, "class label of the bag")->required();
-  app.add_option("--mode", f->cfg.mode, "paper | reference")->capture_default_str();
-  app.add_option("--fusion", f->cfg.fusion, "softmax | literal")->capture_default_str();
-  app.add_option("--ot_epsilon", f->cfg.ot_epsilon)->capture_default_str();
-  app.add_option("--ot_iter", f->cfg.ot_iter)->capture_default_str();
-  app.add_option("--heads", f->cfg.heads)->capture_default_str();
+  // The model flags replace the checkpoint's recorded values only when given (issue 19).
+  CLI::Option* mode = app.add_option("--mode", f->cfg.mode, "paper | reference (default: the checkpoint's)");
+  CLI::Option* fusion = app.add_option("--fusion", f->cfg.fusion, "softmax | literal (default: the checkpoint's)");
+  CLI::Option* eps = app.add_option("--ot_epsilon", f->cfg.ot_epsilon, "Sinkhorn regularisation (default: the checkpoint's)");
+  CLI::Option* iter = app.add_option("--ot_iter", f->cfg.ot_iter, "Sinkhorn iterations (default: the checkpoint's)");
+  CLI::Option* heads = app.add_option("--heads", f->cfg.heads, "attention heads (default: the checkpoint's)");
   app.add_option("--dtype", f->dtype, "float32 | float64")->check(CLI::IsMember({"float32", "float64"}))->capture_default_str();
   app.add_option("--out", f->out, "output .safetensors")->required();
   app.add_flag("--overwrite", f->overwrite, "replace an existing output file");
-  return [f] {
+  return [f, mode, fusion, eps, iter, heads] {
     if (fs::exists(f->out) && !f->overwrite) throw std::runtime_error(f->out + " exists (pass --overwrite to replace it)");
-    std::unique_ptr<nn::Module> m = train::load_model_from_checkpoint(f->checkpoint, &f->cfg);
+    train::LibraMILOverrides ov;
+    if (mode->count() > 0) ov.mode = f->cfg.mode;
+    if (fusion->count() > 0) ov.fusion = f->cfg.fusion;
+    if (eps->count() > 0) ov.ot_epsilon = f->cfg.ot_epsilon;
+    if (iter->count() > 0) ov.ot_iter = f->cfg.ot_iter;
+    if (heads->count() > 0) ov.heads = f->cfg.heads;
+    std::unique_ptr<nn::Module> m = train::load_model_from_checkpoint(f->checkpoint, ov);
     check_bag_width(f->features, train::checkpoint_shape(f->checkpoint).dim, f->checkpoint);
     DType dt = f->dtype == "float64" ? DType::F64 : DType::F32;
     m->to(dt);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -11,11 +12,15 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 
 #include "apps/commands.h"
 #include "apps/inputs.h"
 #include "data/atomic_file.h"
+#include "data/run_lock.h"
+#include "models/baselines.h"
 #include "models/report.h"
+#include "models/run_files.h"
 #include "models/text_encoder.h"
 #include "models/trainer.h"
 
@@ -30,6 +35,7 @@ struct TrainFlags {
   std::string instance_embeddings, bag_embeddings, device = "cpu", cache_dtype = "f32", resume;
   std::string resident = "off";
   int num_classes = 0, threads = 0, shots = 0;
+  bool shots_given = false, num_classes_given = false;  // on the command line (or in --resume's config.json)
   bool overwrite = false, quiet = false;
   train::TrainOptions opt;
 };
@@ -40,9 +46,66 @@ void print_table(const train::RunResult& r, const std::string& model, std::ostre
   for (const auto& f : r.folds)
     out << std::left << std::setw(10) << f.fold << std::setw(12) << f.best_epoch + 1 << std::fixed << std::setprecision(4)
         << std::setw(10) << f.test.acc << std::setw(10) << f.test.auc << f.test.f1 << "\n";
-  out << std::fixed << std::setprecision(4) << model << " test (mean +- std over " << r.folds.size()
-      << " folds): acc " << r.acc.mean << " +- " << r.acc.std << " | auc " << r.auc.mean << " +- " << r.auc.std
-      << " | f1 " << r.f1.mean << " +- " << r.f1.std << "  (" << std::setprecision(1) << r.seconds << " s)\n";
+  auto ms = [](const data::MeanStd& v) {  // one fold has no standard deviation: "-", not "nan"
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(4) << v.mean << " +- ";
+    if (std::isnan(v.std)) s << "-";
+    else s << v.std;
+    return s.str();
+  };
+  out << model << " test (mean +- std over " << r.folds.size() << " folds): acc " << ms(r.acc) << " | auc " << ms(r.auc)
+      << " | f1 " << ms(r.f1) << "  (" << std::fixed << std::setprecision(1) << r.seconds << " s)\n";
+}
+
+std::string str(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+
+// A flag with a value it cannot have: "--lr nan: <why>" (under --resume the value came from
+// the run's config.json, which is named instead).
+[[noreturn]] void bad_flag(const TrainFlags& f, const std::string& flag, const std::string& value, const std::string& why) {
+  if (!f.resume.empty())
+    throw std::runtime_error("file " + (fs::path(f.resume) / "config.json").string() + ": '" + flag.substr(2) + "' " + value + ": " + why);
+  throw std::runtime_error(flag + " " + value + ": " + why);
+}
+
+// Every model and optimizer setting, before anything is loaded or created (the heads against
+// the feature width come later, in run_train, once the bags are read but still before the run
+// directory is made).
+void check_flags(const TrainFlags& f) {
+  const train::TrainOptions& o = f.opt;
+  std::vector<std::string> models = models::baseline_names();
+  models.insert(models.begin(), "libramil");
+  if (std::find(models.begin(), models.end(), o.model) == models.end()) {
+    std::string valid;
+    for (const std::string& m : models) valid += (valid.empty() ? "" : ", ") + m;
+    bad_flag(f, "--model", o.model, "unknown model (valid: " + valid + ")");
+  }
+  if (o.epochs < 1) bad_flag(f, "--epochs", std::to_string(o.epochs), "must be 1 or more");
+  if (o.folds < 1) bad_flag(f, "--folds", std::to_string(o.folds), "must be 1 or more");
+  if (!(std::isfinite(o.lr) && o.lr > 0)) bad_flag(f, "--lr", str(o.lr), "the learning rate must be a positive number");
+  if (!(std::isfinite(o.weight_decay) && o.weight_decay >= 0))
+    bad_flag(f, "--weight_decay", str(o.weight_decay), "must be a number >= 0");
+  if (o.warmup_steps < 0) bad_flag(f, "--warmup_steps", std::to_string(o.warmup_steps), "must be 0 or more");
+  if (f.shots_given && f.shots < 1) bad_flag(f, "--shots", std::to_string(f.shots), "must be 1 or more training slides per class");
+  if (f.num_classes_given && f.num_classes < 2)
+    bad_flag(f, "--num_classes", std::to_string(f.num_classes), "a classifier needs 2 classes or more");
+  if (o.model != "libramil") return;  // the Libra-MIL settings below do nothing for baselines
+  const models::LibraMILConfig& m = o.libramil;
+  if (m.mode != "paper" && m.mode != "reference") bad_flag(f, "--mode", m.mode, "expected paper or reference");
+  if (m.fusion != "softmax" && m.fusion != "literal") bad_flag(f, "--fusion", m.fusion, "expected softmax or literal");
+  if (m.ablation != "none" && m.ablation != "no_instance_priors" && m.ablation != "no_visual_prototypes" && m.ablation != "concat")
+    bad_flag(f, "--ablation", m.ablation, "expected none, no_instance_priors, no_visual_prototypes or concat");
+  if (m.ablation != "none" && m.mode != "paper")
+    bad_flag(f, "--ablation", m.ablation, "ablations apply to paper mode only (--mode is " + m.mode + ")");
+  if (m.num_vis_prototypes < 1)
+    bad_flag(f, "--num_vis_prototypes", std::to_string(m.num_vis_prototypes), "Libra-MIL needs 1 visual prototype or more");
+  if (m.heads < 1) bad_flag(f, "--heads", std::to_string(m.heads), "must be 1 or more");
+  if (!(std::isfinite(m.ot_epsilon) && m.ot_epsilon > 0))
+    bad_flag(f, "--ot_epsilon", str(m.ot_epsilon), "the Sinkhorn regularisation must be a positive number");
+  if (m.ot_iter < 1) bad_flag(f, "--ot_iter", std::to_string(m.ot_iter), "must be 1 or more Sinkhorn iterations");
 }
 
 }  // namespace
@@ -74,6 +137,7 @@ void load_resume_flags(TrainFlags& f) {
   o.warmup_steps = c.value("warmup_steps", o.warmup_steps);
   o.seed = c.value("seed", o.seed);
   f.num_classes = c.value("num_classes", f.num_classes);
+  f.num_classes_given = c.contains("num_classes");
   auto in_ = c.value("inputs", nlohmann::json::object());
   auto get = [&](const char* k) { return in_.value(k, std::string()); };
   f.labels_csv = get("labels");
@@ -85,14 +149,29 @@ void load_resume_flags(TrainFlags& f) {
   f.instance_embeddings = get("instance_embeddings");
   f.bag_embeddings = get("bag_embeddings");
   if (!get("shots").empty()) f.shots = std::stoi(get("shots"));
+  f.shots_given = !get("shots").empty();
   f.save_dir = f.resume;
   f.overwrite = true;
   o.resume = true;
 }
 
 int run_train(TrainFlags& f) {
+  if (f.threads < 0) throw std::runtime_error("--threads " + std::to_string(f.threads) + ": must be 0 (all cores) or a number of threads");
   set_threads(f.threads);
-  if (!f.resume.empty()) load_resume_flags(f);
+  if (f.resume.empty()) check_flags(f);
+  // One writer per run directory (data/run_lock.h), held to the end of the run, report
+  // included. --resume locks its directory before reading it; a --save_dir that exists is
+  // locked at once too (so a second writer is refused before anything is loaded), one that
+  // does not when it is created.
+  std::unique_ptr<data::DirLock> lock;
+  if (!f.resume.empty()) {
+    lock = std::make_unique<data::DirLock>(f.resume);
+    load_resume_flags(f);
+    check_flags(f);
+  } else if (!f.save_dir.empty()) {
+    data::check_output_dir(f.save_dir, f.overwrite);
+    if (fs::is_directory(f.save_dir)) lock = std::make_unique<data::DirLock>(f.save_dir);
+  }
   if (f.labels_csv.empty()) throw std::runtime_error("--data_csv (labels CSV) is required");
   if (f.features_dir.empty()) throw std::runtime_error("--h5_file_dir (feature bag directory) is required");
   // The device first: a missing GPU is reported before anything is loaded or written.
@@ -114,6 +193,23 @@ int run_train(TrainFlags& f) {
   if (!f.bag_path.empty()) bag_rows = data::read_bag_prompts_csv(f.bag_path);
   int C = f.num_classes > 0 ? f.num_classes : max_label + 1;
   data::validate_labels(labels, C, f.labels_csv);
+  // Without --num_classes the classes are 0..the largest label, so a label typed out of range
+  // makes a class of its own; it is named here with its slide and the labels file (it used to
+  // show only as "split.json: fold 0: class 3 is absent").
+  auto slide_with_label = [&](int from) {
+    for (auto& l : labels)
+      if (l.label >= from) return l;
+    return labels.front();
+  };
+  if (!f.num_classes_given && f.opt.model == "libramil" && !bag_rows.empty()) {
+    const int rows = (int)bag_rows.size(), k = rows < C ? rows : rows % 2 == 0 ? rows / 2 : C;  // the priors' classes
+    if (rows != C && rows != 2 * C && k >= 2 && k < C) {
+      const data::LabeledSlide bad = slide_with_label(k);
+      throw std::runtime_error("file " + f.labels_csv + ": slide " + bad.name + " has label " + std::to_string(bad.label) +
+                               ", outside 0.." + std::to_string(k - 1) + " (the " + std::to_string(rows) + " bag priors of " +
+                               f.bag_path + " are for " + std::to_string(k) + " classes; --num_classes sets the classes)");
+    }
+  }
   train::Dataset ds;
   ds.num_classes = C;
   for (auto& l : labels) ds.labels[l.name] = l.label;
@@ -145,9 +241,14 @@ int run_train(TrainFlags& f) {
     std::vector<int> per_class(C, 0);
     for (const std::string& s : ds.splits[i].train) per_class[ds.labels.at(s)]++;
     for (int c = 0; c < C; ++c)
-      if (per_class[c] == 0)
+      if (per_class[c] == 0) {
+        std::string why = "every class needs training slides";
+        if (!f.num_classes_given && c == max_label)
+          why += "; label " + std::to_string(c) + " of slide " + slide_with_label(c).name + " is the largest in " + f.labels_csv +
+                 " and makes " + std::to_string(C) + " classes: is it out of range? (--num_classes sets the classes)";
         throw std::runtime_error("file " + split_src + ": fold " + std::to_string(i) + ": class " + std::to_string(c) +
-                                 " is absent from 'train_" + std::to_string(i) + "' (every class needs training slides)");
+                                 " is absent from 'train_" + std::to_string(i) + "' (" + why + ")");
+      }
   }
   data::FeatureCacheOptions co;
   co.store = f.cache_dtype == "f16" ? DType::F16 : DType::F32;
@@ -168,6 +269,9 @@ int run_train(TrainFlags& f) {
       throw std::runtime_error("file " + find_feature_file(f.features_dir, s) + ": slide '" + s + "': feature width " +
                                std::to_string(cache->stored(s).shape()[1]) + " differs from the other slides' " +
                                std::to_string(ds.dim));
+  if (f.opt.model == "libramil" && ds.dim % f.opt.libramil.heads != 0)
+    bad_flag(f, "--heads", std::to_string(f.opt.libramil.heads),
+             "must divide the feature width " + std::to_string(ds.dim) + " (of the bags in " + f.features_dir + ")");
   // Priors and their embeddings (Libra-MIL only).
   if (f.opt.model == "libramil") {
     if (f.instance_path.empty() || f.bag_path.empty())
@@ -185,7 +289,21 @@ int run_train(TrainFlags& f) {
       ds.z_bag = models::encode_cached(*enc, bag, cache_dir);
     }
   }
-  if (!f.save_dir.empty() && f.resume.empty()) data::prepare_output_dir(f.save_dir, f.overwrite);
+  if (f.opt.model == "libramil") {  // what check_flags could not see (classes, priors), before the directory is made
+    models::LibraMILConfig c = f.opt.libramil;
+    c.dim = ds.dim;
+    c.num_classes = C;
+    c.text_dim = ds.z_ins.shape()[1];
+    c.num_text_prototypes = ds.z_ins.shape()[0];
+    c.validate();
+  }
+  if (!f.save_dir.empty() && f.resume.empty()) {
+    data::prepare_output_dir(f.save_dir, f.overwrite);
+    if (!lock) lock = std::make_unique<data::DirLock>(f.save_dir);
+    // --overwrite: the earlier run's files go (all of them: a 1-fold run must not leave an
+    // old fold 1 for the report), every other file stays (models/run_files.h).
+    if (f.overwrite) train::remove_run_files(f.save_dir);
+  }
   f.opt.save_dir = f.save_dir;
   auto abs = [](const std::string& p) { return p.empty() ? p : fs::absolute(p).string(); };
   f.opt.inputs = {{"labels", abs(f.labels_csv)},         {"split", abs(f.split_json)},
@@ -225,7 +343,7 @@ Runner add_train(CLI::App& app) {
   app.add_option("--instance_embeddings", f->instance_embeddings, "precomputed instance-prior embeddings (libramil encode-text)");
   app.add_option("--bag_embeddings", f->bag_embeddings, "precomputed bag-prior embeddings (libramil encode-text)");
   app.add_option("--save_dir,--out", f->save_dir, "run directory for logs/ and checkpoints/");
-  app.add_flag("--overwrite", f->overwrite, "allow writing into a non-empty run directory");
+  app.add_flag("--overwrite", f->overwrite, "write into a non-empty run directory: the files an earlier run wrote there (config.json, report.html, logs/, checkpoints/) are removed first, other files are kept");
   app.add_option("--model", f->opt.model, "libramil | abmil | gated_abmil | meanpool | maxpool | transmil")->capture_default_str();
   app.add_option("--mode", f->opt.libramil.mode, "Libra-MIL fusion: paper | reference")->capture_default_str();
   app.add_option("--fusion", f->opt.libramil.fusion, "paper mode step 7: softmax | literal")->capture_default_str();
@@ -234,10 +352,10 @@ Runner add_train(CLI::App& app) {
   app.add_option("--heads", f->opt.libramil.heads, "attention heads")->capture_default_str();
   app.add_option("--ot_epsilon", f->opt.libramil.ot_epsilon, "Sinkhorn entropic regularisation")->capture_default_str();
   app.add_option("--ot_iter", f->opt.libramil.ot_iter, "Sinkhorn iterations")->capture_default_str();
-  app.add_option("--num_classes", f->num_classes, "classes (default: max label + 1)");
+  CLI::Option* num_classes = app.add_option("--num_classes", f->num_classes, "classes (default: max label + 1)");
   app.add_option("--epochs,--epoches", f->opt.epochs, "epochs per fold")->capture_default_str();
   app.add_option("--folds,--flods", f->opt.folds, "folds")->capture_default_str();
-  app.add_option("--shots", f->shots, "draw K-shot splits from the labels instead of --data_split_json");
+  CLI::Option* shots = app.add_option("--shots", f->shots, "draw K-shot splits from the labels instead of --data_split_json");
   app.add_option("--lr", f->opt.lr, "AdamW learning rate")->capture_default_str();
   app.add_option("--weight_decay", f->opt.weight_decay, "AdamW weight decay")->capture_default_str();
   app.add_option("--warmup_steps", f->opt.warmup_steps, "linear warm-up steps")->capture_default_str();
@@ -249,7 +367,11 @@ Runner add_train(CLI::App& app) {
   app.add_option("--threads", f->threads, "CPU threads (0 = all cores)")->capture_default_str();
   app.add_option("--feature-dtype", f->cache_dtype, "in-memory feature cache: f32 | f16")->check(CLI::IsMember({"f32", "f16"}))->capture_default_str();
   app.add_flag("--quiet", f->quiet, "no progress output");
-  return [f] { return run_train(*f); };
+  return [f, shots, num_classes] {
+    f->shots_given = shots->count() > 0;
+    f->num_classes_given = num_classes->count() > 0;
+    return run_train(*f);
+  };
 }
 
 }  // namespace lm::app

@@ -10,6 +10,8 @@
 #include <random>
 #include <stdexcept>
 
+#include "data/run_lock.h"
+
 namespace lm::data {
 
 namespace fs = std::filesystem;
@@ -45,13 +47,20 @@ void write_file_atomic(const std::string& path, const std::string& content) {
   }
 }
 
-void prepare_output_dir(const std::string& dir, bool overwrite) {
+void check_output_dir(const std::string& dir, bool overwrite) {
   std::error_code ec;
   if (fs::exists(dir, ec)) {
     if (!fs::is_directory(dir, ec)) throw std::runtime_error("output path " + dir + " exists and is not a directory");
-    if (!overwrite && !fs::is_empty(dir, ec))
-      throw std::runtime_error("output directory " + dir + " already exists and is not empty (pass --overwrite to replace its files)");
+    if (overwrite) return;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+      if (it->path().filename() != kLockFileName)
+        throw std::runtime_error("output directory " + dir + " already exists and is not empty (pass --overwrite to replace its files)");
   }
+}
+
+void prepare_output_dir(const std::string& dir, bool overwrite) {
+  check_output_dir(dir, overwrite);
+  std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw std::runtime_error("cannot create directory " + dir + ": " + ec.message());
 }

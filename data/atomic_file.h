@@ -9,7 +9,11 @@ namespace lm::data {
 void write_file_atomic(const std::string& path, const std::string& content);
 
 // Creates `dir` (and parents). With overwrite == false, an existing non-empty directory is an
-// error naming it (so a previous run is never overwritten silently).
+// error naming it (so a previous run is never overwritten silently). A lock file
+// (data/run_lock.h) alone does not make a directory non-empty.
 void prepare_output_dir(const std::string& dir, bool overwrite);
+
+// The checks of prepare_output_dir without creating anything.
+void check_output_dir(const std::string& dir, bool overwrite);
 
 }  // namespace lm::data

@@ -5,14 +5,10 @@
 // the output does not depend on the thread count and the same options give the same bytes.
 #include "data/simulate.h"
 
-#include <fcntl.h>
 #include <hdf5.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -633,13 +629,19 @@ std::string fmt_double(double v) {
   return ss.str();
 }
 
+// The file is built in memory (HDF5's core driver, no backing store) and its image written
+// with write_file_atomic: HDF5 never touches the disk, so a full disk is a plain write error
+// (temporary removed, one line) and no HDF5 file is left half-closed for HDF5's exit handler
+// to crash on (it did: "HDF5 failed to flush", then SIGSEGV).
 void write_slide_h5(const std::string& path, const Slide& s, const SimulateOptions& o, const TaskPriors& p) {
-  std::lock_guard<std::mutex> lock(g_write_mutex);
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  fs::path fp(path);
-  std::string tmp = (fp.parent_path() / ("." + fp.filename().string() + ".tmp")).string();
+  std::string image;
   {
-    hid_t f = H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    std::lock_guard<std::mutex> lock(g_write_mutex);
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Closer cfa{fapl, H5Pclose};
+    h5_check(fapl >= 0 && H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) >= 0, path, "set up an in-memory file");
+    hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Closer cf{f, H5Fclose};
     h5_check(f >= 0, path, "create the file");
     const hsize_t n = (hsize_t)s.n, D = (hsize_t)o.dim;
@@ -655,17 +657,12 @@ void write_slide_h5(const std::string& path, const Slide& s, const SimulateOptio
     h5_attr_scalar<double>(f, path, "tumour_fraction", H5T_NATIVE_DOUBLE, s.focal_fraction);
     h5_attr_scalar<int64_t>(f, path, "patch_size", H5T_NATIVE_INT64, o.patch_size);
     h5_check(H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0, path, "flush");
+    const ssize_t size = H5Fget_file_image(f, nullptr, 0);
+    h5_check(size > 0, path, "size the file image");
+    image.resize((size_t)size);
+    h5_check(H5Fget_file_image(f, image.data(), (size_t)size) == size, path, "copy the file image");
   }
-  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    throw std::runtime_error("cannot write " + path + ": " + std::strerror(e));
-  }
+  write_file_atomic(path, image);
 }
 
 std::string csv_quote(const std::string& s) {
@@ -713,6 +710,10 @@ std::string readme_text(const SimulateOptions& o, const TaskPriors& p, const Sim
   return r.str();
 }
 
+// Writes the bags and tables of simulate_dataset into `root`, adding each file to `made`.
+SimulateSummary write_dataset(const SimulateOptions& o, const TaskPriors& p, const Space& sp, const fs::path& root,
+                              std::vector<fs::path>& made);
+
 }  // namespace
 
 SimulatedSpace simulated_space(const SimulateOptions& opts, const Tensor& text_emb) {
@@ -735,11 +736,32 @@ SimulateSummary simulate_dataset(const SimulateOptions& o, const EmbedTextsFn& e
                              " for " + std::to_string(p.entities.size()) + " texts");
   Space sp = build_space(o, emb);
 
-  prepare_output_dir(out_dir, o.overwrite);
   const fs::path root(out_dir), fdir = root / "features";
   std::error_code ec;
+  const bool made_root = !fs::exists(root, ec), made_fdir = !fs::exists(fdir, ec);
+  prepare_output_dir(out_dir, o.overwrite);
   fs::create_directories(fdir, ec);
   if (ec) throw std::runtime_error("cannot create directory " + fdir.string() + ": " + ec.message());
+  // A failure from here on (a full disk, say) removes every file this call wrote and the
+  // folders it made, so no partial dataset is left (files replaced under --overwrite are gone
+  // either way).
+  std::vector<fs::path> made;
+  try {
+    return write_dataset(o, p, sp, root, made);
+  } catch (...) {
+    for (const fs::path& f : made) fs::remove(f, ec);
+    if (made_fdir) fs::remove(fdir, ec);  // only if empty
+    if (made_root) fs::remove(root, ec);
+    throw;
+  }
+}
+
+namespace {
+
+SimulateSummary write_dataset(const SimulateOptions& o, const TaskPriors& p, const Space& sp, const fs::path& root,
+                              std::vector<fs::path>& made) {
+  const fs::path fdir = root / "features";
+  std::error_code ec;
 
   // Characteristic entities of each class: the class's weight dominates every other class's.
   const int C = p.num_classes();
@@ -769,6 +791,7 @@ SimulateSummary simulate_dataset(const SimulateOptions& o, const EmbedTextsFn& e
     Slide s = make_slide(o, p, sp, i, labels[i], characteristic);
     const std::string path = (fdir / (s.name + ".h5")).string();
     write_slide_h5(path, s, o, p);
+    made.push_back(path);
     written.insert(s.name + ".h5");
     lab << s.name << "," << s.label << "\n";
     std::vector<int64_t> count(K + 1, 0);
@@ -789,14 +812,20 @@ SimulateSummary simulate_dataset(const SimulateOptions& o, const EmbedTextsFn& e
     if (std::regex_match(f, sim_name) && !written.count(f)) fs::remove(e.path(), ec);
   }
 
-  write_file_atomic((root / "labels.csv").string(), lab.str());
-  write_file_atomic((root / "entities.csv").string(), ents.str());
-  write_file_atomic((root / "instance_priors.json").string(), nlohmann::json(p.entities).dump(2) + "\n");
   std::string bag;
   for (const std::string& t : p.bag_priors()) bag += csv_quote(t) + "\n";
-  write_file_atomic((root / "bag_priors.csv").string(), bag);
-  write_file_atomic((root / "README.txt").string(), readme_text(o, p, sum));
+  for (const auto& [name, text] : std::vector<std::pair<const char*, std::string>>{
+           {"labels.csv", lab.str()},
+           {"entities.csv", ents.str()},
+           {"instance_priors.json", nlohmann::json(p.entities).dump(2) + "\n"},
+           {"bag_priors.csv", bag},
+           {"README.txt", readme_text(o, p, sum)}}) {
+    write_file_atomic((root / name).string(), text);
+    made.push_back(root / name);
+  }
   return sum;
 }
+
+}  // namespace
 
 }  // namespace lm::data

@@ -62,7 +62,7 @@ std::string trim(const std::string& s) {
 }
 
 std::string mean_pm_std(double mean, double std) {
-  return fmt_fixed(mean, 4) + " &plusmn; " + (std::isnan(std) ? std::string("n/a") : fmt_fixed(std, 4));
+  return fmt_fixed(mean, 4) + " &plusmn; " + (std::isnan(std) ? std::string("-") : fmt_fixed(std, 4));
 }
 
 std::string note(const std::string& html_text) { return "<p class=\"note\">" + html_text + "</p>\n"; }

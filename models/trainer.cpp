@@ -618,7 +618,7 @@ CheckpointShape checkpoint_shape(const std::string& path) {
   return {h.model, metadata_size(h, "dim", path), metadata_size(h, "num_classes", path)};
 }
 
-std::unique_ptr<nn::Module> load_model_from_checkpoint(const std::string& path, const models::LibraMILConfig* ov) {
+std::unique_ptr<nn::Module> load_model_from_checkpoint(const std::string& path, const LibraMILOverrides& ov) {
   data::SafetensorsFile f = data::read_safetensors(path);
   const CheckpointHeader h = read_checkpoint_header(f, path);
   const nlohmann::json& cfg = h.cfg;
@@ -630,20 +630,12 @@ std::unique_ptr<nn::Module> load_model_from_checkpoint(const std::string& path, 
     const Tensor& pi = tensor_2d(f, "prompt_inst", path);
     const Tensor& pb = tensor_2d(f, "prompt_bag", path);
     models::LibraMILConfig c;
-    if (ov) c = *ov;
-    c.mode = cfg.value("mode", c.mode);
-    c.fusion = cfg.value("fusion", c.fusion);
-    c.ot_epsilon = cfg.value("ot_epsilon", c.ot_epsilon);
-    c.ot_iter = cfg.value("ot_iter", c.ot_iter);
-    c.heads = cfg.value("heads", c.heads);
+    c.mode = ov.mode.value_or(cfg.value("mode", c.mode));
+    c.fusion = ov.fusion.value_or(cfg.value("fusion", c.fusion));
+    c.ot_epsilon = ov.ot_epsilon.value_or(cfg.value("ot_epsilon", c.ot_epsilon));
+    c.ot_iter = ov.ot_iter.value_or(cfg.value("ot_iter", c.ot_iter));
+    c.heads = ov.heads.value_or(cfg.value("heads", c.heads));
     c.ablation = cfg.value("ablation", c.ablation);
-    if (ov) {  // explicit flags win over the metadata
-      c.mode = ov->mode;
-      c.fusion = ov->fusion;
-      c.ot_epsilon = ov->ot_epsilon;
-      c.ot_iter = ov->ot_iter;
-      c.heads = ov->heads;
-    }
     c.num_vis_prototypes = pv.shape()[0];
     c.dim = pv.shape()[1];
     c.num_text_prototypes = pi.shape()[0];

@@ -117,12 +117,21 @@ std::string options_json(const TrainOptions& options, const Dataset& data);
 
 namespace lm::train {
 
+// The Libra-MIL settings that tensor shapes cannot tell. Each one that is set replaces the
+// checkpoint's recorded value; one left unset keeps it (a command sets only the flags the user
+// gave, so a flag's default never replaces what the checkpoint was trained with).
+struct LibraMILOverrides {
+  std::optional<std::string> mode, fusion;
+  std::optional<double> ot_epsilon;
+  std::optional<int> ot_iter, heads;
+};
+
 // Rebuilds the model a checkpoint holds: its class and sizes from the "libramil.config"
 // metadata (written by save_checkpoint) or, for a bare Libra-MIL state_dict (e.g. saved from
-// PyTorch with the reference names), from the tensor shapes. `libramil_overrides` sets mode,
-// fusion, epsilon, iterations and heads, which shapes cannot tell. Loads the weights.
-std::unique_ptr<nn::Module> load_model_from_checkpoint(const std::string& path,
-                                                       const models::LibraMILConfig* libramil_overrides = nullptr);
+// PyTorch with the reference names), from the tensor shapes. Mode, fusion, epsilon,
+// iterations and heads come from `overrides` where set, else from the metadata, else from
+// LibraMILConfig's defaults. Loads the weights.
+std::unique_ptr<nn::Module> load_model_from_checkpoint(const std::string& path, const LibraMILOverrides& overrides = {});
 
 // The sizes a checkpoint's model has, read without building it (the same rules as
 // load_model_from_checkpoint): the model's name, the feature width D it takes ('proto_vis'

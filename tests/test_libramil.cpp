@@ -60,11 +60,11 @@ void check_parity(const ParityCase& c, const fs::path& dir, const std::string& w
   // the exact answer: gradients that cancel to ~0 (e.g. the head bias, whose gradient is the sum
   // of softmax - onehot) are pure rounding noise in both implementations.
   std::string ref64 = c.dtype == "float32" ? dump("float64") : ref;
-  models::LibraMILConfig ov;
+  train::LibraMILOverrides ov;
   ov.mode = c.mode;
   ov.fusion = c.fusion;
   ov.heads = 4;
-  auto model = train::load_model_from_checkpoint(weights, &ov);
+  auto model = train::load_model_from_checkpoint(weights, ov);
   model->to(dt);
   Tensor logits = (*model)(x);
   Tensor loss = cross_entropy(unsqueeze(logits, 0), Tensor::from_vector(std::vector<int64_t>{label}, {1}));

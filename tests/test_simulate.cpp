@@ -1,11 +1,14 @@
 // The whole-slide simulator (data/simulate.h): the written priors, the files it writes (read
 // back with the project's own readers), determinism, the alignment knob, camelyon16's focal
-// tumour share, the coordinate grid, and refusal to overwrite. A fake deterministic "text
-// encoder" (random unit vectors seeded by a hash of each text) stands in for the real one.
+// tumour share, the coordinate grid, refusal to overwrite, and a full disk (through the binary
+// on a small tmpfs). A fake deterministic "text encoder" (random unit vectors seeded by a hash
+// of each text) stands in for the real one in the library tests.
 #include <doctest/doctest.h>
 #include <hdf5.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -13,6 +16,7 @@
 #include "data/feature_bag.h"
 #include "data/simulate.h"
 #include "data/tables.h"
+#include "models/text_encoder.h"
 #include "tensor/rng.h"
 #include "tests/test_util.h"
 
@@ -318,4 +322,38 @@ TEST_CASE("simulate: refuses a non-empty output directory and bad options") {
   CHECK_THROWS_AS(simulate_dataset(bad, [](const std::vector<std::string>&) { return Tensor::zeros({3, 4}); }, fresh.string()),
                   std::runtime_error);
   CHECK_FALSE(fs::exists(fresh));  // nothing written on bad input
+}
+
+// A full disk (a 200 KiB tmpfs, which needs root to mount: skipped, with the reason, when the
+// mount fails): `libramil simulate` ends with one line and exit 1 (it used to say "HDF5 failed
+// to flush" and then crash in HDF5's exit handler, SIGSEGV, leaving .rcc_sim_0006.h5.tmp) and
+// leaves nothing on the disk: no temporary, no half dataset.
+TEST_CASE("simulate: a full disk is one error line, exit 1, and nothing left behind") {
+  if (!test::data_present(models::default_encoder_path(), "the default text encoder")) return;
+  const fs::path dir = test::scratch_dir("simulate_full_disk"), mnt = dir / "mnt";
+  fs::create_directories(mnt);
+  const fs::path mount_err = dir / "mount.err";
+  if (std::system(("mount -t tmpfs -o size=200k tmpfs " + mnt.string() + " 2> " + mount_err.string()).c_str()) != 0) {
+    std::fprintf(stderr, "SKIPPED: cannot mount a 200 KiB tmpfs to fill (%s)\n", test::read_text(mount_err).c_str());
+    return;
+  }
+  struct Unmount {
+    fs::path at;
+    ~Unmount() { (void)std::system(("umount " + at.string()).c_str()); }
+  } unmount{mnt};
+  const fs::path out = mnt / "sim";
+  // 12 slides of ~15-55 KB: the first five fit, the sixth does not.
+  const int rc = test::run_libramil("simulate --task rcc --slides 12 --size-scale 0.02 --dim 64 --threads 1 --out " + out.string(),
+                                    dir / "sim.log");
+  const std::string log = test::read_text(dir / "sim.log");
+  INFO("output: " << log);
+  CHECK(rc == 1);
+  CHECK(log.rfind("libramil: error: cannot write " + (out / "features").string() + "/rcc_sim_", 0) == 0);
+  CHECK(log.find("No space left on device") != std::string::npos);
+  CHECK(std::count(log.begin(), log.end(), '\n') == 1);
+  CHECK_MESSAGE(fs::is_empty(mnt), "left on the full disk: " << (fs::exists(out) ? out.string() : std::string("?")));
+  // Sanity: the disk takes a dataset that fits.
+  CHECK(test::run_libramil("simulate --task rcc --slides 3 --size-scale 0.02 --dim 16 --threads 1 --out " + out.string(),
+                           dir / "sim_small.log") == 0);
+  CHECK(fs::exists(out / "labels.csv"));
 }

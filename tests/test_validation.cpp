@@ -9,9 +9,12 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <vector>
 
+#include "data/tables.h"
 #include "tests/test_util.h"
 
 using namespace lm;
@@ -58,8 +61,8 @@ std::string train_args(const std::string& save_dir, const std::map<std::string, 
       {"--h5_file_dir", p("features")},          {"--instance_path", p("instance_priors.json")},
       {"--bag_path", p("bag_priors.csv")},       {"--instance_embeddings", p("z_ins.safetensors")},
       {"--bag_embeddings", p("z_bag.safetensors")}, {"--epochs", "1"}, {"--folds", "2"}, {"--heads", "2"},
-      {"--num_vis_prototypes", "3"},             {"--save_dir", save_dir}};
-  std::string a = "train --quiet --threads 1";
+      {"--num_vis_prototypes", "3"},             {"--threads", "1"},  {"--save_dir", save_dir}};
+  std::string a = "train --quiet";
   std::map<std::string, std::string> rest = over;
   for (auto& [k, v] : flags) {
     auto it = rest.find(k);
@@ -136,6 +139,58 @@ TEST_CASE("validation: split JSON") {
   train_fails("split_unknown_slide", {{"--data_split_json", bad("split_unknown_slide.json")}},
               {"split_unknown_slide.json", "slide_unknown_99", "has no label"});
   train_fails("split_not_json", {{"--data_split_json", bad("split_not_json.json")}}, {"split_not_json.json", "invalid JSON"});
+}
+
+TEST_CASE("validation: model and optimizer flags, before anything is created") {
+  train_fails("flag_vis_prototypes", {{"--num_vis_prototypes", "0"}}, {"--num_vis_prototypes 0"});
+  train_fails("flag_ot_epsilon", {{"--ot_epsilon", "nan"}}, {"--ot_epsilon nan"});
+  train_fails("flag_heads", {{"--heads", "7"}}, {"--heads 7", "feature width 16"});
+  train_fails("flag_lr", {{"--lr", "nan"}}, {"--lr nan"});
+  train_fails("flag_warmup", {{"--warmup_steps", "-1"}}, {"--warmup_steps -1"});
+  train_fails("flag_shots", {{"--shots", "0"}}, {"--shots 0"});
+  train_fails("flag_num_classes", {{"--num_classes", "0"}}, {"--num_classes 0"});
+  train_fails("flag_threads", {{"--threads", "-1"}}, {"--threads -1"});
+  train_fails("flag_epochs", {{"--epochs", "0"}}, {"--epochs 0"});
+  train_fails("flag_folds", {{"--folds", "0"}}, {"--folds 0"});
+  train_fails("flag_ot_iter", {{"--ot_iter", "0"}}, {"--ot_iter 0"});
+  train_fails("flag_weight_decay", {{"--weight_decay", "-0.5"}}, {"--weight_decay -0.5"});
+  train_fails("flag_mode", {{"--mode", "papers"}}, {"--mode papers"});
+  train_fails("flag_ablation", {{"--ablation", "concat"}, {"--mode", "reference"}}, {"--ablation concat", "paper mode"});
+}
+
+TEST_CASE("validation: a label beyond the task's classes is named with its slide and the labels file") {
+  // A slide of test_0 relabelled 2 (a typo) in the 2-class task: without --num_classes the
+  // classes become 0..2 and class 2 has no training slide. The error used to say only
+  // "split.json: fold 0: class 2 is absent from 'train_0'".
+  const auto split = nlohmann::json::parse(test::read_text(p("split.json")));
+  const std::string victim = split.at("test_0").at(0).get<std::string>();
+  const fs::path typo = dataset() / "typo" / "labels_typo.csv";
+  fs::create_directories(typo.parent_path());
+  {
+    std::ofstream out(typo);
+    out << "name,label\n";
+    for (const auto& l : data::read_labels_csv(p("labels.csv"))) out << l.name << "," << (l.name == victim ? 2 : l.label) << "\n";
+  }
+  // Libra-MIL: the 2 bag priors are for 2 classes.
+  train_fails("label_typo", {{"--data_csv", typo.string()}, {"--folds", "1"}},
+              {"file " + typo.string(), "slide " + victim + " has label 2, outside 0..1", "bag_priors.csv"});
+  // A baseline (no priors): the absent class is traced to the label, its slide and the file.
+  train_fails("label_typo_meanpool", {{"--data_csv", typo.string()}, {"--folds", "1"}, {"--model", "meanpool"}},
+              {"class 2 is absent from 'train_0'", "label 2 of slide " + victim, typo.string(), "out of range"});
+}
+
+TEST_CASE("validation: a one-fold summary prints '-' as its standard deviation") {
+  fs::path save = dataset() / "runs" / "one_fold";
+  fs::remove_all(save);
+  Result r = run(train_args(save.string(), {{"--folds", "1"}, {"--model", "meanpool"}}), dataset() / "logs", "one_fold");
+  REQUIRE_MESSAGE(r.rc == 0, r.err);
+  const std::string out = test::read_text(dataset() / "logs" / "one_fold.out");
+  INFO("stdout: " << out);
+  CHECK(out.find("over 1 folds): acc ") != std::string::npos);
+  CHECK(out.find(" +- -") != std::string::npos);
+  CHECK(out.find("nan") == std::string::npos);
+  const std::string report = test::read_text(save / "report.html");
+  CHECK(report.find("&plusmn; -<") != std::string::npos);
 }
 
 TEST_CASE("validation: safetensors embeddings and prompt files") {
