@@ -109,8 +109,10 @@ TEST_CASE("run directory: a second writer is refused while a run holds the lock"
   fs::remove_all(live);
   const fs::path pid_file = dir / "live.pid";
   fs::remove(pid_file);
-  test::run_or_throw((test::binary_dir() / "libramil").string() + " " + train_args(live, 2, 100000) + " > " +
-                     (dir / "live_first.log").string() + " 2>&1 & echo $! > " + pid_file.string());
+  // A long run in the background, killed below; `ulimit -t` bounds it (2 CPU minutes) should this
+  // test die before the kill. exec keeps its pid the one `$!` reports.
+  test::run_or_throw("(ulimit -t 120; exec " + (test::binary_dir() / "libramil").string() + " " + train_args(live, 2, 100000) +
+                     " > " + (dir / "live_first.log").string() + " 2>&1) & echo $! > " + pid_file.string());
   const long first = std::stol(test::read_text(pid_file));
   // Wait until the first run holds the lock (its pid is in the lock file).
   bool holding = false;

@@ -72,7 +72,8 @@ OutputPaths output_paths(const PatchOptions& o, const std::string& name) {
 nlohmann::json to_json(const SlideRecord& r) {
   return {{"slide", r.slide}, {"path", r.path}, {"status", r.status}, {"reason", r.reason}, {"mpp", r.mpp},
           {"mpp_source", r.mpp_source}, {"tissue_area_mm2", r.tissue_area_mm2}, {"patches", r.patches},
-          {"seconds", r.seconds}};
+          {"seconds", r.seconds}, {"seconds_read", r.seconds_read}, {"seconds_segment", r.seconds_segment},
+          {"seconds_tile", r.seconds_tile}, {"seconds_write", r.seconds_write}};
 }
 
 SlideRecord from_json(const nlohmann::json& j) {
@@ -86,6 +87,10 @@ SlideRecord from_json(const nlohmann::json& j) {
   r.tissue_area_mm2 = j.at("tissue_area_mm2").get<double>();
   r.patches = j.at("patches").get<int64_t>();
   r.seconds = j.at("seconds").get<double>();
+  r.seconds_read = j.value("seconds_read", 0.0);
+  r.seconds_segment = j.value("seconds_segment", 0.0);
+  r.seconds_tile = j.value("seconds_tile", 0.0);
+  r.seconds_write = j.value("seconds_write", 0.0);
   return r;
 }
 
@@ -241,8 +246,16 @@ SlideRecord patch_one_slide(const std::string& path, const PatchOptions& o, cons
     }
     const PatchGeometry g = patch_geometry(path, rec.mpp, rec.mpp_source, o.mag, o.patch_size, o.overlap);
     // 2-3. Thumbnail and tissue.
+    auto lap = [t = std::chrono::steady_clock::now()]() mutable {
+      const auto now = std::chrono::steady_clock::now();
+      const double s = std::chrono::duration<double>(now - t).count();
+      t = now;
+      return s;
+    };
     const Thumbnail th = read_thumbnail(slide, g.level0_mag);
+    rec.seconds_read = lap();
     const TissueResult tissue = segment_tissue(th.image, th.dx, th.dy, rec.mpp, o.tissue);
+    rec.seconds_segment = lap();
     rec.tissue_area_mm2 = tissue.tissue_area_mm2;
     if (tissue.regions.empty())
       throw std::runtime_error(path + ": no tissue found" +
@@ -257,6 +270,7 @@ SlideRecord patch_one_slide(const std::string& path, const PatchOptions& o, cons
         if (fraction(x, y, P0) >= o.min_tissue) coords.push_back({x, y});
     if (coords.empty()) throw std::runtime_error(path + ": tissue found but no patch has a tissue fraction >= --min-tissue " + fmt(o.min_tissue));
     rec.patches = int64_t(coords.size());
+    rec.seconds_tile = lap();
     // Outputs: pictures and contours first, the coordinates (what marks the slide done) last.
     for (const fs::path& p : {out.thumbnail, out.contours, out.geojson, out.coords, out.record}) {
       fs::create_directories(p.parent_path());
@@ -267,6 +281,7 @@ SlideRecord patch_one_slide(const std::string& path, const PatchOptions& o, cons
                             encode_jpeg(draw_contours(th.image, tissue.regions, coords, P0, th.dx, th.dy), 90));
     data::write_file_atomic(out.geojson.string(), contours_geojson(tissue.regions, th.dx, th.dy));
     write_coords_h5(out.coords.string(), rec.slide, coords, g);
+    rec.seconds_write = lap();
     rec.status = "ok";
   } catch (const std::exception& e) {
     rec.status = "failed";
