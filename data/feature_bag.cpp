@@ -18,6 +18,7 @@
 #include <tuple>
 #include <unordered_map>
 #include <vector>
+#include "data/text_util.h"
 
 static_assert(std::endian::native == std::endian::little, "feature readers assume a little-endian host");
 
@@ -29,11 +30,6 @@ namespace {
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw std::runtime_error("file " + path + ": " + what);
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = (char)std::tolower((unsigned char)c);
-  return s;
 }
 
 std::string shape_text(const std::vector<int64_t>& s) {

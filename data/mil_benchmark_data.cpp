@@ -9,6 +9,7 @@
 #include <regex>
 #include <sstream>
 #include <stdexcept>
+#include "data/text_util.h"
 
 namespace lm::data {
 
@@ -45,11 +46,6 @@ std::vector<std::string> split_lines(const std::string& text) {
   auto blank = [](const std::string& s) { return s.find_first_not_of(" \t") == std::string::npos; };
   while (!lines.empty() && blank(lines.back())) lines.pop_back();
   return lines;
-}
-
-std::string trim(const std::string& s) {
-  size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t");
-  return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
 }
 
 std::string where(size_t line, size_t col = 0) {

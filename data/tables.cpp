@@ -18,6 +18,7 @@
 
 #include "data/atomic_file.h"
 #include "tensor/rng.h"
+#include "data/text_util.h"
 
 namespace lm::data {
 
@@ -40,18 +41,6 @@ std::string read_file(const std::string& path) {
   std::string s = ss.str();
   if (s.size() >= 3 && (unsigned char)s[0] == 0xEF && (unsigned char)s[1] == 0xBB && (unsigned char)s[2] == 0xBF)
     s.erase(0, 3);  // UTF-8 BOM
-  return s;
-}
-
-std::string trim(const std::string& s) {
-  size_t b = 0, e = s.size();
-  while (b < e && std::isspace((unsigned char)s[b])) ++b;
-  while (e > b && std::isspace((unsigned char)s[e - 1])) --e;
-  return s.substr(b, e - b);
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = (char)std::tolower((unsigned char)c);
   return s;
 }
 

@@ -18,10 +18,13 @@
 #include "models/libramil.h"
 #include "models/optim.h"
 #include "ops/ops.h"
+#include "data/text_util.h"
 
 namespace lm::bench {
 
 namespace {
+using data::lower;
+
 
 using Clock = std::chrono::steady_clock;
 
@@ -96,11 +99,6 @@ std::vector<Tensor> standardized_bags(const data::MilDataset& ds, const std::vec
     out.push_back(Tensor::from_vector(y, {m, D}));
   }
   return out;
-}
-
-std::string lower(std::string s) {
-  for (char& c : s) c = (char)std::tolower((unsigned char)c);
-  return s;
 }
 
 }  // namespace

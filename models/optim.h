@@ -1,7 +1,8 @@
 // Optimizers (SGD, Adam, AdamW) with torch.optim 1.13 semantics, learning-rate schedules
 // and gradient clipping. Updates are in place on the parameters' storage (raw loops over
 // float32 / float64 data, the arithmetic done in double); the parameters are leaves, so no
-// graph is recorded. Parameters on a non-CPU device are updated through a host copy.
+// graph is recorded. Parameters on a CUDA device are updated there, by one fused kernel per
+// parameter (cuda::adam_update), never through a host copy.
 //
 // Update rules (g = grad, t = this parameter's step count after increment):
 //   SGD:   g += wd*p; buf = g (first step) or momentum*buf + (1-dampening)*g;

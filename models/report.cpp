@@ -23,6 +23,7 @@
 #include "models/libramil.h"
 #include "models/svg_plot.h"
 #include "models/trainer.h"
+#include "data/text_util.h"
 
 namespace lm::report {
 
@@ -30,6 +31,9 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
+using data::lower;
+using data::trim;
+
 
 // ---- small helpers ------------------------------------------------------------------------
 
@@ -49,16 +53,6 @@ double to_num(const std::string& s) {
   double v = std::strtod(s.c_str(), &end);
   if (end == s.c_str()) return NAN;
   return v;
-}
-
-std::string lower(std::string s) {
-  for (char& c : s) c = (char)std::tolower((unsigned char)c);
-  return s;
-}
-
-std::string trim(const std::string& s) {
-  size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
-  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
 }
 
 std::string mean_pm_std(double mean, double std) {

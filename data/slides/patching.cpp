@@ -25,16 +25,14 @@
 #include "data/slides/slide.h"
 #include "data/slides/thumbnail.h"
 #include "data/tables.h"
+#include "data/text_util.h"
 
 namespace lm::slides {
 namespace fs = std::filesystem;
 
 namespace {
+using data::trim;
 
-std::string trim(const std::string& s) {
-  size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
-  return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
-}
 
 std::string fmt(double v, int digits = 6) {
   char buf[64];

@@ -13,16 +13,14 @@
 #include <stdexcept>
 
 #include "data/slides/image_io.h"
+#include "data/text_util.h"
 
 namespace lm::slides {
 namespace fs = std::filesystem;
 
 namespace {
+using data::lower;
 
-std::string lower(std::string s) {
-  for (char& c : s) c = (char)std::tolower((unsigned char)c);
-  return s;
-}
 
 std::string extension(const std::string& path) { return lower(fs::path(path).extension().string()); }
 
