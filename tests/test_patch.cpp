@@ -185,6 +185,19 @@ TEST_CASE("patch: magnification comes from the metadata or the flags, never a gu
   CHECK_MESSAGE(rc == 0, test::read_text(out / "b.txt"));
   const std::string summary = test::read_text(out / "b" / "summary.csv");
   CHECK(summary.find(",0.25,--mpp-csv,") != std::string::npos);
+  // A plain PNG is a one-level slide: the cmu thumbnail (half size, so 0.998 um/px, 10x) gives,
+  // at 10x with 128-pixel patches, the same grid and the same 32 patches as the .svs at 20x / 256.
+  {
+    slides::Slide svs(slide_path(kCmu).string());
+    const slides::Thumbnail th = slides::read_thumbnail(svs, 20);
+    REQUIRE(th.reduction == 2);
+    std::ofstream(out / "cmu_half.png", std::ios::binary) << slides::encode_png(th.image);
+    rc = test::run_libramil("patch --slides " + q(out / "cmu_half.png") + " --out " + q(out / "png") +
+                                " --mpp 0.998 --mag 10 --patch-size 128",
+                            out / "png.txt");
+    CHECK_MESSAGE(rc == 0, test::read_text(out / "png.txt"));
+    CHECK(test::read_text(out / "png.txt").find("cmu_half: 32 patches") != std::string::npos);
+  }
   // Asking for more than the slide's magnification is refused (cmu is 20x).
   rc = test::run_libramil("patch --slides " + q(slide_path(kCmu)) + " --out " + q(out / "c") + " --mag 40", out / "c.txt");
   CHECK(rc == 1);
