@@ -1,8 +1,9 @@
-// What a killed run leaves, and how `train --resume` deals with it: the atomic writers'
-// temporaries and the resume state of a finished fold are removed by the resume (and nothing
-// else is); a run directory without a readable config.json is one error line saying how to
-// proceed. The kills are simulated by putting the leftovers in place by hand (or with the
-// LIBRAMIL_KILL_AT_STEP test hook).
+// What a killed or damaged run leaves, and how `train --resume`, `eval`, `dump` and `report`
+// deal with it: the atomic writers' temporaries and the resume state of a finished fold are
+// removed by the resume (and nothing else is); a run directory without a readable config.json
+// is one error line saying how to proceed; a checkpoint whose tensor bytes changed after
+// train wrote it is refused on every load, naming the file. The kills are simulated by
+// putting the leftovers in place by hand (or with the LIBRAMIL_KILL_AT_STEP test hook).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "data/safetensors.h"
 #include "tests/test_util.h"
 
 using namespace lm;
@@ -64,6 +66,25 @@ void expect_error(const Result& r, const std::vector<std::string>& needles) {
 void write_file(const fs::path& p, const std::string& content) {
   std::ofstream f(p, std::ios::binary);
   f << content;
+  REQUIRE(f.good());
+}
+
+// Flips the low bit of the byte in the middle of a safetensors file's data section (inside a
+// tensor: the files train writes have no gaps).
+void flip_tensor_byte(const fs::path& p) {
+  std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+  REQUIRE(f.good());
+  uint64_t header_len = 0;
+  f.read(reinterpret_cast<char*>(&header_len), 8);
+  const uint64_t data_size = fs::file_size(p) - 8 - header_len;
+  REQUIRE(data_size > 0);
+  const std::streamoff at = (std::streamoff)(8 + header_len + data_size / 2);
+  char c = 0;
+  f.seekg(at);
+  f.read(&c, 1);
+  c ^= 1;
+  f.seekp(at);
+  f.write(&c, 1);
   REQUIRE(f.good());
 }
 
@@ -144,4 +165,62 @@ TEST_CASE("recovery: a run directory without a usable config.json is one error l
   CHECK_MESSAGE(r.rc == 0, r.out);
   CHECK(fs::exists(dir / "config.json"));
   CHECK(!fs::exists(dir / ".config.json.tmp-31337"));
+}
+
+TEST_CASE("recovery: train --resume refuses a resume state whose tensor bytes changed, naming the file") {
+  const fs::path dir = dataset() / "damaged";
+  fs::remove_all(dir);
+  // Killed in epoch 2 of fold 0 (4 bags per epoch): the resume state is after epoch 1.
+  REQUIRE(run(train_args(dir, 1, 3) + " --quiet", "damaged_killed", "LIBRAMIL_KILL_AT_STEP=0:6").rc == 128 + 9);
+  const fs::path last = dir / "checkpoints" / "fold_0_last.safetensors";
+  REQUIRE(fs::exists(last));
+  const std::string resume = "train --resume " + dir.string() + " --threads 1 --quiet";
+  flip_tensor_byte(last);
+  expect_error(run(resume, "damaged_resume"), {"file '" + last.string() + "'", "checksum"});
+  CHECK(fs::exists(last));  // kept as it was for the user to look at
+  flip_tensor_byte(last);   // the same bit back: the file is as train wrote it
+  const Result r = run(resume, "damaged_resume_ok");
+  CHECK_MESSAGE(r.rc == 0, r.out);
+}
+
+TEST_CASE("recovery: eval, dump and report refuse a best checkpoint whose tensor bytes changed") {
+  const fs::path dir = dataset() / "damaged_best";
+  fs::remove_all(dir);
+  REQUIRE(run(train_args(dir, 1, 2) + " --quiet", "damaged_best_train").rc == 0);
+  const fs::path best = dir / "checkpoints" / "fold_0_best.safetensors";
+  const fs::path bag = dataset() / "features" / "slide_c0_00.h5";
+  const fs::path out = dir / "eval.csv", dumped = dir / "dump.safetensors";
+  const std::string eval = "eval --checkpoint " + best.string() + " --features " + (dataset() / "features").string() +
+                           " --overwrite --out " + out.string();
+  const std::string dump = "dump --checkpoint " + best.string() + " --features " + bag.string() + " --label 0 --overwrite --out " +
+                           dumped.string();
+  flip_tensor_byte(best);
+  expect_error(run(eval, "damaged_eval"), {"file '" + best.string() + "'", "checksum"});
+  CHECK(!fs::exists(out));
+  expect_error(run(dump, "damaged_dump"), {"file '" + best.string() + "'", "checksum"});
+  CHECK(!fs::exists(dumped));
+  // The report is written without the checkpoint's pictures and says why.
+  Result r = run("report " + dir.string() + " --overwrite", "damaged_report");
+  CHECK_MESSAGE(r.rc == 0, r.out);
+  const std::string html = test::read_text(dir / "report.html");
+  CHECK(html.find("does not match its checksum") != std::string::npos);
+  flip_tensor_byte(best);
+  r = run(eval, "damaged_eval_ok");
+  CHECK_MESSAGE(r.rc == 0, r.out);
+
+  // A checkpoint without the checksum (an older one, or one saved elsewhere) still loads: it
+  // cannot be checked, so a changed byte goes unseen.
+  const fs::path plain = dir / "plain.safetensors";
+  {
+    data::SafetensorsFile f = data::read_safetensors(best.string());
+    REQUIRE(f.metadata.count("libramil.checksum") == 1);
+    std::map<std::string, std::string> meta = f.metadata;
+    meta.erase("libramil.checksum");
+    data::write_safetensors(plain.string(), f.tensors, meta);
+  }
+  flip_tensor_byte(plain);
+  r = run("eval --checkpoint " + plain.string() + " --features " + (dataset() / "features").string() + " --overwrite --out " +
+              out.string(),
+          "plain_eval");
+  CHECK_MESSAGE(r.rc == 0, r.out);
 }
