@@ -208,7 +208,7 @@ int run_train(TrainFlags& f) {
   if (!f.split_json.empty()) {
     ds.splits = data::read_split_json(f.split_json, f.opt.folds);
   } else if (f.shots > 0) {
-    ds.splits = data::make_few_shot_splits(labels, C, f.shots, f.opt.folds, f.opt.seed);
+    ds.splits = data::make_few_shot_splits(labels, C, f.shots, f.opt.folds, f.opt.seed, 0.5, f.labels_csv);
   } else {
     throw std::runtime_error("give --data_split_json FILE, or --shots K to draw few-shot splits from the labels");
   }
