@@ -394,3 +394,25 @@ TEST_CASE("messages: a slide with both a .h5 and a .pt file is warned about once
   CHECK(std::count(csv.begin(), csv.end(), '\n') == 13);  // header + 12 slides
   CHECK(csv.find("slide_c0_00,") == csv.rfind("slide_c0_00,"));
 }
+
+TEST_CASE("messages: a config.json value of the wrong type is named with the key (resume: an error, report: a note)") {
+  const fs::path logs = dataset() / "logs", run_dir = dataset() / "runs" / "typed";
+  fs::remove_all(run_dir);
+  Result r = run(train_args(run_dir.string(), {{"--model", "meanpool"}, {"--folds", "1"}}), logs, "typed_train");
+  REQUIRE_MESSAGE(r.rc == 0, r.err);
+  const fs::path cfg_path = run_dir / "config.json";
+  nlohmann::json cfg = nlohmann::json::parse(test::read_text(cfg_path));
+  cfg["epochs"] = "ten";
+  cfg["folds"] = "two";
+  cfg["inputs"]["labels"] = 5;
+  std::ofstream(cfg_path) << cfg.dump(2);
+  r = run("train --resume " + run_dir.string() + " --threads 1 --quiet", logs, "typed_resume");
+  expect_error(r, {"file " + cfg_path.string() + ": 'epochs' is \"ten\", expected an integer", "--overwrite"});
+  // The report is still written; each value set aside is named.
+  r = run("report " + run_dir.string() + " --overwrite", logs, "typed_report");
+  CHECK_MESSAGE(r.rc == 0, r.err);
+  const std::string html = test::read_text(run_dir / "report.html");
+  for (const char* key : {"epochs", "folds", "inputs.labels"})
+    CHECK_MESSAGE(html.find("config.json: &#39;" + std::string(key) + "&#39; is ") != std::string::npos, std::string(key));
+  CHECK(html.find("expected an integer; ignored.") != std::string::npos);
+}
