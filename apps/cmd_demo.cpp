@@ -96,7 +96,7 @@ Runner add_demo(CLI::App& app) {
     std::vector<Row> rows;
     std::vector<std::string> run_dirs;
     for (int k : f->shots) {
-      ds.splits = data::make_few_shot_splits(labels, ds.num_classes, k, f->folds, f->seed);
+      ds.splits = data::make_few_shot_splits(labels, ds.num_classes, k, f->folds, f->seed, 0.5, (data_dir / "labels.csv").string());
       std::string split_path = (data_dir / ("split_" + std::to_string(k) + "shot.json")).string();
       data::write_split_json(split_path, ds.splits);
       for (const std::string& m : f->models) {

@@ -1,4 +1,5 @@
 // `libramil eval | dump | split | tokenize | encode-text`.
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
@@ -103,6 +104,7 @@ Runner add_eval(CLI::App& app) {
         if (ext == ".h5" || ext == ".hdf5" || ext == ".pt") slides.push_back(e.path().stem().string());
       }
     std::sort(slides.begin(), slides.end());
+    slides.erase(std::unique(slides.begin(), slides.end()), slides.end());  // s.h5 beside s.pt: one slide
     if (slides.empty()) throw std::runtime_error("no slides to evaluate in " + f->features);
     std::unique_ptr<nn::Module> m = train::load_model_from_checkpoint(f->checkpoint);
     const train::CheckpointShape shape = train::checkpoint_shape(f->checkpoint);
@@ -182,7 +184,7 @@ Runner add_split(CLI::App& app) {
     if (C <= 0)
       for (auto& l : labels) C = std::max(C, l.label + 1);
     data::validate_labels(labels, C, f->labels);
-    auto splits = data::make_few_shot_splits(labels, C, f->shots, f->folds, f->seed);
+    auto splits = data::make_few_shot_splits(labels, C, f->shots, f->folds, f->seed, 0.5, f->labels);
     data::write_split_json(f->out, splits);
     std::cout << f->folds << " folds of " << f->shots << " shots per class -> " << f->out << "\n";
     return 0;

@@ -16,6 +16,7 @@
 
 #include "apps/commands.h"
 #include "apps/inputs.h"
+#include "apps/run_config.h"
 #include "data/atomic_file.h"
 #include "data/run_lock.h"
 #include "models/baselines.h"
@@ -110,46 +111,37 @@ void check_flags(const TrainFlags& f) {
 
 }  // namespace
 
-// Fills the flags from <run_dir>/config.json, written by the interrupted run.
+// Fills the flags from <run_dir>/config.json, written by the interrupted run (apps/run_config.h:
+// a missing or unreadable file, or a value of the wrong type, is one line naming it).
 void load_resume_flags(TrainFlags& f) {
-  fs::path cfg_path = fs::path(f.resume) / "config.json";
-  if (!fs::exists(cfg_path)) throw std::runtime_error("--resume " + f.resume + ": no config.json there (not a libramil run directory)");
-  std::ifstream in(cfg_path);
-  nlohmann::json c;
-  try {
-    c = nlohmann::json::parse(in);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(cfg_path.string() + ": not valid JSON");
-  }
+  const RunConfig c(f.resume);
   auto& o = f.opt;
-  o.model = c.value("model", o.model);
-  o.libramil.mode = c.value("mode", o.libramil.mode);
-  o.libramil.fusion = c.value("fusion", o.libramil.fusion);
-  o.libramil.ablation = c.value("ablation", o.libramil.ablation);
-  o.libramil.ot_epsilon = c.value("ot_epsilon", o.libramil.ot_epsilon);
-  o.libramil.ot_iter = c.value("ot_iter", o.libramil.ot_iter);
-  o.libramil.heads = c.value("heads", o.libramil.heads);
-  o.libramil.num_vis_prototypes = c.value("num_vis_prototypes", o.libramil.num_vis_prototypes);
-  o.epochs = c.value("epochs", o.epochs);
-  o.folds = c.value("folds", o.folds);
-  o.lr = c.value("lr", o.lr);
-  o.weight_decay = c.value("weight_decay", o.weight_decay);
-  o.warmup_steps = c.value("warmup_steps", o.warmup_steps);
-  o.seed = c.value("seed", o.seed);
-  f.num_classes = c.value("num_classes", f.num_classes);
+  o.model = c.text("model", o.model);
+  o.libramil.mode = c.text("mode", o.libramil.mode);
+  o.libramil.fusion = c.text("fusion", o.libramil.fusion);
+  o.libramil.ablation = c.text("ablation", o.libramil.ablation);
+  o.libramil.ot_epsilon = c.number("ot_epsilon", o.libramil.ot_epsilon);
+  o.libramil.ot_iter = c.integer("ot_iter", o.libramil.ot_iter);
+  o.libramil.heads = c.integer("heads", o.libramil.heads);
+  o.libramil.num_vis_prototypes = c.integer("num_vis_prototypes", o.libramil.num_vis_prototypes);
+  o.epochs = c.integer("epochs", o.epochs);
+  o.folds = c.integer("folds", o.folds);
+  o.lr = c.number("lr", o.lr);
+  o.weight_decay = c.number("weight_decay", o.weight_decay);
+  o.warmup_steps = c.integer("warmup_steps", o.warmup_steps);
+  o.seed = c.unsigned_integer("seed", o.seed);
+  f.num_classes = c.integer("num_classes", f.num_classes);
   f.num_classes_given = c.contains("num_classes");
-  auto in_ = c.value("inputs", nlohmann::json::object());
-  auto get = [&](const char* k) { return in_.value(k, std::string()); };
-  f.labels_csv = get("labels");
-  f.split_json = get("split");
-  f.features_dir = get("features");
-  f.instance_path = get("instance_priors");
-  f.bag_path = get("bag_priors");
-  f.encoder = get("text_encoder");
-  f.instance_embeddings = get("instance_embeddings");
-  f.bag_embeddings = get("bag_embeddings");
-  if (!get("shots").empty()) f.shots = std::stoi(get("shots"));
-  f.shots_given = !get("shots").empty();
+  f.labels_csv = c.input("labels");
+  f.split_json = c.input("split");
+  f.features_dir = c.input("features");
+  f.instance_path = c.input("instance_priors");
+  f.bag_path = c.input("bag_priors");
+  f.encoder = c.input("text_encoder");
+  f.instance_embeddings = c.input("instance_embeddings");
+  f.bag_embeddings = c.input("bag_embeddings");
+  f.shots = c.input_integer("shots", f.shots);
+  f.shots_given = !c.input("shots").empty();
   f.save_dir = f.resume;
   f.overwrite = true;
   o.resume = true;
@@ -216,7 +208,7 @@ int run_train(TrainFlags& f) {
   if (!f.split_json.empty()) {
     ds.splits = data::read_split_json(f.split_json, f.opt.folds);
   } else if (f.shots > 0) {
-    ds.splits = data::make_few_shot_splits(labels, C, f.shots, f.opt.folds, f.opt.seed);
+    ds.splits = data::make_few_shot_splits(labels, C, f.shots, f.opt.folds, f.opt.seed, 0.5, f.labels_csv);
   } else {
     throw std::runtime_error("give --data_split_json FILE, or --shots K to draw few-shot splits from the labels");
   }
@@ -303,6 +295,14 @@ int run_train(TrainFlags& f) {
     // --overwrite: the earlier run's files go (all of them: a 1-fold run must not leave an
     // old fold 1 for the report), every other file stays (models/run_files.h).
     if (f.overwrite) train::remove_run_files(f.save_dir);
+  }
+  if (!f.resume.empty()) {  // what the killed run left that the resume does not use (models/run_files.h)
+    const std::vector<std::string> gone = train::remove_resume_leftovers(f.resume);
+    if (!gone.empty() && !f.quiet) {
+      std::cerr << "resume: removed " << gone.size() << " file(s) the interrupted run left:";
+      for (const std::string& g : gone) std::cerr << " " << g;
+      std::cerr << "\n";
+    }
   }
   f.opt.save_dir = f.save_dir;
   auto abs = [](const std::string& p) { return p.empty() ? p : fs::absolute(p).string(); };

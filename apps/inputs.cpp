@@ -2,6 +2,8 @@
 #include "apps/inputs.h"
 
 #include <filesystem>
+#include <iostream>
+#include <set>
 #include <stdexcept>
 
 #include "data/feature_bag.h"
@@ -12,11 +14,28 @@ namespace lm::app {
 namespace fs = std::filesystem;
 
 std::string find_feature_file(const std::string& dir, const std::string& slide) {
+  std::vector<std::string> found;
   for (const char* ext : {".h5", ".hdf5", ".pt"}) {
     fs::path p = fs::path(dir) / (slide + ext);
-    if (fs::exists(p)) return p.string();
+    if (fs::exists(p)) found.push_back(p.string());
   }
-  throw std::runtime_error("slide '" + slide + "': no feature file " + slide + ".h5 (or .hdf5/.pt) in " + dir);
+  if (found.empty()) throw std::runtime_error("slide '" + slide + "': no feature file " + slide + ".h5 (or .hdf5/.pt) in " + dir);
+  if (found.size() > 1) {
+    // Once per slide and process; after 10 slides, one last line says that more are hidden.
+    static std::set<std::string> warned;
+    const size_t shown = 10;
+    if (warned.insert(found[0]).second && warned.size() <= shown + 1) {
+      std::string others;
+      for (size_t i = 1; i < found.size(); ++i) others += (i > 1 ? " and " : "") + found[i];
+      if (warned.size() <= shown)
+        std::cerr << "libramil: warning: slide '" << slide << "': both " << found[0] << " and " << others
+                  << " exist; using " << found[0] << "\n";
+      else
+        std::cerr << "libramil: warning: more slides in " << dir << " have several feature files; the first of .h5, "
+                  << ".hdf5, .pt is used for each (no further warnings)\n";
+    }
+  }
+  return found[0];
 }
 
 std::vector<std::string> select_bag_prompts(const std::vector<std::string>& rows, int c, const std::string& path) {

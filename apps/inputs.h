@@ -10,7 +10,9 @@
 
 namespace lm::app {
 
-// Finds <dir>/<slide>.h5 (or .hdf5, .pt); throws naming the slide and the directory.
+// Finds <dir>/<slide>.h5 (or .hdf5, .pt, in that order); throws naming the slide and the
+// directory. When a slide has more than one of them, warns once (on stderr) naming them all
+// and the one used: "libramil: warning: slide 's': both D/s.h5 and D/s.pt exist; using D/s.h5".
 std::string find_feature_file(const std::string& dir, const std::string& slide);
 
 // The bag-prior rows to use for C classes: all C rows, or rows C..2C-1 of a two-scale file

@@ -20,6 +20,8 @@
 #include <set>
 #include <stdexcept>
 
+#include "data/checksum.h"
+
 namespace lm::data {
 
 static_assert(std::endian::native == std::endian::little, "safetensors I/O assumes a little-endian host");
@@ -214,6 +216,17 @@ SafetensorsFile read_safetensors(const std::string& path) {
       fail(path, "tensors '" + a.name + "' [" + std::to_string(a.begin) + ", " + std::to_string(a.end) + ") and '" +
                      b.name + "' [" + std::to_string(b.begin) + ", " + std::to_string(b.end) + ") overlap");
   }
+  if (auto it = out.metadata.find(kChecksumKey); it != out.metadata.end()) {
+    static const size_t text_size = fnv1a64_text(0).size();
+    if (it->second.rfind("fnv1a64:", 0) != 0 || it->second.size() != text_size)
+      fail(path, std::string("metadata '") + kChecksumKey + "' is '" + it->second.substr(0, 40) +
+                     "', expected fnv1a64:<16 hex digits>");
+    uint64_t h = kFnv1a64Offset;
+    for (const auto& [name, t] : out.tensors) h = fnv1a64(t.raw_data(), t.nbytes(), h);  // std::map: name order
+    if (fnv1a64_text(h) != it->second)
+      fail(path, "the tensor data does not match its checksum (" + it->second + " recorded, " + fnv1a64_text(h) +
+                     " now): the file was changed or damaged after it was written");
+  }
   return out;
 }
 
@@ -236,8 +249,9 @@ void write_all(int fd, const void* data, size_t n, const std::string& path, cons
 
 }  // namespace
 
-void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+// Both writers; `checksum` adds kChecksumKey to the metadata.
+static void write_file(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                       std::map<std::string, std::string> metadata, bool checksum) {
   struct Entry {
     std::string name;
     Tensor t;
@@ -259,6 +273,14 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
     size_t sa = dtype_size(a.t.dtype()), sb = dtype_size(b.t.dtype());
     return sa != sb ? sa > sb : a.name < b.name;
   });
+  if (checksum) {  // over the data in name order, as read_safetensors checks it
+    std::vector<const Entry*> by_name;
+    for (const Entry& e : entries) by_name.push_back(&e);
+    std::sort(by_name.begin(), by_name.end(), [](const Entry* a, const Entry* b) { return a->name < b->name; });
+    uint64_t h = kFnv1a64Offset;
+    for (const Entry* e : by_name) h = fnv1a64(e->t.raw_data(), e->t.nbytes(), h);
+    metadata[kChecksumKey] = fnv1a64_text(h);
+  }
   ordered_json header = ordered_json::object();
   if (!metadata.empty()) {
     ordered_json m = ordered_json::object();
@@ -311,6 +333,16 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
     ::fsync(dfd);
     ::close(dfd);
   }
+}
+
+void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  write_file(path, tensors, metadata, false);
+}
+
+void write_safetensors_checked(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                               const std::map<std::string, std::string>& metadata) {
+  write_file(path, tensors, metadata, true);
 }
 
 }  // namespace lm::data

@@ -6,6 +6,11 @@
 // Reading memory-maps the file (copy-on-write: writing into a loaded tensor never touches the
 // file) and validates the header strictly; every error is a std::runtime_error naming the
 // file and the problem. Writing is atomic (temporary file, fsync, rename).
+// Checksum: write_safetensors_checked records in the metadata, under kChecksumKey, the
+// FNV-1a 64 (data/checksum.h) of the tensors' data bytes, tensor after tensor in name order
+// (bytewise), as "fnv1a64:<16 lowercase hex digits>"; read_safetensors verifies it whenever
+// the key is present, so a file whose tensor bytes changed after writing is an error naming
+// it. Files without the key (other writers, older libramil checkpoints) are read unchecked.
 // Supported dtypes: F32, F64, F16, BF16, I64 (other safetensors dtypes are refused by name).
 #pragma once
 #include <concepts>
@@ -29,6 +34,9 @@ struct SafetensorsFile {
   const Tensor& at(const std::string& name) const;
 };
 
+// The metadata key of the tensor-data checksum (see above).
+inline constexpr const char* kChecksumKey = "libramil.checksum";
+
 SafetensorsFile read_safetensors(const std::string& path);
 
 // Writes the tensors (any device, layout or supported dtype; float16/bfloat16 as they are)
@@ -38,6 +46,10 @@ SafetensorsFile read_safetensors(const std::string& path);
 // error (naming the path); a failed write leaves neither the file nor a temporary behind.
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+// As write_safetensors, with the tensor-data checksum added to the metadata (kChecksumKey;
+// one given in `metadata` is replaced).
+void write_safetensors_checked(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                               const std::map<std::string, std::string>& metadata = {});
 // A name -> Tensor map (e.g. a state_dict). A template so that a braced list
 // write_safetensors(p, {{"a", t}}) unambiguously means the vector form above.
 template <class Map>

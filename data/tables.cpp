@@ -269,13 +269,13 @@ std::vector<std::string> read_bag_prompts_csv(const std::string& path) {
 // ---- few-shot splits ---------------------------------------------------------------------------
 
 std::vector<FoldSplit> make_few_shot_splits(const std::vector<LabeledSlide>& labels, int num_classes, int shots,
-                                            int folds, uint64_t seed, double val_fraction) {
+                                            int folds, uint64_t seed, double val_fraction, const std::string& labels_path) {
   if (num_classes < 1) throw std::invalid_argument("make_few_shot_splits: num_classes must be >= 1");
   if (shots < 0) throw std::invalid_argument("make_few_shot_splits: shots must be >= 0");
   if (folds < 1) throw std::invalid_argument("make_few_shot_splits: folds must be >= 1");
   if (!(val_fraction > 0.0 && val_fraction < 1.0))
     throw std::invalid_argument("make_few_shot_splits: val_fraction must lie in (0, 1)");
-  validate_labels(labels, num_classes, "<labels given to make_few_shot_splits>");
+  validate_labels(labels, num_classes, labels_path.empty() ? "<labels given to make_few_shot_splits>" : labels_path);
   std::vector<std::vector<std::string>> by_class(num_classes);
   std::set<std::string> names;
   for (const auto& s : labels) {
@@ -286,8 +286,8 @@ std::vector<FoldSplit> make_few_shot_splits(const std::vector<LabeledSlide>& lab
   for (int c = 0; c < num_classes; ++c) {
     std::sort(by_class[c].begin(), by_class[c].end());
     if ((int64_t)by_class[c].size() < (int64_t)shots + 2)
-      throw std::runtime_error("make_few_shot_splits: class " + std::to_string(c) + " has " +
-                               std::to_string(by_class[c].size()) + " slides; " + std::to_string(shots) +
+      throw std::runtime_error((labels_path.empty() ? "make_few_shot_splits" : "file " + labels_path) + ": class " +
+                               std::to_string(c) + " has " + std::to_string(by_class[c].size()) + " slides; " + std::to_string(shots) +
                                "-shot splits need at least " + std::to_string(shots + 2) +
                                " (shots for train, one for val, one for test)");
   }

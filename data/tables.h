@@ -51,9 +51,12 @@ std::vector<std::string> read_bag_prompts_csv(const std::string& path);
 // remaining r = count - shots are split per class into val = clamp(floor(r * val_fraction),
 // 1, r - 1) and test = the rest (so with the default 0.5, an odd remainder gives test the
 // extra slide). Lists are ordered class by class, in draw order. Requires every class
-// 0..num_classes-1 to have at least shots + 2 slides (error names the class and its count).
+// 0..num_classes-1 to have at least shots + 2 slides (error names the class and its count,
+// and `labels_path`, the file the labels came from, when given: "file labels.csv: class 0
+// has 3 slides; 8-shot splits need at least 10 ...").
 std::vector<FoldSplit> make_few_shot_splits(const std::vector<LabeledSlide>& labels, int num_classes, int shots,
-                                            int folds, uint64_t seed, double val_fraction = 0.5);
+                                            int folds, uint64_t seed, double val_fraction = 0.5,
+                                            const std::string& labels_path = "");
 
 // RFC-4180 CSV parsing used by the readers above: records with the 1-based line on which
 // each starts. Throws (naming `origin`) on an unterminated quote or text after a closing quote.

@@ -20,6 +20,7 @@
 #include "data/feature_bag.h"
 #include "data/metrics.h"
 #include "data/tables.h"
+#include "models/config_keys.h"
 #include "models/libramil.h"
 #include "models/svg_plot.h"
 #include "models/trainer.h"
@@ -209,9 +210,8 @@ Run load_run(const std::string& dir, size_t index) {
   try {
     r.config = json::parse(read_text_file(d / "config.json"));
     if (!r.config.is_object()) throw std::runtime_error("not a JSON object");
-    if (r.config.contains("inputs") && r.config["inputs"].is_object())
-      for (auto& [k, v] : r.config["inputs"].items())
-        if (v.is_string()) r.inputs[k] = v.get<std::string>();
+    for (const std::string& m : train::drop_mistyped_config_keys(r.config)) r.notes.push_back("config.json: " + h(m) + "; ignored.");
+    if (r.config.contains("inputs")) for (auto& [k, v] : r.config["inputs"].items()) r.inputs[k] = v.get<std::string>();
     r.model = r.config.value("model", std::string("unknown"));
     r.num_classes = r.config.value("num_classes", 0);
     r.folds = r.config.value("folds", 0);

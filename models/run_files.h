@@ -1,8 +1,10 @@
 // The files a `train` run writes in its directory (TrainOptions::save_dir), so that
 // `train --overwrite` removes an earlier run's files, and only those, before it starts: a
-// 1-fold run over a 2-fold directory must not leave the old fold 1 for the report to plot.
+// 1-fold run over a 2-fold directory must not leave the old fold 1 for the report to plot;
+// and so that `train --resume` removes what a killed run left behind.
 #pragma once
 #include <string>
+#include <vector>
 
 namespace lm::train {
 
@@ -18,5 +20,14 @@ bool run_owns(const std::string& relative_path);
 // (no other folder is entered). Returns how many files went. Throws "cannot remove <path>:
 // <reason>" on the first that cannot be removed.
 int remove_run_files(const std::string& dir);
+
+// What a run killed with SIGKILL leaves in `dir` that a resume never uses, removed by
+// `train --resume` once it holds the run's lock: the temporaries of the files the run owns
+// (see run_owns; a writer that was killed never renamed them), and
+// checkpoints/fold_<k>_last.safetensors of a fold k whose logs/fold_<k>_result.json holds
+// that fold's result (the run was killed between writing the result and removing the resume
+// state). Everything else stays, the resume state of an unfinished fold included. Returns
+// the removed paths, relative to `dir`; throws "cannot remove <path>: <reason>".
+std::vector<std::string> remove_resume_leftovers(const std::string& dir);
 
 }  // namespace lm::train

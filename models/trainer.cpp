@@ -76,7 +76,7 @@ std::string options_json(const TrainOptions& o, const Dataset& d) {
 }
 
 void save_checkpoint(const std::string& path, nn::Module& model, const std::string& config_json) {
-  data::write_safetensors(path, model.ordered_state_dict(), {{"libramil.config", config_json}, {"format", "pt"}});
+  data::write_safetensors_checked(path, model.ordered_state_dict(), {{"libramil.config", config_json}, {"format", "pt"}});
 }
 
 void load_checkpoint(const std::string& path, nn::Module& model) {
@@ -465,7 +465,7 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, const BagSou
                         {"best_acc", num(best_acc)}, {"best_auc", num(best_auc)},
                         {"best_epoch", res.best_epoch}, {"shuffle_offset", shuffle_gen.offset()},
                         {"records", records_json(res.epochs)}};
-      data::write_safetensors(fold_last_path(o, fold), ts, {{"libramil.resume", st.dump()}, {"libramil.config", config}});
+      data::write_safetensors_checked(fold_last_path(o, fold), ts, {{"libramil.resume", st.dump()}, {"libramil.config", config}});
     }
   }
   // Reload the selected checkpoint and evaluate it afresh.

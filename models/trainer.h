@@ -105,8 +105,9 @@ Evaluation evaluate(nn::Module& model, const std::vector<std::string>& slides, c
 // Runs all folds. Progress and the epoch table go to `log`.
 RunResult run_protocol(const TrainOptions& options, const Dataset& data, std::ostream& log);
 
-// The checkpoint format: the model's state_dict with the reference names, and the run's
-// configuration in the metadata (key "libramil.config", JSON).
+// The checkpoint format: the model's state_dict with the reference names, the run's
+// configuration in the metadata (key "libramil.config", JSON) and the checksum of the tensor
+// data (data::kChecksumKey), which every read verifies (data/safetensors.h).
 void save_checkpoint(const std::string& path, nn::Module& model, const std::string& config_json);
 void load_checkpoint(const std::string& path, nn::Module& model);
 

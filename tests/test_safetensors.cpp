@@ -1,6 +1,7 @@
 // data/safetensors.h: round trips of every dtype, metadata, empty and scalar tensors;
 // interchange with the Python safetensors library both ways (tools/safetensors_check.py);
-// every kind of malformed file is refused with a message naming the file; atomic writes.
+// every kind of malformed file is refused with a message naming the file; atomic writes; the
+// tensor-data checksum (written on request, verified on read).
 #include <doctest/doctest.h>
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "data/checksum.h"
 #include "data/safetensors.h"
 #include "tests/test_util.h"
 
@@ -237,4 +239,57 @@ TEST_CASE("writing into a missing directory fails naming the path and leaves not
   CHECK(f.contains("b"));
   CHECK_FALSE(f.contains("a"));
   for (auto& entry : fs::directory_iterator(dir)) CHECK(entry.path().filename() == "model.safetensors");
+}
+
+TEST_CASE("a checksum of the tensor data, written on request, is verified on every read") {
+  // FNV-1a 64 reference values (the algorithm's published test vectors).
+  CHECK(data::fnv1a64("", 0) == 0xcbf29ce484222325ULL);
+  CHECK(data::fnv1a64("a", 1) == 0xaf63dc4c8601ec8cULL);
+  CHECK(data::fnv1a64("foobar", 6) == 0x85944171f73967e8ULL);
+  CHECK(data::fnv1a64("bar", 3, data::fnv1a64("foo", 3)) == data::fnv1a64("foobar", 6));
+  CHECK(data::fnv1a64_text(0xaf63dc4c8601ec8cULL) == "fnv1a64:af63dc4c8601ec8c");
+
+  auto dir = test::scratch_dir("safetensors_checksum");
+  const fs::path p = dir / "checked.safetensors";
+  data::write_safetensors_checked(p.string(), expected_tensors(true), kMeta);
+  data::SafetensorsFile f = data::read_safetensors(p.string());
+  check_equal_files(f, expected_tensors(true));
+  REQUIRE(f.metadata.count(data::kChecksumKey) == 1);
+  CHECK(f.metadata.at("format") == "pt");
+  // The documented rule, computed independently: FNV-1a 64 of the tensors' bytes in name order.
+  const fs::path py = dir / "fnv.py";
+  std::ofstream(py) << "import json, struct, sys\n"
+                       "b = open(sys.argv[1], 'rb').read()\n"
+                       "n = struct.unpack('<Q', b[:8])[0]\n"
+                       "h = json.loads(b[8:8 + n]); meta = h.pop('__metadata__')\n"
+                       "x = 0xcbf29ce484222325\n"
+                       "for k in sorted(h):\n"
+                       "    s, e = h[k]['data_offsets']\n"
+                       "    for c in b[8 + n + s:8 + n + e]: x = ((x ^ c) * 0x100000001b3) % (1 << 64)\n"
+                       "sys.exit(0 if meta['libramil.checksum'] == 'fnv1a64:%016x' % x else 1)\n";
+  test::run_or_throw(test::python() + " " + py.string() + " " + p.string());
+
+  // One byte of one tensor changed: the read fails naming the file.
+  std::string bytes = test::read_text(p);
+  uint64_t hlen = 0;
+  std::memcpy(&hlen, bytes.data(), 8);
+  const fs::path bad = dir / "flipped.safetensors";
+  std::string flipped = bytes;
+  flipped[8 + hlen + 3] ^= 0x10;
+  std::ofstream(bad, std::ios::binary) << flipped;
+  std::string e = error_of([&] { data::read_safetensors(bad.string()); });
+  CHECK(contains(e, bad.string()));
+  CHECK(contains(e, "does not match its checksum"));
+  // A malformed checksum value is refused too; without the key nothing is checked.
+  const fs::path odd = dir / "odd.safetensors";
+  auto meta = kMeta;
+  meta[data::kChecksumKey] = "crc32:1234";
+  data::write_safetensors(odd.string(), expected_tensors(true), meta);
+  CHECK(contains(error_of([&] { data::read_safetensors(odd.string()); }), "expected fnv1a64:<16 hex digits>"));
+  const fs::path plain = dir / "plain.safetensors";
+  data::write_safetensors(plain.string(), expected_tensors(true), kMeta);
+  CHECK(data::read_safetensors(plain.string()).metadata.count(data::kChecksumKey) == 0);
+  // Rewriting a checked file with its metadata but other tensors: the key is recomputed.
+  data::write_safetensors_checked(p.string(), {{"a", Tensor::ones({2})}}, f.metadata);
+  CHECK(data::read_safetensors(p.string()).at("a").shape() == Shape{2});
 }

@@ -350,3 +350,69 @@ TEST_CASE("validation: eval and dump on a checkpoint") {
   expect_error(r, {"labels.csv", "safetensors file"});
   CHECK(!fs::exists(out));
 }
+
+TEST_CASE("messages: few-shot splits that cannot be drawn name the labels file") {
+  // 6 slides per class; 8 shots need 10.
+  const std::vector<std::string> needles = {"file " + p("labels.csv") + ": class 0 has 6 slides; 8-shot splits need at least 10"};
+  train_fails("shots_too_many", {{"--data_split_json", ""}, {"--shots", "8"}}, needles);
+  const fs::path out = dataset() / "out" / "split_8shot.json";
+  fs::create_directories(out.parent_path());
+  fs::remove(out);
+  expect_error(run("split --labels " + p("labels.csv") + " --shots 8 --out " + out.string(), dataset() / "logs", "split_8shot"),
+               needles);
+  CHECK(!fs::exists(out));
+}
+
+TEST_CASE("messages: a slide with both a .h5 and a .pt file is warned about once, naming both and the one used") {
+  const fs::path both = dataset() / "features_both", logs = dataset() / "logs";
+  fs::remove_all(both);
+  fs::copy(dataset() / "features", both, fs::copy_options::recursive);
+  const std::string h5 = (both / "slide_c0_00.h5").string(), pt = (both / "slide_c0_00.pt").string();
+  { std::ofstream(pt) << "not a torch file: reading it would fail\n"; }
+  auto warnings = [](const std::string& err) {
+    size_t n = 0;
+    for (size_t at = err.find("libramil: warning:"); at != std::string::npos; at = err.find("libramil: warning:", at + 1)) ++n;
+    return n;
+  };
+  const fs::path run_dir = dataset() / "runs" / "both";
+  fs::remove_all(run_dir);
+  Result r = run(train_args(run_dir.string(), {{"--h5_file_dir", both.string()}, {"--folds", "1"}}), logs, "both_train");
+  CHECK_MESSAGE(r.rc == 0, r.err);
+  CHECK(warnings(r.err) == 1);
+  CHECK_MESSAGE(r.err.find("slide 'slide_c0_00': both " + h5 + " and " + pt + " exist; using " + h5) != std::string::npos, r.err);
+  // eval over the folder: the slide is evaluated once (it was listed twice), one warning.
+  const fs::path out = dataset() / "out" / "eval_both.csv";
+  fs::create_directories(out.parent_path());
+  fs::remove(out);
+  r = run("eval --checkpoint " + (run_dir / "checkpoints" / "fold_0_best.safetensors").string() + " --features " + both.string() +
+              " --out " + out.string(),
+          logs, "both_eval");
+  CHECK_MESSAGE(r.rc == 0, r.err);
+  CHECK(warnings(r.err) == 1);
+  CHECK(r.err.find("using " + h5) != std::string::npos);
+  const std::string csv = test::read_text(out);
+  CHECK(std::count(csv.begin(), csv.end(), '\n') == 13);  // header + 12 slides
+  CHECK(csv.find("slide_c0_00,") == csv.rfind("slide_c0_00,"));
+}
+
+TEST_CASE("messages: a config.json value of the wrong type is named with the key (resume: an error, report: a note)") {
+  const fs::path logs = dataset() / "logs", run_dir = dataset() / "runs" / "typed";
+  fs::remove_all(run_dir);
+  Result r = run(train_args(run_dir.string(), {{"--model", "meanpool"}, {"--folds", "1"}}), logs, "typed_train");
+  REQUIRE_MESSAGE(r.rc == 0, r.err);
+  const fs::path cfg_path = run_dir / "config.json";
+  nlohmann::json cfg = nlohmann::json::parse(test::read_text(cfg_path));
+  cfg["epochs"] = "ten";
+  cfg["folds"] = "two";
+  cfg["inputs"]["labels"] = 5;
+  std::ofstream(cfg_path) << cfg.dump(2);
+  r = run("train --resume " + run_dir.string() + " --threads 1 --quiet", logs, "typed_resume");
+  expect_error(r, {"file " + cfg_path.string() + ": 'epochs' is \"ten\", expected an integer", "--overwrite"});
+  // The report is still written; each value set aside is named.
+  r = run("report " + run_dir.string() + " --overwrite", logs, "typed_report");
+  CHECK_MESSAGE(r.rc == 0, r.err);
+  const std::string html = test::read_text(run_dir / "report.html");
+  for (const char* key : {"epochs", "folds", "inputs.labels"})
+    CHECK_MESSAGE(html.find("config.json: &#39;" + std::string(key) + "&#39; is ") != std::string::npos, std::string(key));
+  CHECK(html.find("expected an integer; ignored.") != std::string::npos);
+}
