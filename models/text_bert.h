@@ -15,6 +15,7 @@
 #include "data/safetensors.h"
 #include "data/tokenizer.h"
 #include "models/text_encoder.h"
+#include "data/checksum.h"
 
 namespace lm::models {
 
@@ -33,7 +34,7 @@ int64_t meta_int(const std::map<std::string, std::string>& meta, const std::stri
 double meta_double(const std::map<std::string, std::string>& meta, const std::string& path, const std::string& key);
 
 // FNV-1a 64 of bytes, hex.
-uint64_t fnv1a64(const void* data, size_t n, uint64_t h = 0xcbf29ce484222325ULL);
+using data::fnv1a64;  // data/checksum.h
 std::string hex64(uint64_t v);
 // Fast content hash of a file: its size, first 8 MiB and last 1 MiB.
 std::string file_hash(const std::string& path);
