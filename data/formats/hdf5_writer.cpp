@@ -1,18 +1,13 @@
 // HDF5 output through a temporary file and an atomic rename (data/formats/hdf5_writer.h).
 #include "data/formats/hdf5_writer.h"
 
-#include <fcntl.h>
-#include <hdf5.h>
-#include <unistd.h>
+#include "data/atomic_file.h"
 
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
-#include <random>
+#include <hdf5.h>
+
 #include <stdexcept>
 
 namespace lm::data {
-namespace fs = std::filesystem;
 
 std::mutex& hdf5_mutex() {
   static std::mutex m;
@@ -30,23 +25,18 @@ struct Handle {
   }
 };
 
-std::string temporary_name(const std::string& path) {
-  fs::path p(path);
-  std::random_device rd;
-  return (p.parent_path() / ("." + p.filename().string() + ".tmp-" + std::to_string(rd() % 1000000))).string();
-}
-
 }  // namespace
 
-H5Writer::H5Writer(const std::string& path) : path_(path), tmp_(temporary_name(path)), lock_(hdf5_mutex()) {
+H5Writer::H5Writer(const std::string& path) : path_(path), lock_(hdf5_mutex()) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  file_ = H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (file_ < 0) {
-    const int e = errno;
-    std::error_code ec;
-    fs::remove(tmp_, ec);
-    throw std::runtime_error("cannot write " + path_ + ": cannot create the file" + (e ? std::string(" (") + std::strerror(e) + ")" : ""));
-  }
+  // In memory (the core driver without a backing store): nothing touches the disk until
+  // commit() writes the finished image, so a full disk can never leave HDF5 holding a
+  // half-written file (which its exit handler then crashes on).
+  Handle fapl{H5Pcreate(H5P_FILE_ACCESS), H5Pclose};
+  if (fapl.id < 0 || H5Pset_fapl_core(fapl.id, size_t(1) << 20, 0) < 0)
+    throw std::runtime_error("cannot write " + path_ + ": cannot set up an in-memory HDF5 file");
+  file_ = H5Fcreate(path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id);
+  if (file_ < 0) throw std::runtime_error("cannot write " + path_ + ": cannot create the HDF5 file");
 }
 
 H5Writer::~H5Writer() {
@@ -55,12 +45,9 @@ H5Writer::~H5Writer() {
 
 void H5Writer::abandon() noexcept {
   if (file_ >= 0) {
-    // Close every object still open in the file, then the file itself.
-    H5Fclose(hid_t(file_));
+    H5Fclose(hid_t(file_));  // in memory: nothing on disk to remove
     file_ = -1;
   }
-  std::error_code ec;
-  fs::remove(tmp_, ec);
 }
 
 void H5Writer::dataset(const std::string& name, const std::vector<uint64_t>& dims, int64_t mem_type, int64_t file_type,
@@ -68,7 +55,11 @@ void H5Writer::dataset(const std::string& name, const std::vector<uint64_t>& dim
   std::vector<hsize_t> d(dims.begin(), dims.end());
   Handle space{H5Screate_simple(int(d.size()), d.data(), nullptr), H5Sclose};
   if (space.id < 0) throw std::runtime_error("cannot write " + path_ + ": dataspace of " + name);
-  Handle set{H5Dcreate2(hid_t(file_), name.c_str(), hid_t(file_type), space.id, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+  // No modification times in the file, so that the same data give the same bytes.
+  Handle dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
+  if (dcpl.id < 0 || H5Pset_obj_track_times(dcpl.id, 0) < 0)
+    throw std::runtime_error("cannot write " + path_ + ": dataset properties of " + name);
+  Handle set{H5Dcreate2(hid_t(file_), name.c_str(), hid_t(file_type), space.id, H5P_DEFAULT, dcpl.id, H5P_DEFAULT),
              H5Dclose};
   if (set.id < 0) throw std::runtime_error("cannot write " + path_ + ": cannot create dataset " + name);
   size_t n = 1;
@@ -126,30 +117,18 @@ void H5Writer::attr_f64(const std::string& object, const std::string& name, doub
 
 void H5Writer::commit() {
   if (committed_) return;
+  std::string image;
   const bool flushed = H5Fflush(hid_t(file_), H5F_SCOPE_GLOBAL) >= 0;
-  const bool closed = H5Fclose(hid_t(file_)) >= 0;
-  file_ = -1;
-  if (!flushed || !closed) {
-    abandon();
-    throw std::runtime_error("cannot write " + path_ + ": flushing the file failed (disk full?)");
+  const ssize_t size = flushed ? H5Fget_file_image(hid_t(file_), nullptr, 0) : -1;
+  if (size > 0) {
+    image.resize(size_t(size));
+    if (H5Fget_file_image(hid_t(file_), image.data(), size_t(size)) != size) image.clear();
   }
-  int fd = ::open(tmp_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    const bool synced = ::fsync(fd) == 0;
-    const int e = errno;
-    ::close(fd);
-    if (!synced) {
-      abandon();
-      throw std::runtime_error("cannot write " + path_ + ": " + std::strerror(e));
-    }
-  }
-  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
-    const int e = errno;
-    abandon();
-    throw std::runtime_error("cannot write " + path_ + ": " + std::strerror(e));
-  }
-  committed_ = true;
+  abandon();
+  if (image.empty()) throw std::runtime_error("cannot write " + path_ + ": building the HDF5 image in memory failed");
   lock_.unlock();
+  write_file_atomic(path_, image);  // temporary file, fsync, rename; removes the temporary on error
+  committed_ = true;
 }
 
 }  // namespace lm::data

@@ -1,7 +1,8 @@
-// Writing HDF5 files safely: the file is built under a temporary name beside its destination and
-// renamed over it only by commit(), after every handle is closed and the data are on disk. An
-// error at any point (a full disk, a failed write) closes what is open, removes the temporary
-// file and throws one line naming the destination, so no partial file is left under either name.
+// Writing HDF5 files safely: the file is built in memory (HDF5's core driver) and commit() writes
+// the finished image through data/atomic_file.h (a temporary file beside the destination,
+// fsync, rename). An error at any point (a full disk, a failed write) closes what is open, leaves
+// no temporary file and throws one line naming the destination, so no partial file is left under
+// either name, and HDF5 never holds a half-written file on disk.
 // HDF5 (Debian's serial build) must never be entered by two threads at once: every use of the
 // library in the project holds hdf5_mutex().
 #pragma once
@@ -16,7 +17,7 @@ std::mutex& hdf5_mutex();
 
 class H5Writer {
  public:
-  // Creates the temporary file (holds hdf5_mutex() until commit() or destruction).
+  // Creates the in-memory file (holds hdf5_mutex() until commit() or destruction).
   explicit H5Writer(const std::string& path);
   ~H5Writer();  // without commit(): closes everything and removes the temporary file
   H5Writer(const H5Writer&) = delete;
@@ -30,11 +31,11 @@ class H5Writer {
   void attr_string(const std::string& object, const std::string& name, const std::string& value);
   void attr_i64(const std::string& object, const std::string& name, int64_t value);
   void attr_f64(const std::string& object, const std::string& name, double value);
-  // Flushes, closes, syncs and renames onto the destination.
+  // Takes the file's image, closes it, and writes the image atomically onto the destination.
   void commit();
 
  private:
-  std::string path_, tmp_;
+  std::string path_;
   std::unique_lock<std::mutex> lock_;
   int64_t file_ = -1;  // hid_t
   bool committed_ = false;

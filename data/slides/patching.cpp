@@ -112,6 +112,8 @@ void write_summary(const PatchOptions& o) {
   const std::string lock_path = (out / ".summary.lock").string();
   const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd >= 0) ::flock(fd, LOCK_EX);
+  // Under the lock no other shard is writing summary.csv: a temporary of it is a dead run's.
+  remove_leftovers(out, "summary.csv");
   std::vector<std::pair<std::string, SlideRecord>> rows;  // (config, record)
   std::error_code ec;
   for (const auto& cfg : fs::directory_iterator(out, ec)) {
