@@ -18,6 +18,7 @@
 #include <tuple>
 #include <unordered_map>
 #include <vector>
+#include "data/formats/hdf5_writer.h"
 #include "data/text_util.h"
 
 static_assert(std::endian::native == std::endian::little, "feature readers assume a little-endian host");
@@ -136,7 +137,6 @@ void check_keep(DType keep) {
 // ================================ HDF5 ========================================================
 
 #ifndef H5_HAVE_THREADSAFE
-std::mutex g_hdf5_mutex;  // the non-thread-safe library must never be entered concurrently
 #endif
 
 struct H5Handle {
@@ -244,7 +244,7 @@ FeatureBag read_h5(const std::string& path, DType keep) {
   Tensor raw;
   {
 #ifndef H5_HAVE_THREADSAFE
-    std::lock_guard<std::mutex> lock(g_hdf5_mutex);
+    std::lock_guard<std::mutex> lock(hdf5_mutex());  // data/formats/hdf5_writer.h
 #endif
     H5Bag b;
     h5_open(path, b);
@@ -283,7 +283,7 @@ FeatureBag read_h5(const std::string& path, DType keep) {
 
 BagInfo probe_h5(const std::string& path) {
 #ifndef H5_HAVE_THREADSAFE
-  std::lock_guard<std::mutex> lock(g_hdf5_mutex);
+  std::lock_guard<std::mutex> lock(hdf5_mutex());  // data/formats/hdf5_writer.h
 #endif
   H5Bag b;
   h5_open(path, b);

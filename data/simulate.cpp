@@ -5,12 +5,9 @@
 // the output does not depend on the thread count and the same options give the same bytes.
 #include "data/simulate.h"
 
-#include <hdf5.h>
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <regex>
@@ -19,6 +16,7 @@
 #include <stdexcept>
 
 #include "data/atomic_file.h"
+#include "data/formats/hdf5_writer.h"
 #include "tensor/rng.h"
 
 namespace lm::data {
@@ -567,55 +565,6 @@ Slide make_slide(const SimulateOptions& o, const TaskPriors& p, const Space& sp,
 
 // ---- HDF5 output ------------------------------------------------------------------------
 
-std::mutex g_write_mutex;  // the serial HDF5 library must not be entered concurrently
-
-struct H5Closer {
-  hid_t id;
-  herr_t (*fn)(hid_t);
-  ~H5Closer() {
-    if (id >= 0) fn(id);
-  }
-};
-
-void h5_check(bool ok, const std::string& path, const std::string& what) {
-  if (!ok) throw std::runtime_error("cannot write " + path + ": HDF5 failed to " + what);
-}
-
-void h5_dataset(hid_t file, const std::string& path, const char* name, hid_t mem_type, hid_t file_type,
-                const std::vector<hsize_t>& dims, const void* data) {
-  hid_t space = H5Screate_simple((int)dims.size(), dims.data(), nullptr);
-  H5Closer cs{space, H5Sclose};
-  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-  H5Closer cp{dcpl, H5Pclose};
-  h5_check(space >= 0 && dcpl >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0, path, std::string("prepare ") + name);
-  hid_t ds = H5Dcreate2(file, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-  H5Closer cd{ds, H5Dclose};
-  h5_check(ds >= 0, path, std::string("create dataset ") + name);
-  h5_check(H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0, path, std::string("write ") + name);
-}
-
-// Variable-length UTF-8 string attribute (h5py reads it as str).
-void h5_attr_string(hid_t obj, const std::string& path, const char* name, const std::string& value) {
-  hid_t t = H5Tcopy(H5T_C_S1);
-  H5Closer ct{t, H5Tclose};
-  h5_check(t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, H5T_CSET_UTF8) >= 0, path, "make a string type");
-  hid_t sp = H5Screate(H5S_SCALAR);
-  H5Closer cs{sp, H5Sclose};
-  hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-  H5Closer ca{a, H5Aclose};
-  const char* c = value.c_str();
-  h5_check(a >= 0 && H5Awrite(a, t, &c) >= 0, path, std::string("write attribute ") + name);
-}
-
-template <class T>
-void h5_attr_scalar(hid_t obj, const std::string& path, const char* name, hid_t type, T value) {
-  hid_t sp = H5Screate(H5S_SCALAR);
-  H5Closer cs{sp, H5Sclose};
-  hid_t a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
-  H5Closer ca{a, H5Aclose};
-  h5_check(a >= 0 && H5Awrite(a, type, &value) >= 0, path, std::string("write attribute ") + name);
-}
-
 std::string simulated_statement(const SimulateOptions& o) {
   return std::string(kVersion) + ": SIMULATED DATA, not real whole-slide images. Features were drawn from a " +
          "synthetic generative model (docs/simulator.md), task " + o.task + ", seed " + std::to_string(o.seed) +
@@ -629,40 +578,24 @@ std::string fmt_double(double v) {
   return ss.str();
 }
 
-// The file is built in memory (HDF5's core driver, no backing store) and its image written
-// with write_file_atomic: HDF5 never touches the disk, so a full disk is a plain write error
-// (temporary removed, one line) and no HDF5 file is left half-closed for HDF5's exit handler
-// to crash on (it did: "HDF5 failed to flush", then SIGSEGV).
+// Through data/formats/hdf5_writer: built in memory, written with write_file_atomic, so a full
+// disk is a plain write error (temporary removed, one line) and no HDF5 file is left half-closed
+// for HDF5's exit handler to crash on (it did: "HDF5 failed to flush", then SIGSEGV).
 void write_slide_h5(const std::string& path, const Slide& s, const SimulateOptions& o, const TaskPriors& p) {
-  std::string image;
-  {
-    std::lock_guard<std::mutex> lock(g_write_mutex);
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Closer cfa{fapl, H5Pclose};
-    h5_check(fapl >= 0 && H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) >= 0, path, "set up an in-memory file");
-    hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Closer cf{f, H5Fclose};
-    h5_check(f >= 0, path, "create the file");
-    const hsize_t n = (hsize_t)s.n, D = (hsize_t)o.dim;
-    h5_dataset(f, path, "features", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, {n, D}, s.features.data());
-    h5_dataset(f, path, "coords", H5T_NATIVE_INT64, H5T_STD_I64LE, {n, 2}, s.coords.data());
-    h5_dataset(f, path, "entity", H5T_NATIVE_INT32, H5T_STD_I32LE, {n}, s.entity.data());
-    h5_attr_string(f, path, "simulated", simulated_statement(o));
-    h5_attr_string(f, path, "task", o.task);
-    h5_attr_string(f, path, "class_name", p.class_names[s.label]);
-    h5_attr_scalar<int64_t>(f, path, "label", H5T_NATIVE_INT64, s.label);
-    h5_attr_scalar<uint64_t>(f, path, "seed", H5T_NATIVE_UINT64, o.seed);
-    h5_attr_scalar<double>(f, path, "alignment", H5T_NATIVE_DOUBLE, o.alignment);
-    h5_attr_scalar<double>(f, path, "tumour_fraction", H5T_NATIVE_DOUBLE, s.focal_fraction);
-    h5_attr_scalar<int64_t>(f, path, "patch_size", H5T_NATIVE_INT64, o.patch_size);
-    h5_check(H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0, path, "flush");
-    const ssize_t size = H5Fget_file_image(f, nullptr, 0);
-    h5_check(size > 0, path, "size the file image");
-    image.resize((size_t)size);
-    h5_check(H5Fget_file_image(f, image.data(), (size_t)size) == size, path, "copy the file image");
-  }
-  write_file_atomic(path, image);
+  H5Writer w(path);
+  const uint64_t n = (uint64_t)s.n, D = (uint64_t)o.dim;
+  w.dataset_f32("features", {n, D}, s.features.data());
+  w.dataset_i64("coords", {n, 2}, s.coords.data());
+  w.dataset_i32("entity", {n}, s.entity.data());
+  w.attr_string("/", "simulated", simulated_statement(o));
+  w.attr_string("/", "task", o.task);
+  w.attr_string("/", "class_name", p.class_names[s.label]);
+  w.attr_i64("/", "label", s.label);
+  w.attr_u64("/", "seed", o.seed);
+  w.attr_f64("/", "alignment", o.alignment);
+  w.attr_f64("/", "tumour_fraction", s.focal_fraction);
+  w.attr_i64("/", "patch_size", o.patch_size);
+  w.commit();
 }
 
 std::string csv_quote(const std::string& s) {

@@ -110,6 +110,10 @@ void H5Writer::attr_i64(const std::string& object, const std::string& name, int6
   Handle obj{hid_t(open_object(object)), H5Oclose};
   scalar_attr(obj.id, path_, name, H5T_NATIVE_INT64, H5T_STD_I64LE, value);
 }
+void H5Writer::attr_u64(const std::string& object, const std::string& name, uint64_t value) {
+  Handle obj{hid_t(open_object(object)), H5Oclose};
+  scalar_attr(obj.id, path_, name, H5T_NATIVE_UINT64, H5T_STD_U64LE, value);
+}
 void H5Writer::attr_f64(const std::string& object, const std::string& name, double value) {
   Handle obj{hid_t(open_object(object)), H5Oclose};
   scalar_attr(obj.id, path_, name, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, value);

@@ -30,6 +30,7 @@ class H5Writer {
   // Attributes on "/" (the file) or on a dataset written before.
   void attr_string(const std::string& object, const std::string& name, const std::string& value);
   void attr_i64(const std::string& object, const std::string& name, int64_t value);
+  void attr_u64(const std::string& object, const std::string& name, uint64_t value);
   void attr_f64(const std::string& object, const std::string& name, double value);
   // Takes the file's image, closes it, and writes the image atomically onto the destination.
   void commit();
