@@ -1,6 +1,8 @@
 // write_file_atomic / prepare_output_dir (see atomic_file.h).
 #include "data/atomic_file.h"
 
+#include <cctype>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -56,6 +58,20 @@ void check_output_dir(const std::string& dir, bool overwrite) {
       if (it->path().filename() != kLockFileName)
         throw std::runtime_error("output directory " + dir + " already exists and is not empty (pass --overwrite to replace its files)");
   }
+}
+
+std::string atomic_target(const std::string& name) {
+  const size_t k = name.rfind(".tmp-");
+  if (k == std::string::npos || k + 5 >= name.size()) return "";
+  const std::string suffix = name.substr(k + 5);
+  auto all = [&](int (*is)(int)) {
+    for (unsigned char c : suffix)
+      if (!is(c)) return false;
+    return true;
+  };
+  if (name[0] == '.' && k > 1 && all(isdigit)) return name.substr(1, k - 1);  // write_file_atomic
+  if (k > 0 && suffix.size() == 6 && all(isalnum)) return name.substr(0, k);   // write_safetensors
+  return "";
 }
 
 void prepare_output_dir(const std::string& dir, bool overwrite) {

@@ -674,12 +674,11 @@ SimulateSummary simulate_dataset(const SimulateOptions& o, const EmbedTextsFn& e
   const bool made_root = !fs::exists(root, ec), made_fdir = !fs::exists(fdir, ec);
   prepare_output_dir(out_dir, o.overwrite);
   if (o.overwrite) {  // temporaries of this command's own files that a killed run left
-    static const std::regex leftover(
-        "\\.(labels\\.csv|entities\\.csv|instance_priors\\.json|bag_priors\\.csv|README\\.txt|"
-        "(rcc|nsclc|camelyon16)_sim_[0-9]+\\.h5)\\.tmp.*");
+    static const std::regex own("labels\\.csv|entities\\.csv|instance_priors\\.json|bag_priors\\.csv|README\\.txt|"
+                                "(rcc|nsclc|camelyon16)_sim_[0-9]+\\.h5");
     for (const fs::path& d : {root, fdir})
       for (auto& e : fs::directory_iterator(d, ec))
-        if (std::regex_match(e.path().filename().string(), leftover)) fs::remove(e.path(), ec);
+        if (std::regex_match(atomic_target(e.path().filename().string()), own)) fs::remove(e.path(), ec);
   }
   fs::create_directories(fdir, ec);
   if (ec) throw std::runtime_error("cannot create directory " + fdir.string() + ": " + ec.message());

@@ -3,6 +3,8 @@
 // (report.html).
 #include "models/run_files.h"
 
+#include "data/atomic_file.h"
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -29,13 +31,9 @@ Owned owned(const std::string& folder, const std::string& name) {
   if (!folder.empty() && folder != "logs" && folder != "checkpoints") return Owned::No;
   const std::regex& re = folder.empty() ? top : folder == "logs" ? logs : ckpts;
   if (std::regex_match(name, re)) return Owned::File;
-  // Temporaries: data::write_file_atomic's ".<name>.tmp-<digits>", write_safetensors'
-  // "<name>.tmp-XXXXXX" (mkstemp).
-  static const std::regex atomic_tmp("\\.(.+)\\.tmp-[0-9]+");
-  static const std::regex st_tmp("(.+)\\.tmp-[A-Za-z0-9]{6}");
-  std::smatch m;
-  if (std::regex_match(name, m, atomic_tmp) && std::regex_match(m[1].str(), re)) return Owned::Temporary;
-  if (std::regex_match(name, m, st_tmp) && std::regex_match(m[1].str(), re)) return Owned::Temporary;
+  // A writer's temporary of one of those files (data/atomic_file.h).
+  const std::string target = data::atomic_target(name);
+  if (!target.empty() && std::regex_match(target, re)) return Owned::Temporary;
   return Owned::No;
 }
 

@@ -47,13 +47,12 @@ std::string csv_field(const std::string& s) {
   return o + "\"";
 }
 
-// Removes what a killed run left of `name` in `dir`: its temporary files (".name.tmp-*").
+// Removes what a killed run left of `name` in `dir`: its temporary files (data/atomic_file.h).
 void remove_leftovers(const fs::path& dir, const std::string& name) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return;
-  const std::string prefix = "." + name + ".tmp-";
   for (const auto& e : fs::directory_iterator(dir, ec))
-    if (e.path().filename().string().rfind(prefix, 0) == 0) fs::remove(e.path(), ec);
+    if (data::atomic_target(e.path().filename().string()) == name) fs::remove(e.path(), ec);
 }
 
 struct OutputPaths {
