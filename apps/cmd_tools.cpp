@@ -47,8 +47,9 @@ Runner add_dump(CLI::App& app) {
     if (eps->count() > 0) ov.ot_epsilon = f->cfg.ot_epsilon;
     if (iter->count() > 0) ov.ot_iter = f->cfg.ot_iter;
     if (heads->count() > 0) ov.heads = f->cfg.heads;
-    std::unique_ptr<nn::Module> m = train::load_model_from_checkpoint(f->checkpoint, ov);
-    check_bag_width(f->features, train::checkpoint_shape(f->checkpoint).dim, f->checkpoint);
+    train::CheckpointShape shape;
+    std::unique_ptr<nn::Module> m = train::load_model_from_checkpoint(f->checkpoint, ov, &shape);
+    check_bag_width(f->features, shape.dim, f->checkpoint);
     DType dt = f->dtype == "float64" ? DType::F64 : DType::F32;
     m->to(dt);
     Tensor x = data::read_feature_bag(f->features).features.to(dt);
@@ -106,8 +107,8 @@ Runner add_eval(CLI::App& app) {
     std::sort(slides.begin(), slides.end());
     slides.erase(std::unique(slides.begin(), slides.end()), slides.end());  // s.h5 beside s.pt: one slide
     if (slides.empty()) throw std::runtime_error("no slides to evaluate in " + f->features);
-    std::unique_ptr<nn::Module> m = train::load_model_from_checkpoint(f->checkpoint);
-    const train::CheckpointShape shape = train::checkpoint_shape(f->checkpoint);
+    train::CheckpointShape shape;
+    std::unique_ptr<nn::Module> m = train::load_model_from_checkpoint(f->checkpoint, {}, &shape);
     // Every slide's label (with --labels) and every bag's file and width are checked against
     // the model's (shapes only) before any bag is evaluated: a bad one is named with its file.
     std::map<std::string, int> labels;

@@ -610,17 +610,15 @@ const Tensor& tensor_2d(const data::SafetensorsFile& f, const char* name, const 
 
 }  // namespace
 
-CheckpointShape checkpoint_shape(const std::string& path) {
-  data::SafetensorsFile f = data::read_safetensors(path);
-  CheckpointHeader h = read_checkpoint_header(f, path);
-  if (h.model == "libramil")
-    return {h.model, tensor_2d(f, "proto_vis", path).shape()[1], tensor_2d(f, "prompt_bag", path).shape()[0]};
-  return {h.model, metadata_size(h, "dim", path), metadata_size(h, "num_classes", path)};
-}
-
-std::unique_ptr<nn::Module> load_model_from_checkpoint(const std::string& path, const LibraMILOverrides& ov) {
+std::unique_ptr<nn::Module> load_model_from_checkpoint(const std::string& path, const LibraMILOverrides& ov,
+                                                       CheckpointShape* shape) {
   data::SafetensorsFile f = data::read_safetensors(path);
   const CheckpointHeader h = read_checkpoint_header(f, path);
+  if (shape) {
+    *shape = h.model == "libramil"
+                 ? CheckpointShape{h.model, tensor_2d(f, "proto_vis", path).shape()[1], tensor_2d(f, "prompt_bag", path).shape()[0]}
+                 : CheckpointShape{h.model, metadata_size(h, "dim", path), metadata_size(h, "num_classes", path)};
+  }
   const nlohmann::json& cfg = h.cfg;
   const std::string& model = h.model;
   Generator gen(0);

@@ -127,22 +127,22 @@ struct LibraMILOverrides {
   std::optional<int> ot_iter, heads;
 };
 
-// Rebuilds the model a checkpoint holds: its class and sizes from the "libramil.config"
-// metadata (written by save_checkpoint) or, for a bare Libra-MIL state_dict (e.g. saved from
-// PyTorch with the reference names), from the tensor shapes. Mode, fusion, epsilon,
-// iterations and heads come from `overrides` where set, else from the metadata, else from
-// LibraMILConfig's defaults. Loads the weights.
-std::unique_ptr<nn::Module> load_model_from_checkpoint(const std::string& path, const LibraMILOverrides& overrides = {});
-
-// The sizes a checkpoint's model has, read without building it (the same rules as
-// load_model_from_checkpoint): the model's name, the feature width D it takes ('proto_vis'
-// (P, D) for Libra-MIL, metadata "dim" for baselines) and its number of classes ('prompt_bag'
-// rows for Libra-MIL, metadata "num_classes" for baselines). Throws naming the file.
+// The sizes a checkpoint's model has: the model's name, the feature width D it takes
+// ('proto_vis' (P, D) for Libra-MIL, metadata "dim" for baselines) and its number of classes
+// ('prompt_bag' rows for Libra-MIL, metadata "num_classes" for baselines).
 struct CheckpointShape {
   std::string model;
   int64_t dim = 0;
   int64_t num_classes = 0;
 };
-CheckpointShape checkpoint_shape(const std::string& path);
+
+// Rebuilds the model a checkpoint holds: its class and sizes from the "libramil.config"
+// metadata (written by save_checkpoint) or, for a bare Libra-MIL state_dict (e.g. saved from
+// PyTorch with the reference names), from the tensor shapes. Mode, fusion, epsilon,
+// iterations and heads come from `overrides` where set, else from the metadata, else from
+// LibraMILConfig's defaults. Loads the weights; with `shape`, also fills in its sizes from the
+// same read of the file (read, and its checksum verified, once). Throws naming the file.
+std::unique_ptr<nn::Module> load_model_from_checkpoint(const std::string& path, const LibraMILOverrides& overrides = {},
+                                                       CheckpointShape* shape = nullptr);
 
 }  // namespace lm::train
