@@ -42,14 +42,9 @@ double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) 
 }  // namespace
 
 TEST_CASE("dump and eval run a checkpoint with its recorded settings unless a flag is given") {
-  fs::path dir = test::scratch_dir("model_overrides");
-  test::run_python_tool("make_tiny_dataset.py", dir.string() + " --classes 2 --per-class 6 --dim 16 --folds 1 --seed 5");
+  const fs::path dir = test::make_tiny_dataset("model_overrides", "--classes 2 --per-class 6 --dim 16 --folds 1 --seed 5");
   const fs::path run_dir = dir / "run";
-  const std::string train = "train --data_csv " + (dir / "labels.csv").string() + " --data_split_json " +
-                            (dir / "split.json").string() + " --h5_file_dir " + (dir / "features").string() +
-                            " --instance_path " + (dir / "instance_priors.json").string() + " --bag_path " +
-                            (dir / "bag_priors.csv").string() + " --instance_embeddings " +
-                            (dir / "z_ins.safetensors").string() + " --bag_embeddings " + (dir / "z_bag.safetensors").string() +
+  const std::string train = "train " + test::tiny_dataset_inputs(dir) +
                             " --mode reference --ot_epsilon 0.1 --ot_iter 7 --heads 2 --num_vis_prototypes 3" +
                             " --epochs 2 --folds 1 --lr 1e-3 --warmup_steps 1 --threads 1 --quiet --save_dir " + run_dir.string();
   REQUIRE_MESSAGE(test::run_libramil(train, dir / "train.log") == 0, test::read_text(dir / "train.log"));

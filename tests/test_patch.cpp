@@ -30,10 +30,8 @@ std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
 // The slide tests need OpenSlide in the build (always under CI).
 bool have_openslide() {
-  if (slides::built_with_openslide()) return true;
-  if (test::in_ci()) throw std::runtime_error("this build has no OpenSlide; CI must install libopenslide-dev");
-  std::fprintf(stderr, "SKIPPED: this build has no OpenSlide (tools/setup.sh installs it)\n");
-  return false;
+  return slides::built_with_openslide() ||
+         test::skip_unless_ci("this build has no OpenSlide (tools/setup.sh installs libopenslide-dev)");
 }
 
 // A .npy file of uint8 or int64 values (C order): its shape and raw bytes.

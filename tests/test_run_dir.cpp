@@ -23,20 +23,12 @@ namespace {
 
 // A tiny 2-fold dataset (once per process) and the `train` flags that use it.
 const fs::path& dataset() {
-  static const fs::path d = [] {
-    fs::path dir = test::scratch_dir("run_dir");
-    test::run_python_tool("make_tiny_dataset.py", dir.string() + " --classes 2 --per-class 6 --dim 16 --folds 2 --seed 6");
-    return dir;
-  }();
+  static const fs::path d = test::make_tiny_dataset("run_dir", "--classes 2 --per-class 6 --dim 16 --folds 2 --seed 6");
   return d;
 }
 
 std::string train_args(const fs::path& save_dir, int folds, int epochs = 1) {
-  const fs::path& d = dataset();
-  return "train --data_csv " + (d / "labels.csv").string() + " --data_split_json " + (d / "split.json").string() +
-         " --h5_file_dir " + (d / "features").string() + " --instance_path " + (d / "instance_priors.json").string() +
-         " --bag_path " + (d / "bag_priors.csv").string() + " --instance_embeddings " + (d / "z_ins.safetensors").string() +
-         " --bag_embeddings " + (d / "z_bag.safetensors").string() + " --epochs " + std::to_string(epochs) + " --folds " +
+  return "train " + test::tiny_dataset_inputs(dataset()) + " --epochs " + std::to_string(epochs) + " --folds " +
          std::to_string(folds) + " --heads 2 --num_vis_prototypes 3 --threads 1 --quiet --save_dir " + save_dir.string();
 }
 

@@ -52,14 +52,18 @@ inline bool in_ci() {
   return v != "false" && v != "0";
 }
 
-// Data a test needs: true when `path` exists. Otherwise, under CI this throws (the test fails:
-// CI can never pass by skipping); elsewhere it prints why the test is skipped and returns false.
+// Something a test needs is missing (`why`): under CI this throws (the test fails: CI can never
+// pass by skipping); elsewhere it prints why the test is skipped and returns false.
+inline bool skip_unless_ci(const std::string& why) {
+  if (in_ci()) throw std::runtime_error(why + "; CI is set, so this is a failure, not a skip");
+  std::fprintf(stderr, "SKIPPED: %s\n", why.c_str());
+  return false;
+}
+
+// Data a test needs: true when `path` exists, else skip_unless_ci.
 inline bool data_present(const std::filesystem::path& path, const std::string& what) {
   if (std::filesystem::exists(path)) return true;
-  const std::string msg = what + " not found at " + path.string() + " (tools/setup.sh provides it)";
-  if (in_ci()) throw std::runtime_error(msg + "; CI is set, so this is a failure, not a skip");
-  std::fprintf(stderr, "SKIPPED: %s\n", msg.c_str());
-  return false;
+  return skip_unless_ci(what + " not found at " + path.string() + " (tools/setup.sh provides it)");
 }
 
 // The interpreter that has torch (Debian's python3-torch) and the PyPI references
@@ -89,6 +93,21 @@ inline void run_or_throw(const std::string& cmd) {
 // Runs tools/<script> with the reference interpreter and the given arguments.
 inline void run_python_tool(const std::string& script, const std::string& args) {
   run_or_throw(python() + " " + (source_dir() / "tools" / script).string() + " " + args);
+}
+
+// A tiny dataset (tools/make_tiny_dataset.py with `args`) in a fresh scratch directory `name`.
+inline std::filesystem::path make_tiny_dataset(const std::string& name, const std::string& args) {
+  const auto dir = scratch_dir(name);
+  run_python_tool("make_tiny_dataset.py", dir.string() + " " + args);
+  return dir;
+}
+
+// `train`'s flags naming a tiny dataset's inputs: labels, split, features, priors, embeddings.
+inline std::string tiny_dataset_inputs(const std::filesystem::path& d) {
+  return "--data_csv " + (d / "labels.csv").string() + " --data_split_json " + (d / "split.json").string() +
+         " --h5_file_dir " + (d / "features").string() + " --instance_path " + (d / "instance_priors.json").string() +
+         " --bag_path " + (d / "bag_priors.csv").string() + " --instance_embeddings " + (d / "z_ins.safetensors").string() +
+         " --bag_embeddings " + (d / "z_bag.safetensors").string();
 }
 
 // Runs the built `libramil` binary with `args` (and optional leading environment assignments),
