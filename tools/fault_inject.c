@@ -57,44 +57,36 @@ static int output_event(void) {
   return 0;
 }
 
-static int is_regular(int fd) {
+/* A write of n bytes to fd: counted when fd is a regular file; 1 (errno ENOSPC) when it must fail. */
+static int write_fails(int fd, size_t n) {
   struct stat st;
-  return fd > 2 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  if (n == 0 || fd <= 2 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !output_event()) return 0;
+  errno = ENOSPC;
+  return 1;
 }
 
+/* `real`: the libc function ours stands in for, looked up once. */
+#define REAL(fn)                        \
+  static __typeof__(&fn) real = NULL;   \
+  if (!real) real = (__typeof__(&fn))dlsym(RTLD_NEXT, #fn)
+
 ssize_t write(int fd, const void* buf, size_t n) {
-  static ssize_t (*real)(int, const void*, size_t) = NULL;
-  if (!real) real = (ssize_t(*)(int, const void*, size_t))dlsym(RTLD_NEXT, "write");
-  if (n > 0 && is_regular(fd) && output_event()) {
-    errno = ENOSPC;
-    return -1;
-  }
-  return real(fd, buf, n);
+  REAL(write);
+  return write_fails(fd, n) ? -1 : real(fd, buf, n);
 }
 
 ssize_t pwrite(int fd, const void* buf, size_t n, off_t off) {
-  static ssize_t (*real)(int, const void*, size_t, off_t) = NULL;
-  if (!real) real = (ssize_t(*)(int, const void*, size_t, off_t))dlsym(RTLD_NEXT, "pwrite");
-  if (n > 0 && is_regular(fd) && output_event()) {
-    errno = ENOSPC;
-    return -1;
-  }
-  return real(fd, buf, n, off);
+  REAL(pwrite);
+  return write_fails(fd, n) ? -1 : real(fd, buf, n, off);
 }
 
 ssize_t pwrite64(int fd, const void* buf, size_t n, off_t off) {
-  static ssize_t (*real)(int, const void*, size_t, off_t) = NULL;
-  if (!real) real = (ssize_t(*)(int, const void*, size_t, off_t))dlsym(RTLD_NEXT, "pwrite64");
-  if (n > 0 && is_regular(fd) && output_event()) {
-    errno = ENOSPC;
-    return -1;
-  }
-  return real(fd, buf, n, off);
+  REAL(pwrite64);
+  return write_fails(fd, n) ? -1 : real(fd, buf, n, off);
 }
 
 int rename(const char* from, const char* to) {
-  static int (*real)(const char*, const char*) = NULL;
-  if (!real) real = (int (*)(const char*, const char*))dlsym(RTLD_NEXT, "rename");
+  REAL(rename);
   if (output_event()) {
     errno = ENOSPC;
     return -1;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <utility>
 
 namespace lm::slides {
 
@@ -39,8 +40,8 @@ PatchGeometry patch_geometry(const std::string& slide, double mpp, const std::st
   return g;
 }
 
-RgbImage box_reduce(const RgbImage& img, int k) {
-  if (k <= 1) return img;
+RgbImage box_reduce(RgbImage img, int k) {
+  if (k <= 1) return img;  // moved out
   RgbImage out;
   out.width = img.width / k;
   out.height = img.height / k;
@@ -88,7 +89,7 @@ Thumbnail read_thumbnail(const Slide& slide, double m0) {
       const int n = std::min(rows, th.image.height - oy);
       const int64_t y_level = int64_t(oy) * k;
       RgbImage strip = slide.read_region(th.level, 0, std::llround(y_level * li.downsample), li.width, int64_t(n) * k);
-      RgbImage small = box_reduce(strip, k);
+      RgbImage small = box_reduce(std::move(strip), k);
       std::copy(small.rgb.begin(), small.rgb.begin() + size_t(n) * th.image.width * 3,
                 th.image.rgb.begin() + size_t(oy) * th.image.width * 3);
     }

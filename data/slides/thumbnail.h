@@ -39,6 +39,6 @@ struct Thumbnail {
 Thumbnail read_thumbnail(const Slide& slide, double m0);
 
 // Each output pixel the rounded mean of a k x k block (remainder rows / columns dropped).
-RgbImage box_reduce(const RgbImage& img, int k);
+RgbImage box_reduce(RgbImage img, int k);  // k <= 1: `img` itself, not copied
 
 }  // namespace lm::slides
