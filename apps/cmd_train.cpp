@@ -35,6 +35,7 @@ struct TrainFlags {
   std::string split_json, labels_csv, features_dir, instance_path, bag_path, encoder, save_dir;
   std::string instance_embeddings, bag_embeddings, device = "cpu", cache_dtype = "f32", resume;
   std::string resident = "off";
+  std::string config_file;  // --config: read into flags before parsing (apps/config_file.h)
   int num_classes = 0, threads = 0, shots = 0;
   bool shots_given = false, num_classes_given = false;  // on the command line (or in --resume's config.json)
   bool overwrite = false, quiet = false;
@@ -331,7 +332,8 @@ int run_train(TrainFlags& f) {
 
 Runner add_train(CLI::App& app) {
   auto f = std::make_shared<TrainFlags>();
-  app.set_config("--config", "", "read flags from a TOML file (same keys as the flags)");
+  app.add_option("--config", f->config_file,
+                 "read flags from a TOML file: keys are the long flag names (epochs = 1, model = \"abmil\"); flags on the command line win; unknown keys are errors (docs/config.md)");
   app.add_option("--data_split_json,--split", f->split_json, "split JSON with train_i/val_i/test_i lists")->check(CLI::ExistingFile);
   app.add_option("--data_csv,--labels", f->labels_csv, "labels CSV (name,label) [required unless --resume]")->check(CLI::ExistingFile);
   app.add_option("--h5_file_dir,--features", f->features_dir, "directory of <slide>.h5 / .pt feature bags [required unless --resume]")->check(CLI::ExistingDirectory);

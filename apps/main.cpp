@@ -2,10 +2,12 @@
 // whole-slide-image feature bags. Every error ends as one line on stderr and exit code 1.
 #include <omp.h>
 
+#include <algorithm>
 #include <iostream>
 #include <map>
 
 #include "apps/commands.h"
+#include "apps/config_file.h"
 
 namespace lm::app {
 void set_threads(int threads) {
@@ -39,8 +41,28 @@ static int run_cli(int argc, char** argv) {
     runners[sub] = lm::app::add_profile(*sub, &run_cli);
   }
   add("mil-benchmark", "classic MIL benchmarks (Musk1, Elephant, ...): 5 x 10-fold protocol of Ilse et al. 2018; prints JSON", lm::app::add_mil_benchmark);
+  // `--config FILE` of the chosen subcommand becomes flags before parsing (apps/config_file.h).
+  std::vector<std::string> args(argv + 1, argv + argc);
   try {
-    app.parse(argc, argv);
+    for (size_t i = 0; i < args.size(); ++i) {
+      if (args[i].empty() || args[i][0] == '-') continue;
+      const auto found = app.get_subcommands([&](CLI::App* s) { return s->get_name() == args[i]; });
+      CLI::App* sub = found.empty() ? nullptr : found[0];
+      if (sub && sub->get_option_no_throw("--config")) {
+        std::vector<std::string> rest(args.begin() + long(i) + 1, args.end());
+        rest = lm::app::expand_config_file(*sub, rest);
+        args.resize(i + 1);
+        args.insert(args.end(), rest.begin(), rest.end());
+      }
+      break;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "libramil: error: " << e.what() << std::endl;
+    return 1;
+  }
+  try {
+    std::reverse(args.begin(), args.end());  // CLI11 takes the arguments last-first
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
