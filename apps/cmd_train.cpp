@@ -245,10 +245,11 @@ int run_train(TrainFlags& f) {
   }
   data::FeatureCacheOptions co;
   co.store = f.cache_dtype == "f16" ? DType::F16 : DType::F32;
+  // A terminal gets a counter rewritten in place; a file or pipe one line when loading is done.
   if (!f.quiet)
-    co.progress = [](int64_t done, int64_t total) {
-      std::cerr << "\rloading feature bags " << done << "/" << total << std::flush;
-      if (done == total) std::cerr << "\n";
+    co.progress = [tty = bool(isatty(2))](int64_t done, int64_t total) {
+      if (tty) std::cerr << "\rloading feature bags " << done << "/" << total << std::flush;
+      if (done == total) std::cerr << (tty ? "\n" : "loaded " + std::to_string(total) + " feature bags\n");
     };
   auto cache = std::make_unique<data::FeatureCache>(co);
   cache->load(paths);
