@@ -269,7 +269,9 @@ int run_train(TrainFlags& f) {
   // Priors and their embeddings (Libra-MIL only).
   if (f.opt.model == "libramil") {
     if (f.instance_path.empty() || f.bag_path.empty())
-      throw std::runtime_error("Libra-MIL needs --instance_path (instance priors JSON) and --bag_path (bag priors CSV)");
+      throw std::runtime_error(
+          "Libra-MIL needs --instance_path (instance priors JSON) and --bag_path (bag priors CSV); `libramil priors --task "
+          "rcc|nsclc|camelyon16 --out DIR` writes the ones shipped for those tasks, or give your own (docs/priors.md)");
     ds.instance_prompts = data::read_instance_prompts(f.instance_path);
     std::vector<std::string> bag = select_bag_prompts(bag_rows, C, f.bag_path);
     if (!f.instance_embeddings.empty()) {
