@@ -131,6 +131,7 @@ void load_resume_flags(TrainFlags& f) {
   o.weight_decay = c.number("weight_decay", o.weight_decay);
   o.warmup_steps = c.integer("warmup_steps", o.warmup_steps);
   o.seed = c.unsigned_integer("seed", o.seed);
+  o.select = c.text("select", o.select);
   f.num_classes = c.integer("num_classes", f.num_classes);
   f.num_classes_given = c.contains("num_classes");
   f.labels_csv = c.input("labels");
@@ -364,6 +365,10 @@ Runner add_train(CLI::App& app) {
   app.add_option("--lr", f->opt.lr, "AdamW learning rate")->capture_default_str();
   app.add_option("--weight_decay", f->opt.weight_decay, "AdamW weight decay")->capture_default_str();
   app.add_option("--warmup_steps", f->opt.warmup_steps, "linear warm-up steps")->capture_default_str();
+  app.add_option("--select", f->opt.select,
+                 "which epoch each fold keeps: val_acc (reference rule: best val accuracy, ties by AUC) | val_auc | val_loss | last")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"val_acc", "val_auc", "val_loss", "last"}));
   app.add_option("--seed", f->opt.seed, "random seed")->capture_default_str();
   app.add_option("--device", f->device, "cpu | cuda | cuda:<index>: where the model trains (CUDA: parameters, optimizer state and activations stay on the GPU; bags are uploaded through pinned buffers)")->capture_default_str();
   app.add_option("--resident-features", f->resident, "CUDA: keep every bag on the GPU for the whole run, stored as f32 | f16 | bf16 (converted to float32 on the GPU at each use); off: upload each bag when used")

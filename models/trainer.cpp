@@ -72,7 +72,16 @@ std::string options_json(const TrainOptions& o, const Dataset& d) {
   j["weight_decay"] = o.weight_decay;
   j["warmup_steps"] = o.warmup_steps;
   j["seed"] = o.seed;
+  j["select"] = o.select;
   return j.dump();
+}
+
+std::pair<double, double> selection_key(const std::string& select, const EpochRecord& r) {
+  if (select == "val_acc") return {r.val.acc, r.val.auc};
+  if (select == "val_auc") return {r.val.auc, r.val.acc};
+  if (select == "val_loss") return {-r.val_loss, r.val.acc};
+  if (select == "last") return {double(r.epoch), 0.0};
+  throw std::invalid_argument("unknown model selection rule '" + select + "' (val_acc | val_auc | val_loss | last)");
 }
 
 void save_checkpoint(const std::string& path, nn::Module& model, const std::string& config_json) {
@@ -339,7 +348,7 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, const BagSou
   std::string ckpt_dir = o.save_dir.empty() ? "" : (fs::path(o.save_dir) / "checkpoints").string();
   std::string best_path = ckpt_dir.empty() ? "" : (fs::path(ckpt_dir) / ("fold_" + std::to_string(fold) + "_best.safetensors")).string();
   nn::StateDict best_state;  // in-memory copy when nothing is saved
-  double best_acc = -1, best_auc = -INFINITY;
+  double best_acc = -INFINITY, best_auc = -INFINITY;
   int64_t step = 0;
   int first_epoch = 0;
   const bool keep_last = !o.save_dir.empty() && o.save_checkpoints;
@@ -439,10 +448,13 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, const BagSou
     r.test_loss = test.loss;
     r.seconds = seconds_since(t0);
     res.epochs.push_back(r);
-    bool better = r.val.acc > best_acc || (r.val.acc == best_acc && r.val.auc > best_auc);
+    // best_acc / best_auc hold the selection key (they are the accuracy and AUC under the
+    // default rule; the names stay for the resume files of earlier runs).
+    const auto key = selection_key(o.select, r);
+    bool better = key.first > best_acc || (key.first == best_acc && key.second > best_auc);
     if (better) {
-      best_acc = r.val.acc;
-      best_auc = r.val.auc;
+      best_acc = key.first;
+      best_auc = key.second;
       res.best_epoch = epoch;
       if (!best_path.empty() && o.save_checkpoints) {
         save_checkpoint(best_path, *model, config);

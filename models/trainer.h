@@ -29,6 +29,10 @@ struct TrainOptions {
   double weight_decay = 0.01;
   int warmup_steps = 100;
   uint64_t seed = 7;
+  // Which epoch's model a fold keeps (selection_key): val_acc (the reference rule: best
+  // validation accuracy, ties by AUC, earliest on full ties) | val_auc (ties by accuracy) |
+  // val_loss (lowest, ties by accuracy) | last (the final epoch).
+  std::string select = "val_acc";
   std::string save_dir;       // empty: nothing written
   bool save_checkpoints = true;
   bool show_progress = true;  // progress lines on the log stream
@@ -61,6 +65,11 @@ struct Dataset {
   Tensor z_ins, z_bag;                     // (Kt, Dt), (C, Dt) prior embeddings (Libra-MIL)
   std::vector<std::string> instance_prompts;  // for reports (entity names)
 };
+
+// The two numbers an epoch is ranked by under `select` (higher is better; a later epoch wins
+// only when strictly better). Throws std::invalid_argument for an unknown rule.
+struct EpochRecord;
+std::pair<double, double> selection_key(const std::string& select, const EpochRecord& r);
 
 struct EpochRecord {
   int epoch = 0;
