@@ -9,6 +9,8 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <set>
+#include <sstream>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -31,11 +33,18 @@ namespace fs = std::filesystem;
 
 namespace {
 
+std::string join_names(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& n : v) s += (s.empty() ? "" : ",") + n;
+  return s;
+}
+
 struct TrainFlags {
   std::string split_json, labels_csv, features_dir, instance_path, bag_path, encoder, save_dir;
   std::string instance_embeddings, bag_embeddings, device = "cpu", cache_dtype = "f32", resume;
   std::string resident = "off";
   std::string config_file;  // --config: read into flags before parsing (apps/config_file.h)
+  std::vector<std::string> classes;  // --classes: class names in label order
   int num_classes = 0, threads = 0, shots = 0;
   bool shots_given = false, num_classes_given = false;  // on the command line (or in --resume's config.json)
   bool overwrite = false, quiet = false;
@@ -132,6 +141,11 @@ void load_resume_flags(TrainFlags& f) {
   o.warmup_steps = c.integer("warmup_steps", o.warmup_steps);
   o.seed = c.unsigned_integer("seed", o.seed);
   o.select = c.text("select", o.select);
+  if (const std::string names = c.text("classes", ""); !names.empty()) {
+    f.classes.clear();
+    std::stringstream ss(names);
+    for (std::string n; std::getline(ss, n, ',');) f.classes.push_back(n);
+  }
   f.num_classes = c.integer("num_classes", f.num_classes);
   f.num_classes_given = c.contains("num_classes");
   f.labels_csv = c.input("labels");
@@ -180,7 +194,18 @@ int run_train(TrainFlags& f) {
     f.opt.resident_features = f.resident == "f32" ? DType::F32 : f.resident == "f16" ? DType::F16 : DType::BF16;
   }
   // Labels and splits.
-  std::vector<data::LabeledSlide> labels = data::read_labels_csv(f.labels_csv);
+  if (!f.classes.empty()) {
+    std::set<std::string> distinct(f.classes.begin(), f.classes.end());
+    if (distinct.size() != f.classes.size() || distinct.count(""))
+      throw std::runtime_error("--classes must name each class once, got '" + join_names(f.classes) + "'");
+    if (f.num_classes_given && f.num_classes != (int)f.classes.size())
+      throw std::runtime_error("--num_classes " + std::to_string(f.num_classes) + " disagrees with --classes " +
+                               join_names(f.classes) + " (" + std::to_string(f.classes.size()) + " classes)");
+    f.num_classes = (int)f.classes.size();
+    f.num_classes_given = true;
+  }
+  f.opt.class_names = f.classes;
+  std::vector<data::LabeledSlide> labels = data::read_labels_csv(f.labels_csv, f.classes);
   int max_label = 0;
   for (auto& l : labels) max_label = std::max(max_label, l.label);
   std::vector<std::string> bag_rows;
@@ -359,6 +384,10 @@ Runner add_train(CLI::App& app) {
   app.add_option("--ot_epsilon", f->opt.libramil.ot_epsilon, "Sinkhorn entropic regularisation")->capture_default_str();
   app.add_option("--ot_iter", f->opt.libramil.ot_iter, "Sinkhorn iterations")->capture_default_str();
   CLI::Option* num_classes = app.add_option("--num_classes", f->num_classes, "classes (default: max label + 1)");
+  app.add_option("--classes", f->classes,
+                 "class names in label order, e.g. CCRCC,PRCC,CHRCC: the labels CSV may then hold these names (CLAM / TRIDENT "
+                 "tables), name k is class k and must match row k of the bag priors; test_predictions.csv shows the names")
+      ->delimiter(',');
   app.add_option("--epochs,--epoches", f->opt.epochs, "epochs per fold")->capture_default_str();
   app.add_option("--folds,--flods", f->opt.folds, "folds")->capture_default_str();
   CLI::Option* shots = app.add_option("--shots", f->shots, "draw K-shot splits from the labels instead of --data_split_json");

@@ -128,43 +128,57 @@ std::vector<CsvRecord> parse_csv(const std::string& text, const std::string& ori
 
 // ---- labels --------------------------------------------------------------------------------
 
-std::vector<LabeledSlide> read_labels_csv(const std::string& path) {
+std::vector<LabeledSlide> read_labels_csv(const std::string& path, const std::vector<std::string>& class_names) {
   std::string text = read_file(path);
   std::vector<CsvRecord> recs = parse_csv(text, path);
   if (recs.empty()) fail(path, "empty file (expected a header `name,label` and one row per slide)");
   const CsvRecord& head = recs[0];
-  int name_col = -1, label_col = -1;
+  int name_col = -1, label_col = -1, case_col = -1, name_rank = 9;
   for (size_t k = 0; k < head.fields.size(); ++k) {
     std::string h = lower(trim(head.fields[k]));
-    if (h == "name" && name_col < 0) name_col = (int)k;
+    // The slide column: `name` first, then CLAM / TRIDENT's `slide_id`.
+    const int rank = h == "name" ? 0 : h == "slide_id" ? 1 : 9;
+    if (rank < name_rank) name_col = (int)k, name_rank = rank;
     if (h == "label" && label_col < 0) label_col = (int)k;
+    if (h == "case_id" && case_col < 0) case_col = (int)k;
   }
   std::string missing;
-  if (name_col < 0) missing += "`name`";
+  if (name_col < 0) missing += "`name` (or `slide_id`)";
   if (label_col < 0) missing += std::string(missing.empty() ? "" : " and ") + "`label`";
   if (!missing.empty())
     fail(path, "line " + std::to_string(head.line) + ": header lacks the column " + missing +
-                   " (expected a header like `name,label`)");
+                   " (expected a header like `name,label` or `case_id,slide_id,label`)");
+  std::string known;
+  for (size_t c = 0; c < class_names.size(); ++c) known += (c ? ", " : "") + class_names[c];
   std::vector<LabeledSlide> out;
   std::map<std::string, int> seen;  // name -> line
   for (size_t r = 1; r < recs.size(); ++r) {
     const CsvRecord& rec = recs[r];
     const std::string where = "line " + std::to_string(rec.line) + ": ";
-    int need = std::max(name_col, label_col);
+    int need = std::max({name_col, label_col, case_col});
     if ((int)rec.fields.size() <= need)
       fail(path, where + "expected at least " + std::to_string(need + 1) + " fields, found " +
                      std::to_string(rec.fields.size()));
     std::string name = trim(rec.fields[name_col]);
     std::string lab = trim(rec.fields[label_col]);
     if (name.empty()) fail(path, where + "empty slide name");
-    int value = 0;
-    auto [ptr, ec] = std::from_chars(lab.data(), lab.data() + lab.size(), value);
-    if (lab.empty() || ec != std::errc() || ptr != lab.data() + lab.size())
-      fail(path, where + "label '" + lab + "' of slide " + name + " is not an integer");
+    int value = -1;
+    for (size_t c = 0; c < class_names.size(); ++c)
+      if (lab == class_names[c]) value = (int)c;
+    if (value < 0) {
+      auto [ptr, ec] = std::from_chars(lab.data(), lab.data() + lab.size(), value);
+      if (lab.empty() || ec != std::errc() || ptr != lab.data() + lab.size()) {
+        if (class_names.empty())
+          fail(path, where + "label '" + lab + "' of slide " + name +
+                         " is not an integer; for class names give their order with --classes NAME,NAME,... "
+                         "(the order of the bag priors' rows)");
+        fail(path, where + "label '" + lab + "' of slide " + name + " is none of the --classes " + known);
+      }
+    }
     auto [it, fresh] = seen.emplace(name, rec.line);
     if (!fresh)
       fail(path, where + "duplicate slide name " + name + " (first on line " + std::to_string(it->second) + ")");
-    out.push_back({name, value});
+    out.push_back({name, value, case_col >= 0 ? trim(rec.fields[case_col]) : std::string()});
   }
   if (out.empty()) fail(path, "no data rows after the header");
   return out;

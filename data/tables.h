@@ -11,13 +11,18 @@ namespace lm::data {
 struct LabeledSlide {
   std::string name;
   int label = 0;
+  std::string case_id;  // the patient, when the table has a case_id column ("" otherwise)
 };
 
-// CSV with a header row holding a `name` and a `label` column (found by name, in any order;
-// other columns are ignored; a UTF-8 BOM, CRLF line ends, RFC-4180 quoting and blank lines are
-// tolerated). Errors (with file and line): empty file, missing column, missing field,
-// non-integer label, duplicate name, empty name, no data rows.
-std::vector<LabeledSlide> read_labels_csv(const std::string& path);
+// CSV with a header row holding a slide column (`name`, or CLAM / TRIDENT's `slide_id`) and a
+// `label` column, optionally `case_id` (found by name, in any order; other
+// columns are ignored; a UTF-8 BOM, CRLF line ends, RFC-4180 quoting and blank lines are
+// tolerated). A label is an integer class index, or a class name when `class_names` is given
+// (train --classes CCRCC,PRCC,CHRCC: name k is class k, matched exactly). Errors (with file and
+// line): empty file, missing column, missing field, a label that is neither (naming the known
+// classes, or asking for --classes when the table holds names), duplicate name, empty name, no
+// data rows.
+std::vector<LabeledSlide> read_labels_csv(const std::string& path, const std::vector<std::string>& class_names = {});
 
 // Throws naming the slide when a label lies outside 0..num_classes-1. `path` names the
 // source in the message.

@@ -46,7 +46,7 @@ std::vector<std::string> drop_mistyped_config_keys(nlohmann::json& config) {
       {"num_vis_prototypes", Kind::Integer}, {"text_dim", Kind::Integer}, {"num_text_prototypes", Kind::Integer},
       {"epochs", Kind::Integer},       {"folds", Kind::Integer},      {"lr", Kind::Number},
       {"weight_decay", Kind::Number},  {"warmup_steps", Kind::Integer}, {"seed", Kind::Unsigned},
-      {"select", Kind::Text}};
+      {"select", Kind::Text}, {"classes", Kind::Text}};
   for (const auto& [key, kind] : keys)
     if (config.contains(key) && !fits(config[key], kind)) {
       problems.push_back("'" + std::string(key) + "' is " + shown(config[key]) + ", expected " + expected(kind));

@@ -73,6 +73,11 @@ std::string options_json(const TrainOptions& o, const Dataset& d) {
   j["warmup_steps"] = o.warmup_steps;
   j["seed"] = o.seed;
   j["select"] = o.select;
+  if (!o.class_names.empty()) {
+    std::string names;
+    for (const auto& n : o.class_names) names += (names.empty() ? "" : ",") + n;
+    j["classes"] = names;
+  }
   return j.dump();
 }
 
@@ -547,13 +552,19 @@ RunResult run_protocol(const TrainOptions& o, const Dataset& d, std::ostream& lo
           << ',' << fmt(r.test.acc, 6) << ',' << fmt(r.test.auc, 6) << ',' << fmt(r.test.f1, 6) << '\n';
       data::write_file_atomic((fs::path(o.save_dir) / "logs" / "final_log.csv").string(), s.str());
       std::ostringstream p;
+      // prob_<index> columns as the reference writes them; then the predicted class (the
+      // argmax, first on ties) and, with --classes, both classes by name.
+      const bool named = (int)o.class_names.size() == d.num_classes;
       p << "fold,slide,label";
       for (int c = 0; c < d.num_classes; ++c) p << ",prob_" << c;
-      p << '\n';
+      p << ",predicted" << (named ? ",label_name,predicted_name" : "") << '\n';
       for (const FoldResult& r : run.folds)
         for (const Prediction& q : r.test_predictions) {
           p << r.fold << ',' << q.slide << ',' << q.label;
           for (double v : q.probs) p << ',' << fmt(v, 6);
+          const int pred = int(std::max_element(q.probs.begin(), q.probs.end()) - q.probs.begin());
+          p << ',' << pred;
+          if (named) p << ',' << o.class_names[q.label] << ',' << o.class_names[pred];
           p << '\n';
         }
       data::write_file_atomic((fs::path(o.save_dir) / "logs" / "test_predictions.csv").string(), p.str());

@@ -33,6 +33,8 @@ struct TrainOptions {
   // validation accuracy, ties by AUC, earliest on full ties) | val_auc (ties by accuracy) |
   // val_loss (lowest, ties by accuracy) | last (the final epoch).
   std::string select = "val_acc";
+  // Class names in label order (train --classes), for the CSVs; empty: classes are numbers.
+  std::vector<std::string> class_names;
   std::string save_dir;       // empty: nothing written
   bool save_checkpoints = true;
   bool show_progress = true;  // progress lines on the log stream
