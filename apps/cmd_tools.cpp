@@ -117,7 +117,7 @@ Runner add_eval(CLI::App& app) {
       for (auto& l : data::read_labels_csv(f->labels)) labels[l.name] = l.label;
       for (const std::string& s : slides) {
         if (!labels.count(s)) throw std::runtime_error(f->labels + ": no label for slide '" + s + "'");
-        selected.push_back({s, labels[s]});
+        selected.push_back({s, labels[s], ""});
       }
       data::validate_labels(selected, (int)shape.num_classes, f->labels);  // the model's classes
     }
