@@ -45,6 +45,7 @@ struct TrainFlags {
   std::string resident = "off";
   std::string config_file;  // --config: read into flags before parsing (apps/config_file.h)
   std::vector<std::string> classes;  // --classes: class names in label order
+  std::string group_by;              // --group-by case_id: patient-level --shots splits
   int num_classes = 0, threads = 0, shots = 0;
   bool shots_given = false, num_classes_given = false;  // on the command line (or in --resume's config.json)
   bool overwrite = false, quiet = false;
@@ -158,6 +159,7 @@ void load_resume_flags(TrainFlags& f) {
   f.bag_embeddings = c.input("bag_embeddings");
   f.shots = c.input_integer("shots", f.shots);
   f.shots_given = !c.input("shots").empty();
+  f.group_by = c.input("group_by");
   f.save_dir = f.resume;
   f.overwrite = true;
   o.resume = true;
@@ -235,7 +237,7 @@ int run_train(TrainFlags& f) {
   if (!f.split_json.empty()) {
     ds.splits = data::read_split_json(f.split_json, f.opt.folds);
   } else if (f.shots > 0) {
-    ds.splits = data::make_few_shot_splits(labels, C, f.shots, f.opt.folds, f.opt.seed, 0.5, f.labels_csv);
+    ds.splits = data::make_few_shot_splits(labels, C, f.shots, f.opt.folds, f.opt.seed, 0.5, f.labels_csv, !f.group_by.empty());
   } else {
     throw std::runtime_error("give --data_split_json FILE, or --shots K to draw few-shot splits from the labels");
   }
@@ -325,6 +327,8 @@ int run_train(TrainFlags& f) {
     // --overwrite: the earlier run's files go (all of them: a 1-fold run must not leave an
     // old fold 1 for the report), every other file stays (models/run_files.h).
     if (f.overwrite) train::remove_run_files(f.save_dir);
+    // A split drawn here (--shots) is kept with the run, in --data_split_json's format.
+    if (f.split_json.empty()) data::write_split_json((fs::path(f.save_dir) / "split.json").string(), ds.splits);
   }
   if (!f.resume.empty()) {  // what the killed run left that the resume does not use (models/run_files.h)
     const std::vector<std::string> gone = train::remove_resume_leftovers(f.resume);
@@ -340,7 +344,8 @@ int run_train(TrainFlags& f) {
                   {"features", abs(f.features_dir)},     {"instance_priors", abs(f.instance_path)},
                   {"bag_priors", abs(f.bag_path)},       {"text_encoder", f.encoder},
                   {"instance_embeddings", abs(f.instance_embeddings)}, {"bag_embeddings", abs(f.bag_embeddings)},
-                  {"shots", f.split_json.empty() && f.shots > 0 ? std::to_string(f.shots) : ""}};
+                  {"shots", f.split_json.empty() && f.shots > 0 ? std::to_string(f.shots) : ""},
+                  {"group_by", f.split_json.empty() ? f.group_by : ""}};
   f.opt.show_progress = !f.quiet;
   f.opt.progress_bar = !f.quiet && isatty(2);
   train::RunResult r = train::run_protocol(f.opt, ds, std::cerr);
@@ -384,6 +389,10 @@ Runner add_train(CLI::App& app) {
   app.add_option("--ot_epsilon", f->opt.libramil.ot_epsilon, "Sinkhorn entropic regularisation")->capture_default_str();
   app.add_option("--ot_iter", f->opt.libramil.ot_iter, "Sinkhorn iterations")->capture_default_str();
   CLI::Option* num_classes = app.add_option("--num_classes", f->num_classes, "classes (default: max label + 1)");
+  app.add_option("--group-by", f->group_by,
+                 "case_id: --shots splits draw patients (the labels' case_id column), all slides of a patient in one part, "
+                 "shots counting patients")
+      ->check(CLI::IsMember({"case_id"}));
   app.add_option("--classes", f->classes,
                  "class names in label order, e.g. CCRCC,PRCC,CHRCC: the labels CSV may then hold these names (CLAM / TRIDENT "
                  "tables), name k is class k and must match row k of the bag priors; test_predictions.csv shows the names")

@@ -283,34 +283,52 @@ std::vector<std::string> read_bag_prompts_csv(const std::string& path) {
 // ---- few-shot splits ---------------------------------------------------------------------------
 
 std::vector<FoldSplit> make_few_shot_splits(const std::vector<LabeledSlide>& labels, int num_classes, int shots,
-                                            int folds, uint64_t seed, double val_fraction, const std::string& labels_path) {
+                                            int folds, uint64_t seed, double val_fraction, const std::string& labels_path,
+                                            bool group_by_case) {
   if (num_classes < 1) throw std::invalid_argument("make_few_shot_splits: num_classes must be >= 1");
   if (shots < 0) throw std::invalid_argument("make_few_shot_splits: shots must be >= 0");
   if (folds < 1) throw std::invalid_argument("make_few_shot_splits: folds must be >= 1");
   if (!(val_fraction > 0.0 && val_fraction < 1.0))
     throw std::invalid_argument("make_few_shot_splits: val_fraction must lie in (0, 1)");
+  const std::string src = labels_path.empty() ? "make_few_shot_splits" : "file " + labels_path;
   validate_labels(labels, num_classes, labels_path.empty() ? "<labels given to make_few_shot_splits>" : labels_path);
-  std::vector<std::vector<std::string>> by_class(num_classes);
+  // The units drawn: a slide each, or a patient (all its slides) with group_by_case; keyed and
+  // ordered by slide name or case_id.
+  std::vector<std::map<std::string, std::vector<std::string>>> units(num_classes);
+  std::map<std::string, int> case_class;
   std::set<std::string> names;
   for (const auto& s : labels) {
     if (!names.insert(s.name).second)
       throw std::invalid_argument("make_few_shot_splits: duplicate slide name " + s.name);
-    by_class[s.label].push_back(s.name);
+    std::string key = s.name;
+    if (group_by_case) {
+      if (s.case_id.empty())
+        throw std::runtime_error(src + ": slide " + s.name + " has no case_id (--group-by case_id needs a case_id column filled on every row)");
+      auto [it, fresh] = case_class.emplace(s.case_id, s.label);
+      if (!fresh && it->second != s.label)
+        throw std::runtime_error(src + ": patient " + s.case_id + " has slides of class " + std::to_string(it->second) + " and " +
+                                 std::to_string(s.label) + " (slide " + s.name + "); a patient-level split needs one class per patient");
+      key = s.case_id;
+    }
+    units[s.label][key].push_back(s.name);
   }
+  std::vector<std::vector<std::vector<std::string>>> by_class(num_classes);
   for (int c = 0; c < num_classes; ++c) {
-    std::sort(by_class[c].begin(), by_class[c].end());
+    for (auto& [key, slides] : units[c]) {
+      std::sort(slides.begin(), slides.end());
+      by_class[c].push_back(slides);
+    }
     if ((int64_t)by_class[c].size() < (int64_t)shots + 2)
-      throw std::runtime_error((labels_path.empty() ? "make_few_shot_splits" : "file " + labels_path) + ": class " +
-                               std::to_string(c) + " has " + std::to_string(by_class[c].size()) + " slides; " + std::to_string(shots) +
-                               "-shot splits need at least " + std::to_string(shots + 2) +
-                               " (shots for train, one for val, one for test)");
+      throw std::runtime_error(src + ": class " + std::to_string(c) + " has " + std::to_string(by_class[c].size()) +
+                               (group_by_case ? " patients; " : " slides; ") + std::to_string(shots) + "-shot splits need at least " +
+                               std::to_string(shots + 2) + " (shots for train, one for val, one for test)");
   }
   std::vector<FoldSplit> out(folds);
   for (int f = 0; f < folds; ++f) {
     Generator gen(seed);
     gen.set_state(seed, (uint64_t)f << 32);
     for (int c = 0; c < num_classes; ++c) {
-      std::vector<std::string> v = by_class[c];
+      std::vector<std::vector<std::string>> v = by_class[c];
       for (size_t i = v.size() - 1; i > 0; --i) {  // Fisher-Yates
         size_t j = (size_t)gen.next_below(i + 1);
         std::swap(v[i], v[j]);
@@ -319,9 +337,8 @@ std::vector<FoldSplit> make_few_shot_splits(const std::vector<LabeledSlide>& lab
       int64_t nval = (int64_t)(r * val_fraction);
       nval = std::clamp<int64_t>(nval, 1, r - 1);
       for (int64_t i = 0; i < (int64_t)v.size(); ++i) {
-        if (i < shots) out[f].train.push_back(v[i]);
-        else if (i < shots + nval) out[f].val.push_back(v[i]);
-        else out[f].test.push_back(v[i]);
+        auto& part = i < shots ? out[f].train : i < shots + nval ? out[f].val : out[f].test;
+        part.insert(part.end(), v[i].begin(), v[i].end());
       }
     }
   }

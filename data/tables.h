@@ -59,9 +59,15 @@ std::vector<std::string> read_bag_prompts_csv(const std::string& path);
 // 0..num_classes-1 to have at least shots + 2 slides (error names the class and its count,
 // and `labels_path`, the file the labels came from, when given: "file labels.csv: class 0
 // has 3 slides; 8-shot splits need at least 10 ...").
+//
+// group_by_case (train / split --group-by case_id, against leakage between a patient's slides):
+// the units drawn are patients (case_id) instead of slides, in case_id order; `shots` counts
+// patients per class, and every slide of a patient lands in the same part. Each patient must
+// have one class and every row a case_id (errors name the file, the patient and the classes).
+// With one slide per patient the split equals the ungrouped one.
 std::vector<FoldSplit> make_few_shot_splits(const std::vector<LabeledSlide>& labels, int num_classes, int shots,
                                             int folds, uint64_t seed, double val_fraction = 0.5,
-                                            const std::string& labels_path = "");
+                                            const std::string& labels_path = "", bool group_by_case = false);
 
 // RFC-4180 CSV parsing used by the readers above: records with the 1-based line on which
 // each starts. Throws (naming `origin`) on an unterminated quote or text after a closing quote.

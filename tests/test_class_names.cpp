@@ -1,9 +1,13 @@
-// CLAM / TRIDENT label tables (issue 25 item 2): `slide_id` (and `case_id`) columns, class names
-// as labels mapped by an explicit `train --classes` order, errors that name the file, line and
-// the known classes; and `train --classes` writing the names into test_predictions.csv.
+// CLAM / TRIDENT label tables and splits (issue 25 items 2, 3): `slide_id` (and `case_id`)
+// columns, class names as labels mapped by an explicit `train --classes` order, errors that name
+// the file, line and the known classes; `train --classes` writing the names into
+// test_predictions.csv; patient-level splits (--group-by case_id); a --shots split kept in the
+// run directory.
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <map>
+#include <set>
 
 #include "data/tables.h"
 #include "tests/test_util.h"
@@ -70,4 +74,65 @@ TEST_CASE("train --classes: a table of class names trains, and the names reach t
   CHECK(test::run_libramil("train " + inputs + " --classes benign --model abmil --epochs 1 --folds 1 --out " + (d / "run2").string(),
                            d / "log2.txt") == 1);
   CHECK(test::read_text(d / "log2.txt").find("is none of the --classes benign") != std::string::npos);
+}
+
+TEST_CASE("splits --group-by case_id: a patient's slides stay together; one slide per patient equals the plain split") {
+  const fs::path dir = test::scratch_dir("group_by");
+  // 3 classes x 5 patients, patient p of class c has (p % 3) + 1 slides.
+  std::string csv = "case_id,slide_id,label\n";
+  for (int c = 0; c < 3; ++c)
+    for (int p = 0; p < 5; ++p)
+      for (int s = 0; s <= p % 3; ++s)
+        csv += "c" + std::to_string(c) + "p" + std::to_string(p) + ",c" + std::to_string(c) + "p" + std::to_string(p) + "s" +
+               std::to_string(s) + "," + std::to_string(c) + "\n";
+  const fs::path path = write(dir, "patients.csv", csv);
+  const auto labels = data::read_labels_csv(path.string());
+  const auto splits = data::make_few_shot_splits(labels, 3, 2, 4, 7, 0.5, path.string(), true);
+  std::map<std::string, std::string> case_of;
+  for (const auto& l : labels) case_of[l.name] = l.case_id;
+  for (const auto& f : splits) {
+    std::map<std::string, std::set<int>> parts;  // patient -> parts its slides are in
+    int k = 0;
+    std::set<std::string> train_cases;
+    for (const auto* part : {&f.train, &f.val, &f.test}) {
+      for (const auto& s : *part) parts[case_of.at(s)].insert(k);
+      ++k;
+    }
+    for (const auto& s : f.train) train_cases.insert(case_of.at(s));
+    for (const auto& [p, in] : parts) CHECK_MESSAGE(in.size() == 1, p);
+    CHECK(train_cases.size() == 6);  // 2 patients per class
+    CHECK(f.train.size() + f.val.size() + f.test.size() == labels.size());
+  }
+  // One slide per patient: grouped and plain draws agree.
+  const fs::path single = write(dir, "single.csv", "case_id,slide_id,label\nA,a,0\nB,b,0\nC,c,0\nD,d,1\nE,e,1\nF,f,1\n");
+  const auto l1 = data::read_labels_csv(single.string());
+  const auto g = data::make_few_shot_splits(l1, 2, 1, 3, 9, 0.5, "", true);
+  const auto p = data::make_few_shot_splits(l1, 2, 1, 3, 9, 0.5, "", false);
+  for (int f = 0; f < 3; ++f) {
+    CHECK(g[f].train == p[f].train);
+    CHECK(g[f].val == p[f].val);
+    CHECK(g[f].test == p[f].test);
+  }
+  // A patient with two classes, and a row without case_id, are refused naming them.
+  const fs::path mixed = write(dir, "mixed.csv", "case_id,slide_id,label\nA,a1,0\nA,a2,1\nB,b,0\nC,c,1\n");
+  CHECK_THROWS_WITH(data::make_few_shot_splits(data::read_labels_csv(mixed.string()), 2, 1, 1, 1, 0.5, mixed.string(), true),
+                    doctest::Contains("patient A has slides of class 0 and 1"));
+  const fs::path nocase = write(dir, "nocase.csv", "slide_id,label\na,0\nb,1\n");
+  CHECK_THROWS_WITH(data::make_few_shot_splits(data::read_labels_csv(nocase.string()), 2, 1, 1, 1, 0.5, nocase.string(), true),
+                    doctest::Contains("slide a has no case_id"));
+}
+
+TEST_CASE("train --shots keeps the drawn split in the run directory") {
+  static const fs::path d = test::make_tiny_dataset("split_saved", "--classes 2 --per-class 6 --dim 16 --folds 2 --seed 4");
+  const fs::path run = d / "run";
+  std::string inputs = test::tiny_dataset_inputs(d);
+  inputs.replace(inputs.find("--data_split_json"), inputs.find(" --h5_file_dir") - inputs.find("--data_split_json"), "--shots 2");
+  REQUIRE(test::run_libramil("train " + inputs + " --model abmil --epochs 1 --folds 2 --quiet --out " + run.string(), d / "log.txt") == 0);
+  const auto saved = data::read_split_json((run / "split.json").string(), 2);
+  const auto again = data::make_few_shot_splits(data::read_labels_csv((d / "labels.csv").string()), 2, 2, 2, 7, 0.5);
+  REQUIRE(saved.size() == 2);
+  for (int f = 0; f < 2; ++f) {
+    CHECK(saved[f].train == again[f].train);
+    CHECK(saved[f].test == again[f].test);
+  }
 }

@@ -274,7 +274,7 @@ TEST_CASE("few-shot split maker") {
       name += std::to_string(c);
       name += "_s";
       name += std::to_string(i);
-      labels.push_back({name, c});
+      labels.push_back({name, c, ""});
     }
   std::map<std::string, int> label_of;
   for (auto& s : labels) label_of[s.name] = s.label;
