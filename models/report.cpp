@@ -22,6 +22,7 @@
 #include "data/tables.h"
 #include "models/config_keys.h"
 #include "models/libramil.h"
+#include "models/patch_scores.h"
 #include "models/svg_plot.h"
 #include "models/trainer.h"
 #include "data/text_util.h"
@@ -466,15 +467,7 @@ std::string feature_file(const std::string& dir, const std::string& slide) {
   return "";
 }
 
-std::string entity_name(const std::string& prompt) {
-  size_t colon = prompt.find(':');
-  std::string n = colon == std::string::npos ? "" : trim(prompt.substr(0, colon));
-  if (n.empty() || n.size() > 60) {
-    n = trim(prompt);
-    if (n.size() > 40) n = n.substr(0, 39) + "\xE2\x80\xA6";
-  }
-  return n;
-}
+std::string entity_name(const std::string& prompt) { return models::entity_label(prompt); }
 
 struct Explained {
   std::string slide;
