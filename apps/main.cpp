@@ -33,6 +33,7 @@ static int run_cli(int argc, char** argv) {
   add("bench", "benchmarks (train-step, sinkhorn, attention)", lm::app::add_bench);
   add("simulate", "write a simulated whole-slide dataset (features, labels, priors) -- simulated data", lm::app::add_simulate);
   add("demo", "simulate RCC data, train Libra-MIL and baselines at 1/4/16 shots, print the table, write a report", lm::app::add_demo);
+  add("heatmap", "per-patch scores on the slide: heatmaps (PNG, JPEG), QuPath GeoJSON, top-patch galleries", lm::app::add_heatmap);
   add("report", "write an HTML report (tables, curves, ROC, heatmaps) for one or more run directories", lm::app::add_report);
   {
     CLI::App* sub = app.add_subcommand("profile", "run any other command with the per-op profiler; prints a table per op/kernel");
