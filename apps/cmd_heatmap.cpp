@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <exception>
 #include <filesystem>
 #include <iostream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -50,6 +52,23 @@ std::string pair_file(const std::string& where, const std::string& slide, bool s
     if (fs::is_regular_file(p, ec)) return p.string();
   }
   return "";
+}
+
+// One score of one slide into `dir`: <score>.png and .jpg, gallery/<score>/; returns its record.
+nlohmann::json draw_score(const HeatmapFlags& f, const slides::Slide& slide, const slides::VisImage& vis,
+                          const slides::SlideScores& sc, int64_t p0, const slides::ScoreColumn& s, const fs::path& dir) {
+  const slides::RgbImage img = slides::draw_heatmap(vis, sc.coords, p0, s.values, f.style);
+  data::write_file_atomic((dir / (s.name + ".png")).string(), slides::encode_png(img));
+  data::write_file_atomic((dir / (s.name + ".jpg")).string(), slides::encode_jpeg(img, f.jpeg_quality));
+  const fs::path gallery = dir / "gallery" / s.name;
+  fs::create_directories(gallery);
+  nlohmann::json top = nlohmann::json::array();
+  for (const slides::GalleryPatch& g : slides::top_patches(slide, sc.coords, p0, s.values, f.top_k)) {
+    data::write_file_atomic((gallery / g.file_name).string(), slides::encode_png(g.image));
+    top.push_back({{"rank", g.rank}, {"patch", g.index}, {"score", g.score}, {"x", g.coord[0]}, {"y", g.coord[1]},
+                   {"file", "gallery/" + s.name + "/" + g.file_name}});
+  }
+  return {{"name", s.name}, {"label", s.label}, {"description", s.description}, {"heatmap", s.name + ".png"}, {"top", top}};
 }
 
 // One slide: everything into a temporary folder, renamed to OUT/<slide> at the end.
@@ -93,22 +112,22 @@ void draw_slide(const HeatmapFlags& f, const std::string& slide_path, const std:
                           {"normalize", f.style.normalize}};
     for (const char* k : {"model", "checkpoint", "probabilities", "prediction"})
       if (sc.info.count(k)) rec[k] = sc.info.at(k);
-    rec["scores"] = nlohmann::json::array();
-    for (const slides::ScoreColumn* s : chosen) {
-      const slides::RgbImage img = slides::draw_heatmap(vis, sc.coords, p0, s->values, f.style);
-      data::write_file_atomic((tmp / (s->name + ".png")).string(), slides::encode_png(img));
-      data::write_file_atomic((tmp / (s->name + ".jpg")).string(), slides::encode_jpeg(img, f.jpeg_quality));
-      const fs::path gallery = tmp / "gallery" / s->name;
-      fs::create_directories(gallery);
-      nlohmann::json top = nlohmann::json::array();
-      for (const slides::GalleryPatch& g : slides::top_patches(slide, sc.coords, p0, s->values, f.top_k)) {
-        data::write_file_atomic((gallery / g.file_name).string(), slides::encode_png(g.image));
-        top.push_back({{"rank", g.rank}, {"patch", g.index}, {"score", g.score}, {"x", g.coord[0]}, {"y", g.coord[1]},
-                       {"file", "gallery/" + s->name + "/" + g.file_name}});
+    // Each score's picture, its encodings and its gallery, the scores spread over the threads.
+    std::vector<nlohmann::json> entries(chosen.size());
+    fs::create_directories(tmp / "gallery");
+    std::exception_ptr error;
+    std::mutex error_mutex;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t i = 0; i < int64_t(chosen.size()); ++i) {
+      try {
+        entries[size_t(i)] = draw_score(f, slide, vis, sc, p0, *chosen[size_t(i)], tmp);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
       }
-      rec["scores"].push_back({{"name", s->name}, {"label", s->label}, {"description", s->description},
-                               {"heatmap", s->name + ".png"}, {"top", top}});
     }
+    if (error) std::rethrow_exception(error);
+    rec["scores"] = entries;
     data::write_file_atomic((tmp / (name + ".geojson")).string(), slides::scores_geojson(sc.coords, p0, chosen, f.object_type));
     rec["geojson"] = name + ".geojson";
     rec["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -203,7 +222,7 @@ Runner add_heatmap(CLI::App& app) {
   app.add_option("--object-type", f->object_type, "QuPath object type of the GeoJSON squares: tile | detection")->capture_default_str();
   app.add_option("--patch-size-level0", f->patch_size_level0, "patch side at level 0 when the coords file does not record it");
   app.add_option("--jpeg-quality", f->jpeg_quality, "JPEG quality 1..100")->check(CLI::Range(1, 100))->capture_default_str();
-  app.add_option("--threads", f->threads, "CPU threads for the model (0 = all cores)")->capture_default_str();
+  app.add_option("--threads", f->threads, "CPU threads for the model and the scores' pictures (0 = all cores)")->capture_default_str();
   app.add_flag("--overwrite", f->overwrite, "replace a slide's existing output folder");
   app.add_flag("--keep-going", f->keep_going, "exit 0 even when some slides failed (the failures are still printed)");
   return [f] { return run_heatmap(*f); };
