@@ -341,6 +341,30 @@ TEST_CASE("eval --scores and heatmap end to end: scores files, GeoJSON squares a
       MESSAGE(slide << " " << model << ": " << sj["patches"] << " patches, scores " << sj["scores"] << ", geojson " << gj.dump());
     }
   }
+  // Many slides at once: a folder of slides and a folder of scores files pair up by name; a slide
+  // without a scores file is skipped with a warning.
+  const fs::path many = dir / "many_scores";
+  fs::create_directories(many);
+  fs::copy_file(dir / kCmu / "scores_abmil" / (std::string(kCmu) + ".h5"), many / (std::string(kCmu) + ".h5"));
+  fs::copy_file(dir / kTcga / "scores_transmil" / (std::string(kTcga) + ".h5"), many / (std::string(kTcga) + ".h5"));
+  const fs::path log = dir / "many.log";
+  int rc = test::run_libramil("heatmap --slides " + q(test::test_data("slides")) + " --scores " + q(many) + " --out " +
+                                  q(dir / "many_out") + " --score attention --top-k 1",
+                              log);
+  INFO(test::read_text(log));
+  CHECK(rc == 0);
+  for (const char* s : {kCmu, kTcga}) CHECK(fs::exists(dir / "many_out" / s / "attention.png"));
+  CHECK(!fs::exists(dir / "many_out" / kTcga / "attention_layer1.png"));  // --score attention: that one only
+  fs::remove(many / (std::string(kTcga) + ".h5"));
+  rc = test::run_libramil("heatmap --slides " + q(test::test_data("slides")) + " --scores " + q(many) + " --out " +
+                              q(dir / "many_out2") + " --top-k 1",
+                          log);
+  const std::string text = test::read_text(log);
+  INFO(text);
+  CHECK(rc == 0);
+  CHECK(fs::exists(dir / "many_out2" / kCmu / "attention.png"));
+  CHECK(!fs::exists(dir / "many_out2" / kTcga));
+  CHECK(text.find("warning: slide " + slide_path(kTcga).string() + ": no " + kTcga + ".h5") != std::string::npos);
 }
 
 TEST_CASE("heatmap and eval --scores refuse bad input with one line naming the file and leave no output") {
