@@ -3,14 +3,16 @@
 // its box within 1 px) at two scales of each slide; the GeoJSON's squares and the scores files
 // read back by an independent reader (tools/heatmap_check.py: json + h5py); `eval --scores` and
 // `heatmap` end to end with features from the extract pipeline; the colormaps against
-// matplotlib's viridis, the tick labels; and bad input (coordinates outside the slide, a
-// checkpoint of another feature width, an unreadable slide, features without coordinates).
+// matplotlib's viridis, the tick labels; `report --slides-dir`; and bad input (coordinates
+// outside the slide, a checkpoint of another feature width, an unreadable slide, features
+// without coordinates).
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "data/formats/hdf5_writer.h"
@@ -432,4 +434,54 @@ TEST_CASE("heatmap and eval --scores refuse bad input with one line naming the f
   expect_refused("eval --checkpoint " + q(ckm) + " --features " + q(feats.parent_path()) + " --out " + q(dir / "o6" / "p.csv") +
                      " --scores " + q(dir / "o6" / "scores"),
                  "meanpool", dir / "o6");
+}
+
+TEST_CASE("report --slides-dir: a Libra-MIL run's explained slides drawn over their images, with top patches inline") {
+  if (!have_openslide()) return;
+  // Six slides: three names for each shipped slide (symbolic links), features from the extract
+  // pipeline copied under each name, labels 0 (cmu) and 1 (tcga); fold 0 tests cmu_2, tcga_2.
+  const fs::path d = test::make_tiny_dataset("heatmap_report", "--classes 2 --per-class 3 --dim 6 --folds 1 --kt 3");
+  const fs::path slides_dir = d / "slides", feats = d / "features";
+  fs::create_directories(slides_dir);
+  for (const auto& e : fs::directory_iterator(feats)) fs::remove(e.path());
+  std::ofstream labels(d / "labels.csv");
+  labels << "name,label\n";
+  json split;
+  for (const auto& [slide, tag, label] : {std::tuple{kCmu, "cmu", 0}, std::tuple{kTcga, "tcga", 1}}) {
+    const fs::path f = extract_features(slide, d / "extract" / tag);
+    for (int i = 0; i < 3; ++i) {
+      const std::string name = std::string(tag) + "_" + std::to_string(i);
+      fs::copy_file(f, feats / (name + ".h5"));
+      fs::create_symlink(slide_path(slide), slides_dir / (name + ".svs"));
+      labels << name << "," << label << "\n";
+      split[i == 0 ? "train_0" : i == 1 ? "val_0" : "test_0"].push_back(name);
+    }
+  }
+  labels.close();
+  std::ofstream(d / "split.json") << split.dump();
+  const fs::path run = d / "run", log = d / "log.txt";
+  int rc = test::run_libramil("train " + test::tiny_dataset_inputs(d) + " --folds 1 --epochs 1 --heads 2 --quiet --save_dir " + q(run), log);
+  INFO(test::read_text(log));
+  REQUIRE(rc == 0);
+  rc = test::run_libramil("report " + q(run) + " --slides-dir " + q(slides_dir) + " --out " + q(d / "report.html"), log);
+  INFO(test::read_text(log));
+  REQUIRE(rc == 0);
+  const std::string html = test::read_text(d / "report.html");
+  auto count = [&](const std::string& what) {
+    size_t n = 0;
+    for (size_t at = html.find(what); at != std::string::npos; at = html.find(what, at + 1)) ++n;
+    return n;
+  };
+  // Two test slides x two maps over the slide, each with its five top patches.
+  CHECK(count("<img src=\"data:image/jpeg;base64,") == 2 * 2 * (1 + 5));
+  CHECK(count("over the slide (level") == 4);
+  CHECK(html.find("could not be drawn") == std::string::npos);
+  CHECK(html.find("No image of slide") == std::string::npos);
+  // Without --slides-dir: today's coordinate plots, no images.
+  rc = test::run_libramil("report " + q(run) + " --out " + q(d / "report_plain.html"), log);
+  REQUIRE(rc == 0);
+  CHECK(test::read_text(d / "report_plain.html").find("data:image/jpeg") == std::string::npos);
+  fs::create_directories(test::binary_dir() / "heatmap_examples");
+  fs::copy_file(d / "report.html", test::binary_dir() / "heatmap_examples" / "report_with_slides.html",
+                fs::copy_options::overwrite_existing);
 }

@@ -188,7 +188,7 @@ void draw_text(RgbImage& img, int x, int y, const std::string& s, int scale, Rgb
 RgbImage add_colour_bar(const RgbImage& map, const std::string& cmap, const std::vector<double>& ticks,
                         const std::vector<std::string>& labels) {
   const int H = map.height;
-  const int scale = std::clamp(H / 320, 1, 8);
+  const int scale = std::clamp((H + 160) / 320, 1, 8);  // 2 from about 500 px, 6 at 1800
   const int margin = 4 * scale, bar_w = 10 * scale, tick_len = 3 * scale, glyph_h = 7 * scale;
   int label_w = 0;
   for (const std::string& l : labels) label_w = std::max(label_w, text_width(l, scale));
