@@ -10,6 +10,9 @@
 #include "data/feature_bag.h"
 #include "data/safetensors.h"
 #include "data/tokenizer.h"
+#include "data/formats/hdf5_reader.h"
+#include "data/slides/scores_file.h"
+#include "models/patch_scores.h"
 #include "models/text_encoder.h"
 #include "models/trainer.h"
 #include "ops/ops.h"
@@ -73,7 +76,7 @@ Runner add_dump(CLI::App& app) {
 // ---- eval -------------------------------------------------------------------------------
 Runner add_eval(CLI::App& app) {
   struct Flags {
-    std::string checkpoint, features, split, labels, out, part = "test";
+    std::string checkpoint, features, split, labels, out, part = "test", scores, instance_path;
     std::vector<std::string> slides;
     int fold = 0, threads = 0;
     bool overwrite = false;
@@ -87,11 +90,18 @@ Runner add_eval(CLI::App& app) {
   app.add_option("--slides", f->slides, "slide names (default: every bag in --features)")->delimiter(',');
   app.add_option("--labels", f->labels, "labels CSV: adds a label column and prints metrics")->check(CLI::ExistingFile);
   app.add_option("--out", f->out, "output CSV of per-slide probabilities")->required();
+  app.add_option("--scores", f->scores,
+                 "also write each slide's per-patch scores to DIR/<slide>.h5 (coords + one dataset per score; "
+                 "docs/heatmaps.md): Libra-MIL, ABMIL, gated ABMIL, TransMIL");
+  app.add_option("--instance_path", f->instance_path,
+                 "instance priors (JSON) naming Libra-MIL's entity scores (default: those of the run's config.json)")
+      ->check(CLI::ExistingFile);
   app.add_option("--threads", f->threads)->capture_default_str();
-  app.add_flag("--overwrite", f->overwrite, "replace an existing output file");
+  app.add_flag("--overwrite", f->overwrite, "replace an existing output file (and the files of --scores)");
   return [f] {
     set_threads(f->threads);
     if (fs::exists(f->out) && !f->overwrite) throw std::runtime_error(f->out + " exists (pass --overwrite to replace it)");
+    if (!f->scores.empty()) data::check_output_dir(f->scores, f->overwrite);
     std::vector<std::string> slides = f->slides;
     if (!f->split.empty()) {
       auto splits = data::read_split_json(f->split);
@@ -126,6 +136,21 @@ Runner add_eval(CLI::App& app) {
       files.push_back(find_feature_file(f->features, s));
       check_bag_width(files.back(), shape.dim, f->checkpoint, s);
     }
+    // --scores: a model with per-patch scores, and every bag with coordinates, before anything.
+    std::vector<std::string> entities;
+    if (!f->scores.empty()) {
+      if (!models::has_patch_scores(*m))
+        throw std::runtime_error("--scores: checkpoint " + f->checkpoint + " holds a " + shape.model +
+                                 " model, which has no per-patch scores (Libra-MIL, abmil, gated_abmil and transmil have them)");
+      for (const std::string& file : files) {
+        const bool h5 = fs::path(file).extension() != ".pt";
+        if (!h5 || !data::H5Reader(file).has("coords"))
+          throw std::runtime_error(file + ": no 'coords' dataset, so --scores cannot place its patches (.pt bags carry "
+                                          "none; features from `libramil extract`, TRIDENT or CLAM do)");
+      }
+      if (shape.model == "libramil") entities = models::entity_names_for(f->checkpoint, f->instance_path);
+      fs::create_directories(f->scores);
+    }
     m->eval();
     NoGradGuard ng;
     std::ostringstream csv;
@@ -134,8 +159,15 @@ Runner add_eval(CLI::App& app) {
     int C = 0;
     for (size_t i = 0; i < slides.size(); ++i) {
       const std::string& s = slides[i];
-      Tensor logits = (*m)(data::read_feature_bag(files[i]).features);
-      std::vector<double> p = softmax(logits, 0).to_double_vector();
+      std::vector<double> p;
+      if (f->scores.empty()) {
+        Tensor logits = (*m)(data::read_feature_bag(files[i]).features);
+        p = softmax(logits, 0).to_double_vector();
+      } else {
+        slides::SlideScores sc = models::score_features_file(*m, files[i], f->checkpoint, entities, &p);
+        sc.info["written_by"] = "libramil eval";
+        slides::write_scores_h5((fs::path(f->scores) / (s + ".h5")).string(), sc);
+      }
       C = (int)p.size();
       if (csv.tellp() == 0) {
         csv << "slide";
@@ -154,6 +186,7 @@ Runner add_eval(CLI::App& app) {
     }
     data::write_file_atomic(f->out, csv.str());
     std::cout << slides.size() << " slides -> " << f->out << "\n";
+    if (!f->scores.empty()) std::cout << "per-patch scores of " << slides.size() << " slides -> " << f->scores << "\n";
     if (!ys.empty()) {
       data::Metrics mt = data::compute_metrics(probs, ys, C);
       std::cout << "acc " << mt.acc << " auc " << mt.auc << " f1 " << mt.f1 << "\n";

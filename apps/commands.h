@@ -22,6 +22,7 @@ Runner add_report(CLI::App& app);
 Runner add_mil_benchmark(CLI::App& app);
 Runner add_patch(CLI::App& app);
 Runner add_priors(CLI::App& app);
+Runner add_heatmap(CLI::App& app);
 // `profile COMMAND...` re-enters the command-line parser through `run_cli`.
 Runner add_profile(CLI::App& app, int (*run_cli)(int, char**));
 

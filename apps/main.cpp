@@ -35,6 +35,7 @@ static int run_cli(int argc, char** argv) {
   add("bench", "benchmarks (train-step, sinkhorn, attention)", lm::app::add_bench);
   add("simulate", "write a simulated whole-slide dataset (features, labels, priors) -- simulated data", lm::app::add_simulate);
   add("demo", "simulate RCC data, train Libra-MIL and baselines at 1/4/16 shots, print the table, write a report", lm::app::add_demo);
+  add("heatmap", "per-patch scores on the slide: heatmaps (PNG, JPEG), QuPath GeoJSON, top-patch galleries", lm::app::add_heatmap);
   add("report", "write an HTML report (tables, curves, ROC, heatmaps) for one or more run directories", lm::app::add_report);
   add("priors", "write the language priors shipped for a task (instance_priors.json, bag_priors.csv, classes.csv)", lm::app::add_priors);
   {

@@ -181,6 +181,16 @@ Tensor TransMILAttention::forward(const Tensor& x) {
   return to_out(out);
 }
 
+Tensor TransMILAttention::first_token_attention(const Tensor& x) {
+  NoGradGuard no_grad;
+  const int64_t L = x.size(0), hd = dim / heads;
+  Tensor qkv = to_qkv(x);                                                                   // (L, 3D)
+  Tensor q = reshape(slice(slice(qkv, 0, 0, 1), 1, 0, dim), {(int64_t)heads, 1, hd});        // (H, 1, hd)
+  Tensor k = permute(reshape(slice(qkv, 1, dim, 2 * dim), {L, (int64_t)heads, hd}), {1, 2, 0});  // (H, hd, L)
+  Tensor scores = mul(matmul(q, k), 1.0 / std::sqrt((double)hd));                           // (H, 1, L)
+  return reshape(softmax(scores, -1), {(int64_t)heads, L}).detach().contiguous();
+}
+
 TransLayer::TransLayer(int64_t d, int h, Generator& gen) : norm(d), attn(d, h, gen) {
   register_module("norm", norm);
   register_module("attn", attn);
@@ -253,15 +263,37 @@ TransMIL::TransMIL(int64_t d, int64_t c, Generator& gen, int64_t l, int h)
   register_module("_fc2", _fc2);
 }
 
-Tensor TransMIL::forward(const Tensor& x) {
+Tensor TransMIL::forward(const Tensor& x) { return run(x, nullptr); }
+
+Tensor TransMIL::explain(const Tensor& x, TransMILExplanation& ex) {
+  NoGradGuard no_grad;
+  return run(x, &ex);
+}
+
+namespace {
+// Class-token attention (H, 1 + side^2) -> per instance (N): mean over heads, the class token's
+// own entry dropped, each padding token's entry added to the instance it copies.
+Tensor instance_attention(const Tensor& a, int64_t N) {
+  std::vector<double> v = mean(a, {0}).to(DType::F64).to(Device::cpu()).to_double_vector();  // (1 + side^2)
+  std::vector<float> out((size_t)N, 0.0f);
+  std::vector<double> acc((size_t)N, 0.0);
+  for (size_t t = 1; t < v.size(); ++t) acc[(t - 1) % (size_t)N] += v[t];
+  for (int64_t i = 0; i < N; ++i) out[(size_t)i] = (float)acc[(size_t)i];
+  return Tensor::from_vector(out, {N});
+}
+}  // namespace
+
+Tensor TransMIL::run(const Tensor& x, TransMILExplanation* ex) {
   check_bag("TransMIL", x, dim);
   const int64_t N = x.size(0);
   Tensor h = _fc1(x);  // (N, L)
   const int64_t side = ceil_sqrt(N), add_length = side * side - N;
-  if (add_length > 0) h = cat({h, slice(h, 0, 0, add_length)}, 0);  // (side^2, L)
+  if (add_length > 0) h = cat({h, slice(h, 0, 0, add_length)}, 0);  // (side^2, L): token N + j copies token j
   h = cat({cls_token, h}, 0);                                         // (1 + side^2, L)
+  if (ex) ex->attention_layer1 = instance_attention(layer1.attn.first_token_attention(layer1.norm(h)), N);
   h = layer1(h);
   h = pos_layer.forward(h, side, side);
+  if (ex) ex->attention_layer2 = instance_attention(layer2.attn.first_token_attention(layer2.norm(h)), N);
   h = layer2(h);
   Tensor cls = norm(slice(h, 0, 0, 1));  // LayerNorm is per token: only the cls row is used
   return reshape(_fc2(cls), {num_classes});

@@ -125,6 +125,9 @@ class TransMILAttention : public nn::Module {
  public:
   TransMILAttention(int64_t dim, int heads, Generator& gen);
   Tensor forward(const Tensor& x) override;  // (L, dim) -> (L, dim)
+  // The attention probabilities of token 0's query over the L tokens (keys), per head:
+  // x (L, dim) -> (heads, L), each row summing to 1. No autograd (detached).
+  Tensor first_token_attention(const Tensor& x);
   std::string type_name() const override { return "TransMILAttention"; }
   int64_t dim;
   int heads;
@@ -164,10 +167,21 @@ class PPEG : public nn::Module {
   DepthwiseConv2d proj, proj1, proj2;  // 7x7, 5x5, 3x3
 };
 
+// What TransMIL::explain returns next to the logits (detached, CPU float32): the class token's
+// attention over the N instances in each layer, mean over heads. The padding tokens (copies of
+// the first instances, see the top) give their attention back to the instance they copy, and
+// the class token's attention to itself is left out, so each vector sums to 1 minus that share.
+struct TransMILExplanation {
+  Tensor attention_layer1;  // (N)
+  Tensor attention_layer2;  // (N): the layer whose class token feeds the classifier
+};
+
 class TransMIL : public nn::Module {
  public:
   TransMIL(int64_t dim, int64_t num_classes, Generator& gen, int64_t hidden = 512, int heads = 8);
   Tensor forward(const Tensor& x) override;
+  // Forward that also fills `ex` (no autograd); the same logits as forward.
+  Tensor explain(const Tensor& x, TransMILExplanation& ex);
   std::string type_name() const override { return "TransMIL"; }
   int64_t dim, num_classes, hidden;
   int heads;
@@ -177,6 +191,9 @@ class TransMIL : public nn::Module {
   TransLayer layer1, layer2;
   nn::LayerNorm norm;
   nn::Linear _fc2;      // Linear(hidden, C)
+
+ private:
+  Tensor run(const Tensor& x, TransMILExplanation* ex);
 };
 
 // ---- factory -----------------------------------------------------------------------------

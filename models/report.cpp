@@ -19,9 +19,12 @@
 #include "data/atomic_file.h"
 #include "data/feature_bag.h"
 #include "data/metrics.h"
+#include "data/slides/scores_file.h"
 #include "data/tables.h"
 #include "models/config_keys.h"
 #include "models/libramil.h"
+#include "models/patch_scores.h"
+#include "models/report_slides.h"
 #include "models/svg_plot.h"
 #include "models/trainer.h"
 #include "data/text_util.h"
@@ -466,15 +469,7 @@ std::string feature_file(const std::string& dir, const std::string& slide) {
   return "";
 }
 
-std::string entity_name(const std::string& prompt) {
-  size_t colon = prompt.find(':');
-  std::string n = colon == std::string::npos ? "" : trim(prompt.substr(0, colon));
-  if (n.empty() || n.size() > 60) {
-    n = trim(prompt);
-    if (n.size() > 40) n = n.substr(0, 39) + "\xE2\x80\xA6";
-  }
-  return n;
-}
+std::string entity_name(const std::string& prompt) { return models::entity_label(prompt); }
 
 struct Explained {
   std::string slide;
@@ -502,7 +497,7 @@ std::vector<int64_t> top_k(const std::vector<double>& v, size_t k) {
   return idx;
 }
 
-std::string explain_section(const Run& r, int max_slides) {
+std::string explain_section(const Run& r, int max_slides, const std::string& slides_dir) {
   std::ostringstream s;
   s << "<h3 id=\"" << r.id << "-explain\">Heatmaps, transport plan and top patches (fold 0)</h3>\n";
   if (r.model != "libramil") {
@@ -643,7 +638,8 @@ std::string explain_section(const Run& r, int max_slides) {
     << "<p class=\"caption\">Each square is one patch at its position on the slide (coordinates of the feature file). "
        "Left: the fused instance weight w<sub>j</sub> that scales each instance before the class attention; right: the "
        "attention of the predicted class's prior over the instances (mean over heads). The five highest patches of each "
-       "map are outlined in red.</p>\n";
+       "map are outlined in red. Where the slide's image is found (<code>--slides-dir</code>), the two maps are drawn over "
+       "the slide itself instead, with the five highest patches of each cropped at full resolution.</p>\n";
   for (const Explained& e : done) {
     std::string head = "<b>" + h(e.slide) + "</b>: true " + (e.label >= 0 ? h(class_name(e.label)) : std::string("?")) +
                        ", predicted " + h(class_name(e.pred)) + " (p = " + fmt_fixed(e.prob, 3) + "), " +
@@ -652,6 +648,30 @@ std::string explain_section(const Run& r, int max_slides) {
     if (!e.has_coords) {
       s << note("The feature file has no coordinates (.pt bags carry none), so this slide cannot be drawn.");
       continue;
+    }
+    if (!slides_dir.empty()) {  // over the slide image itself (models/report_slides.h)
+      const std::string file = find_slide_file(slides_dir, e.slide);
+      if (file.empty()) {
+        s << note("No image of slide <code>" + h(e.slide) + "</code> in <code>" + h(slides_dir) +
+                  "</code>: its patches are drawn at their coordinates instead.");
+      } else {
+        try {
+          slides::SlideScores geometry;
+          slides::read_coords_attributes(feature_file(feats, e.slide), geometry);
+          if (geometry.patch_size_level0 <= 0)
+            throw std::runtime_error("the feature file's coords do not record patch_size_level0");
+          std::vector<slides::Coord> coords;
+          for (int64_t i = 0; i < e.n; ++i) coords.push_back({e.x[(size_t)i], e.y[(size_t)i]});
+          const std::vector<SlideMap> maps = {{"instance weight", std::vector<float>(e.weight.begin(), e.weight.end())},
+                                              {"attention of " + class_name(e.pred),
+                                               std::vector<float>(e.attention.begin(), e.attention.end())}};
+          s << slide_heatmaps_html(file, coords, geometry.patch_size_level0, maps, 640, 5);
+          continue;
+        } catch (const std::exception& ex) {
+          s << note("The image of slide <code>" + h(e.slide) + "</code> could not be drawn (" + h(ex.what()) +
+                    "); its patches are drawn at their coordinates instead.");
+        }
+      }
     }
     PatchMapOptions wo;
     wo.title = "instance weight";
@@ -831,6 +851,8 @@ figcaption,.caption{font-size:12px;color:#5d6873;max-width:400px;margin:4px 0}
 figcaption.wide{max-width:900px}
 svg.plot{display:block;border:1px solid #e6e8eb;border-radius:3px;background:#fff}
 .slide-head{margin:14px 0 4px;font-size:13px}
+.gallery{display:flex;flex-wrap:wrap;gap:6px;max-width:660px}
+.gallery .patch{font-size:11px;color:#5d6873;text-align:center}
 details{margin:8px 0}
 details summary{cursor:pointer;color:#0b5cad;font-size:13px}
 nav.toc{font-size:13px;margin:10px 0 0}
@@ -911,7 +933,7 @@ std::string render_report(const ReportOptions& o) {
     s << roc_confusion_section(r);
     s << learning_section(r);
     try {
-      s << explain_section(r, o.heatmap_slides);
+      s << explain_section(r, o.heatmap_slides, o.slides_dir);
     } catch (const std::exception& e) {
       s << note("The explanation section failed: " + h(e.what()));
     }

@@ -15,7 +15,9 @@
 //    weights and the predicted class's attention drawn on the patch coordinates, the
 //    transport plan between visual and text prototypes (Kv x Kt, columns named by the
 //    entities of the instance priors "Entity: description."), and the top-5 patches per
-//    entity by similarity to its text prototype (slide, x, y, score).
+//    entity by similarity to its text prototype (slide, x, y, score). With `slides_dir`, a
+//    slide whose image is found there gets its two maps drawn over the slide itself and its
+//    top patches cropped at full resolution (models/report_slides.h).
 //  * a banner when the features are simulated (a README.txt next to or above the features
 //    directory that mentions "simulated", as `libramil simulate` writes).
 // Missing or unreadable inputs never abort the report: the section shows a note instead.
@@ -29,6 +31,7 @@ struct ReportOptions {
   std::vector<std::string> run_dirs;  // one or more run directories (save_dir of train)
   std::string out_html;               // "" = <run_dirs[0]>/report.html
   int heatmap_slides = 3;             // test slides of fold 0 explained per Libra-MIL run
+  std::string slides_dir;             // whole-slide images (<slide>.svs, ...): maps drawn over them
   std::string title;                  // "" = a title made from the run names
 };
 

@@ -3,6 +3,8 @@
 //    independent PyTorch implementations of tools/baselines_reference.py, with our random
 //    weights transferred through safetensors (which also checks that the state_dict names
 //    agree: the reference loads them strictly and returns one gradient per parameter);
+//  - the per-patch scores (models/patch_scores.h: ABMIL / gated attention, TransMIL class-token
+//    attention) against the same reference's, computed there from its own attention matrices;
 //  - the factory, input checks and attention accessors;
 //  - each model overfits one bag with AdamW (a training sanity check).
 #include <doctest/doctest.h>
@@ -20,6 +22,7 @@
 #include "data/safetensors.h"
 #include "models/baselines.h"
 #include "models/optim.h"
+#include "models/patch_scores.h"
 #include "ops/ops.h"
 #include "tests/test_util.h"
 
@@ -60,6 +63,7 @@ struct Result {
   Tensor logits;
   std::map<std::string, Tensor> grads;
   std::vector<std::string> names;  // registration order
+  std::map<std::string, std::vector<float>> scores;  // models/patch_scores.h, when the model has them
 };
 
 }  // namespace
@@ -88,6 +92,11 @@ TEST_CASE("baselines: logits and gradients match the PyTorch reference") {
     lm::data::write_safetensors(f, std::vector<std::pair<std::string, Tensor>>{{"x", x}});
     jobs << k.model << ' ' << w << ' ' << f << ' ' << k.label << ' ' << o << '\n';
 
+    if (models::has_patch_scores(*model)) {
+      models::PatchScores ps = models::compute_patch_scores(*model, x);
+      for (auto& sc : ps.scores) ours[i].scores[sc.name] = sc.values;
+      model->train();
+    }
     Tensor logits = model->forward(x);
     REQUIRE(logits.shape() == lm::Shape{k.c});
     Tensor loss = lm::cross_entropy(logits, label_tensor(k.label));
@@ -103,7 +112,7 @@ TEST_CASE("baselines: logits and gradients match the PyTorch reference") {
   jobs.close();
   lm::test::run_python_tool("baselines_reference.py", "batch " + (dir / "jobs.txt").string());
 
-  std::map<std::string, double> logit_err, grad_err;
+  std::map<std::string, double> logit_err, grad_err, score_err;
   std::map<std::string, std::string> worst;
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& k = cases[i];
@@ -128,9 +137,23 @@ TEST_CASE("baselines: logits and gradients match the PyTorch reference") {
       if (ge > grad_err[k.model]) worst[k.model] = k.tag() + " " + name;
       grad_err[k.model] = std::max(grad_err[k.model], ge);
     }
+    // Per-patch scores: the same names on both sides, each within 1e-5 of the largest entry.
+    size_t n_scores = 0;
+    for (auto& name : ref.order) n_scores += name.rfind("scores.", 0) == 0;
+    CHECK(n_scores == ours[i].scores.size());
+    CHECK((ours[i].scores.empty() == (k.model == "meanpool" || k.model == "maxpool")));
+    for (auto& [name, v] : ours[i].scores) {
+      INFO("score " << name);
+      REQUIRE(ref.contains("scores." + name));
+      Tensor mine = Tensor::from_vector(v, {(int64_t)v.size()});
+      double se = rel_err(mine, ref.at("scores." + name), 1e-6);
+      CHECK(se < 1e-5);
+      score_err[k.model] = std::max(score_err[k.model], se);
+    }
   }
   for (const auto& m : models::baseline_names())
-    MESSAGE("baselines vs torch: " << m << " max rel err logits " << logit_err[m] << ", grads " << grad_err[m] << " (" << worst[m] << ")");
+    MESSAGE("baselines vs torch: " << m << " max rel err logits " << logit_err[m] << ", grads " << grad_err[m] << " (" << worst[m]
+                                   << "), per-patch scores " << score_err[m]);
 }
 
 TEST_CASE("baselines: factory, shapes and input checks") {

@@ -2,7 +2,8 @@
 // tools/libramil_reference.py: random weights (PyTorch init, reference names) are loaded
 // here, one forward + backward on a random bag, and the logits, loss and every parameter
 // gradient are compared, in paper mode (both fusions) and reference mode, for several bag
-// sizes. Also: the protocol on a tiny dataset, the selection rule, checkpoint round trips.
+// sizes, and so are the per-patch scores heatmaps draw (models/patch_scores.h: instance weight,
+// each class query's attention, each text prototype's similarity). Also: the protocol on a tiny dataset, the selection rule, checkpoint round trips.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -11,6 +12,7 @@
 
 #include "data/safetensors.h"
 #include "models/libramil.h"
+#include "models/patch_scores.h"
 #include "models/trainer.h"
 #include "ops/ops.h"
 #include "tests/test_util.h"
@@ -110,8 +112,36 @@ void check_parity(const ParityCase& c, const fs::path& dir, const std::string& w
   }
   CAPTURE(worst_name);
   CHECK(worst < tol_grad);
+  // The explanation (per-patch scores) against the reference's own weight, attention and
+  // similarity matrices.
+  models::PatchScores ps = models::compute_patch_scores(*model, x);
+  const Tensor& ref_w = r.at("explain.weight");
+  const Tensor& ref_a = r.at("explain.attention");  // (C, N)
+  const Tensor& ref_s = r.at("explain.sim_text");   // (N, Kt)
+  const int64_t C = ref_a.shape()[0], Kt = ref_s.shape()[1];
+  REQUIRE(ps.scores.size() == size_t(1 + C + Kt));
+  auto as_tensor = [&](const std::vector<float>& v) { return Tensor::from_vector(v, {(int64_t)v.size()}); };
+  const double tol_score = dt == DType::F64 ? 1e-6 : 1e-5;  // scores come back as float32
+  double score_worst = 0;
+  auto check_score = [&](const models::PatchScore& sc, const Tensor& ref_values) {
+    CAPTURE(sc.name);
+    const double e = rel_err(as_tensor(sc.values), ref_values);
+    CHECK(e < tol_score);
+    score_worst = std::max(score_worst, e);
+  };
+  CHECK(ps.scores[0].name == "weight");
+  check_score(ps.scores[0], ref_w);
+  for (int64_t k = 0; k < C; ++k) {
+    CHECK(ps.scores[size_t(1 + k)].name == "attention_" + std::to_string(k));
+    check_score(ps.scores[size_t(1 + k)], select(ref_a, 0, k).contiguous());
+  }
+  for (int64_t k = 0; k < Kt; ++k) {
+    CHECK(ps.scores[size_t(1 + C + k)].name == "entity_" + std::to_string(k));
+    check_score(ps.scores[size_t(1 + C + k)], select(ref_s, 1, k).contiguous());
+  }
   MESSAGE("libramil parity " << c.mode << "/" << c.fusion << " N=" << c.n << " " << c.dtype << ": logits rel err "
-                             << rel_err(logits, r.at("logits")) << ", worst grad rel err " << worst << " (" << worst_name << "), before the absolute allowance " << raw_worst);
+                             << rel_err(logits, r.at("logits")) << ", worst grad rel err " << worst << " (" << worst_name << "), before the absolute allowance " << raw_worst
+                             << "; per-patch scores worst rel err " << score_worst);
 }
 
 }  // namespace

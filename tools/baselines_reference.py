@@ -17,7 +17,11 @@ Subcommands
          Loads the weights (strictly), reads the bag (safetensors: tensor "x" (N, D);
          .bin: raw little-endian float32, N*D values, --dim required), computes the logits
          (C) and the cross-entropy loss against L, back-propagates, and writes
-         logits, loss and grad.<name> for every parameter.
+         logits, loss and grad.<name> for every parameter, plus the per-patch scores of
+         models/patch_scores.h as scores.<name> (N): ABMIL and gated ABMIL "attention" (the
+         pooling weights), TransMIL "attention" and "attention_layer1" (the class token's
+         attention row in layer 2 / layer 1, mean over heads, without the class token's own
+         entry, each padding token's entry added to the instance it copies).
   batch  JOBS.txt [--heads 8] [--dtype float32|float64]
          Runs dump for every line "model weights features label out" of JOBS.txt (one
          interpreter start for many cases; features as safetensors).
@@ -44,6 +48,7 @@ class ABMIL(nn.Module):
         H = self.feature(x)                          # (N, L)
         A = torch.transpose(self.attention(H), 1, 0)  # (1, N)
         A = F.softmax(A, dim=1)
+        self.scores = {"attention": A[0].detach()}
         Z = torch.mm(A, H)                           # (1, L)
         return self.classifier(Z)[0]
 
@@ -61,6 +66,7 @@ class GatedABMIL(nn.Module):
         H = self.feature(x)
         A = self.attention_w(self.attention_V(H) * self.attention_U(H))  # (N, 1)
         A = F.softmax(torch.transpose(A, 1, 0), dim=1)
+        self.scores = {"attention": A[0].detach()}
         return self.classifier(torch.mm(A, H))[0]
 
 
@@ -101,6 +107,7 @@ class ExactAttention(nn.Module):
         q, k, v = (t.reshape(b, n, h, -1).transpose(1, 2) for t in (q, k, v))  # (b, h, n, d)
         q = q * self.scale
         attn = torch.softmax(q @ k.transpose(-1, -2), dim=-1)
+        self.last_attn = attn.detach()                  # (b, h, n, n)
         out = (attn @ v).transpose(1, 2).reshape(b, n, -1)
         return self.to_out(out)
 
@@ -152,6 +159,12 @@ class TransMIL(nn.Module):
         h = self.layer1(h)
         h = self.pos_layer(h, side, side)
         h = self.layer2(h)
+        # Class token's attention row, mean over heads, folded onto the n instances: token
+        # 1 + t (t < side^2) is instance t mod n (the padding repeats the first instances).
+        def fold(attn):
+            row = attn[0, :, 0, 1:].mean(0).double()  # (side^2)
+            return torch.zeros(n, dtype=torch.float64).index_add_(0, torch.arange(side * side) % n, row).float()
+        self.scores = {"attention": fold(self.layer2.attn.last_attn), "attention_layer1": fold(self.layer1.attn.last_attn)}
         h = self.norm(h)[:, 0]
         return self._fc2(h)[0]
 
@@ -223,6 +236,8 @@ def dump(model_name, weights, features, label, out_path, heads=8, dtype="float32
     for name, p in model.named_parameters():
         g = p.grad if p.grad is not None else torch.zeros_like(p)
         out["grad." + name] = g.detach().contiguous()
+    for name, v in getattr(model, "scores", {}).items():
+        out["scores." + name] = v.to(dt).contiguous()
     save_file(out, out_path)
 
 

@@ -8,7 +8,11 @@ Subcommands
          random weights with the reference state_dict names (PyTorch default inits).
   dump   --weights W.safetensors --features BAG.h5 --label L --mode paper|reference
          [--fusion softmax|literal --ot_epsilon 0.05 --ot_iter 20 --heads 8 --dtype float32|float64]
-         --out OUT.safetensors : logits (C), loss (), grad.<name> for every parameter.
+         --out OUT.safetensors : logits (C), loss (), grad.<name> for every parameter, and the
+         explanation models/patch_scores.h exports: explain.weight (N, the weight w_j each
+         instance gets in Xf), explain.attention (C, N, the class queries' attention over the
+         instances, mean over heads), explain.sim_text (N, Kt, cosine similarity of each
+         projected instance to each projected text prototype).
   bench  --instances N --dim D --kt Kt --kv Kv --classes C --mode paper|reference [--device cuda]
          [--threads T --repeats R] : median ms of a training step (forward+backward+AdamW)
          and of a forward without autograd; prints a JSON line.
@@ -67,9 +71,12 @@ class LibraMIL(nn.Module):
         cost = 1 - Pvn @ Ptn.t()             # (Kv, Kt)
         T = self.sinkhorn(mu, nu, torch.exp(-cost / self.eps))
         s = ((Sv @ T) * St).sum(1)           # (N)
+        self.ex = {"sim_text": St.detach()}
         if self.fusion == "literal":
+            self.ex["weight"] = s.detach()
             return s.unsqueeze(1) * V
         w = V.shape[0] * torch.softmax(s / torch.exp(self.temp_vis), 0)
+        self.ex["weight"] = w.detach()
         return w.unsqueeze(1) * V
 
     def fuse_reference(self, V, Pv, Pt):
@@ -79,6 +86,8 @@ class LibraMIL(nn.Module):
         K = torch.exp(-cost / self.eps).unsqueeze(0).expand(V.shape[0], -1, -1)
         T = self.sinkhorn(a_t, a_v, K)                                      # (N, Kt, Kv)
         fused = torch.softmax(T.sum(1), -1)                                 # (N, Kv)
+        self.ex = {"weight": fused.sum(-1).detach(),
+                   "sim_text": (F.normalize(V, dim=-1) @ F.normalize(Pt, dim=-1).t()).detach()}
         return fused.sum(-1, keepdim=True) * V
 
     def attention(self, Pb, Xf):
@@ -88,6 +97,7 @@ class LibraMIL(nn.Module):
         k = self.k_proj(Xf).view(-1, H, d).transpose(0, 1)         # (H, N, d)
         v = self.v_proj(Xf).view(-1, H, d).transpose(0, 1)
         a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), -1)
+        self.ex["attention"] = a.mean(0).detach()                   # (C, N)
         return self.o_proj((a @ v).transpose(0, 1).reshape(C, D))
 
     def forward(self, X):
@@ -141,6 +151,8 @@ def cmd_dump(args):
     out = {"logits": logits.detach(), "loss": loss.detach()}
     for name, p in m.named_parameters():
         out["grad." + name] = p.grad if p.grad is not None else torch.zeros_like(p)
+    for name, v in m.ex.items():
+        out["explain." + name] = v
     save_file({k: v.contiguous().to(dtype) for k, v in out.items()}, args.out)
 
 

@@ -112,6 +112,7 @@ std::optional<std::string> H5Reader::attr_string(const std::string& object, cons
     char* s = nullptr;
     Closer mem{H5Tcopy(H5T_C_S1), H5Tclose};
     H5Tset_size(mem.id, H5T_VARIABLE);
+    H5Tset_cset(mem.id, H5Tget_cset(type.id));  // UTF-8 (as H5Writer and h5py write) does not convert to ASCII
     if (H5Aread(a.id, mem.id, &s) < 0) fail(path_, "attribute '" + name + "' cannot be read");
     std::string out = s ? s : "";
     H5free_memory(s);

@@ -1,11 +1,13 @@
 // stb_image / stb_image_write behind data/slides/image_io.h. The stb implementations are
-// compiled here, once for the whole project.
+// compiled here, once for the whole project. With zlib (LIBRAMIL_WITH_ZLIB) the PNG writer's
+// deflate is zlib's, several times faster than stb's own for the same kind of output.
 #include "data/slides/image_io.h"
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
@@ -16,6 +18,24 @@
 #define STBI_ONLY_BMP
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_WRITE_IMPLEMENTATION
+#ifdef LIBRAMIL_WITH_ZLIB
+#include <zlib.h>
+// stb_image_write's hook for the zlib stream of a PNG: the buffer is released with STBIW_FREE
+// (free), so it comes from malloc. Level 3 whatever stb's level asks: on a 2221 x 1783 heatmap
+// about 2x faster than zlib's default 6 for a file 4% larger.
+static unsigned char* lm_png_deflate(unsigned char* data, int len, int* out_len, int /*quality*/) {
+  uLongf size = compressBound(uLong(len));
+  auto* out = static_cast<unsigned char*>(std::malloc(size));
+  if (!out) return nullptr;
+  if (compress2(out, &size, data, uLong(len), 3) != Z_OK) {
+    std::free(out);
+    return nullptr;
+  }
+  *out_len = int(size);
+  return out;
+}
+#define STBIW_ZLIB_COMPRESS lm_png_deflate
+#endif
 // stb's own code trips -Wextra (missing field initialisers, unused functions): not ours to fix.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"

@@ -64,6 +64,27 @@ RgbImage box_reduce(RgbImage img, int k) {
   return out;
 }
 
+RgbImage read_level_reduced(const Slide& slide, int level, int k) {
+  const LevelInfo& li = slide.levels().at(size_t(level));
+  k = std::max(k, 1);
+  if (li.width * li.height <= (int64_t(1) << 26)) return box_reduce(slide.read_level(level), k);
+  // A level too large to hold: read strips of whole output rows. A strip's level-0 top is its
+  // level row times the downsample, rounded.
+  RgbImage img;
+  img.width = int(li.width / k);
+  img.height = int(li.height / k);
+  img.rgb.resize(size_t(img.width) * img.height * 3);
+  const int rows = std::max(1, int((int64_t(1) << 24) / (li.width * k)));  // output rows per strip
+  for (int oy = 0; oy < img.height; oy += rows) {
+    const int n = std::min(rows, img.height - oy);
+    const int64_t y_level = int64_t(oy) * k;
+    RgbImage strip = slide.read_region(level, 0, std::llround(y_level * li.downsample), li.width, int64_t(n) * k);
+    RgbImage small = box_reduce(std::move(strip), k);
+    std::copy(small.rgb.begin(), small.rgb.begin() + size_t(n) * img.width * 3, img.rgb.begin() + size_t(oy) * img.width * 3);
+  }
+  return img;
+}
+
 Thumbnail read_thumbnail(const Slide& slide, double m0) {
   const auto& levels = slide.levels();
   const double W0 = double(slide.width()), H0 = double(slide.height());
@@ -75,25 +96,7 @@ Thumbnail read_thumbnail(const Slide& slide, double m0) {
   const LevelInfo& li = levels[th.level];
   const int64_t long_side = std::max(li.width, li.height);
   th.reduction = long_side > 2048 ? int((long_side + 2047) / 2048) : 1;
-  if (li.width * li.height <= (int64_t(1) << 26)) {
-    th.image = box_reduce(slide.read_level(th.level), th.reduction);
-  } else {
-    // A level too large to hold (a single-level scan): read strips of whole output rows. A
-    // strip's level-0 top is its level row times the downsample, rounded.
-    const int k = th.reduction;
-    th.image.width = int(li.width / k);
-    th.image.height = int(li.height / k);
-    th.image.rgb.resize(size_t(th.image.width) * th.image.height * 3);
-    const int rows = std::max(1, int((int64_t(1) << 24) / (li.width * k)));  // output rows per strip
-    for (int oy = 0; oy < th.image.height; oy += rows) {
-      const int n = std::min(rows, th.image.height - oy);
-      const int64_t y_level = int64_t(oy) * k;
-      RgbImage strip = slide.read_region(th.level, 0, std::llround(y_level * li.downsample), li.width, int64_t(n) * k);
-      RgbImage small = box_reduce(std::move(strip), k);
-      std::copy(small.rgb.begin(), small.rgb.begin() + size_t(n) * th.image.width * 3,
-                th.image.rgb.begin() + size_t(oy) * th.image.width * 3);
-    }
-  }
+  th.image = read_level_reduced(slide, th.level, th.reduction);
   th.dx = th.reduction * W0 / double(li.width);
   th.dy = th.reduction * H0 / double(li.height);
   return th;

@@ -41,4 +41,8 @@ Thumbnail read_thumbnail(const Slide& slide, double m0);
 // Each output pixel the rounded mean of a k x k block (remainder rows / columns dropped).
 RgbImage box_reduce(RgbImage img, int k);  // k <= 1: `img` itself, not copied
 
+// The whole of `level` reduced by box_reduce's factor k: read at once when the level has at most
+// 2^26 pixels, else in strips of whole output rows (a single-level scan too large to hold).
+RgbImage read_level_reduced(const Slide& slide, int level, int k);
+
 }  // namespace lm::slides
