@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 APT_PACKAGES="build-essential cmake pkg-config libfmt-dev doctest-dev libstb-dev libhdf5-dev \
-  nlohmann-json3-dev libcli11-dev libutf8proc-dev libopenblas0-pthread libopenslide-dev \
+  nlohmann-json3-dev libcli11-dev libutf8proc-dev libopenblas0-pthread libopenslide-dev zlib1g-dev \
   python3-torch python3-numpy python3-h5py python3-sklearn python3-venv python3-pip \
   python3-openslide python3-scipy python3-skimage python3-pil"
 missing=""
