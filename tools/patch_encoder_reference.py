@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""PyTorch reference features of the EfficientNet-Lite0 patch encoder (tests/test_patch_encoder.cpp).
+"""PyTorch references of the patch encoders (tests/test_patch_encoder.cpp).
 
-  patch_encoder_reference.py FOLDER OUT.safetensors [--weights PTH] [--batch N]
+  patch_encoder_reference.py package FOLDER OUT.safetensors [--weights PTH] [--batch N] [--threads T]
 
 FOLDER holds index.json {"count": n, "h": h, "w": w, "file": "patches.rgb"} and that file: n
 RGB uint8 patches, each h x w x 3 row-major, one after another. For each patch, with nothing of
@@ -15,7 +15,15 @@ with the package's own network: efficientnet_lite_pytorch.EfficientNet.from_pret
 padding for 224. PTH defaults to where tools/setup_patch_encoder.sh extracts it:
 $LIBRAMIL_EFFNET_DIR (default <repo>/.cache/effnet)/efficientnet-lite0-57934424.pth.
 OUT gets "features" (n, 1280) float32 and, in its metadata, seconds_per_patch: the median over
-3 runs of the forward (preprocessing included) divided by n, with torch's thread count.
+3 runs of the forward (preprocessing included) divided by n, with T torch threads (default
+torch's own choice).
+
+  patch_encoder_reference.py folded ENCODER.safetensors BATCH.safetensors OUT.safetensors
+
+Runs a converted (BN-folded) EfficientNet-Lite file on BATCH's "x" (B, 3, H, W) with
+convert_weights.py's effnet_folded_forward (F.pad with TF "same" padding + F.conv2d), the forward
+the converter checks against the package: OUT gets "features". For small random networks and
+odd input sizes that no package model covers.
 Exit status 1 with a message naming the file on any problem.
 """
 import argparse
@@ -58,16 +66,12 @@ def features(model, patches, batch):
     return torch.cat(out, 0).contiguous()
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("folder")
-    ap.add_argument("output")
-    ap.add_argument("--weights", default=DEFAULT_PTH)
-    ap.add_argument("--batch", type=int, default=16)
-    a = ap.parse_args(argv)
+def run_package(a):
     import torch
     from safetensors.torch import save_file
     from efficientnet_lite_pytorch import EfficientNet
+    if a.threads:
+        torch.set_num_threads(a.threads)
     if not os.path.isfile(a.weights):
         print(f"patch_encoder_reference: {a.weights}: no such file (tools/setup_patch_encoder.sh)", file=sys.stderr)
         return 1
@@ -90,6 +94,39 @@ def main(argv=None):
           f"{per_patch * 1e3:.1f} ms/patch (torch {torch.__version__}, {torch.get_num_threads()} threads)",
           file=sys.stderr)
     return 0
+
+
+def run_folded(a):
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from convert_weights import effnet_folded_forward
+    with safe_open(a.encoder, "pt") as f:
+        meta = f.metadata()
+        t = {k: f.get_tensor(k) for k in f.keys()}
+    x = load_file(a.batch_file)["x"]
+    with torch.no_grad():
+        y = effnet_folded_forward(t, json.loads(meta["libramil.stem"]), json.loads(meta["libramil.blocks"]), x)
+    save_file({"features": y.contiguous()}, a.output)
+    return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="mode", required=True)
+    p = sub.add_parser("package")
+    p.add_argument("folder")
+    p.add_argument("output")
+    p.add_argument("--weights", default=DEFAULT_PTH)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--threads", type=int, default=0)
+    q = sub.add_parser("folded")
+    q.add_argument("encoder")
+    q.add_argument("batch_file")
+    q.add_argument("output")
+    a = ap.parse_args(argv)
+    return run_package(a) if a.mode == "package" else run_folded(a)
 
 
 if __name__ == "__main__":
