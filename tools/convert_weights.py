@@ -335,10 +335,13 @@ def bert_context(folder, tok_json, max_pos):
 # tf_to_pytorch/load_tf_weights.py); the model is PyPI's efficientnet-lite-pytorch 0.1.0.
 # Preprocessing: TensorFlow's models/official/efficientnet/lite/efficientnet_lite_builder.py
 # (github.com/tensorflow/tpu) sets MEAN_RGB = [127.0] * 3, STDDEV_RGB = [128.0] * 3 ("Edge models
-# use inception-style MEAN and STDDEV for better post-quantization"), and eval_ckpt_main.py
-# applies them to 0..255 pixels: (p - 127) / 128. On x = p / 255 in [0, 1] that is
-# (x - 127/255) / (128/255), which is what the metadata stores (not ImageNet's mean/std, which
-# the PyTorch package's README example shows for the B models). See docs/patch_encoders.md.
+# use inception-style MEAN and STDDEV for better post-quantization"); the training / eval script
+# main.py (model_fn -> build_model) takes the builder from model_builder_factory.py, which gives
+# the lite builder for "efficientnet-lite*", and applies its constants to 0..255 pixels:
+# (p - 127) / 128. The PyTorch weights are that checkpoint copied tensor for tensor, so on
+# x = p / 255 in [0, 1] the input is (x - 127/255) / (128/255), which the metadata stores (not
+# ImageNet's mean/std, which the PyTorch package's README shows, copied from the B models'
+# package). See docs/patch_encoders.md.
 EFFNET_MEAN = [127.0 / 255.0] * 3
 EFFNET_STD = [128.0 / 255.0] * 3
 EFFNET_TOLERANCE = 1e-4  # max |package - folded| on the pooled features, or nothing is written
