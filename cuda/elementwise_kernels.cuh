@@ -50,6 +50,7 @@ struct UnaryF {
       case UnaryOp::Abs: return d_abs(v);
       case UnaryOp::Clamp: return v < a ? a : (v > b ? b : v);
       case UnaryOp::Relu: return v > 0 ? v : (T)0;
+      case UnaryOp::Relu6: return v < 0 ? (T)0 : (v > (T)6 ? (T)6 : v);
       case UnaryOp::Sigmoid: return (T)1 / ((T)1 + d_exp(-v));
       case UnaryOp::Tanh: return d_tanh(v);
       case UnaryOp::Gelu: return (T)0.5 * v * ((T)1 + d_erf(v * (T)0.70710678118654752440));
@@ -77,6 +78,7 @@ struct UnaryGradF {
       case UnaryOp::Abs: return x > 0 ? g : (x < 0 ? -g : (T)0);
       case UnaryOp::Clamp: return (x >= a && x <= b) ? g : (T)0;
       case UnaryOp::Relu: return x > 0 ? g : (T)0;
+      case UnaryOp::Relu6: return (x <= 0 || x >= (T)6) ? (T)0 : g;
       case UnaryOp::Sigmoid: return g * y * ((T)1 - y);
       case UnaryOp::Tanh: return g * ((T)1 - y * y);
       case UnaryOp::Gelu: {

@@ -12,9 +12,11 @@
 #include "cuda/copy.h"
 #include "cuda/device.h"
 #include "cuda/gemm.h"
+#include "ops/cpu/conv2d.h"
 #include "ops/cpu/elementwise.h"
 #include "ops/cpu/layer_norm.h"
 #include "ops/cpu/loss.h"
+#include "ops/cpu/pool.h"
 #include "ops/cpu/reduce.h"
 #include "ops/cpu/softmax.h"
 #include "tensor/tensor.h"
@@ -52,6 +54,21 @@ void layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bia
 void layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, const Tensor& mean,
                          const Tensor& rstd, int64_t rows, int64_t D, Tensor& grad_x, Tensor& grad_weight,
                          Tensor& grad_bias);
+
+// ---- conv2d and adaptive pooling (ops/cpu/conv2d.h, ops/cpu/pool.h; cuda/conv2d.cu) ------
+// x: (N, C_in, H, W), weight: (C_out, C_in / groups, KH, KW), bias: (C_out) or undefined,
+// out: (N, C_out, OH, OW); all packed.
+void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const cpu::Conv2dGeometry& g, Tensor& out);
+// grad_out: (N, C_out, OH, OW); x / weight: undefined when grad_weight / grad_x is; grad_x,
+// grad_weight, grad_bias: packed, shaped like x, weight, bias, or undefined to skip.
+void conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tensor& weight, const cpu::Conv2dGeometry& g,
+                     Tensor& grad_x, Tensor& grad_weight, Tensor& grad_bias);
+// x: (rows, H, W) packed; out: (rows, OH, OW) packed.
+void adaptive_avg_pool2d_forward(const Tensor& x, int64_t rows, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                                 Tensor& out);
+// grad_out: (rows, OH, OW) packed; grad_x: (rows, H, W) packed.
+void adaptive_avg_pool2d_backward(const Tensor& grad_out, int64_t rows, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                                  Tensor& grad_x);
 
 // ---- cross-entropy (ops/cpu/loss.h; cuda/loss.cu) -------------------------------------------
 // logits: (B, C) packed; target: (B) int64; loss: one element; lse: (B) float64.

@@ -129,6 +129,7 @@ Tensor clamp(const Tensor& x, double lo, double hi) {
   return unary("clamp", cpu::UnaryOp::Clamp, x, {lo, hi});
 }
 Tensor relu(const Tensor& x) { return unary("relu", cpu::UnaryOp::Relu, x); }
+Tensor relu6(const Tensor& x) { return unary("relu6", cpu::UnaryOp::Relu6, x); }
 Tensor sigmoid(const Tensor& x) { return unary("sigmoid", cpu::UnaryOp::Sigmoid, x); }
 Tensor tanh(const Tensor& x) { return unary("tanh", cpu::UnaryOp::Tanh, x); }
 Tensor gelu(const Tensor& x) { return unary("gelu", cpu::UnaryOp::Gelu, x); }

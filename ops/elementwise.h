@@ -23,6 +23,8 @@ Tensor pow(const Tensor& x, double exponent);
 Tensor abs(const Tensor& x);
 Tensor clamp(const Tensor& x, double lo, double hi);  // gradient 1 inside [lo, hi], 0 outside
 Tensor relu(const Tensor& x);
+// min(max(x, 0), 6); gradient 1 on (0, 6), 0 outside and at 0 and 6 (torch's relu6 / hardtanh).
+Tensor relu6(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor tanh(const Tensor& x);
 Tensor gelu(const Tensor& x);  // exact: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))

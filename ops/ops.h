@@ -2,6 +2,7 @@
 #pragma once
 #include "autograd/engine.h"
 #include "ops/attention.h"
+#include "ops/conv2d.h"
 #include "ops/elementwise.h"
 #include "ops/layer_norm.h"
 #include "ops/linear_norm.h"

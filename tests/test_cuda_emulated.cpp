@@ -31,6 +31,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -38,11 +39,13 @@
 #include <string>
 #include <vector>
 
+#include "ops/cpu/conv2d.h"
 #include "ops/cpu/elementwise.h"
 #include "ops/index_csr.h"
 #include "ops/cpu/layer_norm.h"
 #include "models/optim.h"
 #include "ops/cpu/loss.h"
+#include "ops/cpu/pool.h"
 #include "ops/cpu/reduce.h"
 #include "ops/cpu/sinkhorn.h"
 #include "ops/cpu/softmax.h"
@@ -57,6 +60,7 @@
 #include "cuda/attention_kernels.cuh"
 #include "cuda/gemm_kernels.cuh"
 #pragma GCC diagnostic pop
+#include "cuda/conv2d_kernels.cuh"
 #include "cuda/copy_kernels.cuh"
 #include "cuda/elementwise_kernels.cuh"
 #include "cuda/index_kernels.cuh"
@@ -814,7 +818,7 @@ void check_unary(double tol) {
       {UnaryOp::Neg, {}},          {UnaryOp::Exp, {}},           {UnaryOp::Log, {}},
       {UnaryOp::Sqrt, {}},         {UnaryOp::Pow, {2.0, 0}},     {UnaryOp::Pow, {1.5, 0}},
       {UnaryOp::Abs, {}},          {UnaryOp::Clamp, {0.5, 2.5}}, {UnaryOp::Relu, {}},
-      {UnaryOp::Sigmoid, {}},      {UnaryOp::Tanh, {}},          {UnaryOp::Gelu, {}},
+      {UnaryOp::Relu6, {}},        {UnaryOp::Sigmoid, {}},      {UnaryOp::Tanh, {}},          {UnaryOp::Gelu, {}},
       {UnaryOp::AddScalar, {0.25, 0}}, {UnaryOp::MulScalar, {-3.0, 0}}, {UnaryOp::RSubScalar, {2.0, 0}}};
   lm::Generator gen(41);
   const Tensor x = Tensor::uniform({n}, 0.1, 3.0, gen, dt);  // positive: log, sqrt, pow defined
@@ -1237,4 +1241,94 @@ TEST_CASE("cuda emulated: index_select gather and CSR scatter-add kernels equal 
     }
   }
   CHECK(checked == 4 * 3 + 4 * 2);
+}
+
+namespace {
+
+namespace cv = lm::cuda_emulated::conv2d_kernels;
+
+// A conv geometry for both sides: the CPU kernels' struct and the device kernels' plain copy.
+lm::cpu::Conv2dGeometry conv_geom(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t sh,
+                                  int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr, int64_t groups) {
+  lm::cpu::Conv2dGeometry g;
+  g.N = N, g.C_in = C, g.H = H, g.W = W, g.C_out = C, g.KH = KH, g.KW = KW;
+  g.OH = (H + pt + pb - KH) / sh + 1, g.OW = (W + pl + pr - KW) / sw + 1;
+  g.stride_h = sh, g.stride_w = sw, g.pad_top = pt, g.pad_left = pl, g.groups = groups;
+  return g;
+}
+cv::ConvGeom dev_geom(const lm::cpu::Conv2dGeometry& g) {
+  return {g.N, g.C_in, g.H, g.W, g.C_out, g.KH, g.KW, g.OH, g.OW, g.stride_h, g.stride_w, g.pad_top, g.pad_left,
+          g.groups};
+}
+
+// im2col / col2im of one image, and (groups == C) the depthwise forward / grad_x / grad_weight,
+// against the CPU kernels; 2 blocks of 64 threads (grid-stride loops run several rounds).
+template <class T>
+void check_conv_kernels(const lm::cpu::Conv2dGeometry& g, double tol) {
+  INFO("C " << g.C_in << ", " << g.H << "x" << g.W << ", kernel " << g.KH << "x" << g.KW << ", stride " << g.stride_h
+            << "," << g.stride_w << ", pad top/left " << g.pad_top << "," << g.pad_left << " -> " << g.OH << "x" << g.OW);
+  const cv::ConvGeom dg = dev_geom(g);
+  const int64_t CHW = g.C_in * g.H * g.W, rows = g.C_in * g.KH * g.KW, P = g.OH * g.OW;
+  const auto x = random_vec<T>((size_t)(g.N * CHW), 61);
+  const auto col_in = random_vec<T>((size_t)(rows * P), 62);
+  std::vector<T> col((size_t)(rows * P), (T)7), rcol = col, im((size_t)CHW, (T)7), rim = im;
+  lm::cpu::im2col<T>(x.data(), g.C_in, g, rcol.data());
+  emu::launch(2, 64, 0, [&] { cv::im2col_kernel<T>(x.data(), g.C_in, dg, col.data()); });
+  CHECK(col == rcol);  // a copy: bit for bit
+  lm::cpu::col2im<T>(col_in.data(), g.C_in, g, rim.data());
+  emu::launch(2, 64, 0, [&] { cv::col2im_kernel<T>(col_in.data(), g.C_in, dg, im.data()); });
+  CHECK(max_err(im, rim) <= tol);
+  if (!g.depthwise()) return;
+  const auto w = random_vec<T>((size_t)(g.C_in * g.KH * g.KW), 63), b = random_vec<T>((size_t)g.C_in, 64);
+  const auto gout = random_vec<T>((size_t)(g.N * g.C_in * P), 65);
+  std::vector<T> out((size_t)(g.N * g.C_in * P), (T)7), rout = out;
+  lm::cpu::depthwise_forward<T>(x.data(), w.data(), b.data(), g, rout.data());
+  emu::launch(2, 64, 0, [&] { cv::depthwise_forward_kernel<T>(x.data(), w.data(), b.data(), dg, out.data()); });
+  CHECK(max_err(out, rout) <= tol);
+  std::vector<T> gx(x.size(), (T)7), rgx = gx, gw(w.size(), (T)7), rgw = gw;
+  lm::cpu::depthwise_backward<T>(gout.data(), x.data(), w.data(), g, rgx.data(), rgw.data());
+  emu::launch(2, 64, 0, [&] { cv::depthwise_backward_x_kernel<T>(gout.data(), w.data(), dg, gx.data()); });
+  emu::launch(3, 64, 0, [&] { cv::depthwise_backward_w_kernel<T>(gout.data(), x.data(), dg, gw.data()); });
+  CHECK(max_err(gx, rgx) <= tol);
+  CHECK(max_err(gw, rgw) <= tol);
+}
+
+template <class T>
+void check_pool_kernels(int64_t rows, int64_t H, int64_t W, int64_t OH, int64_t OW, double tol) {
+  INFO(H << "x" << W << " -> " << OH << "x" << OW);
+  const lm::DType dt = sizeof(T) == 4 ? lm::DType::F32 : lm::DType::F64;
+  const lm::Tensor x = rand_tensor({rows, H, W}, dt, 71), g = rand_tensor({rows, OH, OW}, dt, 72);
+  lm::Tensor rout = lm::Tensor::empty({rows, OH, OW}, dt), rgx = lm::Tensor::empty({rows, H, W}, dt);
+  lm::cpu::adaptive_avg_pool2d_forward(x, rows, H, W, OH, OW, rout);
+  lm::cpu::adaptive_avg_pool2d_backward(g, rows, H, W, OH, OW, rgx);
+  lm::Tensor out = lm::Tensor::full({rows, OH, OW}, 7.0, dt), gx = lm::Tensor::full({rows, H, W}, 7.0, dt);
+  emu::launch(2, 64, 0, [&] {
+    cv::adaptive_avg_pool2d_forward_kernel<T>(x.data<T>(), rows, H, W, OH, OW, out.data<T>());
+  });
+  emu::launch(2, 64, 0, [&] {
+    cv::adaptive_avg_pool2d_backward_kernel<T>(g.data<T>(), rows, H, W, OH, OW, gx.data<T>());
+  });
+  CHECK(tensor_err(out, rout) <= tol);
+  CHECK(tensor_err(gx, rgx) <= tol);
+}
+
+}  // namespace
+
+TEST_CASE("cuda emulated: conv2d kernels (im2col, col2im, depthwise forward / backward) and adaptive pooling equal the CPU") {
+  using lm::cpu::Conv2dGeometry;
+  const std::vector<Conv2dGeometry> geoms = {
+      conv_geom(1, 3, 7, 5, 3, 3, 2, 2, 0, 1, 0, 1, 1),  // stride 2, TF "same" (0, 1, 0, 1)
+      conv_geom(1, 2, 6, 9, 2, 3, 1, 2, 1, 0, 0, 2, 1),  // 2x3 kernel, strides (1, 2), asymmetric padding
+      conv_geom(2, 3, 7, 5, 3, 3, 2, 2, 0, 1, 0, 1, 3),  // depthwise 3x3 stride 2
+      conv_geom(2, 3, 9, 8, 5, 5, 2, 2, 1, 2, 1, 2, 3),  // depthwise 5x5 stride 2, TF "same"
+      conv_geom(1, 2, 5, 7, 5, 5, 1, 1, 2, 2, 2, 2, 2),  // depthwise 5x5 stride 1
+  };
+  for (const Conv2dGeometry& g : geoms) {
+    check_conv_kernels<double>(g, 1e-12);
+    check_conv_kernels<float>(g, 1e-5);
+  }
+  for (auto [H, W, OH, OW] : std::vector<std::array<int64_t, 4>>{{7, 5, 3, 2}, {5, 6, 2, 4}, {3, 4, 5, 6}, {7, 5, 1, 1}}) {
+    check_pool_kernels<double>(3, H, W, OH, OW, 1e-12);
+    check_pool_kernels<float>(3, H, W, OH, OW, 1e-6);
+  }
 }

@@ -51,6 +51,7 @@ enum class Dist {
   ClampSafe,  // uniform [-2, 2) at least 0.1 from the clamp bounds -0.5 and 0.8
   Distinct,   // a random permutation of values 0.25 apart: amax / max without ties
   Ties,       // values from {-1, 0, 0.5, 1}: eq, and amax with tied maxima
+  Relu6Safe,  // uniform [-2, 8) at least 0.1 from relu6's kinks 0 and 6
 };
 // Memory layout of the produced tensor (always a leaf with the requested logical shape).
 enum class Lay {
@@ -92,6 +93,12 @@ struct Draw {
         for (int64_t i = 0; i < n; ++i) v[i] = ((double)perm[i] - (double)n / 2) * 0.25 + 0.05 * g.next_uniform();
         break;
       }
+      case Dist::Relu6Safe:
+        v = Tensor::uniform(s, -2.0, 8.0, g, DType::F64).to_double_vector();
+        for (double& x : v)
+          for (double k : {0.0, 6.0})
+            if (std::abs(x - k) < 0.1) x += x < k ? -0.2 : 0.2;
+        break;
       case Dist::Ties: {
         const double levels[4] = {-1.0, 0.0, 0.5, 1.0};
         for (double& x : v) x = levels[g.next_below(4)];
@@ -641,6 +648,46 @@ std::vector<OpCase> build_table() {
            {{2, 3, 4}, L::C, {3, 1}}, {{2, 3, 4}, L::T, {1, 4}}, {{3, 5}, L::S, {3, 5}}, {{4, 3}, L::C, {1}}})
     unary_case("sum_to", "->" + sh(to), {{"shape", to}}, s, l, [to](const Tensor& x) { return sum_to(x, to); });
 
+  // ---- convolution and pooling (ops/conv2d.h; relu6 in ops/elementwise.h)
+  struct Cv {
+    int64_t N, Ci, H, W, Co, KH, KW, sh, sw, pt, pb, pl, pr, groups;
+    bool bias;
+    L lx;  // layout of x
+  };
+  for (const Cv& v : std::vector<Cv>{
+           {2, 3, 4, 5, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, L::C},   // 1x1: one GEMM per image
+           {1, 2, 5, 6, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, L::C},   // 3x3 stride 1 pad 1
+           {2, 3, 7, 5, 2, 3, 3, 2, 2, 0, 1, 0, 1, 1, false, L::C},  // 3x3 stride 2, TF "same" (0,1,0,1)
+           {2, 4, 7, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1, 4, true, L::C},   // depthwise 3x3 stride 2
+           {1, 3, 9, 8, 3, 5, 5, 2, 2, 1, 2, 1, 2, 3, false, L::C},  // depthwise 5x5 stride 2, TF "same"
+           {2, 4, 5, 5, 6, 3, 3, 1, 1, 1, 1, 0, 0, 2, true, L::C},   // groups 2
+           {2, 3, 6, 7, 2, 2, 3, 2, 1, 1, 0, 0, 2, 1, true, L::T},   // 2x3 kernel, x a transposed view
+           {1, 4, 5, 3, 2, 1, 1, 2, 2, 0, 0, 0, 0, 1, false, L::S},  // 1x1 stride 2 (im2col path), strided x
+       }) {
+    Conv2dOptions o{v.sh, v.sw, v.pt, v.pb, v.pl, v.pr, v.groups};
+    const Shape sx{v.N, v.Ci, v.H, v.W}, sw{v.Co, v.Ci / v.groups, v.KH, v.KW};
+    OpCase c{"conv2d",
+             "conv2d x" + sh(sx) + lay_name(v.lx) + " w" + sh(sw) + " s" + std::to_string(v.sh) + std::to_string(v.sw) +
+                 " p" + json({v.pt, v.pb, v.pl, v.pr}).dump() + " g" + std::to_string(v.groups) + (v.bias ? " +b" : ""),
+             {{"stride_h", v.sh}, {"stride_w", v.sw}, {"pad_top", v.pt}, {"pad_bottom", v.pb}, {"pad_left", v.pl},
+              {"pad_right", v.pr}, {"groups", v.groups}},
+             [v, sx, sw](Draw& d) {
+               Inputs in{d(sx, D::Normal, v.lx), d(sw)};
+               if (v.bias) in.push_back(d({v.Co}));
+               return in;
+             },
+             [o](const Inputs& x) { return conv2d(x[0], x[1], x.size() > 2 ? x[2] : Tensor(), o); }};
+    c.f32 = kMatmulF32;
+    add_case(c);
+  }
+  for (const auto& [s, l] : ushapes)
+    add_case({"relu6", "relu6 " + sh(s) + lay_name(l), json::object(), [s, l](Draw& d) { return Inputs{d(s, D::Relu6Safe, l)}; },
+              [](const Inputs& x) { return relu6(x[0]); }});
+  for (auto [s, l, oh, ow] : std::vector<std::tuple<Shape, L, int64_t, int64_t>>{
+           {{2, 3, 7, 5}, L::C, 1, 1}, {{2, 3, 7, 5}, L::C, 3, 2}, {{1, 2, 5, 6}, L::T, 2, 4}, {{1, 2, 3, 4}, L::S, 5, 6}})
+    unary_case("adaptive_avg_pool2d", "->" + std::to_string(oh) + "x" + std::to_string(ow), {{"out_h", oh}, {"out_w", ow}},
+               s, l, [oh, ow](const Tensor& x) { return adaptive_avg_pool2d(x, oh, ow); });
+
   return tab;
 }
 
@@ -655,7 +702,8 @@ const std::vector<std::string> kAllOps = {
     "relu", "sigmoid", "tanh", "gelu", "sum_to", "matmul", "linear", "sum", "mean", "amax", "max", "argmax", "logsumexp",
     "softmax", "log_softmax", "layer_norm", "linear_layer_norm", "linear_layer_norm_gelu", "scale_rows", "bilinear_rows", "l2_norm_clamped", "cross_entropy", "l2_normalize", "l1_normalize", "cosine_similarity_matrix",
     "scaled_dot_product_attention", "reshape", "permute", "transpose", "t", "expand", "slice", "select", "unsqueeze",
-    "squeeze", "flatten", "contiguous", "cat", "stack", "index_select", "sinkhorn_plan", "sinkhorn_column_sums"};
+    "squeeze", "flatten", "contiguous", "cat", "stack", "index_select", "sinkhorn_plan", "sinkhorn_column_sums",
+    "conv2d", "relu6", "adaptive_avg_pool2d"};
 
 // ---- running a case -------------------------------------------------------------------------
 

@@ -109,6 +109,8 @@ def run_op(op, p, x):
         return torch.clamp(x[0], p["lo"], p["hi"])
     if op == "relu":
         return F.relu(x[0])
+    if op == "relu6":
+        return F.relu6(x[0])
     if op == "sigmoid":
         return torch.sigmoid(x[0])
     if op == "tanh":
@@ -191,6 +193,12 @@ def run_op(op, p, x):
         return x[0].sum_to_size(p["shape"])
     if op == "index_select":
         return torch.index_select(x[0], p["dim"], x[1])
+    if op == "conv2d":  # explicit (possibly asymmetric) zero padding, then an unpadded conv
+        xp = F.pad(x[0], (p["pad_left"], p["pad_right"], p["pad_top"], p["pad_bottom"]))
+        return F.conv2d(xp, x[1], x[2] if len(x) > 2 else None, stride=(p["stride_h"], p["stride_w"]),
+                        groups=p["groups"])
+    if op == "adaptive_avg_pool2d":
+        return F.adaptive_avg_pool2d(x[0], (p["out_h"], p["out_w"]))
     raise ValueError("op_table_reference.py: unknown op '%s'" % op)
 
 

@@ -109,6 +109,7 @@ void unary_typed(UnaryOp op, const UnaryParams& p, const T* x, T* y, int64_t n) 
     case UnaryOp::Abs: map_loop(n, x, y, [](T v) { return std::abs(v); }); break;
     case UnaryOp::Clamp: map_loop(n, x, y, [p0, p1](T v) { return v < p0 ? p0 : (v > p1 ? p1 : v); }); break;
     case UnaryOp::Relu: map_loop(n, x, y, [](T v) { return v > 0 ? v : (T)0; }); break;
+    case UnaryOp::Relu6: map_loop(n, x, y, [](T v) { return v < 0 ? (T)0 : (v > (T)6 ? (T)6 : v); }); break;
     case UnaryOp::Sigmoid: map_loop(n, x, y, [](T v) { return (T)1 / ((T)1 + std::exp(-v)); }); break;
     case UnaryOp::Tanh: map_loop(n, x, y, [](T v) { return std::tanh(v); }); break;
     case UnaryOp::Gelu:
@@ -143,6 +144,10 @@ void unary_backward_typed(UnaryOp op, const UnaryParams& p, const T* x, const T*
       grad_loop(n, x, y, g, gx, [p0, p1](T xv, T, T gv) { return (xv >= p0 && xv <= p1) ? gv : (T)0; });
       break;
     case UnaryOp::Relu: grad_loop(n, x, y, g, gx, [](T xv, T, T gv) { return xv > 0 ? gv : (T)0; }); break;
+    // torch's hardtanh backward: 0 at and beyond the kinks 0 and 6 (NaN passes the gradient).
+    case UnaryOp::Relu6:
+      grad_loop(n, x, y, g, gx, [](T xv, T, T gv) { return (xv <= 0 || xv >= (T)6) ? (T)0 : gv; });
+      break;
     case UnaryOp::Sigmoid: grad_loop(n, x, y, g, gx, [](T, T yv, T gv) { return gv * yv * ((T)1 - yv); }); break;
     case UnaryOp::Tanh: grad_loop(n, x, y, g, gx, [](T, T yv, T gv) { return gv * ((T)1 - yv * yv); }); break;
     case UnaryOp::Gelu:

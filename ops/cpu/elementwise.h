@@ -7,7 +7,7 @@ namespace lm::cpu {
 
 // Eq: 1 where x == y, else 0 (NaN equals nothing); not differentiable (ops::eq records no grad).
 enum class BinaryOp { Add, Sub, Mul, Div, Eq };
-enum class UnaryOp { Neg, Exp, Log, Sqrt, Pow, Abs, Clamp, Relu, Sigmoid, Tanh, Gelu, AddScalar, MulScalar, RSubScalar };
+enum class UnaryOp { Neg, Exp, Log, Sqrt, Pow, Abs, Clamp, Relu, Relu6, Sigmoid, Tanh, Gelu, AddScalar, MulScalar, RSubScalar };
 
 struct UnaryParams {
   double p0 = 0, p1 = 0;  // Pow: exponent; Clamp: lo, hi; *Scalar: the scalar
