@@ -18,6 +18,7 @@
 #include "ops/cpu/loss.h"
 #include "ops/cpu/pool.h"
 #include "ops/cpu/reduce.h"
+#include "ops/cpu/resize.h"
 #include "ops/cpu/softmax.h"
 #include "tensor/tensor.h"
 
@@ -106,5 +107,17 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, double scale,
                         const Tensor& out, const Tensor& lse, const Tensor& grad_out, Tensor& grad_q, Tensor& grad_k,
                         Tensor& grad_v);
+
+// ---- image resize and normalize_channels (ops/cpu/resize.h; cuda/resize.cu) -----------------
+// x: (rows, axis.src_size) packed; out: (rows, axis.dst_size); axis: the table on x's device.
+void resize_horizontal_pass(const Tensor& x, int64_t rows, const cpu::ResizeAxis& axis, Tensor& out);
+// x: (planes, axis.src_size, width) packed; out: (planes, axis.dst_size, width).
+void resize_vertical_pass(const Tensor& x, int64_t planes, int64_t width, const cpu::ResizeAxis& axis, Tensor& out);
+// x, out: (planes, hw) packed, channel p % C; mean, sd: (C), x's dtype.
+void normalize_channels_forward(const Tensor& x, int64_t planes, int64_t C, int64_t hw, const Tensor& mean,
+                                const Tensor& sd, Tensor& out);
+// grad_y, grad_x: (planes, hw) packed; sd: (C).
+void normalize_channels_backward(const Tensor& grad_y, int64_t planes, int64_t C, int64_t hw, const Tensor& sd,
+                                 Tensor& grad_x);
 
 }  // namespace lm::cuda

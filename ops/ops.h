@@ -10,6 +10,7 @@
 #include "ops/matmul.h"
 #include "ops/normalize.h"
 #include "ops/reduce.h"
+#include "ops/resize.h"
 #include "ops/scale_rows.h"
 #include "ops/bilinear_rows.h"
 #include "ops/shape.h"

@@ -24,7 +24,10 @@
 //     staged stores as the launch plan picks them) against a float64 GEMM of the same values
 //     (TF32: of the inputs rounded by an independent cvt.rna);
 //   - index_select's gather (any element size) and its CSR scatter-add backward
-//     (cuda/index_kernels.cuh) against the CPU op and its autograd, bit for bit. Runs everywhere, GPU or not: it checks the kernels'
+//     (cuda/index_kernels.cuh) against the CPU op and its autograd, bit for bit;
+//   - the image resize passes (cuda/resize_kernels.cuh: bilinear / bicubic, antialias on / off,
+//     up and down, forward and the transposed-table backward) and normalize_channels against
+//     the CPU kernels of ops/cpu/resize.h (checked against torch by the op table and test_resize). Runs everywhere, GPU or not: it checks the kernels'
 // logic (indexing, barriers, the recurrences, grid-stride over problems, the per-block partial
 // cost gradients and their reduction). Whether they compile and run on a device is the op
 // table's CUDA column and tools/gpu_check.sh.
@@ -47,6 +50,8 @@
 #include "ops/cpu/loss.h"
 #include "ops/cpu/pool.h"
 #include "ops/cpu/reduce.h"
+#include "ops/cpu/resize.h"
+#include "ops/cpu/resize_table.h"
 #include "ops/cpu/sinkhorn.h"
 #include "ops/cpu/softmax.h"
 #include "ops/ops.h"
@@ -68,6 +73,7 @@
 #include "cuda/loss_kernels.cuh"
 #include "cuda/optim_kernels.cuh"
 #include "cuda/reduce_kernels.cuh"
+#include "cuda/resize_kernels.cuh"
 #include "cuda/softmax_kernels.cuh"
 
 namespace {
@@ -1314,6 +1320,100 @@ void check_pool_kernels(int64_t rows, int64_t H, int64_t W, int64_t OH, int64_t 
 
 }  // namespace
 
+// ---- image resize and normalize_channels -------------------------------------------------------
+
+namespace {
+
+template <class T>
+lm::cpu::ResizeAxis axis_of(const lm::cpu::ResizeTable<T>& t) {
+  lm::cpu::ResizeAxis a;
+  a.src_size = t.src_size;
+  a.dst_size = t.dst_size;
+  a.offsets = lm::Tensor::from_vector(t.offsets, {static_cast<int64_t>(t.offsets.size())});
+  a.src = lm::Tensor::from_vector(t.src, {static_cast<int64_t>(t.src.size())});
+  a.weight = lm::Tensor::from_vector(t.weight, {static_cast<int64_t>(t.weight.size())});
+  return a;
+}
+
+// The forward (rows, then columns) and the backward (transposed columns, then transposed rows)
+// of a (planes, H, W) -> (planes, oh, ow) resize, as ops/resize.cpp runs them: CPU kernels vs
+// the emulated CUDA kernels on 2 blocks of 64 threads (grid-stride over the rest).
+template <class T>
+void check_resize(int64_t planes, int64_t H, int64_t W, int64_t oh, int64_t ow, bool cubic, bool aa, double tol) {
+  using lm::Tensor;
+  const lm::DType dt = sizeof(T) == 4 ? lm::DType::F32 : lm::DType::F64;
+  const auto th = lm::cpu::make_resize_table<T>(H, oh, cubic, aa), tw = lm::cpu::make_resize_table<T>(W, ow, cubic, aa);
+  const lm::cpu::ResizeAxis rows = axis_of(th), cols = axis_of(tw);
+  const lm::cpu::ResizeAxis rows_t = axis_of(lm::cpu::transpose_resize_table(th));
+  const lm::cpu::ResizeAxis cols_t = axis_of(lm::cpu::transpose_resize_table(tw));
+  Tensor x = rand_tensor({planes, H, W}, dt, 41), g = rand_tensor({planes, oh, ow}, dt, 42);
+  Tensor tmp_ref = Tensor::empty({planes, H, ow}, dt), y_ref = Tensor::empty({planes, oh, ow}, dt);
+  lm::cpu::resize_horizontal_pass(x, planes * H, cols, tmp_ref);
+  lm::cpu::resize_vertical_pass(tmp_ref, planes, ow, rows, y_ref);
+  Tensor gtmp_ref = Tensor::empty({planes, H, ow}, dt), gx_ref = Tensor::empty({planes, H, W}, dt);
+  lm::cpu::resize_vertical_pass(g, planes, ow, rows_t, gtmp_ref);
+  lm::cpu::resize_horizontal_pass(gtmp_ref, planes * H, cols_t, gx_ref);
+
+  namespace rk = lm::cuda_emulated::resize_kernels;
+  auto horizontal = [&](const Tensor& in, int64_t nrows, const lm::cpu::ResizeAxis& a, Tensor& out) {
+    emu::launch(2, 64, 0, [&] {
+      rk::resize_horizontal_kernel<T>(in.data<T>(), nrows, a.src_size, a.dst_size, a.offsets.data<int64_t>(),
+                                      a.src.data<int64_t>(), a.weight.data<T>(), out.data<T>());
+    });
+  };
+  auto vertical = [&](const Tensor& in, int64_t width, const lm::cpu::ResizeAxis& a, Tensor& out) {
+    emu::launch(2, 64, 0, [&] {
+      rk::resize_vertical_kernel<T>(in.data<T>(), planes, a.src_size, a.dst_size, width, a.offsets.data<int64_t>(),
+                                    a.src.data<int64_t>(), a.weight.data<T>(), out.data<T>());
+    });
+  };
+  Tensor tmp = Tensor::empty({planes, H, ow}, dt), y = Tensor::empty({planes, oh, ow}, dt);
+  horizontal(x, planes * H, cols, tmp);
+  vertical(tmp, ow, rows, y);
+  Tensor gtmp = Tensor::empty({planes, H, ow}, dt), gx = Tensor::empty({planes, H, W}, dt);
+  vertical(g, ow, rows_t, gtmp);
+  horizontal(gtmp, planes * H, cols_t, gx);
+  INFO("resize " << planes << "x" << H << "x" << W << " -> " << oh << "x" << ow << (cubic ? " bicubic" : " bilinear")
+                 << (aa ? " aa" : "") << " " << lm::dtype_name(dt));
+  CHECK(tensor_err(y, y_ref) < tol);
+  CHECK(tensor_err(gx, gx_ref) < tol);
+  // The forward is a resampling: a constant image stays constant (every table row sums to 1).
+  Tensor ones = Tensor::ones({planes, H, W}, dt), ones_tmp = Tensor::empty({planes, H, ow}, dt);
+  Tensor ones_y = Tensor::empty({planes, oh, ow}, dt);
+  horizontal(ones, planes * H, cols, ones_tmp);
+  vertical(ones_tmp, ow, rows, ones_y);
+  CHECK(tensor_err(ones_y, Tensor::ones({planes, oh, ow}, dt)) < 10 * tol);
+}
+
+template <class T>
+void check_normalize_channels(int64_t N, int64_t C, int64_t hw, double tol) {
+  using lm::Tensor;
+  const lm::DType dt = sizeof(T) == 4 ? lm::DType::F32 : lm::DType::F64;
+  Tensor x = rand_tensor({N * C, hw}, dt, 43), g = rand_tensor({N * C, hw}, dt, 44);
+  std::vector<double> mv, sv;
+  for (int64_t c = 0; c < C; ++c) {
+    mv.push_back(0.1 * static_cast<double>(c) - 0.2);
+    sv.push_back(0.5 + 0.25 * static_cast<double>(c));
+  }
+  Tensor mean = Tensor::from_vector(mv, {C}).to(dt), sd = Tensor::from_vector(sv, {C}).to(dt);
+  Tensor y_ref = Tensor::empty({N * C, hw}, dt), gx_ref = Tensor::empty({N * C, hw}, dt);
+  lm::cpu::normalize_channels_forward(x, N * C, C, hw, mean, sd, y_ref);
+  lm::cpu::normalize_channels_backward(g, N * C, C, hw, sd, gx_ref);
+  Tensor y = Tensor::empty({N * C, hw}, dt), gx = Tensor::empty({N * C, hw}, dt);
+  namespace rk = lm::cuda_emulated::resize_kernels;
+  emu::launch(2, 64, 0, [&] {
+    rk::normalize_channels_kernel<T>(x.data<T>(), N * C, C, hw, mean.data<T>(), sd.data<T>(), y.data<T>());
+  });
+  emu::launch(2, 64, 0, [&] {
+    rk::normalize_channels_backward_kernel<T>(g.data<T>(), N * C, C, hw, sd.data<T>(), gx.data<T>());
+  });
+  INFO("normalize_channels N " << N << " C " << C << " hw " << hw);
+  CHECK(tensor_err(y, y_ref) < tol);
+  CHECK(tensor_err(gx, gx_ref) < tol);
+}
+
+}  // namespace
+
 TEST_CASE("cuda emulated: conv2d kernels (im2col, col2im, depthwise forward / backward) and adaptive pooling equal the CPU") {
   using lm::cpu::Conv2dGeometry;
   const std::vector<Conv2dGeometry> geoms = {
@@ -1331,4 +1431,19 @@ TEST_CASE("cuda emulated: conv2d kernels (im2col, col2im, depthwise forward / ba
     check_pool_kernels<double>(3, H, W, OH, OW, 1e-12);
     check_pool_kernels<float>(3, H, W, OH, OW, 1e-6);
   }
+}
+
+TEST_CASE("cuda emulated: image resize passes (bilinear / bicubic, antialias on / off, up / down) and normalize_channels equal the CPU kernels") {
+  for (bool cubic : {false, true})
+    for (bool aa : {false, true}) {
+      check_resize<double>(3, 13, 11, 7, 6, cubic, aa, 1e-12);   // down
+      check_resize<double>(2, 5, 4, 9, 7, cubic, aa, 1e-12);     // up
+      check_resize<double>(1, 6, 17, 11, 5, cubic, aa, 1e-12);   // up one axis, down the other
+      check_resize<double>(1, 40, 3, 7, 1, cubic, aa, 1e-12);    // strong downscale, a size-1 output axis
+      check_resize<float>(3, 32, 32, 28, 28, cubic, aa, 1e-6);   // the 256 -> 224 ratio
+      check_resize<float>(2, 5, 4, 9, 7, cubic, aa, 1e-6);
+    }
+  check_normalize_channels<double>(2, 3, 37, 1e-12);
+  check_normalize_channels<float>(3, 3, 50, 1e-6);
+  check_normalize_channels<double>(1, 1, 5, 1e-12);
 }

@@ -199,6 +199,13 @@ def run_op(op, p, x):
                         groups=p["groups"])
     if op == "adaptive_avg_pool2d":
         return F.adaptive_avg_pool2d(x[0], (p["out_h"], p["out_w"]))
+    if op == "resize_image":
+        return F.interpolate(x[0], size=tuple(p["size"]), mode=p["mode"], align_corners=False,
+                             antialias=p["antialias"])
+    if op == "normalize_channels":  # torchvision's Normalize: (x - mean) / std per channel
+        mean = torch.tensor(p["mean"], dtype=x[0].dtype).view(1, -1, 1, 1)
+        std = torch.tensor(p["std"], dtype=x[0].dtype).view(1, -1, 1, 1)
+        return (x[0] - mean) / std
     raise ValueError("op_table_reference.py: unknown op '%s'" % op)
 
 
