@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <iomanip>
 #include <nlohmann/json.hpp>
 
 #include "data/safetensors.h"
@@ -199,7 +200,9 @@ TEST_CASE("patch encoder: EfficientNet-Lite0 on real slide patches matches the P
     double min_cos = 0, max_rel = 0;
     compare_rows(got, want, min_cos, max_rel);
     MESSAGE("EfficientNet-Lite0 on " << dev.str() << ", " << n << " real 256x256 patches (" << where.front() << " .. "
-                                     << where.back() << "): min cosine " << min_cos << ", max relative L2 error "
+                                     << where.back() << "): min cosine " << std::setprecision(10) << min_cos
+                                     << std::setprecision(4) << " (1 - min cosine " << 1 - min_cos
+                                     << "), max relative L2 error "
                                      << max_rel << "; " << 1e3 * secs / (double)n << " ms/patch ours (" << threads
                                      << " OpenMP threads) vs " << 1e3 * std::stod(ref.metadata.at("seconds_per_patch"))
                                      << " ms/patch torch " << ref.metadata.at("torch") << " CPU ("
