@@ -21,6 +21,7 @@ Runner add_demo(CLI::App& app);
 Runner add_report(CLI::App& app);
 Runner add_mil_benchmark(CLI::App& app);
 Runner add_patch(CLI::App& app);
+Runner add_extract(CLI::App& app);
 Runner add_priors(CLI::App& app);
 Runner add_heatmap(CLI::App& app);
 // `profile COMMAND...` re-enters the command-line parser through `run_cli`.

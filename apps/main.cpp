@@ -26,6 +26,7 @@ static int run_cli(int argc, char** argv) {
     runners[sub] = fn(*sub);
   };
   add("patch", "whole-slide images -> tissue -> patch coordinates (OpenSlide; TRIDENT's layout)", lm::app::add_patch);
+  add("extract", "patches or tiles -> a patch encoder on our own engine -> feature bags (TRIDENT's layout) that train reads", lm::app::add_extract);
   add("train", "run the few-shot training/evaluation protocol (K folds)", lm::app::add_train);
   add("eval", "evaluate a checkpoint on feature bags; writes per-slide probabilities (CSV)", lm::app::add_eval);
   add("dump", "one forward+backward on one bag; writes logits, loss and every parameter gradient", lm::app::add_dump);

@@ -3,17 +3,21 @@
 // that every patch's pixels, position, level and row order are checked against an independent
 // reading of the same slide by openslide-python (tools/extract_check.py); plus resuming, shards,
 // tiles, and bad input (a patches file of another slide, a corrupt tile, an encoder that returns
-// NaN or the wrong width): one line naming the file and no output file.
+// NaN or the wrong width): one line naming the file and no output file. Last, the command itself
+// with the real EfficientNet-Lite0 on a shipped slide (features that train reads; a text
+// encoder file refused).
 #include <doctest/doctest.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "data/feature_bag.h"
 #include "data/formats/hdf5_reader.h"
 #include "data/slides/feature_extraction.h"
 #include "data/slides/image_io.h"
 #include "data/slides/patching.h"
 #include "data/slides/slide.h"
+#include "models/encoders/patch_encoder.h"
 #include "tests/test_util.h"
 
 namespace {
@@ -257,4 +261,36 @@ TEST_CASE("extract --tiles: folders of PNG / JPEG tiles, coordinates from the na
   CHECK(recs[0].status == "failed");
   CHECK(recs[0].reason.find("bagA_999_999.png") != std::string::npos);
   CHECK(fs::last_write_time(feats) == before);
+}
+
+TEST_CASE("libramil extract: EfficientNet-Lite0 features of a real slide that train reads; a wrong encoder file refused") {
+  if (!have_openslide()) return;
+  const fs::path encoder = models::patch_encoder_path("efficientnet-lite0");
+  if (!test::data_present(encoder, "EfficientNet-Lite0 (tools/setup.sh converts it)")) return;
+  const fs::path dir = test::scratch_dir("extract_cli");
+  const std::string config = make_patches("cmu-1-small-region", dir / "run", 20, 0);
+  const std::string slide = slide_path("cmu-1-small-region").string();
+  REQUIRE(test::run_libramil("extract --slides " + slide + " --patches " + (dir / "run").string() + " --out " +
+                                 (dir / "run").string() + " --batch 12 --threads 2",
+                             dir / "log.txt") == 0);
+  const std::string log = test::read_text(dir / "log.txt");
+  CHECK(log.find("1 done now") != std::string::npos);
+  const fs::path feats = dir / "run" / config / "features_efficientnet-lite0" / "cmu-1-small-region.h5";
+  const auto info = data::probe_feature_bag(feats.string());
+  CHECK(info.n == 32);
+  CHECK(info.d == 1280);
+  // A second run finds the slide done.
+  REQUIRE(test::run_libramil("extract --slides " + slide + " --patches " + (dir / "run").string() + " --out " + (dir / "run").string(),
+                             dir / "log2.txt") == 0);
+  CHECK(test::read_text(dir / "log2.txt").find("1 done before") != std::string::npos);
+  // A text encoder given as the patch encoder: one line naming the file, exit 1, nothing written.
+  const fs::path text_enc = encoder.parent_path() / "all-MiniLM-L6-v2.safetensors";
+  if (fs::exists(text_enc)) {
+    CHECK(test::run_libramil("extract --slides " + slide + " --patches " + (dir / "run").string() + " --encoder " + text_enc.string() +
+                                 " --out " + (dir / "other").string(),
+                             dir / "log3.txt") == 1);
+    const std::string err = test::read_text(dir / "log3.txt");
+    CHECK_MESSAGE(err.find(text_enc.string()) != std::string::npos, err);
+    CHECK(!fs::exists(dir / "other"));
+  }
 }
