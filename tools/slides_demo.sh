@@ -3,7 +3,8 @@
 # (tests/data/slides) -> `libramil patch` -> `libramil extract` (EfficientNet-Lite0 on our own
 # engine) -> a documented toy labelling (tools/toy_bags.py: each slide's patches cut into 8
 # bands of tissue, labelled by the slide they come from; the only Python step, since two slides
-# are too few bags for a few-shot protocol) -> `libramil train --model abmil` at 2 shots.
+# are too few bags for a few-shot protocol) -> `libramil train --model abmil` at 2 shots ->
+# `libramil heatmap`: fold 0's attention over both slides.
 # The task says nothing about pathology: it shows the pipeline runs, in a few minutes.
 #
 # Usage: tools/slides_demo.sh [OUT]   (default slides_demo/; needs tools/setup.sh and a build)
@@ -24,4 +25,7 @@ printf 'slide,mpp\ntcga-cr-7395-01a-01-ts1,0.5\n' > "$out/mpp.csv"
 /usr/bin/python3 "$repo/tools/toy_bags.py" "$out/run/20x_256px_0px_overlap/features_efficientnet-lite0" "$out/toy" --bands 8
 "$bin" train --model abmil --features "$out/toy" --labels "$out/toy/labels.csv" --shots 2 --folds 3 --epochs 10 \
   --lr 5e-4 --out "$out/train"
-echo "slides_demo: patches, features and the run are in $out/"
+# The fold-0 model's attention drawn over both slides (heatmaps, QuPath GeoJSON, galleries).
+"$bin" heatmap --slides "$slides" --features "$out/run/20x_256px_0px_overlap/features_efficientnet-lite0" \
+  --checkpoint "$out/train/checkpoints/fold_0_best.safetensors" --out "$out/heatmaps"
+echo "slides_demo: patches, features, the run and the heatmaps are in $out/"
