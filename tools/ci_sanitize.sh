@@ -10,6 +10,10 @@
 #   test_cuda_emulated    the CUDA Sinkhorn kernels on the CPU emulator (shared-memory overruns)
 #   test_tissue test_patch  tissue segmentation; `libramil patch` (instrumented) on the real and
 #                           the hostile slides (truncated, lying and corrupt images)
+#   test_conv test_resize   the convolution, pooling and resize kernels (im2col / col2im indexing)
+#   test_extract            `extract`'s reader threads and batch queue, tiles, bad inputs, and the
+#                           real EfficientNet-Lite0 on one slide
+#   test_config_file        `train --config` parsing through the instrumented binary
 # Excluded for run time under ASan (2-10x slower, and they train or compare against PyTorch at
 # length): test_protocol, test_resume, test_libramil, test_baselines, test_nn_ops, test_nn_optim,
 # test_text_encoders, test_mil_benchmark, test_simulate, test_report. They run un-instrumented in
@@ -24,7 +28,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS="${JOBS:-$(nproc)}"
-SUITES="${SUITES:-test_safetensors test_tokenizer test_data test_validation test_op_table test_gemm test_sinkhorn_kernels test_cuda_emulated test_block_cache test_tissue test_patch}"
+SUITES="${SUITES:-test_safetensors test_tokenizer test_data test_validation test_op_table test_gemm test_sinkhorn_kernels test_cuda_emulated test_block_cache test_tissue test_patch test_conv test_resize test_extract test_config_file}"
 cmake --preset sanitize -DLIBRAMIL_TEST_SUITES="${SUITES// /;}" >/dev/null
 cmake --build --preset sanitize -j "$JOBS"
 # The test binary starts `libramil` subprocesses (test_validation, ...): they inherit these.
