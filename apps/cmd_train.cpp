@@ -368,7 +368,9 @@ Runner add_train(CLI::App& app) {
   auto f = std::make_shared<TrainFlags>();
   app.add_option("--config", f->config_file,
                  "read flags from a TOML file: keys are the long flag names (epochs = 1, model = \"abmil\"); flags on the command line win; unknown keys are errors (docs/config.md)");
-  app.add_option("--data_split_json,--split", f->split_json, "split JSON with train_i/val_i/test_i lists")->check(CLI::ExistingFile);
+  app.add_option("--data_split_json,--split", f->split_json,
+                 "split JSON with train_i/val_i/test_i lists, or a folder of CLAM's splits_<i>.csv (columns train, val, test)")
+      ->check(CLI::ExistingPath);
   app.add_option("--data_csv,--labels", f->labels_csv, "labels CSV (name,label) [required unless --resume]")->check(CLI::ExistingFile);
   app.add_option("--h5_file_dir,--features", f->features_dir, "directory of <slide>.h5 / .pt feature bags [required unless --resume]")->check(CLI::ExistingDirectory);
   app.add_option("--resume", f->resume, "continue the interrupted run in this directory (its config.json gives every other flag)")->check(CLI::ExistingDirectory);

@@ -212,7 +212,53 @@ std::vector<std::string> string_list(const std::string& path, const json& j, con
 
 }  // namespace
 
+namespace {
+
+// CLAM's split folder: splits_<k>.csv per fold, a header with columns train, val, test (and an
+// unnamed index column first, as pandas writes it), one slide per cell, empty cells where a
+// column is shorter.
+std::vector<FoldSplit> read_clam_splits(const std::string& dir, int folds) {
+  namespace fs = std::filesystem;
+  if (folds <= 0) {
+    folds = 0;
+    while (fs::exists(fs::path(dir) / ("splits_" + std::to_string(folds) + ".csv"))) ++folds;
+    if (folds == 0) fail(dir, "a split folder needs CLAM's splits_0.csv, splits_1.csv, ... (or give a split JSON)");
+  }
+  std::vector<FoldSplit> out(folds);
+  for (int f = 0; f < folds; ++f) {
+    const std::string path = (fs::path(dir) / ("splits_" + std::to_string(f) + ".csv")).string();
+    if (!fs::exists(path)) fail(path, "missing (" + std::to_string(folds) + " folds expected)");
+    const std::vector<CsvRecord> recs = parse_csv(read_file(path), path);
+    if (recs.empty()) fail(path, "empty file (expected CLAM's header ,train,val,test)");
+    int col[3] = {-1, -1, -1};
+    const char* names[3] = {"train", "val", "test"};
+    for (size_t k = 0; k < recs[0].fields.size(); ++k)
+      for (int c = 0; c < 3; ++c)
+        if (lower(trim(recs[0].fields[k])) == names[c] && col[c] < 0) col[c] = (int)k;
+    for (int c = 0; c < 3; ++c)
+      if (col[c] < 0) fail(path, "line " + std::to_string(recs[0].line) + ": header lacks the column `" + names[c] + "`");
+    std::vector<std::string>* lists[3] = {&out[f].train, &out[f].val, &out[f].test};
+    for (size_t r = 1; r < recs.size(); ++r)
+      for (int c = 0; c < 3; ++c)
+        if (col[c] < (int)recs[r].fields.size()) {
+          const std::string s = trim(recs[r].fields[col[c]]);
+          if (!s.empty()) lists[c]->push_back(s);
+        }
+    std::map<std::string, int> where;
+    for (int c = 0; c < 3; ++c)
+      for (const auto& s : *lists[c]) {
+        auto [it, fresh] = where.emplace(s, c);
+        if (!fresh) fail(path, "slide " + s + " is in both " + names[it->second] + " and " + names[c]);
+      }
+    if (out[f].train.empty()) fail(path, "no training slides");
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<FoldSplit> read_split_json(const std::string& path, int folds) {
+  if (std::filesystem::is_directory(path)) return read_clam_splits(path, folds);
   json j = read_json(path);
   if (!j.is_object()) fail(path, "expected a JSON object with keys train_0, val_0, test_0, ...");
   if (folds <= 0) {

@@ -36,6 +36,8 @@ struct FoldSplit {
 // folds <= 0 means "as many folds as there are consecutive train_i keys" (at least one).
 // Errors: not a JSON object, a missing key (named), a non-list / non-string entry, a slide
 // listed twice in one list, a slide in two of train/val/test of the same fold (named).
+// `path` may also be a folder of CLAM's splits_<k>.csv files (columns train, val, test; empty
+// cells allowed), read into the same folds.
 std::vector<FoldSplit> read_split_json(const std::string& path, int folds = 0);
 
 // Writes the same format (keys train_0, val_0, test_0, train_1, ...), atomically: a temporary

@@ -553,11 +553,11 @@ RunResult run_protocol(const TrainOptions& o, const Dataset& d, std::ostream& lo
       data::write_file_atomic((fs::path(o.save_dir) / "logs" / "final_log.csv").string(), s.str());
       std::ostringstream p;
       // prob_<index> columns as the reference writes them; then the predicted class (the
-      // argmax, first on ties) and, with --classes, both classes by name.
+      // argmax, first on ties; `prediction`, as eval names it) and, with --classes, both classes by name.
       const bool named = (int)o.class_names.size() == d.num_classes;
       p << "fold,slide,label";
       for (int c = 0; c < d.num_classes; ++c) p << ",prob_" << c;
-      p << ",predicted" << (named ? ",label_name,predicted_name" : "") << '\n';
+      p << ",prediction" << (named ? ",label_name,prediction_name" : "") << '\n';
       for (const FoldResult& r : run.folds)
         for (const Prediction& q : r.test_predictions) {
           p << r.fold << ',' << q.slide << ',' << q.label;

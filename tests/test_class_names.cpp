@@ -2,8 +2,10 @@
 // columns, class names as labels mapped by an explicit `train --classes` order, errors that name
 // the file, line and the known classes; `train --classes` writing the names into
 // test_predictions.csv; patient-level splits (--group-by case_id); a --shots split kept in the
-// run directory.
+// run directory; CLAM's splits_<k>.csv folders.
 #include <doctest/doctest.h>
+
+#include <algorithm>
 
 #include <fstream>
 #include <map>
@@ -68,7 +70,7 @@ TEST_CASE("train --classes: a table of class names trains, and the names reach t
   REQUIRE(test::run_libramil("train " + inputs + " --classes benign,tumour --model abmil --epochs 1 --folds 1 --quiet --out " + run.string(),
                              d / "log.txt") == 0);
   const std::string preds = test::read_text(run / "logs" / "test_predictions.csv");
-  CHECK(preds.rfind("fold,slide,label,prob_0,prob_1,predicted,label_name,predicted_name\n", 0) == 0);
+  CHECK(preds.rfind("fold,slide,label,prob_0,prob_1,prediction,label_name,prediction_name\n", 0) == 0);
   CHECK((preds.find(",benign,") != std::string::npos || preds.find(",tumour,") != std::string::npos));
   // A wrong order of the same names would silently swap classes, so a third class is refused.
   CHECK(test::run_libramil("train " + inputs + " --classes benign --model abmil --epochs 1 --folds 1 --out " + (d / "run2").string(),
@@ -135,4 +137,42 @@ TEST_CASE("train --shots keeps the drawn split in the run directory") {
     CHECK(saved[f].train == again[f].train);
     CHECK(saved[f].test == again[f].test);
   }
+}
+
+TEST_CASE("CLAM's splits_<k>.csv folder reads as folds, through read_split_json and train --split DIR") {
+  const fs::path dir = test::scratch_dir("clam_splits");
+  // pandas' to_csv of a DataFrame with columns train, val, test of unequal lengths.
+  std::ofstream(dir / "splits_0.csv") << ",train,val,test\n0,a,c,e\n1,b,d,f\n2,g,,\n";
+  std::ofstream(dir / "splits_1.csv") << ",train,val,test\n0,c,a,b\n1,d,,e\n";
+  const auto s = data::read_split_json(dir.string());
+  REQUIRE(s.size() == 2);
+  CHECK(s[0].train == std::vector<std::string>{"a", "b", "g"});
+  CHECK(s[0].val == std::vector<std::string>{"c", "d"});
+  CHECK(s[0].test == std::vector<std::string>{"e", "f"});
+  CHECK(s[1].train == std::vector<std::string>{"c", "d"});
+  CHECK(s[1].test == std::vector<std::string>{"b", "e"});
+  CHECK(data::read_split_json(dir.string(), 1).size() == 1);
+  CHECK_THROWS_WITH(data::read_split_json(dir.string(), 3), doctest::Contains("splits_2.csv: missing (3 folds expected)"));
+  std::ofstream(dir / "splits_1.csv") << ",train,val,test\n0,c,c,b\n";
+  CHECK_THROWS_WITH(data::read_split_json(dir.string()), doctest::Contains("splits_1.csv: slide c is in both train and val"));
+  std::ofstream(dir / "splits_1.csv") << ",train,validation,test\n0,c,a,b\n";
+  CHECK_THROWS_WITH(data::read_split_json(dir.string()), doctest::Contains("header lacks the column `val`"));
+  // train --split DIR on the tiny dataset, its split.json rewritten as CLAM's folder.
+  static const fs::path d = test::make_tiny_dataset("clam_splits_run", "--classes 2 --per-class 6 --dim 16 --folds 2 --seed 2");
+  const auto js = data::read_split_json((d / "split.json").string());
+  const fs::path clam = d / "clam";
+  fs::create_directories(clam);
+  for (size_t f = 0; f < js.size(); ++f) {
+    std::ofstream out(clam / ("splits_" + std::to_string(f) + ".csv"));
+    out << ",train,val,test\n";
+    const size_t rows = std::max({js[f].train.size(), js[f].val.size(), js[f].test.size()});
+    for (size_t r = 0; r < rows; ++r)
+      out << r << "," << (r < js[f].train.size() ? js[f].train[r] : "") << "," << (r < js[f].val.size() ? js[f].val[r] : "") << ","
+          << (r < js[f].test.size() ? js[f].test[r] : "") << "\n";
+  }
+  std::string inputs = test::tiny_dataset_inputs(d);
+  inputs.replace(inputs.find((d / "split.json").string()), (d / "split.json").string().size(), clam.string());
+  REQUIRE(test::run_libramil("train " + inputs + " --model abmil --epochs 1 --folds 2 --quiet --out " + (d / "run").string(),
+                             d / "log.txt") == 0);
+  CHECK(fs::exists(d / "run" / "logs" / "fold_1_result.json"));
 }
