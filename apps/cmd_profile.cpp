@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "apps/commands.h"
+#include "ops/cpu/isa.h"
 #include "data/atomic_file.h"
 #include "ops/ops.h"
 #include "tensor/profiler.h"
@@ -113,7 +114,7 @@ Runner add_profile(CLI::App& app, int (*run_cli)(int, char**)) {
     for (auto& r : rows) tracked += r.total_ms;
     std::ostream& out = std::cerr;
     out << "\nprofile of `" << rest[0] << (rest.size() > 1 ? " " + rest[1] : "") << "` on " << dev.str() << " ("
-        << omp_get_max_threads() << " threads): wall " << fmt_num(wall_ms, 1) << " ms, in scopes "
+        << omp_get_max_threads() << " threads, CPU kernels " << cpu::isa_name(cpu::cpu_isa()) << "): wall " << fmt_num(wall_ms, 1) << " ms, in scopes "
         << fmt_num(tracked, 1) << " ms";
     if (!f->no_peak) out << "; measured peak " << fmt_num(peak.gflops, 1) << " GFLOP/s, " << fmt_num(peak.gbs, 1) << " GB/s";
     out << "\n";

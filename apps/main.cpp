@@ -8,6 +8,7 @@
 
 #include "apps/commands.h"
 #include "apps/config_file.h"
+#include "ops/cpu/isa.h"
 
 namespace lm::app {
 void set_threads(int threads) {
@@ -19,7 +20,16 @@ void set_threads(int threads) {
 static int run_cli(int argc, char** argv) {
   CLI::App app{"libramil: few-shot whole-slide-image classification with Libra-MIL (from-scratch C++/CUDA stack)"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "libramil 0.1.0");
+  // The CPU kernels' instruction set (ops/cpu/isa.h); a bad LIBRAMIL_CPU_ISA stops here in one line.
+  std::string isa;
+  try {
+    isa = lm::cpu::isa_name(lm::cpu::cpu_isa());
+  } catch (const std::exception& e) {
+    std::cerr << "libramil: error: " << e.what() << std::endl;
+    return 1;
+  }
+  const std::string hw = lm::cpu::isa_name(lm::cpu::hardware_isa());
+  app.set_version_flag("--version", "libramil 0.1.0 (CPU kernels: " + isa + (isa == hw ? "" : ", forced by LIBRAMIL_CPU_ISA; the processor has " + hw) + ")");
   std::map<CLI::App*, lm::app::Runner> runners;
   auto add = [&](const char* name, const char* help, lm::app::Runner (*fn)(CLI::App&)) {
     CLI::App* sub = app.add_subcommand(name, help);

@@ -30,6 +30,7 @@
 // own thread_local packing buffers; no barriers, no shared mutable state. Small problems and
 // calls made inside an OpenMP parallel region run on the calling thread only.
 #include "ops/cpu/gemm.h"
+#include "ops/cpu/isa.h"
 
 #include <omp.h>
 
@@ -78,12 +79,9 @@ KernelSpec portable_spec() {
 }
 
 // ---- kernel selection -----------------------------------------------------------------
-bool cpu_has_avx512() {
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("fma");
-}
-bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+// Below the process's ISA ceiling (ops/cpu/isa.h: the hardware, or LIBRAMIL_CPU_ISA).
+bool cpu_has_avx512() { return isa_allows(CpuIsa::Avx512); }
+bool cpu_has_avx2() { return isa_allows(CpuIsa::Avx2); }
 
 KernelSpec spec_for(GemmKernel k);
 

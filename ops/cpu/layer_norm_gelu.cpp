@@ -6,6 +6,7 @@
 // LIBRAMIL_ROW_KERNEL=portable forces the first). erf and exp are float32 polynomials (below),
 // the same in both, so the versions differ only in summation order and FMA contraction.
 #include "ops/cpu/layer_norm_gelu.h"
+#include "ops/cpu/isa.h"
 #include "ops/cpu/fast_math.h"
 #include "ops/cpu/avx512_math.h"
 
@@ -224,7 +225,7 @@ bool row_kernels_avx512() {
   static const bool on = [] {
     const char* e = std::getenv("LIBRAMIL_ROW_KERNEL");
     if (e && std::string(e) == "portable") return false;
-    return (bool)__builtin_cpu_supports("avx512f") && (bool)__builtin_cpu_supports("avx512dq");
+    return isa_allows(CpuIsa::Avx512);  // ops/cpu/isa.h: the hardware, or LIBRAMIL_CPU_ISA
   }();
   return on;
 }

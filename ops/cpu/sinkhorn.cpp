@@ -20,6 +20,7 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 #include "ops/cpu/sinkhorn.h"
+#include "ops/cpu/isa.h"
 
 #include <omp.h>
 
@@ -459,8 +460,8 @@ enum class Isa { Portable, Avx2, Avx512 };
 
 bool isa_supported(Isa isa) {
   switch (isa) {
-    case Isa::Avx512: return __builtin_cpu_supports("avx512f");
-    case Isa::Avx2: return __builtin_cpu_supports("avx2");
+    case Isa::Avx512: return isa_allows(CpuIsa::Avx512);  // ops/cpu/isa.h
+    case Isa::Avx2: return isa_allows(CpuIsa::Avx2);
     case Isa::Portable: break;
   }
   return true;

@@ -1,0 +1,52 @@
+// The CPU instruction-set ceiling (ops/cpu/isa.h).
+#include "ops/cpu/isa.h"
+
+#include <cstdlib>
+#include <stdexcept>
+
+namespace lm::cpu {
+
+CpuIsa hardware_isa() {
+  static const CpuIsa hw = [] {
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma"))
+      return CpuIsa::Avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return CpuIsa::Avx2;
+    return CpuIsa::Scalar;
+  }();
+  return hw;
+}
+
+const char* isa_name(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::Avx512: return "avx512";
+    case CpuIsa::Avx2: return "avx2";
+    case CpuIsa::Scalar: break;
+  }
+  return "scalar";
+}
+
+namespace {
+CpuIsa chosen_isa() {
+  const char* env = std::getenv("LIBRAMIL_CPU_ISA");
+  if (env == nullptr || *env == '\0') return hardware_isa();
+  const std::string s(env);
+  CpuIsa want;
+  if (s == "avx512") want = CpuIsa::Avx512;
+  else if (s == "avx2") want = CpuIsa::Avx2;
+  else if (s == "scalar") want = CpuIsa::Scalar;
+  else throw std::invalid_argument("LIBRAMIL_CPU_ISA=" + s + ": expected avx512, avx2 or scalar");
+  if (int(want) > int(hardware_isa()))
+    throw std::invalid_argument("LIBRAMIL_CPU_ISA=" + s + ": this processor supports at most " + isa_name(hardware_isa()));
+  return want;
+}
+}  // namespace
+
+CpuIsa cpu_isa() {
+  static const CpuIsa isa = chosen_isa();  // a throw leaves it unset; the next call asks again
+  return isa;
+}
+
+bool isa_allows(CpuIsa level) { return int(cpu_isa()) >= int(level); }
+
+}  // namespace lm::cpu
