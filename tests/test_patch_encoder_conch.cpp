@@ -137,6 +137,7 @@ TEST_CASE("patch encoder: CONCH vision tower matches the conch-fork wheel's mode
   }
   CHECK(msg.find("(B, 3, 448, 448)") != std::string::npos);
   CHECK(msg.find(file.string()) != std::string::npos);
+  fs::remove(file);  // 350 MB; the encoder holds its own copies
 }
 
 TEST_CASE("patch encoder: a conch_vit_b16 file with a missing entry or tensor is refused") {
