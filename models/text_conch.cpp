@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "models/text_bert.h"
+#include "models/transformer_block.h"
 #include "ops/ops.h"
 
 namespace lm::models {
@@ -26,19 +27,19 @@ ConchTextEncoder::ConchTextEncoder(const ConchConfig& cfg, const std::map<std::s
   cls_emb_ = take(T, path_, "cls_emb", {D});
   for (int64_t i = 0; i < cfg.layers; ++i) {
     const std::string p = "transformer.resblocks." + std::to_string(i) + ".";
-    Block b;
+    PreLnBlockWeights b;
     b.ln1_w = take(T, path_, p + "ln_1.weight", {D});
     b.ln1_b = take(T, path_, p + "ln_1.bias", {D});
-    b.in_w = take(T, path_, p + "attn.in_proj_weight", {3 * D, D});
-    b.in_b = take(T, path_, p + "attn.in_proj_bias", {3 * D});
+    b.qkv_w = take(T, path_, p + "attn.in_proj_weight", {3 * D, D});
+    b.qkv_b = take(T, path_, p + "attn.in_proj_bias", {3 * D});
     b.out_w = take(T, path_, p + "attn.out_proj.weight", {D, D});
     b.out_b = take(T, path_, p + "attn.out_proj.bias", {D});
     b.ln2_w = take(T, path_, p + "ln_2.weight", {D});
     b.ln2_b = take(T, path_, p + "ln_2.bias", {D});
-    b.fc_w = take(T, path_, p + "mlp.c_fc.weight", {I, D});
-    b.fc_b = take(T, path_, p + "mlp.c_fc.bias", {I});
-    b.proj_w = take(T, path_, p + "mlp.c_proj.weight", {D, I});
-    b.proj_b = take(T, path_, p + "mlp.c_proj.bias", {D});
+    b.fc1_w = take(T, path_, p + "mlp.c_fc.weight", {I, D});
+    b.fc1_b = take(T, path_, p + "mlp.c_fc.bias", {I});
+    b.fc2_w = take(T, path_, p + "mlp.c_proj.weight", {D, I});
+    b.fc2_b = take(T, path_, p + "mlp.c_proj.bias", {D});
     blocks_.push_back(std::move(b));
   }
   lnf_w_ = take(T, path_, "ln_final.weight", {D});
@@ -60,7 +61,7 @@ std::vector<int64_t> ConchTextEncoder::token_ids(const std::string& text, bool* 
 }
 
 Tensor ConchTextEncoder::forward(const std::vector<std::vector<int64_t>>& ids) {
-  const int64_t B = (int64_t)ids.size(), D = cfg_.width, H = cfg_.heads, dh = D / H;
+  const int64_t B = (int64_t)ids.size(), D = cfg_.width, H = cfg_.heads;
   const int64_t N = cfg_.context - 1, L = cfg_.context;
   std::vector<int64_t> flat;
   flat.reserve((size_t)(B * N));
@@ -82,15 +83,7 @@ Tensor ConchTextEncoder::forward(const std::vector<std::vector<int64_t>>& ids) {
   Tensor x = reshape(index_select(tok_emb_, 0, Tensor::from_vector(flat, {B * N})), {B, N, D});
   x = cat({x, expand(reshape(cls_emb_, {1, 1, D}), {B, 1, D})}, 1);  // (B, L, D)
   x = add(x, pos_emb_);
-  for (const Block& blk : blocks_) {
-    const Tensor qkv = linear(layer_norm(x, blk.ln1_w, blk.ln1_b, cfg_.eps), blk.in_w, blk.in_b);  // (B, L, 3D)
-    auto heads = [&](int64_t j) { return permute(reshape(slice(qkv, 2, j * D, (j + 1) * D), {B, L, H, dh}), {0, 2, 1, 3}); };
-    Tensor a = scaled_dot_product_attention(heads(0), heads(1), heads(2), add_mask);  // (B, H, L, dh)
-    a = reshape(permute(a, {0, 2, 1, 3}), {B, L, D});
-    x = add(x, linear(a, blk.out_w, blk.out_b));
-    const Tensor h = gelu(linear(layer_norm(x, blk.ln2_w, blk.ln2_b, cfg_.eps), blk.fc_w, blk.fc_b));
-    x = add(x, linear(h, blk.proj_w, blk.proj_b));
-  }
+  for (const PreLnBlockWeights& blk : blocks_) x = pre_ln_block(x, blk, H, cfg_.eps, add_mask);
   const Tensor cls = layer_norm(select(x, 1, L - 1), lnf_w_, lnf_b_, cfg_.eps);  // (B, D)
   return l2_normalize(matmul(cls, proj_), -1);
 }

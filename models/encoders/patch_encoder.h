@@ -2,9 +2,10 @@
 // (the instances of a MIL bag). Every encoder is loaded from one converted safetensors file
 // (tools/convert_weights.py) whose metadata makes it self-describing: libramil.kind
 // "patch_encoder", libramil.arch (which network), libramil.feature_dim, and the preprocessing
-// (input_size, resize, antialias, mean, std). Encoders: efficientnet_lite.{h,cpp} (the default,
-// EfficientNet-Lite0); a CONCH ViT is to come, through the same arch dispatch in
-// patch_encoder.cpp. File format, sources and checks: docs/patch_encoders.md.
+// (input_size, resize, antialias, mean, std). Encoders, dispatched on the arch in
+// patch_encoder.cpp: efficientnet_lite.{h,cpp} (the default, EfficientNet-Lite0) and
+// conch_vision.{h,cpp} (CONCH's ViT-B/16, from a user's own converted checkpoint). File format,
+// sources and checks: docs/patch_encoders.md.
 #pragma once
 #include <cstdint>
 #include <map>
