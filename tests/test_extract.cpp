@@ -18,21 +18,21 @@
 #include "data/slides/patching.h"
 #include "data/slides/slide.h"
 #include "models/encoders/patch_encoder.h"
+#include "tests/slide_test_util.h"
 #include "tests/test_util.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace lm;
+using test::have_openslide;
+using test::kCmu;
+using test::kTcga;
+using test::q;
+using test::slide_path;
 using nlohmann::json;
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
-fs::path slide_path(const std::string& name) { return test::test_data("slides/" + name + ".svs"); }
 
-bool have_openslide() {
-  return slides::built_with_openslide() ||
-         test::skip_unless_ci("this build has no OpenSlide (tools/setup.sh installs libopenslide-dev)");
-}
 
 // The stand-in encoder: 6 pixel statistics per patch (see the file comment).
 Tensor pixel_stats(const std::vector<const uint8_t*>& rgb, int64_t h, int64_t w) {

