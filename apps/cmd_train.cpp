@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <ctime>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -32,6 +33,45 @@ namespace lm::app {
 namespace fs = std::filesystem;
 
 namespace {
+
+// Writes to a terminal stream and, when given, a log file; the file gets no '\r'-redrawn bar
+// (a '\r' drops what the current line holds so far in the file).
+class TeeBuf : public std::streambuf {
+ public:
+  TeeBuf(std::streambuf* screen, std::streambuf* file) : screen_(screen), file_(file) {}
+
+ protected:
+  int overflow(int c) override {
+    if (c == EOF) return !EOF;
+    screen_->sputc(char(c));
+    if (file_) {
+      if (c == '\r') line_.clear();
+      else if (c == '\n') {
+        file_->sputn(line_.data(), std::streamsize(line_.size()));
+        file_->sputc('\n');
+        line_.clear();
+      } else line_ += char(c);
+    }
+    return c;
+  }
+  int sync() override {
+    screen_->pubsync();
+    if (file_) file_->pubsync();
+    return 0;
+  }
+
+ private:
+  std::streambuf* screen_;
+  std::streambuf* file_;
+  std::string line_;
+};
+
+std::string timestamp() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", std::localtime(&t));
+  return buf;
+}
 
 std::string join_names(const std::vector<std::string>& v) {
   std::string s;
@@ -348,8 +388,20 @@ int run_train(TrainFlags& f) {
                   {"group_by", f.split_json.empty() ? f.group_by : ""}};
   f.opt.show_progress = !f.quiet;
   f.opt.progress_bar = !f.quiet && isatty(2);
-  train::RunResult r = train::run_protocol(f.opt, ds, std::cerr);
+  // The progress lines and the final table also go to RUN/run.log (appended on --resume), plain
+  // lines without the terminal's in-place bar.
+  std::ofstream run_log;
+  if (!f.save_dir.empty()) run_log.open(fs::path(f.save_dir) / "run.log", std::ios::app);
+  TeeBuf tee(std::cerr.rdbuf(), run_log.is_open() ? run_log.rdbuf() : nullptr);
+  std::ostream log(&tee);
+  if (run_log.is_open()) {
+    run_log << "# libramil train" << (f.resume.empty() ? "" : " --resume") << ", " << timestamp() << "\n";
+    for (const auto& [k, v] : f.opt.inputs)
+      if (!v.empty()) run_log << "# " << k << ": " << v << "\n";
+  }
+  train::RunResult r = train::run_protocol(f.opt, ds, log);
   print_table(r, f.opt.model, std::cout);
+  if (run_log.is_open()) print_table(r, f.opt.model, run_log);
   if (!f.save_dir.empty()) {
     std::cout << "logs and checkpoints: " << f.save_dir << "\n";
     try {

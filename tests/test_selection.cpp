@@ -1,7 +1,7 @@
 // Model selection rules (`train --select`, train::selection_key): the reference rule (val
 // accuracy, ties by AUC, the earliest epoch on full ties) and the alternatives, on hand-made
 // epoch records; then `--select last` through the binary keeps the final epoch and records the
-// rule in config.json.
+// rule in config.json (and run.log the run's lines).
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
@@ -58,6 +58,10 @@ TEST_CASE("train --select last keeps the final epoch and records the rule") {
   CHECK(result["best_epoch"] == 2);
   const auto config = nlohmann::json::parse(test::read_text(run / "config.json"));
   CHECK(config.dump().find("\"select\":\"last\"") != std::string::npos);
+  // run.log keeps the run's lines (header, and the final table even with --quiet).
+  const std::string log = test::read_text(run / "run.log");
+  CHECK(log.rfind("# libramil train, ", 0) == 0);
+  CHECK(log.find("abmil test (mean +- std over 1 folds)") != std::string::npos);
   CHECK(test::run_libramil("train " + test::tiny_dataset_inputs(d) + " --select best --out " + (d / "run2").string(),
                            d / "log2.txt") != 0);
   CHECK(test::read_text(d / "log2.txt").find("--select") != std::string::npos);
