@@ -307,7 +307,16 @@ Run load_run(const std::string& dir, size_t index) {
   return r;
 }
 
-std::string class_name(int c) { return "class " + std::to_string(c); }
+// A class as the run names it: `train --classes` (config.json "classes"), else "class <c>".
+std::string class_name(const Run& r, int c) {
+  if (r.config.contains("classes") && r.config["classes"].is_string()) {
+    std::vector<std::string> names;
+    std::stringstream ss(r.config["classes"].get<std::string>());
+    for (std::string n; std::getline(ss, n, ',');) names.push_back(n);
+    if (c >= 0 && c < (int)names.size()) return names[c];
+  }
+  return "class " + std::to_string(c);
+}
 
 // ---- sections ------------------------------------------------------------------------------
 
@@ -373,7 +382,7 @@ std::string roc_confusion_section(const Run& r) {
   if (C == 2)
     add_curve(1, "pooled");
   else
-    for (int c = 0; c < C; ++c) add_curve(c, class_name(c) + " vs rest");
+    for (int c = 0; c < C; ++c) add_curve(c, class_name(r, c) + " vs rest");
   ChartOptions o;
   o.title = C == 2 ? "ROC (class-1 score)" : "ROC, one-vs-rest";
   o.xlabel = "false positive rate";
@@ -385,7 +394,7 @@ std::string roc_confusion_section(const Run& r) {
   std::vector<std::vector<int64_t>> cm((size_t)C, std::vector<int64_t>((size_t)C, 0));
   for (const Pred& p : r.preds) ++cm[(size_t)p.label][(size_t)std::min(p.pred(), C - 1)];
   std::vector<std::string> names;
-  for (int c = 0; c < C; ++c) names.push_back(class_name(c));
+  for (int c = 0; c < C; ++c) names.push_back(class_name(r, c));
   s << "<div class=\"figs\">\n<figure>" << line_chart(series, o) << "<figcaption>Test predictions of all " << folds.size()
     << " folds pooled (" << r.preds.size() << " predictions). The AUC in the results table is the mean of the per-fold AUCs."
     << "</figcaption></figure>\n";
@@ -641,8 +650,8 @@ std::string explain_section(const Run& r, int max_slides, const std::string& sli
        "map are outlined in red. Where the slide's image is found (<code>--slides-dir</code>), the two maps are drawn over "
        "the slide itself instead, with the five highest patches of each cropped at full resolution.</p>\n";
   for (const Explained& e : done) {
-    std::string head = "<b>" + h(e.slide) + "</b>: true " + (e.label >= 0 ? h(class_name(e.label)) : std::string("?")) +
-                       ", predicted " + h(class_name(e.pred)) + " (p = " + fmt_fixed(e.prob, 3) + "), " +
+    std::string head = "<b>" + h(e.slide) + "</b>: true " + (e.label >= 0 ? h(class_name(r, e.label)) : std::string("?")) +
+                       ", predicted " + h(class_name(r, e.pred)) + " (p = " + fmt_fixed(e.prob, 3) + "), " +
                        std::to_string(e.n) + " patches";
     s << "<p class=\"slide-head\">" << head << "</p>\n";
     if (!e.has_coords) {
@@ -663,7 +672,7 @@ std::string explain_section(const Run& r, int max_slides, const std::string& sli
           std::vector<slides::Coord> coords;
           for (int64_t i = 0; i < e.n; ++i) coords.push_back({e.x[(size_t)i], e.y[(size_t)i]});
           const std::vector<SlideMap> maps = {{"instance weight", std::vector<float>(e.weight.begin(), e.weight.end())},
-                                              {"attention of " + class_name(e.pred),
+                                              {"attention of " + class_name(r, e.pred),
                                                std::vector<float>(e.attention.begin(), e.attention.end())}};
           s << slide_heatmaps_html(file, coords, geometry.patch_size_level0, maps, 640, 5);
           continue;
@@ -678,7 +687,7 @@ std::string explain_section(const Run& r, int max_slides, const std::string& sli
     wo.value_label = "weight";
     wo.highlight = top_k(e.weight, 5);
     PatchMapOptions ao;
-    ao.title = "attention of " + class_name(e.pred);
+    ao.title = "attention of " + class_name(r, e.pred);
     ao.value_label = "attention";
     ao.highlight = top_k(e.attention, 5);
     s << "<div class=\"figs\">\n<figure>" << patch_map(e.x, e.y, e.weight, wo) << "</figure>\n<figure>"

@@ -72,6 +72,10 @@ TEST_CASE("train --classes: a table of class names trains, and the names reach t
   const std::string preds = test::read_text(run / "logs" / "test_predictions.csv");
   CHECK(preds.rfind("fold,slide,label,prob_0,prob_1,prediction,label_name,prediction_name\n", 0) == 0);
   CHECK((preds.find(",benign,") != std::string::npos || preds.find(",tumour,") != std::string::npos));
+  // The report names the classes too (confusion matrix, ROC legend) instead of "class 0".
+  const std::string report = test::read_text(run / "report.html");
+  CHECK(report.find("benign") != std::string::npos);
+  CHECK(report.find("tumour") != std::string::npos);
   // A wrong order of the same names would silently swap classes, so a third class is refused.
   CHECK(test::run_libramil("train " + inputs + " --classes benign --model abmil --epochs 1 --folds 1 --out " + (d / "run2").string(),
                            d / "log2.txt") == 1);
