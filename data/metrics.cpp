@@ -188,4 +188,76 @@ MeanStd mean_std(const std::vector<double>& v) {
   return r;
 }
 
+// ---- paired t-test -------------------------------------------------------------------------
+
+namespace {
+
+// The regularised incomplete beta function I_x(a, b), by its continued fraction evaluated with
+// the modified Lentz method (converges fast for x < (a + 1) / (a + b + 2); the symmetry
+// I_x(a, b) = 1 - I_{1-x}(b, a) covers the rest).
+double incomplete_beta(double a, double b, double x) {
+  if (x <= 0) return 0;
+  if (x >= 1) return 1;
+  if (x > (a + 1) / (a + b + 2)) return 1 - incomplete_beta(b, a, 1 - x);
+  const double log_front = std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x);
+  const double tiny = 1e-300;
+  double c = 1, d = 1 - (a + b) * x / (a + 1);
+  if (std::fabs(d) < tiny) d = tiny;
+  d = 1 / d;
+  double f = d;
+  for (int m = 1; m <= 300; ++m) {
+    // Even step: d_{2m} = m (b - m) x / ((a + 2m - 1)(a + 2m)).
+    double num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m));
+    d = 1 + num * d;
+    c = 1 + num / c;
+    if (std::fabs(d) < tiny) d = tiny;
+    if (std::fabs(c) < tiny) c = tiny;
+    d = 1 / d;
+    f *= c * d;
+    // Odd step: d_{2m+1} = -(a + m)(a + b + m) x / ((a + 2m)(a + 2m + 1)).
+    num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1));
+    d = 1 + num * d;
+    c = 1 + num / c;
+    if (std::fabs(d) < tiny) d = tiny;
+    if (std::fabs(c) < tiny) c = tiny;
+    d = 1 / d;
+    const double step = c * d;
+    f *= step;
+    if (std::fabs(step - 1) < 1e-15) break;
+  }
+  return std::exp(log_front) * f / a;
+}
+
+}  // namespace
+
+double student_t_cdf(double t, double df) {
+  if (std::isnan(t) || !(df > 0)) return NAN;
+  if (std::isinf(t)) return t > 0 ? 1 : 0;
+  // P(|T| > |t|) = I_{df / (df + t^2)}(df / 2, 1 / 2).
+  const double tail = 0.5 * incomplete_beta(df / 2, 0.5, df / (df + t * t));
+  return t > 0 ? 1 - tail : tail;
+}
+
+PairedTest paired_t_test(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() != b.size()) throw std::invalid_argument("paired_t_test: the two samples differ in length");
+  PairedTest r;
+  r.n = (int)a.size();
+  std::vector<double> d(a.size());
+  for (size_t i = 0; i < a.size(); ++i) d[i] = a[i] - b[i];
+  const MeanStd ms = mean_std(d);
+  r.mean_diff = d.empty() ? NAN : ms.mean;
+  if (r.n < 2) {
+    r.t = r.p = NAN;
+    return r;
+  }
+  if (ms.std == 0) {
+    r.t = ms.mean == 0 ? NAN : (ms.mean > 0 ? INFINITY : -INFINITY);
+    r.p = ms.mean == 0 ? NAN : 0.0;
+    return r;
+  }
+  r.t = ms.mean / (ms.std / std::sqrt((double)r.n));
+  r.p = 2 * student_t_cdf(-std::fabs(r.t), r.n - 1);
+  return r;
+}
+
 }  // namespace lm::data

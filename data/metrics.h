@@ -42,4 +42,17 @@ struct MeanStd {
 };
 MeanStd mean_std(const std::vector<double>& values);
 
+// Paired t-test of differences d_i = a_i - b_i (per fold, runs on the same splits): mean
+// difference, t = mean / (sd / sqrt(n)), two-sided p from Student's t with n - 1 degrees of
+// freedom (as scipy.stats.ttest_rel). n < 2, or all differences equal and nonzero, give p = NaN
+// / 0 as defined there: n < 2 -> NaN t and p; sd = 0 -> t = +-inf and p = 0 unless the mean is
+// also 0 (t and p NaN).
+struct PairedTest {
+  int n = 0;
+  double mean_diff = 0, t = 0, p = 0;
+};
+PairedTest paired_t_test(const std::vector<double>& a, const std::vector<double>& b);
+// P(T <= t) for Student's t with `df` degrees of freedom (df > 0).
+double student_t_cdf(double t, double df);
+
 }  // namespace lm::data

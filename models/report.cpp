@@ -768,6 +768,61 @@ std::string explain_section(const Run& r, int max_slides, const std::string& sli
 
 // ---- comparison of several runs ------------------------------------------------------------
 
+// Per fold of a run: its test slides (from test_predictions.csv) and test metrics (final_log.csv).
+struct FoldOutcome {
+  std::set<std::string> test;
+  double acc = NAN, auc = NAN, f1 = NAN;
+};
+std::map<int, FoldOutcome> fold_outcomes(const Run& r) {
+  std::map<int, FoldOutcome> out;
+  for (const Pred& p : r.preds) out[p.fold].test.insert(p.slide);
+  if (!r.has_final) return {};
+  for (size_t i = 0; i < r.final_log.rows.size(); ++i) {
+    const double f = r.final_log.num(i, "fold");
+    if (!std::isfinite(f) || !out.count((int)f)) return {};
+    FoldOutcome& o = out[(int)f];
+    o.acc = r.final_log.num(i, "test_acc"), o.auc = r.final_log.num(i, "test_auc"), o.f1 = r.final_log.num(i, "test_f1");
+  }
+  return out;
+}
+
+// Paired per-fold differences between runs evaluated on the same folds (same test slides in every
+// fold), with a paired t-test (data::paired_t_test, as scipy.stats.ttest_rel).
+std::string paired_section(const std::vector<Run>& runs) {
+  std::vector<std::map<int, FoldOutcome>> outcomes;
+  for (const Run& r : runs) outcomes.push_back(fold_outcomes(r));
+  std::ostringstream rows;
+  int pairs = 0;
+  for (size_t i = 0; i < runs.size(); ++i)
+    for (size_t j = i + 1; j < runs.size(); ++j) {
+      const auto &a = outcomes[i], &b = outcomes[j];
+      if (a.size() < 2 || a.size() != b.size()) continue;
+      bool same = true;
+      for (const auto& [fold, o] : a)
+        if (!b.count(fold) || b.at(fold).test != o.test) same = false;
+      if (!same) continue;
+      ++pairs;
+      rows << "<tr><td class=\"l\">" << h(runs[i].name) << " &minus; " << h(runs[j].name) << "</td><td>" << a.size() << "</td>";
+      for (double FoldOutcome::*m : {&FoldOutcome::acc, &FoldOutcome::auc, &FoldOutcome::f1}) {
+        std::vector<double> x, y;
+        for (const auto& [fold, o] : a) x.push_back(o.*m), y.push_back(b.at(fold).*m);
+        const data::PairedTest t = data::paired_t_test(x, y);
+        rows << "<td>" << (t.mean_diff >= 0 ? "+" : "") << fmt_fixed(t.mean_diff, 4) << " (p "
+             << (std::isnan(t.p) ? std::string("-") : fmt_fixed(t.p, 3)) << ")</td>";
+      }
+      rows << "</tr>\n";
+    }
+  if (!pairs) return "";
+  std::ostringstream s;
+  s << "<h3 id=\"paired\">Paired differences (runs on the same folds)</h3>\n<table class=\"compare\">\n<tr><th class=\"l\">runs"
+       "</th><th>folds</th><th>test acc</th><th>test AUC</th><th>test F1</th></tr>\n"
+    << rows.str()
+    << "</table>\n<p class=\"caption\">Mean over folds of the per-fold difference (first run minus second), for runs whose "
+       "folds hold the same test slides; p: two-sided paired t-test over folds (n &minus; 1 degrees of freedom). With 5 "
+       "folds, only large, consistent differences reach p &lt; 0.05.</p>\n";
+  return s.str();
+}
+
 std::string comparison_section(const std::vector<Run>& runs) {
   std::ostringstream s;
   s << "<h2 id=\"comparison\">Comparison</h2>\n<table class=\"compare\">\n<tr><th class=\"l\">run</th><th class=\"l\">model</th>"
@@ -789,6 +844,7 @@ std::string comparison_section(const std::vector<Run>& runs) {
   }
   s << "</table>\n<p class=\"caption\">Mean &plusmn; sample standard deviation over folds; the row with the best mean "
        "accuracy is in bold. Shots: train slides per class in fold 0.</p>\n";
+  s << paired_section(runs);
   // Few-shot curves: metric vs shots, one line per model.
   std::set<int> shots;
   for (const Run& r : runs)
