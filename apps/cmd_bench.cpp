@@ -11,6 +11,7 @@
 #include <string>
 
 #include "apps/commands.h"
+#include "ops/cpu/isa.h"
 #include "data/safetensors.h"
 #include "models/attention_benchmark.h"
 #include "models/benchmark.h"
@@ -32,15 +33,18 @@ int64_t peak_rss_bytes() {
   return (int64_t)ru.ru_maxrss * 1024;
 }
 
-// --threads and --device, shared by the bench subcommands.
+// --threads, --device and --isa, shared by the bench subcommands.
 struct CommonFlags {
   int threads = 0;
-  std::string device = "cpu";
+  std::string device = "cpu", isa;
 };
 void add_common_flags(CLI::App* c, CommonFlags& f) {
   c->add_option("--threads", f.threads, "CPU threads (0 = all)")->capture_default_str();
   c->add_option("--device", f.device, "cpu | cuda | cuda:<index> (CUDA: peak_bytes is the device allocator's peak)")
       ->capture_default_str();
+  // Read by apps/main.cpp before anything runs (it sets LIBRAMIL_CPU_ISA); listed here for --help.
+  c->add_option("--isa", f.isa, "CPU kernels' instruction set: avx512 | avx2 | scalar (as LIBRAMIL_CPU_ISA; default: the processor's best)")
+      ->check(CLI::IsMember({"avx512", "avx2", "scalar"}));
 }
 // Applies --threads and returns the parsed --device.
 Device apply_common_flags(const CommonFlags& f) {
@@ -99,7 +103,7 @@ Runner add_bench_sinkhorn(CLI::App& app) {
                      {"epsilon", f->o.config.epsilon},
                      {"log_domain", f->o.config.log_domain},
                      {"threads", f->threads},
-                     {"device", f->o.device.str()},
+                     {"device", f->o.device.str()}, {"isa", cpu::isa_name(cpu::cpu_isa())},
                      {"repeats", f->o.repeats},
                      {"median_ms", r.median_ms},
                      {"min_ms", r.min_ms},
@@ -147,7 +151,7 @@ Runner add_bench_attention(CLI::App& app) {
                      {"backward_ran", r.backward_ran},
                      {"forward_only", f->o.forward_only},
                      {"threads", f->threads},
-                     {"device", f->o.device.str()},
+                     {"device", f->o.device.str()}, {"isa", cpu::isa_name(cpu::cpu_isa())},
                      {"repeats", f->o.repeats},
                      {"median_ms", r.median_ms},
                      {"min_ms", r.min_ms},
@@ -195,7 +199,7 @@ Runner add_bench(CLI::App& app) {
     f->o.device = apply_common_flags(*f);
     bench::TrainStepResult r = bench::bench_train_step(f->o);
     nlohmann::json j{{"impl", "libramil"},         {"model", f->o.model},           {"mode", f->o.mode},
-                     {"instances", f->o.instances}, {"dim", f->o.dim},               {"threads", f->threads}, {"device", f->o.device.str()},
+                     {"instances", f->o.instances}, {"dim", f->o.dim},               {"threads", f->threads}, {"device", f->o.device.str()}, {"isa", cpu::isa_name(cpu::cpu_isa())},
                      {"median_ms", r.median_ms},   {"min_ms", r.min_ms},            {"forward_median_ms", r.forward_median_ms},
                      {"peak_bytes", r.peak_bytes}, {"parameters", r.parameters}};
     j["peak_rss_bytes"] = peak_rss_bytes();

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 
@@ -20,7 +21,13 @@ void set_threads(int threads) {
 static int run_cli(int argc, char** argv) {
   CLI::App app{"libramil: few-shot whole-slide-image classification with Libra-MIL (from-scratch C++/CUDA stack)"};
   app.require_subcommand(1);
-  // The CPU kernels' instruction set (ops/cpu/isa.h); a bad LIBRAMIL_CPU_ISA stops here in one line.
+  // The CPU kernels' instruction set (ops/cpu/isa.h): the bench commands' --isa X is
+  // LIBRAMIL_CPU_ISA=X, set before the first kernel asks; a bad value stops here in one line.
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--isa" && i + 1 < argc) setenv("LIBRAMIL_CPU_ISA", argv[i + 1], 1);
+    else if (a.rfind("--isa=", 0) == 0) setenv("LIBRAMIL_CPU_ISA", a.c_str() + 6, 1);
+  }
   std::string isa;
   try {
     isa = lm::cpu::isa_name(lm::cpu::cpu_isa());
