@@ -6,19 +6,13 @@
 #include <stdexcept>
 
 #include "data/atomic_file.h"
+#include "data/tables.h"
 
 namespace lm::data {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string o = "\"";
-  for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return o + "\"";
-}
 
 std::string readme(const TaskPriors& p) {
   std::string r =
@@ -41,14 +35,20 @@ std::string readme(const TaskPriors& p) {
 
 }  // namespace
 
-std::vector<std::string> write_task_prior_files(const TaskPriors& p, const std::string& dir, bool overwrite) {
+std::string instance_priors_json(const TaskPriors& p) { return nlohmann::json(p.entities).dump(2) + "\n"; }
+
+std::string bag_priors_csv(const TaskPriors& p) {
   std::string bag;
-  for (const std::string& t : p.bag_priors()) bag += csv_field(t) + "\n";
+  for (const std::string& t : p.bag_priors()) bag += csv_quoted(t) + "\n";
+  return bag;
+}
+
+std::vector<std::string> write_task_prior_files(const TaskPriors& p, const std::string& dir, bool overwrite) {
   std::string classes = "label,name\n";
   for (int c = 0; c < p.num_classes(); ++c) classes += std::to_string(c) + "," + csv_field(p.class_names[c]) + "\n";
   const std::vector<std::pair<std::string, std::string>> files = {
-      {"instance_priors.json", nlohmann::json(p.entities).dump(2) + "\n"},
-      {"bag_priors.csv", bag},
+      {"instance_priors.json", instance_priors_json(p)},
+      {"bag_priors.csv", bag_priors_csv(p)},
       {"classes.csv", classes},
       {"README.txt", readme(p)}};
   std::error_code ec;

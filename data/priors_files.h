@@ -11,6 +11,11 @@
 
 namespace lm::data {
 
+// The two prior files' contents, as `train` reads them and `simulate` writes them too: the
+// entity texts as a JSON list, and the bag texts one quoted row each (low rows, then high).
+std::string instance_priors_json(const TaskPriors& p);
+std::string bag_priors_csv(const TaskPriors& p);
+
 // Writes the four files into `dir` (created if needed), each atomically. Refuses, naming the
 // file, when one of them exists and `overwrite` is false. Returns the paths written.
 std::vector<std::string> write_task_prior_files(const TaskPriors& p, const std::string& dir, bool overwrite);

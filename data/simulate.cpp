@@ -17,6 +17,8 @@
 
 #include "data/atomic_file.h"
 #include "data/formats/hdf5_writer.h"
+#include "data/priors_files.h"
+#include "data/tables.h"
 #include "tensor/rng.h"
 
 namespace lm::data {
@@ -598,15 +600,6 @@ void write_slide_h5(const std::string& path, const Slide& s, const SimulateOptio
   w.commit();
 }
 
-std::string csv_quote(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
-
 std::string readme_text(const SimulateOptions& o, const TaskPriors& p, const SimulateSummary& sum) {
   std::ostringstream r;
   r << "SIMULATED DATA - NOT REAL WHOLE-SLIDE IMAGES\n"
@@ -739,7 +732,7 @@ SimulateSummary write_dataset(const SimulateOptions& o, const TaskPriors& p, con
     for (int64_t k = 0; k <= K; ++k) {
       if (count[k] == 0) continue;
       ents << s.name << "," << s.label << "," << (k == K ? -1 : k) << ","
-           << csv_quote(k == K ? std::string("background") : p.entity_name((size_t)k)) << "," << count[k] << ","
+           << csv_quoted(k == K ? std::string("background") : p.entity_name((size_t)k)) << "," << count[k] << ","
            << fmt_double((double)count[k] / (double)s.n) << "\n";
     }
     sum.slides.push_back({s.name, s.label, s.n, s.background, s.focal_fraction});
@@ -752,13 +745,11 @@ SimulateSummary write_dataset(const SimulateOptions& o, const TaskPriors& p, con
     if (std::regex_match(f, sim_name) && !written.count(f)) fs::remove(e.path(), ec);
   }
 
-  std::string bag;
-  for (const std::string& t : p.bag_priors()) bag += csv_quote(t) + "\n";
   for (const auto& [name, text] : std::vector<std::pair<const char*, std::string>>{
            {"labels.csv", lab.str()},
            {"entities.csv", ents.str()},
-           {"instance_priors.json", nlohmann::json(p.entities).dump(2) + "\n"},
-           {"bag_priors.csv", bag},
+           {"instance_priors.json", instance_priors_json(p)},
+           {"bag_priors.csv", bag_priors_csv(p)},
            {"README.txt", readme_text(o, p, sum)}}) {
     write_file_atomic((root / name).string(), text);
     made.push_back(root / name);

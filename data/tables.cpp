@@ -57,6 +57,17 @@ json read_json(const std::string& path) {
 
 // ---- CSV ---------------------------------------------------------------------------------
 
+std::string csv_quoted(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string csv_field(const std::string& s) { return s.find_first_of(",\"\n\r") == std::string::npos ? s : csv_quoted(s); }
+
 std::vector<CsvRecord> parse_csv(const std::string& text, const std::string& origin) {
   std::vector<CsvRecord> out;
   CsvRecord rec;

@@ -78,5 +78,9 @@ struct CsvRecord {
   int line = 0;
 };
 std::vector<CsvRecord> parse_csv(const std::string& text, const std::string& origin);
+// A CSV field as RFC 4180 writes it: quoted (inner quotes doubled) only when it holds a comma, a
+// quote or a line break; csv_quoted always quotes (the bag-prior files' one quoted text per row).
+std::string csv_field(const std::string& s);
+std::string csv_quoted(const std::string& s);
 
 }  // namespace lm::data

@@ -31,6 +31,7 @@ namespace lm::slides {
 namespace fs = std::filesystem;
 
 namespace {
+using data::csv_field;
 using data::trim;
 
 
@@ -38,13 +39,6 @@ std::string fmt(double v, int digits = 6) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*g", digits, v);
   return buf;
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string o = "\"";
-  for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return o + "\"";
 }
 
 // Removes what a killed run left of `name` in `dir`: its temporary files (data/atomic_file.h).
