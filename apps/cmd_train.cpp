@@ -21,6 +21,7 @@
 #include "apps/inputs.h"
 #include "apps/run_config.h"
 #include "data/atomic_file.h"
+#include "data/libramil_home.h"
 #include "data/run_lock.h"
 #include "models/baselines.h"
 #include "models/report.h"
@@ -348,7 +349,7 @@ int run_train(TrainFlags& f) {
       ds.z_bag = read_embeddings(f.bag_embeddings, C);
     } else {
       std::unique_ptr<models::TextEncoder> enc = models::load_text_encoder(f.encoder);
-      std::string cache_dir = (fs::path(models::default_encoder_path()).parent_path().parent_path() / "embeddings").string();
+      std::string cache_dir = (fs::path(data::libramil_home()) / "embeddings").string();
       ds.z_ins = models::encode_cached(*enc, ds.instance_prompts, cache_dir);
       ds.z_bag = models::encode_cached(*enc, bag, cache_dir);
     }

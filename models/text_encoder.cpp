@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 
+#include "data/libramil_home.h"
 #include "data/safetensors.h"
 #include "models/text_bert.h"
 #include "models/text_conch.h"
@@ -20,14 +21,7 @@ using namespace text_detail;
 namespace fs = std::filesystem;
 
 std::string default_encoder_path() {
-  std::string home;
-  if (const char* h = std::getenv("LIBRAMIL_HOME"); h && *h) {
-    home = h;
-  } else {
-    const char* user_home = std::getenv("HOME");
-    home = (fs::path(user_home && *user_home ? user_home : ".") / ".cache" / "libramil").string();
-  }
-  return (fs::path(home) / "encoders" / "all-MiniLM-L6-v2.safetensors").string();
+  return (fs::path(data::libramil_home()) / "encoders" / "all-MiniLM-L6-v2.safetensors").string();
 }
 
 std::unique_ptr<TextEncoder> load_text_encoder(const std::string& path_in) {

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "data/libramil_home.h"
 #include "data/safetensors.h"
 #include "models/encoders/conch_vision.h"
 #include "models/encoders/efficientnet_lite.h"
@@ -121,14 +122,7 @@ std::vector<std::string> known_patch_encoders() {
 }
 
 std::string patch_encoder_path(const std::string& name) {
-  std::string home;
-  if (const char* h = std::getenv("LIBRAMIL_HOME"); h && *h) {
-    home = h;
-  } else {
-    const char* user_home = std::getenv("HOME");
-    home = (fs::path(user_home && *user_home ? user_home : ".") / ".cache" / "libramil").string();
-  }
-  return (fs::path(home) / "encoders" / (name + ".safetensors")).string();
+  return (fs::path(data::libramil_home()) / "encoders" / (name + ".safetensors")).string();
 }
 
 std::unique_ptr<PatchEncoder> load_patch_encoder(const std::string& name_or_path, Device device) {
