@@ -7,7 +7,7 @@
 //   - everything else: im2col per image, then one GEMM per group (the project's SGEMM /
 //     DGEMM, ops/cpu/gemm.h); the backward maps the GEMM's gradient back with col2im.
 // Images run one after another with the GEMM threaded inside, except when a per-image GEMM is
-// too small for the GEMM's own threads (ops/cpu/gemm.cpp: gemm_threads): then images run in
+// too small for the GEMM's own threads (ops/cpu/gemm.h: gemm_threads): then images run in
 // parallel, each GEMM single-threaded. Sums over images (grad_weight, grad_bias) always run in
 // image order: the same bits for any thread count.
 #include "ops/cpu/conv2d.h"
@@ -23,7 +23,6 @@ namespace lm::cpu {
 namespace {
 
 constexpr int64_t kParallelGrain = 1 << 16;       // elements of work before a loop goes parallel
-constexpr double kSmallGemmMacs = 4.0 * 1024 * 1024;  // gemm.cpp runs smaller products on one thread
 
 template <class T>
 T* data_or_null(const Tensor& t) {
@@ -114,6 +113,24 @@ void bias_grad(const T* g, int64_t N, int64_t C, int64_t P, T* gb) {
   }
 }
 
+// Runs image(n, col) for every image n, col a scratch buffer of col_size elements: images in
+// parallel (a buffer per thread) when one image's GEMM (M x N x K) is too small for sgemm's own
+// threads, else one after another with the GEMM threaded.
+template <class T, class Image>
+void for_each_image(int64_t N, size_t col_size, int64_t M, int64_t Ncols, int64_t K, const Image& image) {
+  if (N > 1 && gemm_threads(M, Ncols, K) <= 1) {
+#pragma omp parallel
+    {
+      std::vector<T> col(col_size);
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < N; ++n) image(n, col.data());
+    }
+  } else {
+    std::vector<T> col(col_size);
+    for (int64_t n = 0; n < N; ++n) image(n, col.data());
+  }
+}
+
 template <class T>
 void forward_typed(const T* x, const T* w, const T* bias, const Conv2dGeometry& g, T* out) {
   if (g.depthwise()) return depthwise_forward(x, w, bias, g, out);
@@ -132,17 +149,7 @@ void forward_typed(const T* x, const T* w, const T* bias, const Conv2dGeometry& 
       gemm(false, false, Cog, P, Kg, w + gr * Cog * Kg, Kg, col + gr * Kg * P, P, beta, on + gr * Cog * P, P);
   };
   const size_t col_size = pointwise ? 0 : (size_t)(g.C_in * g.KH * g.KW * P);
-  if (g.N > 1 && (double)Cog * P * Kg < kSmallGemmMacs) {
-#pragma omp parallel
-    {
-      std::vector<T> col(col_size);
-#pragma omp for schedule(static)
-      for (int64_t n = 0; n < g.N; ++n) image(n, col.data());
-    }
-  } else {
-    std::vector<T> col(col_size);
-    for (int64_t n = 0; n < g.N; ++n) image(n, col.data());
-  }
+  for_each_image<T>(g.N, col_size, Cog, P, Kg, image);
 }
 
 template <class T>
@@ -164,17 +171,7 @@ void backward_typed(const T* gout, const T* x, const T* w, const Conv2dGeometry&
         gemm(true, false, Kg, P, Cog, w + gr * Cog * Kg, Kg, gn + gr * Cog * P, P, (T)0, col + gr * Kg * P, P);
       col2im(col, g.C_in, g, gxn);
     };
-    if (g.N > 1 && (double)Cog * P * Kg < kSmallGemmMacs) {
-#pragma omp parallel
-      {
-        std::vector<T> col(col_size);
-#pragma omp for schedule(static)
-        for (int64_t n = 0; n < g.N; ++n) image(n, col.data());
-      }
-    } else {
-      std::vector<T> col(col_size);
-      for (int64_t n = 0; n < g.N; ++n) image(n, col.data());
-    }
+    for_each_image<T>(g.N, col_size, Cog, P, Kg, image);
   }
   if (gw) {
     // grad W[group] (Cog, Kg) += grad_out[n, group] (Cog, P) x col[group]^T (P, Kg), n in order.

@@ -289,15 +289,6 @@ void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
   }
 }
 
-// How many threads to use for an M x N x K product: 1 inside a parallel region or for
-// problems too small to amortise waking the second core.
-int gemm_threads(int64_t M, int64_t N, int64_t K) {
-  if (omp_in_parallel()) return 1;
-  const double macs = double(M) * double(N) * double(K);
-  if (macs < 4.0 * 1024.0 * 1024.0) return 1;
-  return std::max(1, omp_get_max_threads());
-}
-
 // LIBRAMIL_GEMM_SKINNY=0 sends skinny shapes through the packed path as well.
 bool skinny_enabled() {
   static const bool on = [] {
@@ -351,6 +342,13 @@ void sgemm_impl(const KernelSpec& ks, bool trans_a, bool trans_b, int64_t M, int
 }
 
 }  // namespace
+
+int gemm_threads(int64_t M, int64_t N, int64_t K) {
+  if (omp_in_parallel()) return 1;
+  const double macs = double(M) * double(N) * double(K);
+  if (macs < 4.0 * 1024.0 * 1024.0) return 1;  // too small to amortise waking the second core
+  return std::max(1, omp_get_max_threads());
+}
 
 // ---- public API -------------------------------------------------------------------------
 bool gemm_kernel_supported(GemmKernel k) {

@@ -27,6 +27,11 @@ void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double a
            const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
            double* C, int64_t ldc);
 
+// How many threads sgemm gives an M x N x K product: 1 inside a parallel region or for products
+// too small to amortise waking the second core (callers with many small products, like conv2d's
+// per-image GEMMs, parallelise over the products instead).
+int gemm_threads(int64_t M, int64_t N, int64_t K);
+
 // The micro-kernel families. Auto = best the CPU supports, unless the environment variable
 // LIBRAMIL_GEMM_KERNEL=portable|avx2|avx512 forces one.
 enum class GemmKernel { Auto, Portable, Avx2, Avx512 };
