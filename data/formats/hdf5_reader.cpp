@@ -60,30 +60,32 @@ std::vector<int64_t> H5Reader::shape(const std::string& dataset) const {
   return std::vector<int64_t>(dims.begin(), dims.end());
 }
 
-std::vector<int64_t> H5Reader::read_i64(const std::string& dataset) const {
+// Reads a whole dataset converted to `mem_type` into out (sized here); integer datasets always,
+// float datasets only when `floats_ok`.
+template <class T>
+void H5Reader::read_into(const std::string& dataset, int64_t mem_type, bool floats_ok, std::vector<T>& out) const {
   Closer ds{open_dataset(dataset), H5Dclose};
   Closer type{H5Dget_type(ds.id), H5Tclose};
-  if (H5Tget_class(type.id) != H5T_INTEGER) fail(path_, "dataset '" + dataset + "' is not integer-valued");
+  const H5T_class_t c = H5Tget_class(type.id);
+  if (c != H5T_INTEGER && !(floats_ok && c == H5T_FLOAT))
+    fail(path_, "dataset '" + dataset + (floats_ok ? "' is not numeric" : "' is not integer-valued"));
   Closer space{H5Dget_space(ds.id), H5Sclose};
   const hssize_t n = H5Sget_simple_extent_npoints(space.id);
   if (n < 0) fail(path_, "dataset '" + dataset + "' has an unreadable shape");
-  std::vector<int64_t> out(static_cast<size_t>(n));
-  if (n > 0 && H5Dread(ds.id, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
+  out.assign(static_cast<size_t>(n), T{});
+  if (n > 0 && H5Dread(ds.id, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
     fail(path_, "dataset '" + dataset + "' cannot be read (corrupt or truncated)");
+}
+
+std::vector<int64_t> H5Reader::read_i64(const std::string& dataset) const {
+  std::vector<int64_t> out;
+  read_into(dataset, H5T_NATIVE_INT64, false, out);
   return out;
 }
 
 std::vector<float> H5Reader::read_f32(const std::string& dataset) const {
-  Closer ds{open_dataset(dataset), H5Dclose};
-  Closer type{H5Dget_type(ds.id), H5Tclose};
-  const H5T_class_t c = H5Tget_class(type.id);
-  if (c != H5T_INTEGER && c != H5T_FLOAT) fail(path_, "dataset '" + dataset + "' is not numeric");
-  Closer space{H5Dget_space(ds.id), H5Sclose};
-  const hssize_t n = H5Sget_simple_extent_npoints(space.id);
-  if (n < 0) fail(path_, "dataset '" + dataset + "' has an unreadable shape");
-  std::vector<float> out(static_cast<size_t>(n));
-  if (n > 0 && H5Dread(ds.id, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
-    fail(path_, "dataset '" + dataset + "' cannot be read (corrupt or truncated)");
+  std::vector<float> out;
+  read_into(dataset, H5T_NATIVE_FLOAT, true, out);
   return out;
 }
 

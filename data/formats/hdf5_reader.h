@@ -34,6 +34,8 @@ class H5Reader {
   std::unique_lock<std::mutex> lock_;
   int64_t file_ = -1;  // hid_t
   int64_t open_dataset(const std::string& name) const;
+  template <class T>
+  void read_into(const std::string& dataset, int64_t mem_type, bool floats_ok, std::vector<T>& out) const;
 };
 
 }  // namespace lm::data
