@@ -112,6 +112,7 @@ struct Run {
   std::map<std::string, std::string> inputs;
   std::string model = "unknown", model_label = "unknown";
   int num_classes = 0, folds = 0;
+  std::vector<std::string> class_names;  // train --classes (config.json "classes"); empty: numbered
   int shots = -1;
   std::string shots_note;
   bool has_summary = false;
@@ -215,6 +216,10 @@ Run load_run(const std::string& dir, size_t index) {
     if (!r.config.is_object()) throw std::runtime_error("not a JSON object");
     for (const std::string& m : train::drop_mistyped_config_keys(r.config)) r.notes.push_back("config.json: " + h(m) + "; ignored.");
     if (r.config.contains("inputs")) for (auto& [k, v] : r.config["inputs"].items()) r.inputs[k] = v.get<std::string>();
+    if (r.config.contains("classes") && r.config["classes"].is_string()) {
+      std::stringstream names(r.config["classes"].get<std::string>());
+      for (std::string n; std::getline(names, n, ',');) r.class_names.push_back(n);
+    }
     r.model = r.config.value("model", std::string("unknown"));
     r.num_classes = r.config.value("num_classes", 0);
     r.folds = r.config.value("folds", 0);
@@ -307,15 +312,9 @@ Run load_run(const std::string& dir, size_t index) {
   return r;
 }
 
-// A class as the run names it: `train --classes` (config.json "classes"), else "class <c>".
+// A class as the run names it: `train --classes`, else "class <c>".
 std::string class_name(const Run& r, int c) {
-  if (r.config.contains("classes") && r.config["classes"].is_string()) {
-    std::vector<std::string> names;
-    std::stringstream ss(r.config["classes"].get<std::string>());
-    for (std::string n; std::getline(ss, n, ',');) names.push_back(n);
-    if (c >= 0 && c < (int)names.size()) return names[c];
-  }
-  return "class " + std::to_string(c);
+  return c >= 0 && c < (int)r.class_names.size() ? r.class_names[c] : "class " + std::to_string(c);
 }
 
 // ---- sections ------------------------------------------------------------------------------
