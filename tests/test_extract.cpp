@@ -25,13 +25,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace lm;
-using test::have_openslide;
-using test::kCmu;
-using test::kTcga;
-using test::q;
-using test::slide_path;
+using namespace test::slide_fixtures;
 using nlohmann::json;
-
 
 
 // The stand-in encoder: 6 pixel statistics per patch (see the file comment).
@@ -49,19 +44,6 @@ Tensor pixel_stats(const std::vector<const uint8_t*>& rgb, int64_t h, int64_t w)
     for (int k = 0; k < 6; ++k) out.push_back(float(s[k] / double(k < 3 ? nl : nr)));
   }
   return Tensor::from_vector(out, {int64_t(rgb.size()), 6});
-}
-
-// Patches of one slide with `patch` into `dir`; returns the config folder name.
-std::string make_patches(const std::string& slide, const fs::path& dir, double mag, double mpp) {
-  slides::PatchOptions po;
-  po.inputs = {slide_path(slide).string()};
-  po.out = dir.string();
-  po.mag = mag;
-  po.mpp = mpp;
-  const auto recs = slides::run_patching(po, nullptr);
-  REQUIRE(recs.size() == 1);
-  REQUIRE_MESSAGE(recs[0].status == "ok", recs[0].reason);
-  return slides::patch_config_name(mag, po.patch_size, po.overlap);
 }
 
 slides::ExtractOptions options(const fs::path& patches, const fs::path& out, const std::vector<std::string>& slide_names) {
@@ -88,15 +70,15 @@ TEST_CASE("extract: every patch's pixels, level and row order agree with opensli
   const fs::path dir = test::scratch_dir("extract_pixels");
   struct Case {
     std::string slide;
-    double mag, mpp;
+    double mag;
     int level, size;  // what the reference reads
   };
-  // cmu: one level, 20x -> level 0, 256 px. tcga (mpp given): 10x -> patch 512 px at level 0,
+  // cmu: one level, 20x -> level 0, 256 px. tcga (mpp 0.5 given): 10x -> patch 512 px at level 0,
   // read from level 1 (downsample 2.0005) as 256 px.
-  for (const Case& c : {Case{"cmu-1-small-region", 20, 0, 0, 256}, Case{"tcga-cr-7395-01a-01-ts1", 10, 0.5, 1, 256}}) {
+  for (const Case& c : {Case{"cmu-1-small-region", 20, 0, 256}, Case{"tcga-cr-7395-01a-01-ts1", 10, 1, 256}}) {
     CAPTURE(c.slide);
     const fs::path pdir = dir / ("patches_" + c.slide), odir = dir / ("features_" + c.slide);
-    const std::string config = make_patches(c.slide, pdir, c.mag, c.mpp);
+    const std::string config = patch_slide(c.slide, pdir, c.mag);
     std::vector<std::string> lines;
     const auto recs = slides::run_extraction(options(pdir, odir, {c.slide}), pixel_stats,
                                              {nullptr, [&](const std::string& l) { lines.push_back(l); }});
@@ -132,9 +114,9 @@ TEST_CASE("extract: a second run skips finished slides; shards split the slides;
   if (!have_openslide()) return;
   const fs::path dir = test::scratch_dir("extract_resume");
   const fs::path pdir = dir / "patches";
-  const std::string config = make_patches("cmu-1-small-region", pdir, 20, 0);
-  // The tcga slide at 20x with a given mpp into the same patch folder.
-  make_patches("tcga-cr-7395-01a-01-ts1", pdir, 20, 0.5);
+  const std::string config = patch_slide("cmu-1-small-region", pdir, 20);
+  // The tcga slide at 20x (its mpp given) into the same patch folder.
+  patch_slide("tcga-cr-7395-01a-01-ts1", pdir, 20);
   const std::vector<std::string> both = {"cmu-1-small-region", "tcga-cr-7395-01a-01-ts1"};
   auto o = options(pdir, dir / "out", both);
   int calls = 0;
@@ -167,7 +149,7 @@ TEST_CASE("extract: bad input fails one slide with a line naming the file, and w
   if (!have_openslide()) return;
   const fs::path dir = test::scratch_dir("extract_bad");
   const fs::path pdir = dir / "patches";
-  const std::string config = make_patches("tcga-cr-7395-01a-01-ts1", pdir, 20, 0.5);
+  const std::string config = patch_slide("tcga-cr-7395-01a-01-ts1", pdir, 20);
   // The tcga patches file renamed as cmu's: its coordinates lie outside the smaller cmu slide.
   fs::create_directories(pdir / config / "patches");
   fs::copy_file(pdir / config / "patches" / "tcga-cr-7395-01a-01-ts1_patches.h5",
@@ -268,7 +250,7 @@ TEST_CASE("libramil extract: EfficientNet-Lite0 features of a real slide that tr
   const fs::path encoder = models::patch_encoder_path("efficientnet-lite0");
   if (!test::data_present(encoder, "EfficientNet-Lite0 (tools/setup.sh converts it)")) return;
   const fs::path dir = test::scratch_dir("extract_cli");
-  const std::string config = make_patches("cmu-1-small-region", dir / "run", 20, 0);
+  const std::string config = patch_slide("cmu-1-small-region", dir / "run", 20);
   const std::string slide = slide_path("cmu-1-small-region").string();
   REQUIRE(test::run_libramil("extract --slides " + slide + " --patches " + (dir / "run").string() + " --out " +
                                  (dir / "run").string() + " --batch 12 --threads 2",

@@ -32,28 +32,14 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace lm;
-using test::have_openslide;
-using test::kCmu;
-using test::kTcga;
-using test::q;
-using test::slide_path;
+using namespace test::slide_fixtures;
 using nlohmann::json;
-
-
 
 
 // The patches of one slide at 20x, `size` pixels (the TCGA slide has no mpp: 0.5 is given).
 slides::PatchCoords patches(const std::string& slide, int size, const fs::path& dir) {
-  slides::PatchOptions po;
-  po.inputs = {slide_path(slide).string()};
-  po.out = dir.string();
-  po.mpp = slide == kTcga ? 0.5 : 0;
-  po.patch_size = size;
-  const auto recs = slides::run_patching(po, nullptr);
-  REQUIRE(recs.size() == 1);
-  REQUIRE_MESSAGE(recs[0].status == "ok", recs[0].reason);
-  return slides::read_patch_coords(
-      (dir / slides::patch_config_name(20, size, 0) / "patches" / (slide + "_patches.h5")).string());
+  const std::string config = patch_slide(slide, dir, 20, size);
+  return slides::read_patch_coords((dir / config / "patches" / (slide + "_patches.h5")).string());
 }
 
 // Nearest colormap position of a colour (1024 steps).

@@ -20,13 +20,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace lm;
-using test::have_openslide;
-using test::kCmu;
-using test::kTcga;
-using test::q;
-using test::slide_path;
+using namespace test::slide_fixtures;
 using nlohmann::json;
-
 
 
 
