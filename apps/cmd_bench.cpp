@@ -12,10 +12,10 @@
 
 #include "apps/commands.h"
 #include "ops/cpu/isa.h"
-#include "data/safetensors.h"
-#include "models/attention_benchmark.h"
-#include "models/benchmark.h"
-#include "models/sinkhorn_benchmark.h"
+#include "data/formats/safetensors.h"
+#include "bench/drivers/attention_benchmark.h"
+#include "bench/drivers/benchmark.h"
+#include "bench/drivers/sinkhorn_benchmark.h"
 
 namespace lm::app {
 

@@ -11,11 +11,11 @@
 
 #include "apps/commands.h"
 #include "data/atomic_file.h"
-#include "data/simulate.h"
+#include "data/sim/simulate.h"
 #include "data/tables.h"
-#include "models/report.h"
-#include "models/text_encoder.h"
-#include "models/trainer.h"
+#include "models/report/report.h"
+#include "models/text/text_encoder.h"
+#include "models/train/trainer.h"
 
 namespace lm::app {
 

@@ -1,6 +1,6 @@
 // `libramil extract`: patches (from `libramil patch`) or folders of tiles -> a patch encoder on our
 // own engine -> one features file per slide in TRIDENT's layout, which `train` reads. The
-// pipeline lives in data/slides/feature_extraction.h, the encoders in models/encoders/; this
+// pipeline lives in data/slides/feature_extraction.h, the encoders in models/patch_encoders/; this
 // file parses flags, binds the encoder to the pipeline (one per device with --devices) and
 // prints progress. docs/extract.md.
 #include <unistd.h>
@@ -13,7 +13,7 @@
 
 #include "apps/commands.h"
 #include "data/slides/feature_extraction.h"
-#include "models/encoders/patch_encoder.h"
+#include "models/patch_encoders/patch_encoder.h"
 
 namespace lm::app {
 

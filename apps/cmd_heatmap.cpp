@@ -2,7 +2,7 @@
 // heatmap (PNG + JPEG) over a pyramid level, the patches as QuPath GeoJSON, and the top-k patches
 // at full resolution (docs/heatmaps.md). The scores come from `eval --scores` files, or from a
 // checkpoint run here on the features. The drawing lives in data/slides/heatmap.h, the scores in
-// models/patch_scores.h; this file pairs inputs, writes each slide's folder and prints.
+// models/mil/patch_scores.h; this file pairs inputs, writes each slide's folder and prints.
 //
 // A slide's outputs are built in a temporary folder beside OUT/<slide> and renamed into place
 // when complete, so a failure (coordinates outside the slide, a checkpoint of another feature
@@ -24,8 +24,9 @@
 #include "data/slides/image_io.h"
 #include "data/slides/patching.h"
 #include "data/slides/scores_file.h"
-#include "models/patch_scores.h"
-#include "models/trainer.h"
+#include "models/mil/patch_scores.h"
+#include "models/train/checkpoint.h"
+#include "models/train/trainer.h"
 
 namespace lm::app {
 

@@ -1,11 +1,11 @@
 // `libramil mil-benchmark`: the classic MIL benchmarks (Musk1, Musk2, Fox, Tiger, Elephant)
-// under the 5 x 10-fold protocol of Ilse et al. 2018 (models/mil_benchmark.h,
+// under the 5 x 10-fold protocol of Ilse et al. 2018 (models/classic_mil/mil_benchmark.h,
 // docs/mil_benchmarks.md). Progress on stderr; the last stdout line is the result as JSON.
 #include <iostream>
 
 #include "apps/commands.h"
-#include "data/mil_benchmark_data.h"
-#include "models/mil_benchmark.h"
+#include "models/classic_mil/mil_benchmark_data.h"
+#include "models/classic_mil/mil_benchmark.h"
 
 namespace lm::app {
 

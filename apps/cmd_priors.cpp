@@ -1,9 +1,9 @@
 // `libramil priors --task rcc|nsclc|camelyon16 --out DIR`: writes the language priors shipped
-// for a task (written for this project; data/priors_files.h) as the files `train` reads.
+// for a task (written for this project; data/sim/priors_files.h) as the files `train` reads.
 #include <iostream>
 
 #include "apps/commands.h"
-#include "data/priors_files.h"
+#include "data/sim/priors_files.h"
 
 namespace lm::app {
 

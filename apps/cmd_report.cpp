@@ -1,10 +1,10 @@
-// `libramil report RUN_DIR...`: one self-contained HTML page (models/report.h).
+// `libramil report RUN_DIR...`: one self-contained HTML page (models/report/report.h).
 #include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "apps/commands.h"
-#include "models/report.h"
+#include "models/report/report.h"
 
 namespace lm::app {
 

@@ -1,11 +1,11 @@
 // `libramil simulate`: writes a simulated whole-slide dataset (feature bags, labels, instance
-// and bag priors) for one task; the generative model is data/simulate.h / docs/simulator.md.
+// and bag priors) for one task; the generative model is data/sim/simulate.h / docs/simulator.md.
 #include <iostream>
 #include <map>
 
 #include "apps/commands.h"
-#include "data/simulate.h"
-#include "models/text_encoder.h"
+#include "data/sim/simulate.h"
+#include "models/text/text_encoder.h"
 
 namespace lm::app {
 

@@ -1,5 +1,5 @@
 // `libramil train`: flags (the reference code's names plus ours), input loading, the
-// protocol run (models/trainer.h) and the results table.
+// protocol run (models/train/trainer.h) and the results table.
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,8 +14,6 @@
 #include <sstream>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <set>
-#include <sstream>
 
 #include "apps/commands.h"
 #include "apps/inputs.h"
@@ -23,11 +21,12 @@
 #include "data/atomic_file.h"
 #include "data/libramil_home.h"
 #include "data/run_lock.h"
-#include "models/baselines.h"
-#include "models/report.h"
-#include "models/run_files.h"
-#include "models/text_encoder.h"
-#include "models/trainer.h"
+#include "models/mil/baselines.h"
+#include "models/report/report.h"
+#include "models/train/config_json.h"
+#include "models/train/run_files.h"
+#include "models/text/text_encoder.h"
+#include "models/train/trainer.h"
 
 namespace lm::app {
 
@@ -168,26 +167,11 @@ void check_flags(const TrainFlags& f) {
 void load_resume_flags(TrainFlags& f) {
   const RunConfig c(f.resume);
   auto& o = f.opt;
-  o.model = c.text("model", o.model);
-  o.libramil.mode = c.text("mode", o.libramil.mode);
-  o.libramil.fusion = c.text("fusion", o.libramil.fusion);
-  o.libramil.ablation = c.text("ablation", o.libramil.ablation);
-  o.libramil.ot_epsilon = c.number("ot_epsilon", o.libramil.ot_epsilon);
-  o.libramil.ot_iter = c.integer("ot_iter", o.libramil.ot_iter);
-  o.libramil.heads = c.integer("heads", o.libramil.heads);
-  o.libramil.num_vis_prototypes = c.integer("num_vis_prototypes", o.libramil.num_vis_prototypes);
-  o.epochs = c.integer("epochs", o.epochs);
-  o.folds = c.integer("folds", o.folds);
-  o.lr = c.number("lr", o.lr);
-  o.weight_decay = c.number("weight_decay", o.weight_decay);
-  o.warmup_steps = c.integer("warmup_steps", o.warmup_steps);
-  o.seed = c.unsigned_integer("seed", o.seed);
-  o.select = c.text("select", o.select);
-  if (const std::string names = c.text("classes", ""); !names.empty()) {
-    f.classes.clear();
-    std::stringstream ss(names);
-    for (std::string n; std::getline(ss, n, ',');) f.classes.push_back(n);
-  }
+  // The run's options through the one reader of config.json (models/train/config_json.h).
+  train::options_from_json(c.json(), o, [&](const std::string& key, const nlohmann::json& value, const char* expected) {
+    c.wrong(key, value, expected);
+  });
+  if (!o.class_names.empty()) f.classes = o.class_names;
   f.num_classes = c.integer("num_classes", f.num_classes);
   f.num_classes_given = c.contains("num_classes");
   f.labels_csv = c.input("labels");
@@ -366,12 +350,12 @@ int run_train(TrainFlags& f) {
     data::prepare_output_dir(f.save_dir, f.overwrite);
     if (!lock) lock = std::make_unique<data::DirLock>(f.save_dir);
     // --overwrite: the earlier run's files go (all of them: a 1-fold run must not leave an
-    // old fold 1 for the report), every other file stays (models/run_files.h).
+    // old fold 1 for the report), every other file stays (models/train/run_files.h).
     if (f.overwrite) train::remove_run_files(f.save_dir);
     // A split drawn here (--shots) is kept with the run, in --data_split_json's format.
     if (f.split_json.empty()) data::write_split_json((fs::path(f.save_dir) / "split.json").string(), ds.splits);
   }
-  if (!f.resume.empty()) {  // what the killed run left that the resume does not use (models/run_files.h)
+  if (!f.resume.empty()) {  // what the killed run left that the resume does not use (models/train/run_files.h)
     const std::vector<std::string> gone = train::remove_resume_leftovers(f.resume);
     if (!gone.empty() && !f.quiet) {
       std::cerr << "resume: removed " << gone.size() << " file(s) the interrupted run left:";

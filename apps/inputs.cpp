@@ -7,7 +7,7 @@
 #include <stdexcept>
 
 #include "data/feature_bag.h"
-#include "data/safetensors.h"
+#include "data/formats/safetensors.h"
 
 namespace lm::app {
 

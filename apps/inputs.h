@@ -6,7 +6,7 @@
 
 #include "data/feature_cache.h"
 #include "data/tables.h"
-#include "models/trainer.h"
+#include "models/train/trainer.h"
 
 namespace lm::app {
 

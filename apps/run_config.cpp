@@ -1,7 +1,9 @@
 // RunConfig (see run_config.h). Every error ends with what to do: fix the file, or start the
 // run again in the same directory with --overwrite (which removes only the run's own files,
-// models/run_files.h).
+// models/train/run_files.h).
 #include "apps/run_config.h"
+
+#include "models/train/config_json.h"
 
 #include <cerrno>
 #include <charconv>
@@ -23,12 +25,6 @@ std::string how_to_proceed(const std::string& dir) {
 }
 
 // A value as it appears in the file, shortened for the message.
-std::string shown(const nlohmann::json& v) {
-  std::string s = v.dump();
-  if (s.size() > 40) s = s.substr(0, 37) + "...";
-  return s;
-}
-
 }  // namespace
 
 RunConfig::RunConfig(const std::string& run_dir) : dir_(run_dir), path_((fs::path(run_dir) / "config.json").string()) {
@@ -54,7 +50,7 @@ RunConfig::RunConfig(const std::string& run_dir) : dir_(run_dir), path_((fs::pat
 }
 
 void RunConfig::wrong(const std::string& key, const nlohmann::json& value, const char* expected) const {
-  throw std::runtime_error("file " + path_ + ": '" + key + "' is " + shown(value) + ", expected " + expected +
+  throw std::runtime_error("file " + path_ + ": '" + key + "' is " + train::shown_json(value) + ", expected " + expected +
                            "; fix the value, or " + how_to_proceed(dir_));
 }
 
@@ -66,27 +62,6 @@ int RunConfig::integer(const char* key, int fallback) const {
                              : (v.get<int64_t>() > std::numeric_limits<int>::max() || v.get<int64_t>() < std::numeric_limits<int>::min()))
     wrong(key, v, "an integer of at most 10 digits");
   return v.get<int>();
-}
-
-uint64_t RunConfig::unsigned_integer(const char* key, uint64_t fallback) const {
-  if (!json_.contains(key)) return fallback;
-  const nlohmann::json& v = json_[key];
-  if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<int64_t>() >= 0)) wrong(key, v, "a non-negative integer");
-  return v.get<uint64_t>();
-}
-
-double RunConfig::number(const char* key, double fallback) const {
-  if (!json_.contains(key)) return fallback;
-  const nlohmann::json& v = json_[key];
-  if (!v.is_number()) wrong(key, v, "a number");
-  return v.get<double>();
-}
-
-std::string RunConfig::text(const char* key, const std::string& fallback) const {
-  if (!json_.contains(key)) return fallback;
-  const nlohmann::json& v = json_[key];
-  if (!v.is_string()) wrong(key, v, "a string");
-  return v.get<std::string>();
 }
 
 std::string RunConfig::input(const char* key) const {

@@ -16,22 +16,23 @@ class RunConfig {
   explicit RunConfig(const std::string& run_dir);
 
   const std::string& path() const { return path_; }
+  const nlohmann::json& json() const { return json_; }
   bool contains(const char* key) const { return json_.contains(key); }
 
-  // The value of `key`, or `fallback` when the key is absent. A value of another type (or
+  // The value of `key`, or `fallback` when the key is absent (the run's options are read with
+  // models/train/config_json.h's options_from_json, given wrong() below). A value of another type (or
   // out of range) throws "file <path>: 'epochs' is "ten", expected an integer; ...".
   int integer(const char* key, int fallback) const;
-  uint64_t unsigned_integer(const char* key, uint64_t fallback) const;
-  double number(const char* key, double fallback) const;
-  std::string text(const char* key, const std::string& fallback) const;
 
   // inputs.<key>: a string, "" when absent (or "inputs" is).
   std::string input(const char* key) const;
   // inputs.<key> holding a whole number as text (e.g. "shots": "8"); `fallback` when absent or "".
   int input_integer(const char* key, int fallback) const;
 
- private:
+  // Throws "file <path>: '<key>' is <value>, expected <expected>; fix the value, or ...".
   [[noreturn]] void wrong(const std::string& key, const nlohmann::json& value, const char* expected) const;
+
+ private:
   std::string dir_, path_;
   nlohmann::json json_;
 };

@@ -47,7 +47,7 @@ sys.path.insert(0, HERE)
 import openblas_env  # noqa: E402
 
 CLASSES = 3  # rcc
-MEDIAN_PATCHES = 4000  # data/simulate.cpp task_median_patches("rcc"); sizes are log-normal, sigma 0.8
+MEDIAN_PATCHES = 4000  # data/sim/simulate.cpp task_median_patches("rcc"); sizes are log-normal, sigma 0.8
 
 
 def run(cmd, env=None, log=None):

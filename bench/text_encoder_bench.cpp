@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "data/safetensors.h"
-#include "models/text_encoder.h"
+#include "data/formats/safetensors.h"
+#include "models/text/text_encoder.h"
 
 int main(int argc, char** argv) {
   if (argc < 3) {

@@ -14,8 +14,7 @@
 #include "cuda/conv2d_kernels.cuh"
 #include "cuda/gemm.h"
 #include "cuda/kernels.h"
-#include "ops/cpu/conv2d.h"
-#include "ops/cpu/pool.h"
+#include "tensor/op_kinds.h"
 
 namespace lm::cuda {
 
@@ -23,7 +22,7 @@ namespace {
 
 using namespace conv2d_kernels;
 
-ConvGeom geom(const cpu::Conv2dGeometry& g) {
+ConvGeom geom(const Conv2dGeometry& g) {
   return ConvGeom{g.N,  g.C_in,  g.H,        g.W,        g.C_out,   g.KH,     g.KW,
                   g.OH, g.OW,    g.stride_h, g.stride_w, g.pad_top, g.pad_left, g.groups};
 }
@@ -34,7 +33,7 @@ T* data_or_null(const Tensor& t) {
 }
 
 template <class T>
-void forward_typed(const Tensor& x, const Tensor& weight, const Tensor& bias, const cpu::Conv2dGeometry& g,
+void forward_typed(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dGeometry& g,
                    Tensor& out, cudaStream_t s) {
   const ConvGeom cg = geom(g);
   const T* xp = x.data<T>();
@@ -71,7 +70,7 @@ void forward_typed(const Tensor& x, const Tensor& weight, const Tensor& bias, co
 }
 
 template <class T>
-void backward_typed(const Tensor& grad_out, const Tensor& x, const Tensor& weight, const cpu::Conv2dGeometry& g,
+void backward_typed(const Tensor& grad_out, const Tensor& x, const Tensor& weight, const Conv2dGeometry& g,
                     Tensor& grad_x, Tensor& grad_weight, Tensor& grad_bias, cudaStream_t s) {
   const ConvGeom cg = geom(g);
   const T* gp = grad_out.data<T>();
@@ -145,7 +144,7 @@ void backward_typed(const Tensor& grad_out, const Tensor& x, const Tensor& weigh
 
 }  // namespace
 
-void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const cpu::Conv2dGeometry& g,
+void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dGeometry& g,
                     Tensor& out) {
   KernelScope scope(x);
   if (g.N == 0) return;
@@ -153,7 +152,7 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, c
   else forward_typed<double>(x, weight, bias, g, out, scope.stream);
 }
 
-void conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tensor& weight, const cpu::Conv2dGeometry& g,
+void conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tensor& weight, const Conv2dGeometry& g,
                      Tensor& grad_x, Tensor& grad_weight, Tensor& grad_bias) {
   KernelScope scope(grad_out);
   if (grad_out.dtype() == DType::F32)

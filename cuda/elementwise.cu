@@ -14,13 +14,13 @@
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/elementwise_kernels.cuh"
-#include "ops/cpu/elementwise.h"
+#include "tensor/op_kinds.h"
 
 namespace lm::cuda {
 
-using cpu::BinaryOp;
-using cpu::UnaryOp;
-using cpu::UnaryParams;
+using lm::BinaryOp;
+using lm::UnaryOp;
+using lm::UnaryParams;
 
 namespace {
 

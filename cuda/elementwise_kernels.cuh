@@ -8,12 +8,12 @@
 
 #include "device_math.cuh"
 #include "index2.cuh"
-#include "ops/cpu/elementwise.h"
+#include "tensor/op_kinds.h"
 
 namespace LM_CUDA_NS::elementwise_kernels {
 
-using cpu::BinaryOp;
-using cpu::UnaryOp;
+using lm::BinaryOp;
+using lm::UnaryOp;
 
 template <class T> struct Vec;
 template <> struct Vec<float> { using type = float4; };

@@ -1,5 +1,5 @@
 // CUDA graphs (cuda/graph.cu): capture a piece of work once, replay it with one launch.
-// Includes no CUDA headers (usable from g++ code, e.g. models/benchmark.cpp).
+// Includes no CUDA headers (usable from g++ code, e.g. bench/drivers/benchmark.cpp).
 //
 // Use, for a step whose shapes never change (bench train-step --cuda-graph):
 //   StreamScope scope(device);          // a non-blocking stream becomes the current one

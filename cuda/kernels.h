@@ -9,33 +9,29 @@
 // LIBRAMIL_WITH_CUDA for lm_cuda and everything above it), so every LM_DISPATCH kernel must be
 // declared here and implemented in cuda/.
 #pragma once
+#include <vector>
+
 #include "cuda/copy.h"
 #include "cuda/device.h"
 #include "cuda/gemm.h"
-#include "ops/cpu/conv2d.h"
-#include "ops/cpu/elementwise.h"
-#include "ops/cpu/layer_norm.h"
-#include "ops/cpu/loss.h"
-#include "ops/cpu/pool.h"
-#include "ops/cpu/reduce.h"
-#include "ops/cpu/resize.h"
-#include "ops/cpu/softmax.h"
+#include "tensor/kernel_args.h"
+#include "tensor/op_kinds.h"
 #include "tensor/tensor.h"
 
 namespace lm::cuda {
 
 // ---- elementwise (ops/cpu/elementwise.h; cuda/elementwise.cu) -------------------------------
 // a, b: any layout, broadcastable to out's shape; out: packed broadcast shape.
-void binary_forward(cpu::BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out);
+void binary_forward(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out);
 // x, out: (n) packed.
-void unary_forward(cpu::UnaryOp op, const cpu::UnaryParams& p, const Tensor& x, Tensor& out);
+void unary_forward(UnaryOp op, const UnaryParams& p, const Tensor& x, Tensor& out);
 // x, y, grad_y, grad_x: (n) packed.
-void unary_backward(cpu::UnaryOp op, const cpu::UnaryParams& p, const Tensor& x, const Tensor& y,
+void unary_backward(UnaryOp op, const UnaryParams& p, const Tensor& x, const Tensor& y,
                     const Tensor& grad_y, Tensor& grad_x);
 
 // ---- reductions (ops/cpu/reduce.h; cuda/reduce.cu) -----------------------------------------
 // x: (outer, reduced, inner) packed; out: (outer, inner) packed.
-void reduce_forward(cpu::ReduceOp op, const Tensor& x, int64_t outer, int64_t reduced, int64_t inner, Tensor& out);
+void reduce_forward(ReduceOp op, const Tensor& x, int64_t outer, int64_t reduced, int64_t inner, Tensor& out);
 // x: (outer, reduced, inner) packed; out: (outer, inner) int64.
 void argmax_forward(const Tensor& x, int64_t outer, int64_t reduced, int64_t inner, Tensor& out);
 
@@ -59,10 +55,10 @@ void layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& we
 // ---- conv2d and adaptive pooling (ops/cpu/conv2d.h, ops/cpu/pool.h; cuda/conv2d.cu) ------
 // x: (N, C_in, H, W), weight: (C_out, C_in / groups, KH, KW), bias: (C_out) or undefined,
 // out: (N, C_out, OH, OW); all packed.
-void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const cpu::Conv2dGeometry& g, Tensor& out);
+void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dGeometry& g, Tensor& out);
 // grad_out: (N, C_out, OH, OW); x / weight: undefined when grad_weight / grad_x is; grad_x,
 // grad_weight, grad_bias: packed, shaped like x, weight, bias, or undefined to skip.
-void conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tensor& weight, const cpu::Conv2dGeometry& g,
+void conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tensor& weight, const Conv2dGeometry& g,
                      Tensor& grad_x, Tensor& grad_weight, Tensor& grad_bias);
 // x: (rows, H, W) packed; out: (rows, OH, OW) packed.
 void adaptive_avg_pool2d_forward(const Tensor& x, int64_t rows, int64_t H, int64_t W, int64_t OH, int64_t OW,
@@ -70,6 +66,21 @@ void adaptive_avg_pool2d_forward(const Tensor& x, int64_t rows, int64_t H, int64
 // grad_out: (rows, OH, OW) packed; grad_x: (rows, H, W) packed.
 void adaptive_avg_pool2d_backward(const Tensor& grad_out, int64_t rows, int64_t H, int64_t W, int64_t OH, int64_t OW,
                                   Tensor& grad_x);
+
+// ---- Adam / AdamW update (ops/cpu/adam.h; cuda/optim.cu) -------------------------------------
+// Every parameter on this device; p, g, m, v packed, one dtype. One kernel per parameter.
+void adam_update(const std::vector<AdamParam>& params);
+
+// ---- Sinkhorn (ops/cpu/sinkhorn.h, "the op's entry points"; cuda/sinkhorn.cu) ----------------
+// a: (B, K1), b: (B, K2), cost: (K1, K2) shared or (B, K1, K2), all packed; exactly one of
+// plan (B, K1, K2) / col_sums (B, K2) defined, written.
+void sinkhorn_tensor_forward(const Tensor& a, const Tensor& b, const Tensor& cost, const SinkhornOptions& o,
+                             Tensor& plan, Tensor& col_sums);
+// Exactly one of grad_plan / grad_col_sums defined; grad_a, grad_b written; grad_cost written
+// when defined.
+void sinkhorn_tensor_backward(const Tensor& a, const Tensor& b, const Tensor& cost, const SinkhornOptions& o,
+                              const Tensor& grad_plan, const Tensor& grad_col_sums, Tensor& grad_a, Tensor& grad_b,
+                              Tensor& grad_cost);
 
 // ---- cross-entropy (ops/cpu/loss.h; cuda/loss.cu) -------------------------------------------
 // logits: (B, C) packed; target: (B) int64; loss: one element; lse: (B) float64.
@@ -110,9 +121,9 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
 
 // ---- image resize and normalize_channels (ops/cpu/resize.h; cuda/resize.cu) -----------------
 // x: (rows, axis.src_size) packed; out: (rows, axis.dst_size); axis: the table on x's device.
-void resize_horizontal_pass(const Tensor& x, int64_t rows, const cpu::ResizeAxis& axis, Tensor& out);
+void resize_horizontal_pass(const Tensor& x, int64_t rows, const ResizeAxis& axis, Tensor& out);
 // x: (planes, axis.src_size, width) packed; out: (planes, axis.dst_size, width).
-void resize_vertical_pass(const Tensor& x, int64_t planes, int64_t width, const cpu::ResizeAxis& axis, Tensor& out);
+void resize_vertical_pass(const Tensor& x, int64_t planes, int64_t width, const ResizeAxis& axis, Tensor& out);
 // x, out: (planes, hw) packed, channel p % C; mean, sd: (C), x's dtype.
 void normalize_channels_forward(const Tensor& x, int64_t planes, int64_t C, int64_t hw, const Tensor& mean,
                                 const Tensor& sd, Tensor& out);

@@ -13,7 +13,7 @@
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/layer_norm_kernels.cuh"
-#include "ops/cpu/layer_norm.h"
+#include "tensor/op_kinds.h"
 
 namespace lm::cuda {
 

@@ -12,7 +12,7 @@
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/loss_kernels.cuh"
-#include "ops/cpu/loss.h"
+#include "tensor/op_kinds.h"
 
 namespace lm::cuda {
 

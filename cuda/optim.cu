@@ -1,5 +1,6 @@
 // Adam / AdamW parameter update on the GPU: one elementwise kernel per parameter, the CPU
-// kernel's arithmetic (models/optim.cpp, adam_range) line for line. Per element:
+// kernel's arithmetic (ops/cpu/adam.cpp, adam_range) line for line. Reached through the
+// adam_update op (ops/adam.h; declared in cuda/kernels.h). Per element:
 //   p <- p * decay                                 (AdamW; rounded to T)
 //   g <- g + wd * p                                (Adam with L2 weight decay; rounded to T)
 //   m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2      (each rounded to T)
@@ -12,7 +13,7 @@
 #include <string>
 
 #include "cuda/common.cuh"
-#include "cuda/optim.h"
+#include "cuda/kernels.h"
 #include "cuda/optim_kernels.cuh"
 
 namespace lm::cuda {
@@ -21,17 +22,8 @@ namespace {
 
 using namespace optim_kernels;
 
-}  // namespace
-
-void adam_update(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, const AdamStep& c) {
-  const Tensor* others[3] = {&g, &m, &v};
-  for (const Tensor* t : others)
-    if (t->shape() != p.shape() || t->dtype() != p.dtype() || t->device() != p.device() || !t->is_contiguous())
-      throw std::invalid_argument("cuda::adam_update: gradient and state must match the parameter " + p.str() +
-                                  " (packed, same dtype and device), got " + t->str());
-  if (!p.device().is_cuda() || !p.is_contiguous() || !is_compute_float(p.dtype()))
-    throw std::invalid_argument("cuda::adam_update: parameter must be a packed float32/float64 CUDA tensor, got " +
-                                p.str());
+// One parameter (shapes, dtypes and devices checked by the op).
+void update_one(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, const AdamStep& c) {
   KernelScope scope(p);
   const int64_t n = p.numel();
   if (n == 0) return;
@@ -47,6 +39,12 @@ void adam_update(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, const AdamSte
         static_cast<double*>(m.raw_data()), static_cast<double*>(v.raw_data()), c.step_size, c.bc2_sqrt, c.beta1,
         c.beta2, c.eps, c.weight_decay, c.decay, mode);
   check_launch("adam_kernel");
+}
+
+}  // namespace
+
+void adam_update(const std::vector<AdamParam>& params) {
+  for (const AdamParam& a : params) update_one(a.p, a.g, a.m, a.v, a.step);
 }
 
 }  // namespace lm::cuda

@@ -14,11 +14,11 @@
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/reduce_kernels.cuh"
-#include "ops/cpu/reduce.h"
+#include "tensor/op_kinds.h"
 
 namespace lm::cuda {
 
-using cpu::ReduceOp;
+using lm::ReduceOp;
 
 namespace {
 

@@ -8,11 +8,11 @@
 
 #include "block_reduce.cuh"
 #include "device_math.cuh"
-#include "ops/cpu/reduce_op.h"
+#include "tensor/op_kinds.h"
 
 namespace LM_CUDA_NS::reduce_kernels {
 
-using cpu::ReduceOp;
+using lm::ReduceOp;
 
 // x: (outer, red) packed; out: (outer) packed. One block per row (grid-stride over rows).
 template <class T>

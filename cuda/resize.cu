@@ -21,7 +21,7 @@ void require(bool ok, const char* fn, const std::string& why) {
   if (!ok) throw std::invalid_argument(std::string("cuda::") + fn + ": " + why);
 }
 
-void check_axis(const char* fn, const cpu::ResizeAxis& a, const Tensor& x) {
+void check_axis(const char* fn, const ResizeAxis& a, const Tensor& x) {
   require(a.offsets.defined() && a.offsets.dtype() == DType::I64 && a.offsets.numel() == a.dst_size + 1 &&
               a.offsets.device() == x.device() && a.src.defined() && a.src.dtype() == DType::I64 &&
               a.src.device() == x.device() && a.weight.defined() && a.weight.dtype() == x.dtype() &&
@@ -32,7 +32,7 @@ void check_axis(const char* fn, const cpu::ResizeAxis& a, const Tensor& x) {
 
 }  // namespace
 
-void resize_horizontal_pass(const Tensor& x, int64_t rows, const cpu::ResizeAxis& a, Tensor& out) {
+void resize_horizontal_pass(const Tensor& x, int64_t rows, const ResizeAxis& a, Tensor& out) {
   const char* fn = "resize_horizontal_pass";
   check_axis(fn, a, x);
   require(x.is_contiguous() && x.numel() == rows * a.src_size && out.is_contiguous() &&
@@ -53,7 +53,7 @@ void resize_horizontal_pass(const Tensor& x, int64_t rows, const cpu::ResizeAxis
   check_launch("resize_horizontal_kernel");
 }
 
-void resize_vertical_pass(const Tensor& x, int64_t planes, int64_t width, const cpu::ResizeAxis& a, Tensor& out) {
+void resize_vertical_pass(const Tensor& x, int64_t planes, int64_t width, const ResizeAxis& a, Tensor& out) {
   const char* fn = "resize_vertical_pass";
   check_axis(fn, a, x);
   require(x.is_contiguous() && x.numel() == planes * a.src_size * width && out.is_contiguous() &&

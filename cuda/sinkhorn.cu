@@ -2,6 +2,8 @@
 // one thread block per problem (kernels in cuda/sinkhorn_kernels.cuh). Mirrors ops/cpu/sinkhorn.cpp step by step (same recurrence, same stored
 // denominators S_t = Kmat w_{t-1} + 1e-8, R_t = Kmat^T u_t + 1e-8, same adjoint recurrence;
 // derivation in docs/ops/sinkhorn.md). Interface and conventions: cuda/sinkhorn.cuh.
+#include "cuda/common.cuh"
+#include "cuda/kernels.h"
 #include "sinkhorn.cuh"
 #include "sinkhorn_kernels.cuh"
 
@@ -11,7 +13,7 @@ namespace {
 using namespace sinkhorn_kernels;
 
 bool bad_args(int64_t B, int64_t K1, int64_t K2, const SinkhornOptions& opt) {
-  return B < 0 || K1 < 1 || K2 < 1 || !(opt.epsilon > 0.0) || opt.iterations < 0 || !(opt.tol >= 0.0);
+  return B < 0 || K1 < 1 || K2 < 1 || sinkhorn_options_problem(opt) != nullptr;
 }
 
 template <typename Kernel>
@@ -167,5 +169,67 @@ cudaError_t sinkhorn_log_backward(const T* a, const T* b, const T* cost, int64_t
 LM_CUDA_SINKHORN_INSTANTIATE(float)
 LM_CUDA_SINKHORN_INSTANTIATE(double)
 #undef LM_CUDA_SINKHORN_INSTANTIATE
+
+// ---- the op's entry points (cuda/kernels.h; the CPU twins are in ops/cpu/sinkhorn.h) ----------
+
+namespace {
+
+template <class T>
+T* ptr_or_null(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
+template <class T>
+void tensor_forward(const Tensor& a, const Tensor& b, const Tensor& cost, const SinkhornOptions& o, Tensor& plan,
+                    Tensor& cols) {
+  KernelScope scope(a);
+  const int64_t B = a.shape()[0], K1 = a.shape()[1], K2 = b.shape()[1];
+  const bool shared = cost.dim() == 2;
+  if (o.log_domain)
+    check(sinkhorn_log_forward<T>(a.data<T>(), b.data<T>(), cost.data<T>(), B, K1, K2, shared, o, nullptr, nullptr,
+                                  ptr_or_null<T>(plan), ptr_or_null<T>(cols), nullptr, nullptr, scope.stream),
+          "sinkhorn_log_forward");
+  else
+    check(sinkhorn_forward<T>(a.data<T>(), b.data<T>(), cost.data<T>(), B, K1, K2, shared, o, nullptr, nullptr,
+                              ptr_or_null<T>(plan), ptr_or_null<T>(cols), nullptr, nullptr, scope.stream),
+          "sinkhorn_forward");
+}
+
+template <class T>
+void tensor_backward(const Tensor& a, const Tensor& b, const Tensor& cost, const SinkhornOptions& o,
+                     const Tensor& gplan, const Tensor& gcols, Tensor& ga, Tensor& gb, Tensor& gc) {
+  KernelScope scope(a);
+  const int64_t B = a.shape()[0], K1 = a.shape()[1], K2 = b.shape()[1];
+  const bool shared = cost.dim() == 2;
+  const size_t ws = sinkhorn_backward_workspace_bytes(B, K1, K2, o.iterations, shared, sizeof(T));
+  Tensor work = Tensor::empty({(int64_t)((ws + 7) / 8)}, DType::I64, a.device());
+  if (o.log_domain)
+    check(sinkhorn_log_backward<T>(a.data<T>(), b.data<T>(), cost.data<T>(), B, K1, K2, shared, o, ptr_or_null<T>(gplan),
+                                   ptr_or_null<T>(gcols), nullptr, nullptr, nullptr, ga.data<T>(), gb.data<T>(),
+                                   ptr_or_null<T>(gc), work.raw_data(), work.nbytes(), scope.stream),
+          "sinkhorn_log_backward");
+  else
+    check(sinkhorn_backward<T>(a.data<T>(), b.data<T>(), cost.data<T>(), B, K1, K2, shared, o, ptr_or_null<T>(gplan),
+                               ptr_or_null<T>(gcols), nullptr, nullptr, nullptr, ga.data<T>(), gb.data<T>(),
+                               ptr_or_null<T>(gc), work.raw_data(), work.nbytes(), scope.stream),
+          "sinkhorn_backward");
+}
+
+}  // namespace
+
+void sinkhorn_tensor_forward(const Tensor& a, const Tensor& b, const Tensor& cost, const SinkhornOptions& o,
+                             Tensor& plan, Tensor& col_sums) {
+  if (a.dtype() == DType::F32) tensor_forward<float>(a, b, cost, o, plan, col_sums);
+  else tensor_forward<double>(a, b, cost, o, plan, col_sums);
+}
+
+void sinkhorn_tensor_backward(const Tensor& a, const Tensor& b, const Tensor& cost, const SinkhornOptions& o,
+                              const Tensor& grad_plan, const Tensor& grad_col_sums, Tensor& grad_a, Tensor& grad_b,
+                              Tensor& grad_cost) {
+  if (a.dtype() == DType::F32)
+    tensor_backward<float>(a, b, cost, o, grad_plan, grad_col_sums, grad_a, grad_b, grad_cost);
+  else
+    tensor_backward<double>(a, b, cost, o, grad_plan, grad_col_sums, grad_a, grad_b, grad_cost);
+}
 
 }  // namespace lm::cuda

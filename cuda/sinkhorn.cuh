@@ -7,7 +7,9 @@
 // Layout: one thread block per problem (grid-stride over problems), the problem's Kmat, u, w
 // and gradient vectors in shared memory; the backward's per-iteration denominators S_t, R_t
 // live in a global workspace slice per block. Raw device pointers, row-major; every output
-// pointer may be nullptr. Outputs are overwritten. Functions return the launch's cudaError_t.
+// pointer may be nullptr. Outputs are overwritten. These launch functions return the launch's
+// cudaError_t; the op's entry points (sinkhorn_tensor_forward / _backward, cuda/kernels.h,
+// defined in cuda/sinkhorn.cu) call them and throw on an error, like every kernel file.
 //
 // grad_cost with a shared cost: block g sums its problems (g, g + G, g + 2G, ...) in order into
 // its own (K1, K2) slice of the workspace, G = min(B, kSinkhornGradBlocks); a second kernel adds
@@ -20,18 +22,14 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "tensor/op_kinds.h"
+
 namespace lm::cuda {
 
-inline constexpr double kSinkhornStabiliser = 1e-8;  // u = a / (Kmat w + 1e-8), ...
 inline constexpr int64_t kSinkhornGradBlocks = 1024;  // G above
 inline constexpr int kSinkhornThreads = 128;          // threads per block
-
-struct SinkhornOptions {
-  double epsilon = 0.05;  // Kmat = exp(-C / epsilon)
-  int iterations = 20;    // maximum (with tol == 0: exact) number of (u, w) updates
-  double tol = 0.0;       // stop a problem when ||u o (Kmat w) - a||_1 < tol (row marginal)
-  bool log_domain_stabiliser = false;  // log domain only: include the 1e-8 terms (see CPU)
-};
+// kSinkhornStabiliser (the 1e-8 terms) and SinkhornOptions: tensor/op_kinds.h, shared with the
+// CPU kernels.
 
 template <typename T>
 cudaError_t sinkhorn_forward(const T* a,          // a: (B, K1) row-major

@@ -15,7 +15,7 @@
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/softmax_kernels.cuh"
-#include "ops/cpu/softmax.h"
+#include "tensor/op_kinds.h"
 
 namespace lm::cuda {
 

@@ -1,5 +1,5 @@
 // FNV-1a 64 (Fowler, Noll, Vo; http://www.isthe.com/chongo/tech/comp/fnv/): the checksum that
-// `train` records for the tensor data of each checkpoint it writes (data/safetensors.h,
+// `train` records for the tensor data of each checkpoint it writes (data/formats/safetensors.h,
 // kChecksumKey). It catches bytes damaged or changed after writing, not a deliberate forgery.
 #pragma once
 #include <cstddef>

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <stdexcept>
 
-#include "data/safetensors.h"
+#include "data/formats/safetensors.h"
 #include "fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "data/tokenizer.h"
+#include "data/text/tokenizer.h"
 
 namespace {
 

@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "data/tokenizer.h"
+#include "data/text/tokenizer.h"
 
 namespace {
 void exercise(const lm::data::Tokenizer& t, const std::string& extra) {

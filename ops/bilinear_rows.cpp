@@ -20,6 +20,7 @@
 #include "ops/reduce.h"
 #include "ops/scale_rows.h"
 #include "ops/shape.h"
+#include "ops/cpu/parallel.h"
 
 namespace lm {
 
@@ -27,7 +28,6 @@ using namespace ops_detail;
 
 namespace {
 
-constexpr int64_t kParallelGrain = 1 << 19;  // elements; see docs/tour.md "Threads"
 
 // <u, b> of two float32 rows on 16 lanes, float64 sums.
 LM_AVX512 double dot_avx512(const float* u, const float* b, int64_t Q) {
@@ -43,7 +43,7 @@ LM_AVX512 double dot_avx512(const float* u, const float* b, int64_t Q) {
 template <class T>
 void row_dots(const T* u, const T* b, int64_t ldb, int64_t N, int64_t Q, T* out) {
   const bool avx512 = cpu::row_kernels_avx512();
-#pragma omp parallel for schedule(static) if (N * Q > kParallelGrain)
+#pragma omp parallel for schedule(static) if (N * Q > cpu::kParallelGrain)
   for (int64_t i = 0; i < N; ++i) {
     const T* ui = u + i * Q;
     const T* bi = b + i * ldb;

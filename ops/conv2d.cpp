@@ -35,7 +35,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     fail(name, "paddings must be >= 0, got (top " + num(opt.pad_top) + ", bottom " + num(opt.pad_bottom) + ", left " +
                    num(opt.pad_left) + ", right " + num(opt.pad_right) + ")");
   if (opt.groups < 1) fail(name, "groups must be >= 1, got " + num(opt.groups));
-  cpu::Conv2dGeometry g;
+  Conv2dGeometry g;
   g.N = x.shape()[0];
   g.C_in = x.shape()[1];
   g.H = x.shape()[2];

@@ -51,7 +51,7 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
   return reshape(s, shape);
 }
 
-static Tensor binary(const char* name, cpu::BinaryOp op, const Tensor& a, const Tensor& b) {
+static Tensor binary(const char* name, BinaryOp op, const Tensor& a, const Tensor& b) {
   check_float(name, a);
   check_float(name, b);
   check_same(name, a, b);
@@ -65,23 +65,23 @@ static Tensor binary(const char* name, cpu::BinaryOp op, const Tensor& a, const 
     record(name, {a, b}, out, [=](const Tensor& g) -> std::vector<Tensor> {
       Tensor da, db;
       switch (op) {
-        case cpu::BinaryOp::Add:
+        case BinaryOp::Add:
           if (ga) da = sum_to(g, sa);
           if (gb) db = sum_to(g, sb);
           break;
-        case cpu::BinaryOp::Sub:
+        case BinaryOp::Sub:
           if (ga) da = sum_to(g, sa);
           if (gb) db = sum_to(neg(g), sb);
           break;
-        case cpu::BinaryOp::Mul:
+        case BinaryOp::Mul:
           if (ga) da = sum_to(mul(g, bd), sa);
           if (gb) db = sum_to(mul(g, ad), sb);
           break;
-        case cpu::BinaryOp::Div:
+        case BinaryOp::Div:
           if (ga) da = sum_to(div(g, bd), sa);
           if (gb) db = sum_to(neg(div(mul(g, ad), mul(bd, bd))), sb);
           break;
-        case cpu::BinaryOp::Eq: break;  // not reached: eq records no grad
+        case BinaryOp::Eq: break;  // not reached: eq records no grad
       }
       return {da, db};
     });
@@ -89,16 +89,16 @@ static Tensor binary(const char* name, cpu::BinaryOp op, const Tensor& a, const 
   return out;
 }
 
-Tensor add(const Tensor& a, const Tensor& b) { return binary("add", cpu::BinaryOp::Add, a, b); }
-Tensor sub(const Tensor& a, const Tensor& b) { return binary("sub", cpu::BinaryOp::Sub, a, b); }
-Tensor mul(const Tensor& a, const Tensor& b) { return binary("mul", cpu::BinaryOp::Mul, a, b); }
-Tensor div(const Tensor& a, const Tensor& b) { return binary("div", cpu::BinaryOp::Div, a, b); }
+Tensor add(const Tensor& a, const Tensor& b) { return binary("add", BinaryOp::Add, a, b); }
+Tensor sub(const Tensor& a, const Tensor& b) { return binary("sub", BinaryOp::Sub, a, b); }
+Tensor mul(const Tensor& a, const Tensor& b) { return binary("mul", BinaryOp::Mul, a, b); }
+Tensor div(const Tensor& a, const Tensor& b) { return binary("div", BinaryOp::Div, a, b); }
 Tensor eq(const Tensor& a, const Tensor& b) {
   NoGradGuard no_grad;  // a step function: zero gradient almost everywhere, none recorded
-  return binary("eq", cpu::BinaryOp::Eq, a, b);
+  return binary("eq", BinaryOp::Eq, a, b);
 }
 
-static Tensor unary(const char* name, cpu::UnaryOp op, const Tensor& x, cpu::UnaryParams p = {}) {
+static Tensor unary(const char* name, UnaryOp op, const Tensor& x, UnaryParams p = {}) {
   check_float(name, x);
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
@@ -115,23 +115,23 @@ static Tensor unary(const char* name, cpu::UnaryOp op, const Tensor& x, cpu::Una
   return out;
 }
 
-Tensor add(const Tensor& a, double s) { return unary("add_scalar", cpu::UnaryOp::AddScalar, a, {s, 0}); }
-Tensor mul(const Tensor& a, double s) { return unary("mul_scalar", cpu::UnaryOp::MulScalar, a, {s, 0}); }
-Tensor rsub(double s, const Tensor& a) { return unary("rsub_scalar", cpu::UnaryOp::RSubScalar, a, {s, 0}); }
-Tensor neg(const Tensor& x) { return unary("neg", cpu::UnaryOp::Neg, x); }
-Tensor exp(const Tensor& x) { return unary("exp", cpu::UnaryOp::Exp, x); }
-Tensor log(const Tensor& x) { return unary("log", cpu::UnaryOp::Log, x); }
-Tensor sqrt(const Tensor& x) { return unary("sqrt", cpu::UnaryOp::Sqrt, x); }
-Tensor pow(const Tensor& x, double e) { return unary("pow", cpu::UnaryOp::Pow, x, {e, 0}); }
-Tensor abs(const Tensor& x) { return unary("abs", cpu::UnaryOp::Abs, x); }
+Tensor add(const Tensor& a, double s) { return unary("add_scalar", UnaryOp::AddScalar, a, {s, 0}); }
+Tensor mul(const Tensor& a, double s) { return unary("mul_scalar", UnaryOp::MulScalar, a, {s, 0}); }
+Tensor rsub(double s, const Tensor& a) { return unary("rsub_scalar", UnaryOp::RSubScalar, a, {s, 0}); }
+Tensor neg(const Tensor& x) { return unary("neg", UnaryOp::Neg, x); }
+Tensor exp(const Tensor& x) { return unary("exp", UnaryOp::Exp, x); }
+Tensor log(const Tensor& x) { return unary("log", UnaryOp::Log, x); }
+Tensor sqrt(const Tensor& x) { return unary("sqrt", UnaryOp::Sqrt, x); }
+Tensor pow(const Tensor& x, double e) { return unary("pow", UnaryOp::Pow, x, {e, 0}); }
+Tensor abs(const Tensor& x) { return unary("abs", UnaryOp::Abs, x); }
 Tensor clamp(const Tensor& x, double lo, double hi) {
   if (lo > hi) fail("clamp", "lo " + std::to_string(lo) + " > hi " + std::to_string(hi));
-  return unary("clamp", cpu::UnaryOp::Clamp, x, {lo, hi});
+  return unary("clamp", UnaryOp::Clamp, x, {lo, hi});
 }
-Tensor relu(const Tensor& x) { return unary("relu", cpu::UnaryOp::Relu, x); }
-Tensor relu6(const Tensor& x) { return unary("relu6", cpu::UnaryOp::Relu6, x); }
-Tensor sigmoid(const Tensor& x) { return unary("sigmoid", cpu::UnaryOp::Sigmoid, x); }
-Tensor tanh(const Tensor& x) { return unary("tanh", cpu::UnaryOp::Tanh, x); }
-Tensor gelu(const Tensor& x) { return unary("gelu", cpu::UnaryOp::Gelu, x); }
+Tensor relu(const Tensor& x) { return unary("relu", UnaryOp::Relu, x); }
+Tensor relu6(const Tensor& x) { return unary("relu6", UnaryOp::Relu6, x); }
+Tensor sigmoid(const Tensor& x) { return unary("sigmoid", UnaryOp::Sigmoid, x); }
+Tensor tanh(const Tensor& x) { return unary("tanh", UnaryOp::Tanh, x); }
+Tensor gelu(const Tensor& x) { return unary("gelu", UnaryOp::Gelu, x); }
 
 }  // namespace lm

@@ -71,10 +71,10 @@ Tensor expand_back(const Tensor& g, const Shape& keep_shape, const Shape& full) 
   return expand(reshape(g, keep_shape), full).contiguous();
 }
 
-Tensor reduce_op(const char* name, cpu::ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+Tensor reduce_op(const char* name, ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   check_float(name, x);
   ReducePlan p = plan_reduce(name, x, dims, keepdim);
-  if (p.red == 0 && op != cpu::ReduceOp::Sum) fail(name, "reduction over an empty dimension of " + x.str());
+  if (p.red == 0 && op != ReduceOp::Sum) fail(name, "reduction over an empty dimension of " + x.str());
   Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
   LM_DISPATCH_NAMED(name, x.device(), reduce_forward, op, p.packed, p.outer, p.red, p.inner, out);
   if (needs_grad({x})) {
@@ -82,10 +82,10 @@ Tensor reduce_op(const char* name, cpu::ReduceOp op, const Tensor& x, const std:
     Tensor xs = x.detach(), ys = out.detach();
     record(name, {x}, out, [=](const Tensor& g) -> std::vector<Tensor> {
       Tensor gx;
-      if (op == cpu::ReduceOp::Sum) {
+      if (op == ReduceOp::Sum) {
         // d sum / dx_i = 1: broadcast the output gradient back.
         gx = expand_back(g, keep, full);
-      } else if (op == cpu::ReduceOp::Max) {
+      } else if (op == ReduceOp::Max) {
         // Split the gradient equally among the positions equal to the maximum (on the
         // tensors' device: no host round trip).
         Tensor mask = eq(xs, reshape(ys, keep));
@@ -104,7 +104,7 @@ Tensor reduce_op(const char* name, cpu::ReduceOp op, const Tensor& x, const std:
 }  // namespace
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  return reduce_op("sum", cpu::ReduceOp::Sum, x, dims, keepdim);
+  return reduce_op("sum", ReduceOp::Sum, x, dims, keepdim);
 }
 Tensor sum(const Tensor& x) { return sum(x, all_dims(x), false); }
 
@@ -119,13 +119,13 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 Tensor mean(const Tensor& x) { return mean(x, all_dims(x), false); }
 
 Tensor amax(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  return reduce_op("amax", cpu::ReduceOp::Max, x, dims, keepdim);
+  return reduce_op("amax", ReduceOp::Max, x, dims, keepdim);
 }
 Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
-  return reduce_op("max", cpu::ReduceOp::Max, x, {dim}, keepdim);
+  return reduce_op("max", ReduceOp::Max, x, {dim}, keepdim);
 }
 Tensor logsumexp(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  return reduce_op("logsumexp", cpu::ReduceOp::LogSumExp, x, dims, keepdim);
+  return reduce_op("logsumexp", ReduceOp::LogSumExp, x, dims, keepdim);
 }
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {

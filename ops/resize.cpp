@@ -22,8 +22,8 @@ using autograd::record;
 namespace {
 
 template <class T>
-cpu::ResizeAxis to_axis(const cpu::ResizeTable<T>& t, Device dev) {
-  cpu::ResizeAxis a;
+ResizeAxis to_axis(const cpu::ResizeTable<T>& t, Device dev) {
+  ResizeAxis a;
   a.src_size = t.src_size;
   a.dst_size = t.dst_size;
   a.offsets = Tensor::from_vector(t.offsets, {(int64_t)t.offsets.size()}).to(dev);
@@ -34,8 +34,8 @@ cpu::ResizeAxis to_axis(const cpu::ResizeTable<T>& t, Device dev) {
 
 // The tables of both axes (forward), and their transposes when `backward` (for the gradient).
 struct ResizePlan {
-  cpu::ResizeAxis rows, cols;        // rows: H -> out_h; cols: W -> out_w
-  cpu::ResizeAxis rows_t, cols_t;    // transposed: out_h -> H, out_w -> W
+  ResizeAxis rows, cols;        // rows: H -> out_h; cols: W -> out_w
+  ResizeAxis rows_t, cols_t;    // transposed: out_h -> H, out_w -> W
 };
 
 template <class T>
@@ -84,7 +84,7 @@ Tensor resize_image(const Tensor& x, int64_t out_h, int64_t out_w, ResizeMode mo
   LM_DISPATCH_NAMED(prof_label(name, mode_name(mode)), x.device(), resize_vertical_pass, tmp, planes, out_w, plan.rows,
                     out);
   if (grad) {
-    const cpu::ResizeAxis rows_t = plan.rows_t, cols_t = plan.cols_t;
+    const ResizeAxis rows_t = plan.rows_t, cols_t = plan.cols_t;
     const Shape xshape = x.shape();
     const DType dt = x.dtype();
     const Device dev = x.device();

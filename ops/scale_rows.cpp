@@ -5,6 +5,7 @@
 #include "ops/elementwise.h"
 #include "ops/op_utils.h"
 #include "ops/shape.h"
+#include "ops/cpu/parallel.h"
 
 namespace lm {
 
@@ -12,12 +13,11 @@ using namespace ops_detail;
 
 namespace {
 
-constexpr int64_t kParallelGrain = 1 << 19;  // see docs/tour.md "Threads"
 
 // out[i, :] = w[i] * x[i, :]
 template <class T>
 void scale_rows_forward(const T* x, const T* w, int64_t N, int64_t D, T* out) {
-#pragma omp parallel for schedule(static) if (N * D > kParallelGrain)
+#pragma omp parallel for schedule(static) if (N * D > cpu::kParallelGrain)
   for (int64_t i = 0; i < N; ++i) {
     const T wi = w[i];
     const T* xr = x + i * D;
@@ -30,7 +30,7 @@ void scale_rows_forward(const T* x, const T* w, int64_t N, int64_t D, T* out) {
 // gx[i, :] = w[i] g[i, :] (when gx), gw[i] = sum_j g[i, j] x[i, j] (when gw, float64 sums).
 template <class T>
 void scale_rows_backward(const T* g, const T* x, const T* w, int64_t N, int64_t D, T* gx, T* gw) {
-#pragma omp parallel for schedule(static) if (N * D > kParallelGrain)
+#pragma omp parallel for schedule(static) if (N * D > cpu::kParallelGrain)
   for (int64_t i = 0; i < N; ++i) {
     const T* gr = g + i * D;
     if (gx) {

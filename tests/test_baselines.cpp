@@ -1,9 +1,9 @@
-// Tests of the baseline MIL models (models/baselines.h):
+// Tests of the baseline MIL models (models/mil/baselines.h):
 //  - logits and every parameter gradient (cross-entropy loss, lm::backward) against the
 //    independent PyTorch implementations of tools/baselines_reference.py, with our random
 //    weights transferred through safetensors (which also checks that the state_dict names
 //    agree: the reference loads them strictly and returns one gradient per parameter);
-//  - the per-patch scores (models/patch_scores.h: ABMIL / gated attention, TransMIL class-token
+//  - the per-patch scores (models/mil/patch_scores.h: ABMIL / gated attention, TransMIL class-token
 //    attention) against the same reference's, computed there from its own attention matrices;
 //  - the factory, input checks and attention accessors;
 //  - each model overfits one bag with AdamW (a training sanity check).
@@ -19,10 +19,10 @@
 #include <string>
 #include <vector>
 
-#include "data/safetensors.h"
-#include "models/baselines.h"
-#include "models/optim.h"
-#include "models/patch_scores.h"
+#include "data/formats/safetensors.h"
+#include "models/mil/baselines.h"
+#include "models/nn/optim.h"
+#include "models/mil/patch_scores.h"
 #include "ops/ops.h"
 #include "tests/test_util.h"
 
@@ -63,7 +63,7 @@ struct Result {
   Tensor logits;
   std::map<std::string, Tensor> grads;
   std::vector<std::string> names;  // registration order
-  std::map<std::string, std::vector<float>> scores;  // models/patch_scores.h, when the model has them
+  std::map<std::string, std::vector<float>> scores;  // models/mil/patch_scores.h, when the model has them
 };
 
 }  // namespace

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "models/attention_benchmark.h"
+#include "bench/drivers/attention_benchmark.h"
 #include "ops/ops.h"
 #include "tests/attention_cases.h"
 #include "tensor/profiler.h"

@@ -22,8 +22,8 @@
 #include <limits>
 
 #include "data/tables.h"
-#include "models/benchmark.h"
-#include "models/optim.h"
+#include "bench/drivers/benchmark.h"
+#include "models/nn/optim.h"
 #include "ops/ops.h"
 #include "tensor/rng.h"
 #include "tensor/storage.h"

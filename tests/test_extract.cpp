@@ -17,7 +17,7 @@
 #include "data/slides/image_io.h"
 #include "data/slides/patching.h"
 #include "data/slides/slide.h"
-#include "models/encoders/patch_encoder.h"
+#include "models/patch_encoders/patch_encoder.h"
 #include "tests/slide_test_util.h"
 #include "tests/test_util.h"
 

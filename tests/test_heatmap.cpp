@@ -22,9 +22,10 @@
 #include "data/slides/image_io.h"
 #include "data/slides/patching.h"
 #include "data/slides/scores_file.h"
-#include "models/baselines.h"
-#include "models/libramil.h"
-#include "models/trainer.h"
+#include "models/mil/baselines.h"
+#include "models/mil/libramil.h"
+#include "models/train/checkpoint.h"
+#include "models/train/trainer.h"
 #include "tests/slide_test_util.h"
 #include "tests/test_util.h"
 

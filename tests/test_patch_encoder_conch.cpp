@@ -1,4 +1,4 @@
-// CONCH's vision tower (models/encoders/conch_vision.h) against the conch-fork wheel's own PyTorch
+// CONCH's vision tower (models/patch_encoders/conch_vision.h) against the conch-fork wheel's own PyTorch
 // model code (tools/conch_vision_reference.py: the wheel's _build_vision_tower over timm 0.9.16,
 // random ViT-like weights, a fake pytorch_model.bin in CONCH's key layout): the fake checkpoint
 // goes through tools/convert_weights.py conch-vision and load_patch_encoder, real 512 x 512
@@ -14,10 +14,10 @@
 #include <cmath>
 #include <cstdio>
 
-#include "data/safetensors.h"
+#include "data/formats/safetensors.h"
 #include "data/slides/slide.h"
-#include "models/encoders/conch_vision.h"
-#include "models/encoders/patch_encoder.h"
+#include "models/patch_encoders/conch_vision.h"
+#include "models/patch_encoders/patch_encoder.h"
 #include "tests/test_util.h"
 
 namespace {

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "data/safetensors.h"
+#include "data/formats/safetensors.h"
 #include "tests/test_util.h"
 
 using namespace lm;

@@ -10,8 +10,8 @@
 #include <fstream>
 #include <vector>
 
-#include "models/report.h"
-#include "models/svg_plot.h"
+#include "models/report/report.h"
+#include "models/report/svg_plot.h"
 #include "tests/test_util.h"
 
 using namespace lm;

@@ -1,4 +1,4 @@
-// data/safetensors.h: round trips of every dtype, metadata, empty and scalar tensors;
+// data/formats/safetensors.h: round trips of every dtype, metadata, empty and scalar tensors;
 // interchange with the Python safetensors library both ways (tools/safetensors_check.py);
 // every kind of malformed file is refused with a message naming the file; atomic writes; the
 // tensor-data checksum (written on request, verified on read).
@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "data/checksum.h"
-#include "data/safetensors.h"
+#include "data/formats/safetensors.h"
 #include "tests/test_util.h"
 
 namespace {

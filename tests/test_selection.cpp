@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/trainer.h"
+#include "models/train/trainer.h"
 #include "tests/test_util.h"
 
 namespace {

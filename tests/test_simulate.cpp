@@ -1,4 +1,4 @@
-// The whole-slide simulator (data/simulate.h): the written priors, the files it writes (read
+// The whole-slide simulator (data/sim/simulate.h): the written priors, the files it writes (read
 // back with the project's own readers), determinism, the alignment knob, camelyon16's focal
 // tumour share, the coordinate grid, refusal to overwrite, and a full disk (through the binary
 // on a small tmpfs). A fake deterministic "text encoder" (random unit vectors seeded by a hash
@@ -14,9 +14,9 @@
 #include <set>
 
 #include "data/feature_bag.h"
-#include "data/simulate.h"
+#include "data/sim/simulate.h"
 #include "data/tables.h"
-#include "models/text_encoder.h"
+#include "models/text/text_encoder.h"
 #include "tensor/rng.h"
 #include "tests/test_util.h"
 

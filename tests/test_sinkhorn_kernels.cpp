@@ -26,7 +26,7 @@
 
 namespace {
 
-using lm::cpu::SinkhornOptions;
+using lm::SinkhornOptions;
 using Vec = std::vector<double>;
 
 // ---- fixtures -------------------------------------------------------------------------------

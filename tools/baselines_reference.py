@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Independent PyTorch implementations of the baseline MIL models of models/baselines.h
+"""Independent PyTorch implementations of the baseline MIL models of models/mil/baselines.h
 (ABMIL, gated ABMIL, mean pooling, max pooling, TransMIL), with the same parameter names, so
 a state_dict written by the C++ models loads here strictly. The tests compare the C++ logits
 and parameter gradients against this file.
 
 TransMIL follows the authors' code (github.com/szc19990412/TransMIL, models/TransMIL.py) with
-the simplifications stated in models/baselines.h: exact softmax multi-head self-attention
+the simplifications stated in models/mil/baselines.h: exact softmax multi-head self-attention
 (parameter names of the Nystrom module: attn.to_qkv, no bias, and attn.to_out.0) instead of
 Nystrom attention, no dropout, cls_token of shape (1, L). PPEG uses real torch.nn.Conv2d
 depthwise convolutions (the C++ code builds them from shifted slices).
@@ -18,7 +18,7 @@ Subcommands
          .bin: raw little-endian float32, N*D values, --dim required), computes the logits
          (C) and the cross-entropy loss against L, back-propagates, and writes
          logits, loss and grad.<name> for every parameter, plus the per-patch scores of
-         models/patch_scores.h as scores.<name> (N): ABMIL and gated ABMIL "attention" (the
+         models/mil/patch_scores.h as scores.<name> (N): ABMIL and gated ABMIL "attention" (the
          pooling weights), TransMIL "attention" and "attention_layer1" (the class token's
          attention row in layer 2 / layer 1, mean over heads, without the class token's own
          entry, each padding token's entry added to the instance it copies).

@@ -360,7 +360,7 @@ def tf_same_pad(size, kernel, stride):
 
 def effnet_folded_forward(t, stem, blocks, x):
     """Pooled features (B, C) of the BN-folded network `t` on x (B, 3, H, W): the forward
-    models/encoders/efficientnet_lite.cpp implements (padding computed from each input)."""
+    models/patch_encoders/efficientnet_lite.cpp implements (padding computed from each input)."""
     F = _torch().nn.functional
 
     def conv(x, name, k, s, groups=1):

@@ -35,8 +35,9 @@ SAN=address,undefined
 LIBS=($HDF5_LIBS -lutf8proc -lfmt)
 # All of tensor/ (the bottom layer: tensor.cpp needs storage.cpp and profiler.cpp), and the
 # data/ readers the targets call.
-SRCS=(tensor/*.cpp data/atomic_file.cpp data/safetensors.cpp data/feature_bag.cpp data/tables.cpp
-      data/checksum.cpp data/formats/hdf5_writer.cpp data/tokenizer.cpp data/tokenizer_bpe.cpp data/tokenizer_wordpiece.cpp data/tokenizer_unicode.cpp
+SRCS=(tensor/*.cpp data/atomic_file.cpp data/feature_bag.cpp data/tables.cpp data/checksum.cpp
+      data/formats/safetensors.cpp data/formats/zip_reader.cpp data/formats/torch_pickle.cpp data/formats/hdf5_writer.cpp
+      data/text/tokenizer.cpp data/text/tokenizer_bpe.cpp data/text/tokenizer_wordpiece.cpp data/text/tokenizer_unicode.cpp
       data/slides/image_io.cpp data/slides/morphology.cpp data/slides/tissue.cpp)
 
 mkdir -p "$BUILD/obj"

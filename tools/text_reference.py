@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Independent PyTorch forwards of libramil's text encoders, the references the C++ encoders
-(models/text_bert.cpp, models/text_conch.cpp) are tested and benchmarked against.
+(models/text/text_bert.cpp, models/text/text_conch.cpp) are tested and benchmarked against.
 
   text_reference.py encode ENCODER.safetensors TEXTS.json OUT.safetensors [--threads N]
       ENCODER: a file written by tools/convert_weights.py. TEXTS.json: a JSON list of strings.

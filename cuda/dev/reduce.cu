@@ -20,7 +20,7 @@
 #include "cuda/reduce_kernels.cuh"
 
 namespace rk = lm::cuda::reduce_kernels;
-using lm::cpu::ReduceOp;
+using lm::ReduceOp;
 
 constexpr int kThreads = 256;
 

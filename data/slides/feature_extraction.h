@@ -7,7 +7,7 @@
 // at the first slide without a finished file (docs/extract.md).
 //
 // The encoder is passed in as a function, so this layer knows pixels and files but no model:
-// apps/cmd_extract.cpp binds it to models/encoders/, tests bind it to simple pixel statistics.
+// apps/cmd_extract.cpp binds it to models/patch_encoders/, tests bind it to simple pixel statistics.
 #pragma once
 #include <cstdint>
 #include <functional>

@@ -17,12 +17,12 @@
 #include <vector>
 
 #include "ops/cpu/gemm.h"
+#include "ops/cpu/parallel.h"
 
 namespace lm::cpu {
 
 namespace {
 
-constexpr int64_t kParallelGrain = 1 << 16;       // elements of work before a loop goes parallel
 
 template <class T>
 T* data_or_null(const Tensor& t) {
@@ -92,14 +92,14 @@ inline T dot_row(const T* __restrict__ g, const T* __restrict__ x, int64_t lo, i
 // out: (N, C_out, P) packed; every (n, co) row set to bias[co].
 template <class T>
 void fill_bias(const T* bias, int64_t N, int64_t C, int64_t P, T* out) {
-#pragma omp parallel for schedule(static) if (N * C * P > kParallelGrain)
+#pragma omp parallel for schedule(static) if (N * C * P > kImageParallelGrain)
   for (int64_t nc = 0; nc < N * C; ++nc) std::fill(out + nc * P, out + (nc + 1) * P, bias[nc % C]);
 }
 
 // grad_bias[c] = sum over n, p of g[n, c, p]; g: (N, C, P) packed; float64 sums in image order.
 template <class T>
 void bias_grad(const T* g, int64_t N, int64_t C, int64_t P, T* gb) {
-#pragma omp parallel for schedule(static) if (N * C * P > kParallelGrain)
+#pragma omp parallel for schedule(static) if (N * C * P > kImageParallelGrain)
   for (int64_t c = 0; c < C; ++c) {
     double s = 0;
     for (int64_t n = 0; n < N; ++n) {
@@ -197,7 +197,7 @@ void backward_typed(const T* gout, const T* x, const T* w, const Conv2dGeometry&
 template <class T>
 void im2col(const T* x, int64_t C, const Conv2dGeometry& g, T* col) {
   const int64_t P = g.OH * g.OW, rows = C * g.KH * g.KW;
-#pragma omp parallel for schedule(static) if (rows * P > kParallelGrain)
+#pragma omp parallel for schedule(static) if (rows * P > kImageParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t c = r / (g.KH * g.KW), kh = (r / g.KW) % g.KH, kw = r % g.KW;
     const T* xc = x + c * g.H * g.W;
@@ -226,7 +226,7 @@ template <class T>
 void col2im(const T* col, int64_t C, const Conv2dGeometry& g, T* x) {
   const int64_t P = g.OH * g.OW;
   // Each channel's plane gets only its own KH * KW rows of col: channels run in parallel.
-#pragma omp parallel for schedule(static) if (C * g.KH * g.KW * P > kParallelGrain)
+#pragma omp parallel for schedule(static) if (C * g.KH * g.KW * P > kImageParallelGrain)
   for (int64_t c = 0; c < C; ++c) {
     T* xc = x + c * g.H * g.W;
     std::fill(xc, xc + g.H * g.W, (T)0);
@@ -247,7 +247,7 @@ template <class T>
 void depthwise_forward(const T* x, const T* weight, const T* bias, const Conv2dGeometry& g, T* out) {
   const int64_t C = g.C_in, KK = g.KH * g.KW;
   const int64_t NC = g.N * C;
-#pragma omp parallel for schedule(static) if (NC * g.OH * g.OW * KK > kParallelGrain)
+#pragma omp parallel for schedule(static) if (NC * g.OH * g.OW * KK > kImageParallelGrain)
   for (int64_t nc = 0; nc < NC; ++nc) {
     const int64_t c = nc % C;
     const T* xp = x + nc * g.H * g.W;
@@ -274,7 +274,7 @@ void depthwise_backward(const T* grad_out, const T* x, const T* weight, const Co
                         T* grad_weight) {
   const int64_t C = g.C_in, KK = g.KH * g.KW, HW = g.H * g.W, P = g.OH * g.OW;
   const int64_t NC = g.N * C;
-  const bool parallel = NC * P * KK > kParallelGrain;
+  const bool parallel = NC * P * KK > kImageParallelGrain;
   if (grad_x) {
     // grad_x[n, c, ih, iw] = sum of w[c, kh, kw] * grad_out[n, c, oh, ow] over the taps that read it.
 #pragma omp parallel for schedule(static) if (parallel)

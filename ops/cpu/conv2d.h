@@ -3,27 +3,12 @@
 // group (ops/cpu/gemm.h), depthwise convolutions a direct kernel. Derivations of the backward
 // (im2col / col2im views of both gradients): docs/ops/conv2d.md.
 #pragma once
+#include "tensor/op_kinds.h"
 #include "tensor/tensor.h"
 
 namespace lm::cpu {
 
-// The geometry of one conv2d call, filled and checked by ops/conv2d.cpp: every size >= 1
-// except N (>= 0); C_in and C_out divisible by groups; strides >= 1; paddings >= 0.
-// The bottom / right paddings are implied by OH / OW (positions past H / W read zero).
-struct Conv2dGeometry {
-  int64_t N = 0, C_in = 0, H = 0, W = 0;  // x: (N, C_in, H, W)
-  int64_t C_out = 0, KH = 0, KW = 0;      // weight: (C_out, C_in / groups, KH, KW)
-  int64_t OH = 0, OW = 0;                 // out: (N, C_out, OH, OW)
-  int64_t stride_h = 1, stride_w = 1, pad_top = 0, pad_left = 0;
-  int64_t groups = 1;
-  // 1x1, stride 1, no padding, one group: out[n] = W x[n] as a (C_out, C_in) x (C_in, H W) GEMM.
-  bool pointwise() const {
-    return KH == 1 && KW == 1 && stride_h == 1 && stride_w == 1 && pad_top == 0 && pad_left == 0 && groups == 1 &&
-           OH == H && OW == W;
-  }
-  // One input channel per group and one output channel per input channel.
-  bool depthwise() const { return groups == C_in && groups == C_out && groups > 1; }
-};
+// Conv2dGeometry: tensor/op_kinds.h (shared with the CUDA kernels).
 
 // x: (N, C_in, H, W) packed; weight: (C_out, C_in / groups, KH, KW) packed; bias: (C_out)
 // packed or undefined (= 0); out: (N, C_out, OH, OW) packed (written). All one float dtype.

@@ -7,12 +7,12 @@
 #include <cmath>
 
 #include "ops/op_utils.h"
+#include "ops/cpu/parallel.h"
 
 namespace lm::cpu {
 
 namespace {
 
-constexpr int64_t kParallelGrain = 1 << 19;  // see docs/tour.md "Threads"
 
 template <class T, class F>
 void binary_loop(const Tensor& a, const Tensor& b, Tensor& out, F f) {

@@ -1,17 +1,12 @@
 // CPU kernels for elementwise ops: broadcasting binary ops and parameterised unary maps,
 // forward and backward. Inputs are float32 or float64; outputs are packed.
 #pragma once
+#include "tensor/op_kinds.h"
 #include "tensor/tensor.h"
 
 namespace lm::cpu {
 
-// Eq: 1 where x == y, else 0 (NaN equals nothing); not differentiable (ops::eq records no grad).
-enum class BinaryOp { Add, Sub, Mul, Div, Eq };
-enum class UnaryOp { Neg, Exp, Log, Sqrt, Pow, Abs, Clamp, Relu, Relu6, Sigmoid, Tanh, Gelu, AddScalar, MulScalar, RSubScalar };
-
-struct UnaryParams {
-  double p0 = 0, p1 = 0;  // Pow: exponent; Clamp: lo, hi; *Scalar: the scalar
-};
+// BinaryOp, UnaryOp, UnaryParams: tensor/op_kinds.h (shared with the CUDA kernels).
 
 // out (packed, broadcast shape) = a op b, reading a and b through broadcast strides.
 void binary_forward(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out);

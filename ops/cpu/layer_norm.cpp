@@ -3,6 +3,7 @@
 // chunks of float64 partial sums added in a fixed order (no atomics, same bits for any thread
 // count).
 #include "ops/cpu/layer_norm.h"
+#include "ops/cpu/parallel.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,7 +13,6 @@ namespace lm::cpu {
 
 namespace {
 
-constexpr int64_t kParallelGrain = 1 << 19;  // see docs/tour.md "Threads"
 constexpr int64_t kRowsPerChunk = 32;  // chunking of the dweight / dbias reduction
 
 template <class T>

@@ -9,6 +9,7 @@
 #include "ops/cpu/isa.h"
 #include "ops/cpu/fast_math.h"
 #include "ops/cpu/avx512_math.h"
+#include "ops/cpu/parallel.h"
 
 #include <algorithm>
 #include <bit>
@@ -23,7 +24,6 @@ namespace {
 
 #define LM_INLINE static inline __attribute__((always_inline))
 
-constexpr int64_t kParallelGrain = 1 << 19;  // see docs/tour.md "Threads"
 constexpr int64_t kRowsPerChunk = 32;  // chunking of the column reductions in backward
 
 constexpr float kInvSqrt2 = 0.70710678118654752440f;

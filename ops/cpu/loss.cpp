@@ -1,6 +1,7 @@
 // CPU cross-entropy kernels (fused log-softmax + NLL), forward and backward.
 // Rows run in parallel; the mean over rows is a fixed-order float64 sum (deterministic).
 #include "ops/cpu/loss.h"
+#include "ops/cpu/parallel.h"
 
 #include <cmath>
 #include <limits>
@@ -10,7 +11,6 @@ namespace lm::cpu {
 
 namespace {
 
-constexpr int64_t kParallelGrain = 1 << 19;  // see docs/tour.md "Threads"
 
 template <class T>
 void forward_typed(const T* x, const int64_t* t, int64_t B, int64_t C, T* loss, double* lse) {

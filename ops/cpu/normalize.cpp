@@ -5,6 +5,7 @@
 #include "ops/cpu/normalize.h"
 
 #include "ops/cpu/avx512_math.h"
+#include "ops/cpu/parallel.h"
 
 #include <algorithm>
 #include <cmath>
@@ -13,7 +14,6 @@
 namespace lm::cpu {
 
 namespace {
-constexpr int64_t kParallelGrain = 1 << 19;  // see docs/tour.md "Threads"
 }
 
 template <class T>

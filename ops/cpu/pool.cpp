@@ -2,6 +2,7 @@
 // independent: planes run in parallel with OpenMP. The backward scatters each bin's share
 // g / |bin| over the bin, bins in row-major order (the same bits for any thread count).
 #include "ops/cpu/pool.h"
+#include "ops/cpu/parallel.h"
 
 #include <algorithm>
 
@@ -9,7 +10,6 @@ namespace lm::cpu {
 
 namespace {
 
-constexpr int64_t kParallelGrain = 1 << 16;  // elements before the plane loop goes parallel
 
 // PyTorch's adaptive bin [start, end) of output index i, for `in` inputs and `out` outputs.
 inline int64_t bin_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
@@ -17,7 +17,7 @@ inline int64_t bin_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * i
 
 template <class T>
 void forward_typed(const T* x, int64_t rows, int64_t H, int64_t W, int64_t OH, int64_t OW, T* out) {
-#pragma omp parallel for schedule(static) if (rows * H * W > kParallelGrain)
+#pragma omp parallel for schedule(static) if (rows * H * W > kImageParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xp = x + r * H * W;
     T* op = out + r * OH * OW;
@@ -36,7 +36,7 @@ void forward_typed(const T* x, int64_t rows, int64_t H, int64_t W, int64_t OH, i
 
 template <class T>
 void backward_typed(const T* g, int64_t rows, int64_t H, int64_t W, int64_t OH, int64_t OW, T* gx) {
-#pragma omp parallel for schedule(static) if (rows * H * W > kParallelGrain)
+#pragma omp parallel for schedule(static) if (rows * H * W > kImageParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     const T* gp = g + r * OH * OW;
     T* dp = gx + r * H * W;

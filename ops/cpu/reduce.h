@@ -1,6 +1,6 @@
 // CPU reduction kernels over a (outer, reduced, inner) view of a packed tensor.
 #pragma once
-#include "ops/cpu/reduce_op.h"
+#include "tensor/op_kinds.h"
 #include "tensor/tensor.h"
 
 namespace lm::cpu {

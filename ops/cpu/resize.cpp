@@ -2,19 +2,19 @@
 // in docs/ops/resize.md). OpenMP over rows / (plane, output row) / planes above a work grain;
 // every output is a fixed-order sum, so the results do not depend on the thread count.
 #include "ops/cpu/resize.h"
+#include "ops/cpu/parallel.h"
 
 namespace lm::cpu {
 
 namespace {
 
-constexpr int64_t kParallelGrain = 1 << 16;  // multiply-adds below which one thread does it all
 
 template <class T>
 void horizontal_typed(const T* __restrict x, int64_t rows, int64_t src_size, int64_t dst_size,
                       const int64_t* __restrict offsets, const int64_t* __restrict src, const T* __restrict w,
                       T* __restrict y) {
   const int64_t nnz = offsets[dst_size];
-#pragma omp parallel for schedule(static) if (rows * nnz > kParallelGrain)
+#pragma omp parallel for schedule(static) if (rows * nnz > kImageParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * src_size;
     T* yr = y + r * dst_size;
@@ -31,7 +31,7 @@ void vertical_typed(const T* __restrict x, int64_t planes, int64_t src_size, int
                     const int64_t* __restrict offsets, const int64_t* __restrict src, const T* __restrict w,
                     T* __restrict y) {
   const int64_t nnz = offsets[dst_size];
-#pragma omp parallel for collapse(2) schedule(static) if (planes * nnz * width > kParallelGrain)
+#pragma omp parallel for collapse(2) schedule(static) if (planes * nnz * width > kImageParallelGrain)
   for (int64_t p = 0; p < planes; ++p)
     for (int64_t d = 0; d < dst_size; ++d) {
       T* __restrict yr = y + (p * dst_size + d) * width;
@@ -57,7 +57,7 @@ void vertical_typed(const T* __restrict x, int64_t planes, int64_t src_size, int
 template <class T>
 void normalize_typed(const T* __restrict x, int64_t planes, int64_t C, int64_t hw, const T* mean, const T* sd,
                      T* __restrict y) {
-#pragma omp parallel for schedule(static) if (planes * hw > kParallelGrain)
+#pragma omp parallel for schedule(static) if (planes * hw > kImageParallelGrain)
   for (int64_t p = 0; p < planes; ++p) {
     const T m = mean[p % C], s = sd[p % C];
     const T* xp = x + p * hw;
@@ -69,7 +69,7 @@ void normalize_typed(const T* __restrict x, int64_t planes, int64_t C, int64_t h
 template <class T>
 void normalize_backward_typed(const T* __restrict g, int64_t planes, int64_t C, int64_t hw, const T* sd,
                               T* __restrict gx) {
-#pragma omp parallel for schedule(static) if (planes * hw > kParallelGrain)
+#pragma omp parallel for schedule(static) if (planes * hw > kImageParallelGrain)
   for (int64_t p = 0; p < planes; ++p) {
     const T s = sd[p % C];
     const T* gp = g + p * hw;

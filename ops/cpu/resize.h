@@ -5,17 +5,12 @@
 #pragma once
 #include <cstdint>
 
+#include "tensor/kernel_args.h"
 #include "tensor/tensor.h"
 
 namespace lm::cpu {
 
-// One axis's table (ops/cpu/resize_table.h's ResizeTable) as tensors on the image's device:
-// offsets: (dst_size + 1) int64; src: (nnz) int64 in [0, src_size); weight: (nnz), the
-// image's dtype. Destination d = sum over e in [offsets[d], offsets[d+1]) of weight[e] * source src[e].
-struct ResizeAxis {
-  int64_t src_size = 0, dst_size = 0;
-  Tensor offsets, src, weight;
-};
+// ResizeAxis: tensor/kernel_args.h (shared with the CUDA kernels).
 
 // Along the last dim. x: (rows, axis.src_size) packed; out: (rows, axis.dst_size) packed.
 // Rows run in parallel; each output sums its taps in table order in x's dtype (as torch).

@@ -31,30 +31,13 @@
 #include <cstdint>
 #include <string>
 
+#include "tensor/op_kinds.h"
+#include "tensor/tensor.h"
+
 namespace lm::cpu {
 
-// The stabiliser of the SPEC's recurrence: u = a / (Kmat w + 1e-8), w = b / (Kmat^T u + 1e-8).
-inline constexpr double kSinkhornStabiliser = 1e-8;
-
-struct SinkhornOptions {
-  double epsilon = 0.05;  // entropic regularisation; Kmat = exp(-C / epsilon)
-  int iterations = 20;    // maximum (and, with tol == 0, exact) number of (u, w) updates
-  // Early stopping: before each iteration after the first, stop a problem when the L1 error
-  // of the ROW marginal ||u o (Kmat w) - a||_1 < tol (plan row sums vs a). Not the column
-  // marginal: after every full iteration (w updated last) its error is b_j d / (R'_j + d),
-  // R' = Kmat^T u, d = 1e-8 -- it measures the 1e-8 terms, not convergence (POT, which updates
-  // v then u, checks its b marginal for the same reason). Free: Kmat w is the next iteration's
-  // product. The backward re-runs the same test, so it differentiates the same iterations.
-  // Note the 1e-8 terms bias the plain fixed point (docs/ops/sinkhorn.md): a tol below that
-  // bias is never reached. 0 = always run `iterations`.
-  double tol = 0.0;
-  // Log domain only: include the 1e-8 terms as log(exp(LSE) + 1e-8) (logaddexp). Then the
-  // log-domain recurrence is the same function as the plain one (same values and gradients
-  // up to rounding) but inherits its behaviour for small epsilon (Kmat w << 1e-8 swamps
-  // everything). Default false: pure Sinkhorn, u = a / (Kmat w), which is what small epsilon
-  // needs.
-  bool log_domain_stabiliser = false;
-};
+// kSinkhornStabiliser, SinkhornOptions and their validation: tensor/op_kinds.h (shared with
+// the CUDA kernels).
 
 // ---- plain domain ---------------------------------------------------------------------------
 
@@ -142,5 +125,17 @@ int64_t sinkhorn_backward_scratch_elements(int64_t K1, int64_t K2, int iteration
 // unsupported name. sinkhorn_kernel_name: the variant in use.
 bool sinkhorn_set_kernel(const std::string& name);
 const char* sinkhorn_kernel_name();
+
+// ---- the op's entry points (ops/sinkhorn.cpp dispatches here or to cuda/kernels.h) ----------
+// Packed float32 / float64 tensors on the CPU: a (B, K1), b (B, K2), cost (K1, K2) shared by
+// the batch or (B, K1, K2). The plain or log-domain kernels above, as o.log_domain says.
+// Forward: exactly one of plan (B, K1, K2) / col_sums (B, K2) is defined and is written.
+void sinkhorn_tensor_forward(const Tensor& a, const Tensor& b, const Tensor& cost, const SinkhornOptions& o,
+                             Tensor& plan, Tensor& col_sums);
+// Backward: exactly one of grad_plan / grad_col_sums is defined (the forward's output's
+// gradient); grad_a, grad_b written; grad_cost written when defined.
+void sinkhorn_tensor_backward(const Tensor& a, const Tensor& b, const Tensor& cost, const SinkhornOptions& o,
+                              const Tensor& grad_plan, const Tensor& grad_col_sums, Tensor& grad_a, Tensor& grad_b,
+                              Tensor& grad_cost);
 
 }  // namespace lm::cpu

@@ -31,9 +31,7 @@ inline void check_args(const char* op, const void* a, const void* b, const void*
                                 ", iterations=" + std::to_string(opt.iterations) + ")");
   };
   if (B < 0 || K1 < 1 || K2 < 1) fail("need B >= 0, K1 >= 1, K2 >= 1");
-  if (!(opt.epsilon > 0.0) || !std::isfinite(opt.epsilon)) fail("epsilon must be finite and > 0");
-  if (opt.iterations < 0) fail("iterations must be >= 0");
-  if (!(opt.tol >= 0.0)) fail("tol must be >= 0");
+  if (const char* why = sinkhorn_options_problem(opt)) fail(why);  // tensor/op_kinds.h
   if (B > 0 && (a == nullptr || b == nullptr || cost == nullptr)) fail("a, b, cost must be non-null");
 }
 

@@ -7,6 +7,7 @@
 #include "ops/cpu/softmax.h"
 
 #include "ops/cpu/avx512_math.h"
+#include "ops/cpu/parallel.h"
 
 #include <cmath>
 #include <limits>
@@ -17,7 +18,6 @@ namespace lm::cpu {
 
 namespace {
 
-constexpr int64_t kParallelGrain = 1 << 19;  // see docs/tour.md "Threads"
 
 // One row (inner == 1): x, y: (n) contiguous.
 template <class T>

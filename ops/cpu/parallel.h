@@ -1,0 +1,16 @@
+// When a CPU kernel splits its work across OpenMP threads: only above kParallelGrain elements
+// (docs/tour.md, "Threads"). Below it one thread does the op, because every parallel region
+// ends with a barrier and a descheduled second thread costs a whole time slice.
+#pragma once
+#include <cstdint>
+
+namespace lm::cpu {
+
+// Elements of work (elementwise, reductions, softmax, LayerNorm, normalisation, row kernels)
+// below which a kernel runs on the calling thread.
+inline constexpr int64_t kParallelGrain = 1 << 19;
+// The same for the image kernels (conv2d's per-image loops, pooling planes, resize passes),
+// counted in elements or multiply-adds: more work per element, so a lower threshold.
+inline constexpr int64_t kImageParallelGrain = 1 << 16;
+
+}  // namespace lm::cpu
