@@ -6,11 +6,11 @@
 # not compiled (LM_X86, ops/cpu/isa.h): these suites test the portable kernels as GCC vectorises
 # them for ARM (NEON). Exits non-zero on any failure.
 #
-# Suites (SUITES overrides; names of tests/test_*.cpp that need only lm_ops, LM_CORE_SUITES in
-# tests/suites.cmake): the op table (every op's forward, gradcheck and the PyTorch comparison),
-# the GEMM, convolution, resize, nn-op and Sinkhorn kernel suites, and the CUDA block cache's
-# host-side bookkeeping. The PyTorch / POT references run on the host (.venv from
-# tools/setup.sh, as for the native tests).
+# Suites: LM_CORE_SUITES in tests/suites.cmake, i.e. the op table (every op's forward, gradcheck
+# and PyTorch comparison), the GEMM, convolution, resize, nn-op and Sinkhorn kernel suites, and
+# the CUDA block cache's host-side bookkeeping; SUITES="test_x test_y" picks others among the
+# tests/test_*.cpp that need only lm_ops. The PyTorch / POT references run on the host (.venv
+# from tools/setup.sh, as for the native tests).
 #
 # Needs: the cross compiler and qemu-user (installed with apt-get when missing), plus what
 # tools/setup.sh installs (cmake, doctest, nlohmann_json, the Python references).
@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS="${JOBS:-$(nproc)}"
-SUITES="${SUITES:-test_op_table test_gemm test_conv test_resize test_nn_ops test_sinkhorn_kernels test_block_cache}"
+SUITES="${SUITES:-}"  # empty: the core default
 SYSROOT=/usr/aarch64-linux-gnu
 start_all=$SECONDS
 
@@ -41,6 +41,9 @@ mkdir -p build-arm
 cmake -S . -B build-arm -DCMAKE_TOOLCHAIN_FILE="$PWD/cmake/aarch64-linux-gnu.cmake" -DCMAKE_BUILD_TYPE=Release \
   -DLIBRAMIL_CORE_ONLY=ON -DLIBRAMIL_CUDA=OFF -DLIBRAMIL_TEST_SUITES="${SUITES// /;}" >build-arm/configure.log 2>&1 ||
   { cat build-arm/configure.log >&2; echo "arm_check: configure failed (log above)" >&2; exit 1; }
+# The suites registered (the core default, or SUITES), in ctest's order.
+SUITES=$(ctest --test-dir build-arm -N | awk '$1 == "Test" && $2 ~ /^#/ { print $3 }' | tr '\n' ' ')
+[ -n "$SUITES" ] || { echo "arm_check: no test suites registered in build-arm/" >&2; exit 1; }
 cmake --build build-arm -j "$JOBS" --target libramil_tests
 aarch64-linux-gnu-readelf -h build-arm/libramil_tests | grep -q 'AArch64' ||
   { echo "arm_check: build-arm/libramil_tests is not an aarch64 binary" >&2; exit 1; }
