@@ -36,7 +36,10 @@ static int run_cli(int argc, char** argv) {
     return 1;
   }
   const std::string hw = lm::cpu::isa_name(lm::cpu::hardware_isa());
-  app.set_version_flag("--version", "libramil 0.1.0 (CPU kernels: " + isa + (isa == hw ? "" : ", forced by LIBRAMIL_CPU_ISA; the processor has " + hw) + ")");
+  // Off x86 the only level is scalar: the portable kernels, vectorised for the target (NEON on aarch64).
+  const std::string arch = LM_X86 ? "" : std::string(", portable C++ for ") + lm::cpu::target_arch();
+  app.set_version_flag("--version", "libramil 0.1.0 (CPU kernels: " + isa + arch +
+                                        (isa == hw ? "" : ", forced by LIBRAMIL_CPU_ISA; the processor has " + hw) + ")");
   std::map<CLI::App*, lm::app::Runner> runners;
   auto add = [&](const char* name, const char* help, lm::app::Runner (*fn)(CLI::App&)) {
     CLI::App* sub = app.add_subcommand(name, help);

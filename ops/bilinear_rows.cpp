@@ -29,6 +29,7 @@ using namespace ops_detail;
 namespace {
 
 
+#if LM_X86
 // <u, b> of two float32 rows on 16 lanes, float64 sums.
 LM_AVX512 double dot_avx512(const float* u, const float* b, int64_t Q) {
   __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
@@ -38,20 +39,23 @@ LM_AVX512 double dot_avx512(const float* u, const float* b, int64_t Q) {
   }
   return cpu::hsum8d(_mm512_add_pd(s0, s1));
 }
+#endif  // LM_X86
 
 // out[i] = <u_i, b_i> with float64 sums; u (N, Q) packed, b rows at stride ldb.
 template <class T>
 void row_dots(const T* u, const T* b, int64_t ldb, int64_t N, int64_t Q, T* out) {
-  const bool avx512 = cpu::row_kernels_avx512();
+  [[maybe_unused]] const bool avx512 = cpu::row_kernels_avx512();  // unused off x86
 #pragma omp parallel for schedule(static) if (N * Q > cpu::kParallelGrain)
   for (int64_t i = 0; i < N; ++i) {
     const T* ui = u + i * Q;
     const T* bi = b + i * ldb;
     if constexpr (std::is_same_v<T, float>) {
+#if LM_X86
       if (avx512) {
         out[i] = (T)dot_avx512(ui, bi, Q);
         continue;
       }
+#endif
     }
     double s = 0;
 #pragma omp simd reduction(+ : s)

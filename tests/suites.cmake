@@ -4,7 +4,15 @@
 # LIBRAMIL_TEST_SUITES (a ;-list of suite names, e.g. "test_data;test_gemm"; empty = all)
 # builds only those suites into libramil_tests and registers only them. tools/ci_sanitize.sh
 # uses it so that the ASan build does not compile the suites it does not run.
+#
+# A LIBRAMIL_CORE_ONLY build (CMakeLists.txt) has no data/ or models/ layer and no libramil
+# binary: its default is the suites that need only lm_ops, LM_CORE_SUITES below (a suite added
+# here must include nothing from data/ or models/ and must not run the binary).
 set(LIBRAMIL_TEST_SUITES "" CACHE STRING "Test suites (tests/<name>.cpp) to build and register; empty = all")
+set(LM_CORE_SUITES test_op_table test_autograd test_gemm test_conv test_resize test_nn_ops test_sinkhorn_kernels test_block_cache)
+if(LIBRAMIL_CORE_ONLY AND NOT LIBRAMIL_TEST_SUITES)
+  set(LIBRAMIL_TEST_SUITES ${LM_CORE_SUITES})
+endif()
 file(GLOB _lm_test_files CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/test_*.cpp)
 if(LIBRAMIL_TEST_SUITES)
   set(_lm_selected "")

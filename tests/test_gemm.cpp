@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "ops/cpu/gemm.h"
+#include "ops/cpu/isa.h"
 
 #ifdef LIBRAMIL_WITH_CUDA
 #include <cstring>
@@ -226,6 +227,7 @@ TEST_CASE("dgemm: all transposes, edge shapes") {
 }
 
 // ---- AVX-512 skinny broadcast forms --------------------------------------------------------
+#if LM_X86  // x86 builds only (ops/cpu/isa.h), like gemm_skinny_avx512.cpp
 // Each form of detail::sgemm_skinny_avx512 on odd sizes around its 16-float vectors and its
 // row tiles, every transpose it accepts, alpha/beta variants (NaN-filled C with beta = 0),
 // padded leading dimensions, on 1 and 2 threads. The function must accept the shape (so that
@@ -301,6 +303,7 @@ TEST_CASE("sgemm: AVX-512 skinny broadcast forms against float64, 1 and 2 thread
   // Short K (<= 32), !trans_b: op(A) rows streamed against B, 64-column strips.
   check_skinny_form({"short K", {false, true}, {false}, {129, 1000}, {129, 200}, {1, 10, 17, 32}});
 }
+#endif  // LM_X86
 
 // ---- CUDA GEMMs (cuda/gemm.h) ----------------------------------------------------------------
 // Every problem (Problem above: alpha = 1, beta = 0, C NaN-filled so that padding columns must

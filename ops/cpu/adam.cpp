@@ -1,6 +1,8 @@
 // CPU Adam / AdamW update (see adam.h).
 #include "ops/cpu/adam.h"
 
+#include "ops/cpu/isa.h"
+
 #include <algorithm>
 #include <cmath>
 #include <utility>
@@ -43,7 +45,11 @@ inline __attribute__((always_inline)) void adam_range_any(T* p, const T* g, T* m
   else adam_range<T, Decay::None>(p, g, m, v, n, step_size, bc2_sqrt, b1, b2, eps, wd, decay);
 }
 
+#if LM_X86  // ops/cpu/isa.h; elsewhere one version, vectorised for the target
 #define LM_OPT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define LM_OPT_CLONES
+#endif
 LM_OPT_CLONES void adam_range_f32(float* p, const float* g, float* m, float* v, int64_t n, double step_size,
                                   double bc2_sqrt, double b1, double b2, double eps, double wd, double decay,
                                   bool decoupled) {

@@ -1,11 +1,15 @@
 // AVX-512 helpers shared by the row kernels (layer_norm_gelu.cpp, softmax.cpp): masks for row
 // tails, an in-order lane sum, and exp(x) for x <= 0 sixteen lanes at a time. Each function
 // carries its own target attribute, so the including file builds without -march flags; callers
-// check the CPU at run time (__builtin_cpu_supports) before using them.
+// check the CPU at run time (__builtin_cpu_supports) before using them. Off x86 (LM_X86 == 0)
+// only row_kernels_avx512() is declared, and it returns false.
 #pragma once
-#include <immintrin.h>
-
 #include <cstdint>
+
+#include "ops/cpu/isa.h"
+
+#if LM_X86
+#include <immintrin.h>
 
 // GCC 12's AVX-512 intrinsic headers trip -W(maybe-)uninitialized on their own
 // _mm512_undefined_ps() placeholders when inlined at -O3: false positives, silenced here.
@@ -67,6 +71,11 @@ LM_AVX512 inline __m512 exp16_nonpos(__m512 x) {
   p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
   return _mm512_scalef_ps(p, n);
 }
+
+}  // namespace lm::cpu
+#endif  // LM_X86
+
+namespace lm::cpu {
 
 // True when this CPU runs the kernels above (and LIBRAMIL_ROW_KERNEL is not "portable").
 bool row_kernels_avx512();

@@ -111,8 +111,13 @@ GemmKernel default_kernel() {
 
 KernelSpec spec_for(GemmKernel k) {
   switch (k) {
+#if LM_X86
     case GemmKernel::Avx512: return detail::avx512_kernel_spec();
     case GemmKernel::Avx2: return detail::avx2_kernel_spec();
+#else
+    case GemmKernel::Avx512:  // never supported off x86 (gemm_kernel_supported)
+    case GemmKernel::Avx2:
+#endif
     case GemmKernel::Portable: return portable_spec();
     case GemmKernel::Auto: break;
   }
@@ -290,7 +295,7 @@ void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
 }
 
 // LIBRAMIL_GEMM_SKINNY=0 sends skinny shapes through the packed path as well.
-bool skinny_enabled() {
+[[maybe_unused]] bool skinny_enabled() {  // unused off x86
   static const bool on = [] {
     const char* e = std::getenv("LIBRAMIL_GEMM_SKINNY");
     return !(e && std::string(e) == "0");
@@ -307,9 +312,11 @@ void sgemm_impl(const KernelSpec& ks, bool trans_a, bool trans_b, int64_t M, int
     scale_c(M, N, beta, C, ldc);
     return;
   }
+#if LM_X86
   if (ks.id == GemmKernel::Avx512 && skinny_enabled() &&
       detail::sgemm_skinny_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_threads(M, N, K)))
     return;
+#endif
   const int64_t m_tiles = (M + ks.mr - 1) / ks.mr, n_tiles = (N + ks.nr - 1) / ks.nr;
   const bool split_m = m_tiles >= n_tiles;
   const int64_t tiles = split_m ? m_tiles : n_tiles;

@@ -8,9 +8,11 @@
 //
 // Compiled with a per-function target attribute, so this file builds without -march flags;
 // gemm.cpp only calls it after __builtin_cpu_supports("avx2") and ("fma").
-#include <immintrin.h>
-
 #include "ops/cpu/gemm.h"
+#include "ops/cpu/isa.h"
+
+#if LM_X86  // x86 only: gemm.cpp never asks for this kernel elsewhere
+#include <immintrin.h>
 
 namespace lm::cpu::detail {
 namespace {
@@ -72,3 +74,4 @@ KernelSpec avx2_kernel_spec() {
 }
 
 }  // namespace lm::cpu::detail
+#endif  // LM_X86

@@ -11,11 +11,13 @@
 //
 // Compiled with a per-function target attribute, so this file builds without -march flags;
 // gemm.cpp only calls it after __builtin_cpu_supports("avx512f") etc.
+#include "ops/cpu/gemm.h"
+#include "ops/cpu/isa.h"
+
+#if LM_X86  // x86 only: gemm.cpp never asks for this kernel elsewhere
 #include <immintrin.h>
 
 #include <algorithm>
-
-#include "ops/cpu/gemm.h"
 
 namespace lm::cpu::detail {
 namespace {
@@ -195,3 +197,4 @@ KernelSpec avx512_kernel_spec() {
 }
 
 }  // namespace lm::cpu::detail
+#endif  // LM_X86

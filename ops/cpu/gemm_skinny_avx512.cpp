@@ -38,6 +38,9 @@
 // The tiling does not depend on the thread count, so results are bit-identical for any number
 // of threads. Handles alpha, beta (beta == 0: C not read) and any leading dimensions; the result
 // equals the packed path's up to float rounding (different summation order).
+#include "ops/cpu/isa.h"
+
+#if LM_X86  // x86 only: gemm.cpp never calls it elsewhere
 #include <immintrin.h>
 #include <omp.h>
 
@@ -316,3 +319,4 @@ bool sgemm_skinny_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64
 }
 
 }  // namespace lm::cpu::detail
+#endif  // LM_X86

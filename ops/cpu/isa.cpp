@@ -8,10 +8,12 @@ namespace lm::cpu {
 
 CpuIsa hardware_isa() {
   static const CpuIsa hw = [] {
+#if LM_X86
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma"))
       return CpuIsa::Avx512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return CpuIsa::Avx2;
+#endif
     return CpuIsa::Scalar;
   }();
   return hw;
@@ -24,6 +26,18 @@ const char* isa_name(CpuIsa isa) {
     case CpuIsa::Scalar: break;
   }
   return "scalar";
+}
+
+const char* target_arch() {
+#if defined(__x86_64__)
+  return "x86-64";
+#elif defined(__i386__)
+  return "x86";
+#elif defined(__aarch64__)
+  return "aarch64";
+#else
+  return "other";
+#endif
 }
 
 namespace {

@@ -5,8 +5,19 @@
 // AVX-512 row kernels (softmax, LayerNorm + GELU, normalisation, bilinear rows) and the Sinkhorn
 // lanes. Finer per-family switches (LIBRAMIL_GEMM_KERNEL, LIBRAMIL_ROW_KERNEL,
 // LIBRAMIL_SINKHORN_KERNEL) still apply below this ceiling.
+//
+// Off x86 (aarch64: tools/arm_check.sh) the intrinsic kernels are not compiled (LM_X86 guards
+// them), hardware_isa() is Scalar, and every kernel is the portable C++ one, which the compiler
+// vectorises for the target (NEON on aarch64).
 #pragma once
 #include <string>
+
+// 1 when compiling for x86 (the AVX2 / AVX-512 kernels and their target attributes exist).
+#if defined(__x86_64__) || defined(__i386__)
+#define LM_X86 1
+#else
+#define LM_X86 0
+#endif
 
 namespace lm::cpu {
 
@@ -20,5 +31,8 @@ CpuIsa hardware_isa();
 CpuIsa cpu_isa();
 bool isa_allows(CpuIsa level);
 const char* isa_name(CpuIsa isa);  // "avx512" | "avx2" | "scalar"
+// The architecture this build targets: "x86-64", "aarch64", or "other" (`--version` names it
+// off x86, where "scalar" means the portable kernels vectorised for that architecture).
+const char* target_arch();
 
 }  // namespace lm::cpu

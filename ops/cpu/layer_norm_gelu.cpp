@@ -86,6 +86,7 @@ void backward_row(const float* __restrict g, const float* __restrict y, const fl
 }
 
 // ---- AVX-512 rows: the same arithmetic, 16 lanes at a time, masked tails -------------------
+#if LM_X86
 LM_AVX512 inline __m512 erf16(__m512 x) {
   x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-4.f)), _mm512_set1_ps(4.f));
   const __m512 x2 = _mm512_mul_ps(x, x);
@@ -173,23 +174,30 @@ LM_AVX512 void backward_row_avx512(const float* g, const float* y, const float* 
     _mm512_mask_storeu_ps(cc + j, m, _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, cc + j)));
   }
 }
+#endif  // LM_X86
 
 
 }  // namespace
 
 void layer_norm_gelu_forward(float* y, const float* lin_bias, const float* w, const float* b, float eps, int64_t rows,
                              int64_t D, bool gelu, float* out, float* mean, float* rstd) {
-  const bool avx512 = row_kernels_avx512();
+  [[maybe_unused]] const bool avx512 = row_kernels_avx512();  // unused off x86
 #pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
-  for (int64_t r = 0; r < rows; ++r)
-    if (avx512) forward_row_avx512(y + r * D, lin_bias, w, b, eps, D, gelu, out + r * D, mean + r, rstd + r);
-    else forward_row(y + r * D, lin_bias, w, b, eps, D, gelu, out + r * D, mean + r, rstd + r);
+  for (int64_t r = 0; r < rows; ++r) {
+#if LM_X86
+    if (avx512) {
+      forward_row_avx512(y + r * D, lin_bias, w, b, eps, D, gelu, out + r * D, mean + r, rstd + r);
+      continue;
+    }
+#endif
+    forward_row(y + r * D, lin_bias, w, b, eps, D, gelu, out + r * D, mean + r, rstd + r);
+  }
 }
 
 void layer_norm_gelu_backward(const float* g, const float* y, const float* w, const float* b, const float* mean,
                               const float* rstd, int64_t rows, int64_t D, bool gelu, float* gy, float* gw, float* gb,
                               float* gcol) {
-  const bool avx512 = row_kernels_avx512();
+  [[maybe_unused]] const bool avx512 = row_kernels_avx512();  // unused off x86
   const int64_t nchunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
   // Per chunk: [gw partial | gb partial | gcol partial], D floats each.
   std::vector<float> part((size_t)(nchunks * 3 * D), 0.0f);
@@ -197,11 +205,15 @@ void layer_norm_gelu_backward(const float* g, const float* y, const float* w, co
   for (int64_t c = 0; c < nchunks; ++c) {
     float* cw = part.data() + c * 3 * D;
     const int64_t r1 = std::min(rows, (c + 1) * kRowsPerChunk);
-    for (int64_t r = c * kRowsPerChunk; r < r1; ++r)
-      if (avx512)
+    for (int64_t r = c * kRowsPerChunk; r < r1; ++r) {
+#if LM_X86
+      if (avx512) {
         backward_row_avx512(g + r * D, y + r * D, w, b, mean[r], rstd[r], D, gelu, gy + r * D, cw, cw + D, cw + 2 * D);
-      else
-        backward_row(g + r * D, y + r * D, w, b, mean[r], rstd[r], D, gelu, gy + r * D, cw, cw + D, cw + 2 * D);
+        continue;
+      }
+#endif
+      backward_row(g + r * D, y + r * D, w, b, mean[r], rstd[r], D, gelu, gy + r * D, cw, cw + D, cw + 2 * D);
+    }
   }
   // Chunk partials added in chunk order, in float64.
 #pragma omp parallel for schedule(static) if (nchunks * D > kParallelGrain)

@@ -59,6 +59,7 @@ void l2_normalize_rows_backward(const T* g, const T* y, const T* denom, int64_t 
 }
 
 namespace {
+#if LM_X86
 // Sum of squares of a float32 row in float64 on 16 lanes, four independent accumulators (the
 // portable loop below is one dependent chain of SSE2 adds: latency-bound, ~2x slower than memory).
 LM_AVX512 double sumsq_avx512(const float* x, int64_t D) {
@@ -81,11 +82,14 @@ LM_AVX512 double sumsq_avx512(const float* x, int64_t D) {
   }
   return hsum8d(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
 }
+#endif  // LM_X86
 
 template <class T>
 double sumsq(const T* x, int64_t D, bool avx512) {
   if constexpr (std::is_same_v<T, float>) {
+#if LM_X86
     if (avx512) return sumsq_avx512(x, D);
+#endif
   }
   double ss = 0;
 #pragma omp simd reduction(+ : ss)

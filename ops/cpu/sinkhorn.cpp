@@ -439,6 +439,7 @@ template <typename T, int L, bool PL>
 void backward_portable(const Args<T>& g, int64_t p0, int m, Work<T>& ws, bool gk) {
   backward_group<T, L, PL>(g, p0, m, ws, gk);
 }
+#if LM_X86
 template <typename T, int L, bool PL>
 [[gnu::target("avx2")]] void forward_avx2(const Args<T>& g, int64_t p0, int m, Work<T>& ws) {
   forward_group<T, L, PL>(g, p0, m, ws);
@@ -455,6 +456,7 @@ template <typename T, int L, bool PL>
 [[gnu::target("avx512f")]] void backward_avx512(const Args<T>& g, int64_t p0, int m, Work<T>& ws, bool gk) {
   backward_group<T, L, PL>(g, p0, m, ws, gk);
 }
+#endif  // LM_X86
 
 enum class Isa { Portable, Avx2, Avx512 };
 
@@ -498,21 +500,25 @@ Isa chosen_isa() {
 
 template <typename T, int L, bool PL>
 ForwardFn<T> forward_fn() {
+#if LM_X86  // off x86 only Portable is supported
   switch (chosen_isa()) {
     case Isa::Avx512: return forward_avx512<T, L, PL>;
     case Isa::Avx2: return forward_avx2<T, L, PL>;
     case Isa::Portable: break;
   }
+#endif
   return forward_portable<T, L, PL>;
 }
 
 template <typename T, int L, bool PL>
 BackwardFn<T> backward_fn() {
+#if LM_X86  // off x86 only Portable is supported
   switch (chosen_isa()) {
     case Isa::Avx512: return backward_avx512<T, L, PL>;
     case Isa::Avx2: return backward_avx2<T, L, PL>;
     case Isa::Portable: break;
   }
+#endif
   return backward_portable<T, L, PL>;
 }
 
@@ -601,15 +607,20 @@ void drive(const Args<T>& g, bool backward, ForwardFn<T> f, BackwardFn<T> b) {
 // on its own.
 template <typename T, bool PL>
 void dispatch(const Args<T>& g, bool backward) {
-  constexpr int L512 = 64 / sizeof(T), L256 = 32 / sizeof(T), L128 = 16 / sizeof(T);
+  [[maybe_unused]] constexpr int L512 = 64 / sizeof(T), L256 = 32 / sizeof(T), L128 = 16 / sizeof(T);
   const bool scalar = g.opt.tol > 0.0;
   switch (chosen_isa()) {
+#if LM_X86
     case Isa::Avx512:
       if (scalar) return drive<T, 1, PL>(g, backward, forward_avx512<T, 1, PL>, backward_avx512<T, 1, PL>);
       return drive<T, L512, PL>(g, backward, forward_avx512<T, L512, PL>, backward_avx512<T, L512, PL>);
     case Isa::Avx2:
       if (scalar) return drive<T, 1, PL>(g, backward, forward_avx2<T, 1, PL>, backward_avx2<T, 1, PL>);
       return drive<T, L256, PL>(g, backward, forward_avx2<T, L256, PL>, backward_avx2<T, L256, PL>);
+#else
+    case Isa::Avx512:  // never chosen off x86 (isa_supported)
+    case Isa::Avx2:
+#endif
     case Isa::Portable:
       break;
   }

@@ -43,6 +43,7 @@ void softmax_row(const T* x, int64_t n, bool log, T* y) {
   }
 }
 
+#if LM_X86
 // softmax_row for float32 on 16 lanes. exp(x - m) is exp16_nonpos with lanes below -87.33
 // (where float32 exp leaves the normal range) set to 0, so masked (-inf) entries weigh exactly 0.
 LM_AVX512 void softmax_row_avx512(const float* x, int64_t n, bool log, float* y) {
@@ -82,11 +83,14 @@ LM_AVX512 void softmax_row_avx512(const float* x, int64_t n, bool log, float* y)
     }
   }
 }
+#endif  // LM_X86
 
 template <class T>
 void softmax_row_any(const T* x, int64_t n, bool log, T* y, bool avx512) {
   if constexpr (std::is_same_v<T, float>) {
+#if LM_X86
     if (avx512) return softmax_row_avx512(x, n, log, y);
+#endif
   }
   softmax_row(x, n, log, y);
 }
