@@ -148,8 +148,9 @@ void check_flags(const TrainFlags& f) {
   const models::LibraMILConfig& m = o.libramil;
   if (m.mode != "paper" && m.mode != "reference") bad_flag(f, "--mode", m.mode, "expected paper or reference");
   if (m.fusion != "softmax" && m.fusion != "literal") bad_flag(f, "--fusion", m.fusion, "expected softmax or literal");
-  if (m.ablation != "none" && m.ablation != "no_instance_priors" && m.ablation != "no_visual_prototypes" && m.ablation != "concat")
-    bad_flag(f, "--ablation", m.ablation, "expected none, no_instance_priors, no_visual_prototypes or concat");
+  if (m.ablation != "none" && m.ablation != "no_instance_priors" && m.ablation != "no_visual_prototypes" &&
+      m.ablation != "concat" && m.ablation != "no_transport")
+    bad_flag(f, "--ablation", m.ablation, "expected none, no_instance_priors, no_visual_prototypes, concat or no_transport");
   if (m.ablation != "none" && m.mode != "paper")
     bad_flag(f, "--ablation", m.ablation, "ablations apply to paper mode only (--mode is " + m.mode + ")");
   if (m.num_vis_prototypes < 1)
@@ -422,7 +423,9 @@ Runner add_train(CLI::App& app) {
   app.add_option("--model", f->opt.model, "libramil | abmil | gated_abmil | meanpool | maxpool | transmil")->capture_default_str();
   app.add_option("--mode", f->opt.libramil.mode, "Libra-MIL fusion: paper | reference")->capture_default_str();
   app.add_option("--fusion", f->opt.libramil.fusion, "paper mode step 7: softmax | literal")->capture_default_str();
-  app.add_option("--ablation", f->opt.libramil.ablation, "none | no_instance_priors | no_visual_prototypes | concat")->capture_default_str();
+  app.add_option("--ablation", f->opt.libramil.ablation,
+                 "paper mode: none | no_instance_priors | no_visual_prototypes | concat | no_transport (every "
+                 "instance weighs 1: the transport and the reweighting are switched off)")->capture_default_str();
   app.add_option("--num_vis_prototypes", f->opt.libramil.num_vis_prototypes, "Kv")->capture_default_str();
   app.add_option("--heads", f->opt.libramil.heads, "attention heads")->capture_default_str();
   app.add_option("--ot_epsilon", f->opt.libramil.ot_epsilon, "Sinkhorn entropic regularisation")->capture_default_str();

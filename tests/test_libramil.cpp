@@ -38,6 +38,7 @@ struct ParityCase {
   std::string mode, fusion;
   int64_t n;
   std::string dtype;
+  std::string ablation = "none";
 };
 
 void check_parity(const ParityCase& c, const fs::path& dir, const std::string& weights) {
@@ -45,6 +46,7 @@ void check_parity(const ParityCase& c, const fs::path& dir, const std::string& w
   CAPTURE(c.fusion);
   CAPTURE(c.n);
   CAPTURE(c.dtype);
+  CAPTURE(c.ablation);
   Generator gen(1000 + (uint64_t)c.n);
   DType dt = c.dtype == "float64" ? DType::F64 : DType::F32;
   Tensor x = Tensor::randn({c.n, 32}, gen, dt);
@@ -52,10 +54,11 @@ void check_parity(const ParityCase& c, const fs::path& dir, const std::string& w
   data::write_safetensors(feat, std::vector<std::pair<std::string, Tensor>>{{"features", x}});
   int label = (int)(c.n % 3);
   auto dump = [&](const std::string& dtype) {
-    std::string ref = (dir / ("ref_" + c.mode + c.fusion + std::to_string(c.n) + dtype + ".safetensors")).string();
+    std::string ref =
+        (dir / ("ref_" + c.mode + c.fusion + c.ablation + std::to_string(c.n) + dtype + ".safetensors")).string();
     test::run_python_tool("libramil_reference.py", "dump --weights " + weights + " --features " + feat + " --label " +
                                                        std::to_string(label) + " --mode " + c.mode + " --fusion " + c.fusion +
-                                                       " --heads 4 --dtype " + dtype + " --out " + ref);
+                                                       " --heads 4 --ablation " + c.ablation + " --dtype " + dtype + " --out " + ref);
     return ref;
   };
   std::string ref = dump(c.dtype);
@@ -67,6 +70,7 @@ void check_parity(const ParityCase& c, const fs::path& dir, const std::string& w
   ov.mode = c.mode;
   ov.fusion = c.fusion;
   ov.heads = 4;
+  ov.ablation = c.ablation;
   auto model = train::load_model_from_checkpoint(weights, ov);
   model->to(dt);
   Tensor logits = (*model)(x);
@@ -157,6 +161,7 @@ TEST_CASE("Libra-MIL forward/backward equals the PyTorch reference of SPEC.md") 
       {"paper", "softmax", 5000, "float32"}, {"paper", "literal", 7, "float32"},   {"paper", "literal", 300, "float32"},
       {"reference", "softmax", 1, "float32"}, {"reference", "softmax", 300, "float32"},
       {"reference", "softmax", 5000, "float32"}, {"paper", "softmax", 50, "float64"}, {"reference", "softmax", 50, "float64"},
+      {"paper", "softmax", 300, "float32", "no_transport"},  {"paper", "softmax", 50, "float64", "no_transport"},
   };
   for (const ParityCase& c : cases) check_parity(c, dir, weights);
 }

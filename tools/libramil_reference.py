@@ -8,6 +8,7 @@ Subcommands
          random weights with the reference state_dict names (PyTorch default inits).
   dump   --weights W.safetensors --features BAG.h5 --label L --mode paper|reference
          [--fusion softmax|literal --ot_epsilon 0.05 --ot_iter 20 --heads 8 --dtype float32|float64]
+         [--ablation none|no_transport]
          --out OUT.safetensors : logits (C), loss (), grad.<name> for every parameter, and the
          explanation models/mil/patch_scores.h exports: explain.weight (N, the weight w_j each
          instance gets in Xf), explain.attention (C, N, the class queries' attention over the
@@ -35,9 +36,10 @@ import torch.nn.functional as F
 
 class LibraMIL(nn.Module):
     def __init__(self, D, Dt, Kv, Kt, C, heads=8, mode="paper", fusion="softmax",
-                 ot_epsilon=0.05, ot_iter=20, z_ins=None, z_bag=None):
+                 ot_epsilon=0.05, ot_iter=20, z_ins=None, z_bag=None, ablation="none"):
         super().__init__()
         self.mode, self.fusion, self.eps, self.iters, self.heads = mode, fusion, ot_epsilon, ot_iter, heads
+        self.ablation = ablation
         z_ins = torch.randn(Kt, Dt) if z_ins is None else z_ins
         z_bag = torch.randn(C, Dt) if z_bag is None else z_bag
         self.proto_vis = nn.Parameter(torch.randn(Kv, D))
@@ -66,6 +68,9 @@ class LibraMIL(nn.Module):
         Vn, Pvn, Ptn = F.normalize(V, dim=-1), F.normalize(Pv, dim=-1), F.normalize(Pt, dim=-1)
         Sv = Vn @ Pvn.t()                    # (N, Kv)
         St = Vn @ Ptn.t()                    # (N, Kt)
+        if self.ablation == "no_transport":  # every instance weighs 1
+            self.ex = {"sim_text": St.detach(), "weight": torch.ones(V.shape[0], dtype=V.dtype)}
+            return V
         mu = torch.softmax(Sv.mean(0), 0)    # (Kv)
         nu = torch.softmax(St.mean(0), 0)    # (Kt)
         cost = 1 - Pvn @ Ptn.t()             # (Kv, Kt)
@@ -114,7 +119,7 @@ def model_from_state(state, args):
     Kt, Dt = state["prompt_inst"].shape
     C = state["prompt_bag"].shape[0]
     m = LibraMIL(D, Dt, Kv, Kt, C, heads=args.heads, mode=args.mode, fusion=args.fusion,
-                 ot_epsilon=args.ot_epsilon, ot_iter=args.ot_iter)
+                 ot_epsilon=args.ot_epsilon, ot_iter=args.ot_iter, ablation=args.ablation)
     m.load_state_dict({k: v for k, v in state.items() if not k.startswith("T_")}, strict=True)
     return m
 
@@ -206,6 +211,7 @@ def main():
     common.add_argument("--ot_epsilon", type=float, default=0.05)
     common.add_argument("--ot_iter", type=int, default=20)
     common.add_argument("--heads", type=int, default=8)
+    common.add_argument("--ablation", default="none", choices=["none", "no_transport"])
     a = sub.add_parser("init", parents=[common])
     a.add_argument("--out", required=True)
     a.add_argument("--dim", type=int, default=512)

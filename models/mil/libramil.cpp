@@ -19,7 +19,8 @@ void LibraMILConfig::validate() const {
   if (fusion != "softmax" && fusion != "literal") bad("fusion must be softmax or literal, got '" + fusion + "'");
   if (!(ot_epsilon > 0)) bad("ot_epsilon must be positive");
   if (ot_iter < 1) bad("ot_iter must be >= 1");
-  if (ablation != "none" && ablation != "no_instance_priors" && ablation != "no_visual_prototypes" && ablation != "concat")
+  if (ablation != "none" && ablation != "no_instance_priors" && ablation != "no_visual_prototypes" && ablation != "concat" &&
+      ablation != "no_transport")
     bad("unknown ablation '" + ablation + "'");
   if (ablation != "none" && mode != "paper") bad("ablations apply to paper mode only");
 }
@@ -92,9 +93,19 @@ Tensor LibraMIL::fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt,
   Tensor S = div(matmul(V, t(cat({Pvn, Ptn}, 0))), unsqueeze(l2_norm_clamped(V), 1));  // (N, Kv + Kt)
   Tensor Sv = slice(S, 1, 0, Kv);                 // (N, Kv)
   Tensor St = slice(S, 1, Kv, Kv + Kt);           // (N, Kt)
+  const std::string& ab = config_.ablation;
+  if (ab == "no_transport") {
+    // Ablation (issue 23): no reweighting at all, every instance weighs 1 (Xf = V); the rest of
+    // the model is unchanged. proto_vis and temp_vis then receive no gradient.
+    Tensor w = Tensor::ones({N}, V.dtype(), V.device());
+    if (ex) {
+      ex->instance_weights = w.to(DType::F32).clone();
+      ex->sim_text = St.detach().to(DType::F32).clone();
+    }
+    return w;
+  }
   Tensor s;                        // (N) fused instance score
   Tensor plan;
-  const std::string& ab = config_.ablation;
   if (ab == "no_instance_priors") {
     s = matmul(Sv, softmax(mean(Sv, {0}), 0));  // visual similarities weighted by the visual marginal
   } else if (ab == "no_visual_prototypes") {

@@ -25,7 +25,7 @@ struct LibraMILConfig {
   double ot_epsilon = 0.05;
   int ot_iter = 20;
   // Ablations of the paper (Table: w/o instance priors, w/o visual prototypes, SOT -> concat).
-  std::string ablation = "none";    // none | no_instance_priors | no_visual_prototypes | concat
+  std::string ablation = "none";    // none | no_instance_priors | no_visual_prototypes | concat | no_transport
   void validate() const;            // throws std::invalid_argument naming the bad field
 };
 

@@ -107,6 +107,7 @@ std::unique_ptr<nn::Module> load_model_from_checkpoint(const std::string& path, 
     c.ot_epsilon = ov.ot_epsilon.value_or(c.ot_epsilon);
     c.ot_iter = ov.ot_iter.value_or(c.ot_iter);
     c.heads = ov.heads.value_or(c.heads);
+    c.ablation = ov.ablation.value_or(c.ablation);
     c.num_vis_prototypes = pv.shape()[0];
     c.dim = pv.shape()[1];
     c.num_text_prototypes = pi.shape()[0];

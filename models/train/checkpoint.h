@@ -24,7 +24,7 @@ void load_checkpoint(const std::string& path, nn::Module& model);
 // checkpoint's recorded value; one left unset keeps it (a command sets only the flags the user
 // gave, so a flag's default never replaces what the checkpoint was trained with).
 struct LibraMILOverrides {
-  std::optional<std::string> mode, fusion;
+  std::optional<std::string> mode, fusion, ablation;
   std::optional<double> ot_epsilon;
   std::optional<int> ot_iter, heads;
 };
