@@ -125,6 +125,7 @@ Tensor LibraMIL::fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt,
     // 6. s_j = Sv_j T St_j^T, without forming anything of size N x Kv x Kt.
     s = bilinear_rows(Sv, plan, St);  // (N)
   }
+  if (record_stats_) last_scores_ = s.detach();
   // 7. reweight instances.
   Tensor w;
   if (config_.fusion == "literal") {
@@ -198,7 +199,9 @@ Tensor LibraMIL::run(const Tensor& x, LibraMILExplanation* ex) {
   Tensor Pv = project(proj_v, proto_vis, true);
   Tensor Pt = project(proj_llm, prompt_inst, false);
   Tensor Pb = project(proj_llm, prompt_bag, false);
+  last_scores_ = Tensor();
   Tensor w = config_.mode == "paper" ? fuse_paper(V, Pv, Pt, ex) : fuse_reference(V, Pv, Pt, ex);
+  if (record_stats_) stats_ = transport_stats(w, last_scores_);
   // 8. class priors attend over the reweighted instances Xf = w[:, None] * V.
   Tensor H = class_query_attention(Pb, V, w, ex);  // (C, D)
   // 9. one logit per class query.

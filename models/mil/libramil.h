@@ -8,6 +8,7 @@
 #pragma once
 #include <string>
 
+#include "models/mil/transport_stats.h"
 #include "models/nn/nn.h"
 #include "ops/sinkhorn.h"
 
@@ -47,6 +48,10 @@ class LibraMIL : public nn::Module {
   // Forward that also fills `ex` (no autograd).
   Tensor explain(const Tensor& x, LibraMILExplanation& ex);
   std::string type_name() const override { return "LibraMIL"; }
+  // Issue 23: when on, every forward records the spread of its instance weights w and fused
+  // scores s (transport_stats.h; costs a copy of w and s to the host), read after the forward.
+  void record_transport_stats(bool on) { record_stats_ = on; }
+  const TransportStats& last_transport_stats() const { return stats_; }
   const LibraMILConfig& config() const { return config_; }
 
   Tensor proto_vis, prompt_inst, prompt_bag, temp_struct, temp_vis;
@@ -65,6 +70,9 @@ class LibraMIL : public nn::Module {
   Tensor class_query_attention(const Tensor& Pb, const Tensor& V, const Tensor& w, LibraMILExplanation* ex);
   Tensor run(const Tensor& x, LibraMILExplanation* ex);
   LibraMILConfig config_;
+  bool record_stats_ = false;
+  Tensor last_scores_;  // s of the last paper-mode forward, kept only while recording
+  TransportStats stats_;
 };
 
 }  // namespace lm::models

@@ -123,6 +123,7 @@ std::string render_report(const ReportOptions& o) {
     s << results_section(r);
     s << roc_confusion_section(r);
     s << learning_section(r);
+    s << transport_section(r);
     try {
       s << explain_section(r, o.heatmap_slides, o.slides_dir);
     } catch (const std::exception& e) {

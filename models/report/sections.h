@@ -14,6 +14,9 @@ std::string results_section(const Run& r);
 std::string roc_confusion_section(const Run& r);
 // Training and validation curves per fold (sections.cpp).
 std::string learning_section(const Run& r);
+// Libra-MIL only: the spread of the instance weights and the transport's gradients per fold,
+// from logs/transport_<fold>.csv (transport_section.cpp); "" for other models.
+std::string transport_section(const Run& r);
 // Several runs side by side: the table, paired per-fold differences, few-shot curves (sections.cpp).
 std::string comparison_section(const std::vector<Run>& runs);
 // Libra-MIL's explanations for up to max_slides test slides of fold 0: heatmaps (over the

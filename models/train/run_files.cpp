@@ -26,7 +26,7 @@ enum class Owned { No, File, Temporary };
 // itself or as a writer's temporary of it.
 Owned owned(const std::string& folder, const std::string& name) {
   static const std::regex top("config\\.json|report\\.html|split\\.json|run\\.log");
-  static const std::regex logs("log_[0-9]+\\.csv|fold_[0-9]+_result\\.json|final_log\\.csv|summary_log\\.csv|test_predictions\\.csv");
+  static const std::regex logs("log_[0-9]+\\.csv|transport_[0-9]+\\.csv|fold_[0-9]+_result\\.json|final_log\\.csv|summary_log\\.csv|test_predictions\\.csv");
   static const std::regex ckpts("fold_[0-9]+_(best|last)\\.safetensors");
   if (!folder.empty() && folder != "logs" && folder != "checkpoints") return Owned::No;
   const std::regex& re = folder.empty() ? top : folder == "logs" ? logs : ckpts;

@@ -9,7 +9,7 @@
 namespace lm::train {
 
 // True for a path inside a run directory ('/'-separated, relative to it) that a run writes:
-// config.json, report.html; logs/log_<i>.csv, logs/fold_<i>_result.json, logs/final_log.csv,
+// config.json, report.html; logs/log_<i>.csv, logs/transport_<i>.csv, logs/fold_<i>_result.json, logs/final_log.csv,
 // logs/summary_log.csv, logs/test_predictions.csv; checkpoints/fold_<i>_best.safetensors,
 // checkpoints/fold_<i>_last.safetensors; and the temporaries the atomic writers leave beside
 // any of these when killed (.<name>.tmp-<digits>, <name>.tmp-<6 characters>).

@@ -22,6 +22,7 @@
 #include "models/train/checkpoint.h"
 #include "models/train/config_json.h"
 #include "models/train/fold_files.h"
+#include "models/train/transport_log.h"
 #include "ops/ops.h"
 #include "ops/transfer.h"
 
@@ -211,6 +212,11 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, const BagSou
     res.epochs = records_from(st.at("records"));
     if (o.show_progress) log << "  fold " << fold << ": resuming after epoch " << first_epoch << "\n";
   }
+  // Libra-MIL: the per-epoch spread of the instance weights and the gradients reaching the
+  // transport's parameters (issue 23), beside log_<fold>.csv.
+  TransportLog transport_log(
+      *model, o.save_dir.empty() ? "" : (fs::path(o.save_dir) / "logs" / ("transport_" + std::to_string(fold) + ".csv")).string(),
+      first_epoch);
   for (int epoch = first_epoch; epoch < o.epochs; ++epoch) {
     auto t0 = Clock::now();
     std::vector<std::string> order = split.train;
@@ -263,6 +269,7 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, const BagSou
         if (!std::isfinite(lv)) throw loss_error(lv);
         if (poison.defined() && !std::isfinite(poison.item())) throw grad_error();
       }
+      transport_log.after_backward();
       opt.step();
       ++step;
       kill_point(fold, step);
@@ -308,6 +315,7 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, const BagSou
           << " auc " << fixed_text(r.test.auc, 3) << (better ? " *" : "  ") << " (" << fixed_text(r.seconds, 1) << " s)\n";
     if (!o.save_dir.empty())
       data::write_file_atomic((fs::path(o.save_dir) / "logs" / ("log_" + std::to_string(fold) + ".csv")).string(), epoch_csv(res.epochs));
+    transport_log.end_epoch(epoch);
     if (keep_last) {  // everything needed to continue after this epoch
       std::vector<std::pair<std::string, Tensor>> ts;
       for (auto& [k, v] : model->ordered_state_dict()) ts.emplace_back("model." + k, v);
