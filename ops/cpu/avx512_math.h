@@ -1,7 +1,7 @@
-// AVX-512 helpers shared by the row kernels (layer_norm_gelu.cpp, softmax.cpp): masks for row
-// tails, an in-order lane sum, exp(x) for x <= 0 and erf(x) sixteen lanes at a time. Each
-// function carries its own target attribute, so the including file builds without -march flags;
-// callers check the CPU at run time (__builtin_cpu_supports) before using them.
+// AVX-512 helpers shared by the row kernels (row_kernel.h): masks for row tails, in-order lane
+// sums, exp(x) for x <= 0 and erf(x), sixteen lanes at a time. Each function carries its own
+// target attribute, so the including file builds without -march flags; callers ask row_kernel()
+// before using them. avx2_math.h has the AVX2 counterparts.
 #pragma once
 #include <immintrin.h>
 
@@ -88,8 +88,5 @@ LM_AVX512 inline __m512 erf16(__m512 x) {
   q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-1.42647390514189e-02f));
   return _mm512_div_ps(p, q);
 }
-
-// True when this CPU runs the kernels above (and LIBRAMIL_ROW_KERNEL is not "portable").
-bool row_kernels_avx512();
 
 }  // namespace lm::cpu
