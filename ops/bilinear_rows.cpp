@@ -13,7 +13,9 @@
 #include <type_traits>
 
 #include "autograd/engine.h"
+#include "ops/cpu/avx2_math.h"
 #include "ops/cpu/avx512_math.h"
+#include "ops/cpu/row_kernel.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
 #include "ops/op_utils.h"
@@ -39,20 +41,37 @@ LM_AVX512 double dot_avx512(const float* u, const float* b, int64_t Q) {
   }
   return cpu::hsum8d(_mm512_add_pd(s0, s1));
 }
-#endif  // LM_X86
+
+// dot_avx512 on AVX2, with its bits: its 16 lanes as two halves (ops/cpu/avx2_math.h).
+LM_AVX2 double dot_avx2(const float* u, const float* b, int64_t Q) {
+  __m256d s[4];
+  for (__m256d& v : s) v = _mm256_setzero_pd();
+  for (int64_t q = 0; q < Q; q += 8) {
+    const __m256 p = _mm256_mul_ps(cpu::load8(u + q, Q - q), cpu::load8(b + q, Q - q));
+    if (q % 16 == 0) cpu::add_to_f64(s[0], s[1], p);
+    else cpu::add_to_f64(s[2], s[3], p);
+  }
+  return cpu::hsum_f64(s);
+}
 
 // out[i] = <u_i, b_i> with float64 sums; u (N, Q) packed, b rows at stride ldb.
+#endif  // LM_X86
+
 template <class T>
 void row_dots(const T* u, const T* b, int64_t ldb, int64_t N, int64_t Q, T* out) {
-  [[maybe_unused]] const bool avx512 = cpu::row_kernels_avx512();  // unused off x86
+  [[maybe_unused]] const cpu::RowKernel kernel = cpu::row_kernel();  // unused off x86
 #pragma omp parallel for schedule(static) if (N * Q > cpu::kParallelGrain)
   for (int64_t i = 0; i < N; ++i) {
     const T* ui = u + i * Q;
     const T* bi = b + i * ldb;
     if constexpr (std::is_same_v<T, float>) {
 #if LM_X86
-      if (avx512) {
+      if (kernel == cpu::RowKernel::Avx512) {
         out[i] = (T)dot_avx512(ui, bi, Q);
+        continue;
+      }
+      if (kernel == cpu::RowKernel::Avx2) {
+        out[i] = (T)dot_avx2(ui, bi, Q);
         continue;
       }
 #endif

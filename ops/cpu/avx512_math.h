@@ -1,8 +1,8 @@
-// AVX-512 helpers shared by the row kernels (layer_norm_gelu.cpp, softmax.cpp): masks for row
-// tails, an in-order lane sum, and exp(x) for x <= 0 sixteen lanes at a time. Each function
-// carries its own target attribute, so the including file builds without -march flags; callers
-// check the CPU at run time (__builtin_cpu_supports) before using them. Off x86 (LM_X86 == 0)
-// only row_kernels_avx512() is declared, and it returns false.
+// AVX-512 helpers shared by the row kernels (row_kernel.h): masks for row tails, in-order lane
+// sums, exp(x) for x <= 0 and erf(x), sixteen lanes at a time. Each function carries its own
+// target attribute, so the including file builds without -march flags; callers ask row_kernel()
+// before using them. avx2_math.h has the AVX2 counterparts. Off x86 (LM_X86 == 0,
+// ops/cpu/isa.h) none of this is compiled.
 #pragma once
 #include <cstdint>
 
@@ -72,12 +72,26 @@ LM_AVX512 inline __m512 exp16_nonpos(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
+// erf(x), the arithmetic of erf_poly (fast_math.h) on 16 lanes. NaN stays NaN (max(-4, x) and
+// min(4, x) return x when x is NaN).
+LM_AVX512 inline __m512 erf16(__m512 x) {
+  x = _mm512_min_ps(_mm512_set1_ps(4.f), _mm512_max_ps(_mm512_set1_ps(-4.f), x));
+  const __m512 x2 = _mm512_mul_ps(x, x);
+  __m512 p = _mm512_set1_ps(-2.72614225801306e-10f);
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(2.77068142495902e-08f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-2.10102402082508e-06f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-5.69250639462346e-05f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-7.34990630326855e-04f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-2.95459980854025e-03f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-1.60960333262415e-02f));
+  p = _mm512_mul_ps(x, p);
+  __m512 q = _mm512_set1_ps(-1.45660718464996e-05f);
+  q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-2.13374055278905e-04f));
+  q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-1.68282697438203e-03f));
+  q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-7.37332916720468e-03f));
+  q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-1.42647390514189e-02f));
+  return _mm512_div_ps(p, q);
+}
+
 }  // namespace lm::cpu
 #endif  // LM_X86
-
-namespace lm::cpu {
-
-// True when this CPU runs the kernels above (and LIBRAMIL_ROW_KERNEL is not "portable").
-bool row_kernels_avx512();
-
-}  // namespace lm::cpu

@@ -1,5 +1,5 @@
-// Float32 polynomial forms of erf and exp that vectorise (scalar versions; the AVX-512 row
-// kernels of layer_norm_gelu.cpp evaluate the same polynomials 16 lanes at a time).
+// Float32 polynomial forms of erf and exp that vectorise (scalar versions; avx512_math.h and
+// avx2_math.h evaluate the same polynomials 16 and 8 lanes at a time for the row kernels).
 #pragma once
 #include <bit>
 #include <cmath>

@@ -2,20 +2,20 @@
 // (layer_norm_gelu.h). One row of D floats stays in L1 across the passes, so each (rows, D)
 // tensor is read or written once per pass instead of once per op.
 //
-// Two versions of each row function: portable C++ and AVX-512 intrinsics (chosen at run time;
-// LIBRAMIL_ROW_KERNEL=portable forces the first). erf and exp are float32 polynomials (below),
-// the same in both, so the versions differ only in summation order and FMA contraction.
+// Three versions of each row function: portable C++, AVX-512 and AVX2 + FMA intrinsics (chosen at
+// run time by row_kernel(), row_kernel.h). erf and exp are float32 polynomials (fast_math.h), the
+// same in all three; the AVX2 rows give the AVX-512 rows' bits, and the portable rows differ from
+// them only in summation order and FMA contraction.
 #include "ops/cpu/layer_norm_gelu.h"
-#include "ops/cpu/isa.h"
 #include "ops/cpu/fast_math.h"
+#include "ops/cpu/avx2_math.h"
 #include "ops/cpu/avx512_math.h"
 #include "ops/cpu/parallel.h"
+#include "ops/cpu/row_kernel.h"
 
 #include <algorithm>
 #include <bit>
 #include <cmath>
-#include <cstdlib>
-#include <string>
 #include <vector>
 
 namespace lm::cpu {
@@ -87,25 +87,6 @@ void backward_row(const float* __restrict g, const float* __restrict y, const fl
 
 // ---- AVX-512 rows: the same arithmetic, 16 lanes at a time, masked tails -------------------
 #if LM_X86
-LM_AVX512 inline __m512 erf16(__m512 x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-4.f)), _mm512_set1_ps(4.f));
-  const __m512 x2 = _mm512_mul_ps(x, x);
-  __m512 p = _mm512_set1_ps(-2.72614225801306e-10f);
-  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(2.77068142495902e-08f));
-  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-2.10102402082508e-06f));
-  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-5.69250639462346e-05f));
-  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-7.34990630326855e-04f));
-  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-2.95459980854025e-03f));
-  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-1.60960333262415e-02f));
-  p = _mm512_mul_ps(x, p);
-  __m512 q = _mm512_set1_ps(-1.45660718464996e-05f);
-  q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-2.13374055278905e-04f));
-  q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-1.68282697438203e-03f));
-  q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-7.37332916720468e-03f));
-  q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-1.42647390514189e-02f));
-  return _mm512_div_ps(p, q);
-}
-
 LM_AVX512 void forward_row_avx512(float* y, const float* lin_bias, const float* w, const float* b, float eps,
                                   int64_t D, bool gelu, float* out, float* mean, float* rstd) {
   __m512 acc = _mm512_setzero_ps();
@@ -174,19 +155,100 @@ LM_AVX512 void backward_row_avx512(const float* g, const float* y, const float* 
     _mm512_mask_storeu_ps(cc + j, m, _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, cc + j)));
   }
 }
-#endif  // LM_X86
 
+// ---- AVX2 rows: the AVX-512 rows 8 lanes at a time, with their bits -------------------------
+// Every sum keeps the AVX-512 rows' 16 lanes as two halves (avx2_math.h): elements j .. j+7 of a
+// row go into the lo half when j % 16 == 0, else into hi. Same operations, in the same order.
+
+LM_AVX2 void forward_row_avx2(float* y, const float* lin_bias, const float* w, const float* b, float eps, int64_t D,
+                              bool gelu, float* out, float* mean, float* rstd) {
+  __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+  for (int64_t j = 0; j < D; j += 8) {
+    __m256 v = load8(y + j, D - j);
+    if (lin_bias) {
+      v = _mm256_add_ps(v, load8(lin_bias + j, D - j));
+      store8(y + j, D - j, v);
+    }
+    if (j % 16 == 0) lo = _mm256_add_ps(lo, v);
+    else hi = _mm256_add_ps(hi, v);
+  }
+  const float mu = hsum16(lo, hi) / (float)D;
+  const __m256 vmu = _mm256_set1_ps(mu);
+  lo = hi = _mm256_setzero_ps();
+  for (int64_t j = 0; j < D; j += 8) {
+    const __m256 c = zero_past_end(_mm256_sub_ps(load8(y + j, D - j), vmu), D - j);
+    if (j % 16 == 0) lo = _mm256_fmadd_ps(c, c, lo);
+    else hi = _mm256_fmadd_ps(c, c, hi);
+  }
+  const float rs = 1.0f / std::sqrt(hsum16(lo, hi) / (float)D + eps);
+  *mean = mu;
+  *rstd = rs;
+  const __m256 vrs = _mm256_set1_ps(rs), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f),
+               k = _mm256_set1_ps(kInvSqrt2);
+  for (int64_t j = 0; j < D; j += 8) {
+    const __m256 xh = _mm256_mul_ps(_mm256_sub_ps(load8(y + j, D - j), vmu), vrs);
+    __m256 z = _mm256_fmadd_ps(xh, load8(w + j, D - j), load8(b + j, D - j));
+    if (gelu) z = _mm256_mul_ps(_mm256_mul_ps(half, z), _mm256_add_ps(one, erf8(_mm256_mul_ps(z, k))));
+    store8(out + j, D - j, z);
+  }
+}
+
+LM_AVX2 void backward_row_avx2(const float* g, const float* y, const float* w, const float* b, float mu, float rs,
+                               int64_t D, bool gelu, float* gy, float* cw, float* cb, float* cc) {
+  const __m256 vmu = _mm256_set1_ps(mu), vrs = _mm256_set1_ps(rs), half = _mm256_set1_ps(0.5f),
+               one = _mm256_set1_ps(1.0f), k = _mm256_set1_ps(kInvSqrt2), kp = _mm256_set1_ps(kInvSqrt2Pi),
+               mhalf = _mm256_set1_ps(-0.5f);
+  __m256 s1_lo = _mm256_setzero_ps(), s1_hi = s1_lo, s2_lo = s1_lo, s2_hi = s1_lo;
+  for (int64_t j = 0; j < D; j += 8) {
+    const int64_t left = D - j;
+    const __m256 xh = _mm256_mul_ps(_mm256_sub_ps(load8(y + j, left), vmu), vrs);
+    const __m256 wj = load8(w + j, left);
+    __m256 gz = load8(g + j, left);  // zero past the end: every product below is 0 there
+    if (gelu) {
+      const __m256 z = _mm256_fmadd_ps(xh, wj, load8(b + j, left));
+      const __m256 cdf = _mm256_mul_ps(half, _mm256_add_ps(one, erf8(_mm256_mul_ps(z, k))));
+      const __m256 pdf = _mm256_mul_ps(kp, exp8_nonpos(_mm256_mul_ps(mhalf, _mm256_mul_ps(z, z))));
+      gz = _mm256_mul_ps(gz, _mm256_fmadd_ps(z, pdf, cdf));
+    }
+    store8(cw + j, left, _mm256_fmadd_ps(gz, xh, load8(cw + j, left)));
+    store8(cb + j, left, _mm256_add_ps(gz, load8(cb + j, left)));
+    const __m256 gxh = _mm256_mul_ps(gz, wj);
+    store8(gy + j, left, gxh);
+    if (j % 16 == 0) {
+      s1_lo = _mm256_add_ps(s1_lo, gxh);
+      s2_lo = _mm256_fmadd_ps(gxh, xh, s2_lo);
+    } else {
+      s1_hi = _mm256_add_ps(s1_hi, gxh);
+      s2_hi = _mm256_fmadd_ps(gxh, xh, s2_hi);
+    }
+  }
+  const __m256 m1 = _mm256_set1_ps(hsum16(s1_lo, s1_hi) / (float)D),
+               m2 = _mm256_set1_ps(hsum16(s2_lo, s2_hi) / (float)D);
+  for (int64_t j = 0; j < D; j += 8) {
+    const int64_t left = D - j;
+    const __m256 xh = _mm256_mul_ps(_mm256_sub_ps(load8(y + j, left), vmu), vrs);
+    const __m256 v = _mm256_mul_ps(vrs, _mm256_fnmadd_ps(xh, m2, _mm256_sub_ps(load8(gy + j, left), m1)));
+    store8(gy + j, left, v);
+    store8(cc + j, left, _mm256_add_ps(v, load8(cc + j, left)));
+  }
+}
+
+#endif  // LM_X86
 
 }  // namespace
 
 void layer_norm_gelu_forward(float* y, const float* lin_bias, const float* w, const float* b, float eps, int64_t rows,
                              int64_t D, bool gelu, float* out, float* mean, float* rstd) {
-  [[maybe_unused]] const bool avx512 = row_kernels_avx512();  // unused off x86
+  [[maybe_unused]] const RowKernel kernel = row_kernel();  // unused off x86
 #pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
 #if LM_X86
-    if (avx512) {
+    if (kernel == RowKernel::Avx512) {
       forward_row_avx512(y + r * D, lin_bias, w, b, eps, D, gelu, out + r * D, mean + r, rstd + r);
+      continue;
+    }
+    if (kernel == RowKernel::Avx2) {
+      forward_row_avx2(y + r * D, lin_bias, w, b, eps, D, gelu, out + r * D, mean + r, rstd + r);
       continue;
     }
 #endif
@@ -197,7 +259,7 @@ void layer_norm_gelu_forward(float* y, const float* lin_bias, const float* w, co
 void layer_norm_gelu_backward(const float* g, const float* y, const float* w, const float* b, const float* mean,
                               const float* rstd, int64_t rows, int64_t D, bool gelu, float* gy, float* gw, float* gb,
                               float* gcol) {
-  [[maybe_unused]] const bool avx512 = row_kernels_avx512();  // unused off x86
+  [[maybe_unused]] const RowKernel kernel = row_kernel();  // unused off x86
   const int64_t nchunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
   // Per chunk: [gw partial | gb partial | gcol partial], D floats each.
   std::vector<float> part((size_t)(nchunks * 3 * D), 0.0f);
@@ -207,8 +269,12 @@ void layer_norm_gelu_backward(const float* g, const float* y, const float* w, co
     const int64_t r1 = std::min(rows, (c + 1) * kRowsPerChunk);
     for (int64_t r = c * kRowsPerChunk; r < r1; ++r) {
 #if LM_X86
-      if (avx512) {
+      if (kernel == RowKernel::Avx512) {
         backward_row_avx512(g + r * D, y + r * D, w, b, mean[r], rstd[r], D, gelu, gy + r * D, cw, cw + D, cw + 2 * D);
+        continue;
+      }
+      if (kernel == RowKernel::Avx2) {
+        backward_row_avx2(g + r * D, y + r * D, w, b, mean[r], rstd[r], D, gelu, gy + r * D, cw, cw + D, cw + 2 * D);
         continue;
       }
 #endif
@@ -229,17 +295,6 @@ void layer_norm_gelu_backward(const float* g, const float* y, const float* w, co
     if (gb) gb[j] = (float)sb;
     if (gcol) gcol[j] = (float)sc;
   }
-}
-
-// Declared in avx512_math.h. LIBRAMIL_ROW_KERNEL=portable forces the portable rows (tests
-// compare both).
-bool row_kernels_avx512() {
-  static const bool on = [] {
-    const char* e = std::getenv("LIBRAMIL_ROW_KERNEL");
-    if (e && std::string(e) == "portable") return false;
-    return isa_allows(CpuIsa::Avx512);  // ops/cpu/isa.h: the hardware, or LIBRAMIL_CPU_ISA
-  }();
-  return on;
 }
 
 }  // namespace lm::cpu

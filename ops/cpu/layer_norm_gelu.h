@@ -10,7 +10,7 @@ namespace lm::cpu {
 
 // y: (rows, D) holds x W^T on entry; the linear bias `lin_bias` (D, may be null) is added in
 // place, so on return y is the pre-normalisation activation that backward needs.
-// w, b: LayerNorm weight and bias (D, may be null). out: (rows, D). mean, rstd: (rows).
+// w, b: LayerNorm weight and bias (D, both required). out: (rows, D). mean, rstd: (rows).
 void layer_norm_gelu_forward(float* y, const float* lin_bias, const float* w, const float* b, float eps, int64_t rows,
                              int64_t D, bool gelu, float* out, float* mean, float* rstd);
 

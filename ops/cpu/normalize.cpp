@@ -4,8 +4,10 @@
 // (torch.nn.functional.normalize's convention). Row sums accumulate in float64.
 #include "ops/cpu/normalize.h"
 
+#include "ops/cpu/avx2_math.h"
 #include "ops/cpu/avx512_math.h"
 #include "ops/cpu/parallel.h"
+#include "ops/cpu/row_kernel.h"
 
 #include <algorithm>
 #include <cmath>
@@ -82,13 +84,45 @@ LM_AVX512 double sumsq_avx512(const float* x, int64_t D) {
   }
   return hsum8d(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
 }
+
+// a += squares of v's lanes 0-3, b += squares of its lanes 4-7, in float64.
+LM_AVX2 inline void add_squares(__m256d& a, __m256d& b, __m256 v) {
+  const __m256d v0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), v1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+  a = _mm256_fmadd_pd(v0, v0, a);
+  b = _mm256_fmadd_pd(v1, v1, b);
+}
+
+// sumsq_avx512 on AVX2, with its bits: its float64 accumulators a0 .. a3 of 8 lanes are
+// a[0], a[1] .. a[6], a[7] here (4 lanes each), fed the same elements in the same order.
+LM_AVX2 double sumsq_avx2(const float* x, int64_t D) {
+  __m256d a[8];
+  for (__m256d& v : a) v = _mm256_setzero_pd();
+  int64_t j = 0;
+  for (; j + 32 <= D; j += 32) {
+    add_squares(a[0], a[1], _mm256_loadu_ps(x + j));
+    add_squares(a[2], a[3], _mm256_loadu_ps(x + j + 8));
+    add_squares(a[4], a[5], _mm256_loadu_ps(x + j + 16));
+    add_squares(a[6], a[7], _mm256_loadu_ps(x + j + 24));
+  }
+  for (; j < D; j += 16) {
+    add_squares(a[0], a[1], load8(x + j, D - j));
+    add_squares(a[2], a[3], load8(x + j + 8, D - j - 8));
+  }
+  // (a0 + a1) + (a2 + a3), lane by lane, then its 8 lanes in order.
+  alignas(32) double t[8];
+  _mm256_store_pd(t, _mm256_add_pd(_mm256_add_pd(a[0], a[2]), _mm256_add_pd(a[4], a[6])));
+  _mm256_store_pd(t + 4, _mm256_add_pd(_mm256_add_pd(a[1], a[3]), _mm256_add_pd(a[5], a[7])));
+  return sum_in_order<double, 8>(t);
+}
+
 #endif  // LM_X86
 
 template <class T>
-double sumsq(const T* x, int64_t D, bool avx512) {
+double sumsq(const T* x, int64_t D, RowKernel kernel) {
   if constexpr (std::is_same_v<T, float>) {
 #if LM_X86
-    if (avx512) return sumsq_avx512(x, D);
+    if (kernel == RowKernel::Avx512) return sumsq_avx512(x, D);
+    if (kernel == RowKernel::Avx2) return sumsq_avx2(x, D);
 #endif
   }
   double ss = 0;
@@ -100,10 +134,10 @@ double sumsq(const T* x, int64_t D, bool avx512) {
 
 template <class T>
 void l2_norm_rows_forward(const T* x, int64_t rows, int64_t D, double eps, T* norms) {
-  const bool avx512 = row_kernels_avx512();
+  const RowKernel kernel = row_kernel();
 #pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
-    const double ss = sumsq(x + r * D, D, avx512);
+    const double ss = sumsq(x + r * D, D, kernel);
     const bool clamped = ss < eps * eps;
     norms[r] = clamped ? (T)-eps : (T)std::sqrt(ss);
   }

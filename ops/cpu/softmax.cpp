@@ -2,12 +2,15 @@
 // Each (outer index) block is independent, so blocks run in parallel with OpenMP; inside a
 // block the loops over `inner` lanes are contiguous and vectorise. Float32 inputs compute
 // exp in float32 and accumulate sums in float64 (at least as accurate as torch's float32).
-// Float32 rows over the last dim have an AVX-512 version (exp16_nonpos, a Cephes polynomial
-// of ~2 ulp, instead of libm's scalar expf); LIBRAMIL_ROW_KERNEL=portable turns it off.
+// Float32 rows over the last dim have AVX-512 and AVX2 versions (exp16_nonpos / exp8_nonpos, a
+// Cephes polynomial of ~2 ulp, instead of libm's scalar expf), chosen by row_kernel()
+// (row_kernel.h; LIBRAMIL_ROW_KERNEL=portable turns them off).
 #include "ops/cpu/softmax.h"
 
+#include "ops/cpu/avx2_math.h"
 #include "ops/cpu/avx512_math.h"
 #include "ops/cpu/parallel.h"
+#include "ops/cpu/row_kernel.h"
 
 #include <cmath>
 #include <limits>
@@ -83,13 +86,53 @@ LM_AVX512 void softmax_row_avx512(const float* x, int64_t n, bool log, float* y)
     }
   }
 }
+
+// softmax_row_avx512 on AVX2, with its bits: its 16 lanes as two halves (avx2_math.h).
+LM_AVX2 void softmax_row_avx2(const float* x, int64_t n, bool log, float* y) {
+  const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  __m256 vm_lo = ninf, vm_hi = ninf;
+  for (int64_t j = 0; j < n; j += 8) {
+    __m256 v = load8(x + j, n - j);
+    if (n - j < 8) v = _mm256_blendv_ps(ninf, v, _mm256_castsi256_ps(tail_mask8(n - j)));  // -inf past the end
+    if (j % 16 == 0) vm_lo = _mm256_max_ps(v, vm_lo);  // NaN lanes ignored, as in softmax_row
+    else vm_hi = _mm256_max_ps(v, vm_hi);
+  }
+  alignas(32) float lanes[16];
+  _mm256_store_ps(lanes, vm_lo);
+  _mm256_store_ps(lanes + 8, vm_hi);
+  float m = lanes[0];
+  for (int i = 1; i < 16; ++i) m = lanes[i] > m ? lanes[i] : m;
+  if (std::isinf(m) && m < 0) m = 0;
+  const __m256 vmax = _mm256_set1_ps(m), underflow = _mm256_set1_ps(-87.33654f);
+  __m256d s[4];
+  for (__m256d& v : s) v = _mm256_setzero_pd();
+  for (int64_t j = 0; j < n; j += 8) {
+    const __m256 d = _mm256_sub_ps(load8(x + j, n - j), vmax);
+    const __m256 dead = _mm256_cmp_ps(d, underflow, _CMP_LT_OQ);
+    const __m256 e = zero_past_end(_mm256_andnot_ps(dead, exp8_nonpos(d)), n - j);
+    if (!log) store8(y + j, n - j, e);
+    if (j % 16 == 0) add_to_f64(s[0], s[1], e);
+    else add_to_f64(s[2], s[3], e);
+  }
+  const double sum = hsum_f64(s);
+  if (log) {
+    const __m256 ls = _mm256_set1_ps((float)std::log(sum));
+    for (int64_t j = 0; j < n; j += 8)
+      store8(y + j, n - j, _mm256_sub_ps(_mm256_sub_ps(load8(x + j, n - j), vmax), ls));
+  } else {
+    const __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
+    for (int64_t j = 0; j < n; j += 8) store8(y + j, n - j, _mm256_mul_ps(load8(y + j, n - j), inv));
+  }
+}
+
 #endif  // LM_X86
 
 template <class T>
-void softmax_row_any(const T* x, int64_t n, bool log, T* y, bool avx512) {
+void softmax_row_any(const T* x, int64_t n, bool log, T* y, RowKernel kernel) {
   if constexpr (std::is_same_v<T, float>) {
 #if LM_X86
-    if (avx512) return softmax_row_avx512(x, n, log, y);
+    if (kernel == RowKernel::Avx512) return softmax_row_avx512(x, n, log, y);
+    if (kernel == RowKernel::Avx2) return softmax_row_avx2(x, n, log, y);
 #endif
   }
   softmax_row(x, n, log, y);
@@ -136,9 +179,9 @@ template <class T>
 void forward_typed(const T* x, int64_t outer, int64_t n, int64_t inner, bool log, T* y) {
   const int64_t work = outer * n * inner;
   if (inner == 1) {
-    const bool avx512 = row_kernels_avx512();
+    const RowKernel kernel = row_kernel();
 #pragma omp parallel for schedule(static) if (work > kParallelGrain)
-    for (int64_t o = 0; o < outer; ++o) softmax_row_any(x + o * n, n, log, y + o * n, avx512);
+    for (int64_t o = 0; o < outer; ++o) softmax_row_any(x + o * n, n, log, y + o * n, kernel);
     return;
   }
 #pragma omp parallel if (work > kParallelGrain && outer > 1)
