@@ -1,6 +1,6 @@
 // Reduction kernels (sum, max, log-sum-exp, argmax) of cuda/reduce.cu (device code only; host
 // side, launch configuration and numerics there). Self-contained (CUDA headers,
-// cuda/device_math.cuh, cuda/block_reduce.cuh, the op enum of ops/cpu/reduce_op.h) so that
+// cuda/device_math.cuh, cuda/block_reduce.cuh, the op enum of tensor/op_kinds.h) so that
 // tests/test_cuda_emulated.cpp also runs them on the CPU (tests/cuda_emulator.h) and the
 // study cuda/dev/reduce.cu times them (compiled with -I at the repository root).
 #pragma once
