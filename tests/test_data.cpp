@@ -177,6 +177,23 @@ TEST_CASE("feature bags: .pt content other than one plain tensor is refused with
   CHECK_FALSE(fs::exists(fixtures() / "PWNED_reduce"));
 }
 
+TEST_CASE("feature bags: a refused .pt file leaves no file descriptor open") {
+  // The zip reader opens the file before it checks it; a check that throws in its constructor
+  // must still close it (fuzz_pt once ran out of descriptors after ~1000 corrupt inputs).
+  auto open_descriptors = [] {
+    size_t n = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+  };
+  const size_t before = open_descriptors();
+  for (const char* name : {"truncated.pt", "notzip.pt", "compressed.pt", "legacy.pt", "dict.pt"})
+    for (int i = 0; i < 50; ++i) {
+      CHECK_THROWS(read_feature_bag(fx(name)));
+      CHECK_THROWS(probe_feature_bag(fx(name)));
+    }
+  CHECK(open_descriptors() == before);
+}
+
 TEST_CASE("labels CSV") {
   auto l = read_labels_csv(fx("labels_ok.csv"));
   REQUIRE(l.size() == 4);

@@ -17,7 +17,7 @@ namespace {
 }  // namespace
 
 ZipReader::ZipReader(const std::string& path) : path_(path) {
-  f_ = std::fopen(path.c_str(), "rb");
+  f_.reset(std::fopen(path.c_str(), "rb"));
   if (!f_) fail(path, "cannot open for reading");
   std::error_code ec;
   size_ = (int64_t)std::filesystem::file_size(path, ec);
@@ -31,15 +31,11 @@ ZipReader::ZipReader(const std::string& path) : path_(path) {
   parse_directory();
 }
 
-ZipReader::~ZipReader() {
-  if (f_) std::fclose(f_);
-}
-
 void ZipReader::read_at(int64_t off, void* dst, int64_t n, const char* what) {
   if (off < 0 || n < 0 || off > size_ || n > size_ - off)  // (no signed overflow for huge offsets)
     fail(path_, std::string("truncated or corrupt .pt file (") + what + " lies beyond the end of the file)");
   if (n == 0) return;
-  if (fseeko(f_, (off_t)off, SEEK_SET) != 0 || std::fread(dst, 1, (size_t)n, f_) != (size_t)n)
+  if (fseeko(f_.get(), (off_t)off, SEEK_SET) != 0 || std::fread(dst, 1, (size_t)n, f_.get()) != (size_t)n)
     fail(path_, std::string("I/O error reading ") + what);
 }
 

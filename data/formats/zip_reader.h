@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <string>
 
 namespace lm::data {
@@ -23,9 +24,6 @@ class ZipReader {
  public:
   // Opens `path` and reads its central directory; refuses the legacy (pre-zip) torch.save format.
   explicit ZipReader(const std::string& path);
-  ~ZipReader();
-  ZipReader(const ZipReader&) = delete;
-  ZipReader& operator=(const ZipReader&) = delete;
 
   const std::map<std::string, ZipEntry>& entries() const { return entries_; }
   // Byte offset of an entry's data (after its local header); refuses compressed entries and
@@ -40,8 +38,13 @@ class ZipReader {
   void parse_directory();
   void read_at(int64_t off, void* dst, int64_t n, const char* what);
 
+  // Closes the file also when the constructor throws (a corrupt archive): a member, not a
+  // destructor of ours, which would not run then (fuzz_pt ran out of descriptors that way).
+  struct Closer {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+  };
   std::string path_;
-  std::FILE* f_ = nullptr;
+  std::unique_ptr<std::FILE, Closer> f_;
   int64_t size_ = 0;
   std::map<std::string, ZipEntry> entries_;
 };
