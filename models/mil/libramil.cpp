@@ -90,20 +90,22 @@ Tensor LibraMIL::fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt,
   // l2_normalize(V) P^T == (V P^T) / max(|V_j|, eps), without materialising normalised V.
   Tensor Pvn = l2_normalize(Pv, 1), Ptn = l2_normalize(Pt, 1);
   const int64_t Kv = Pv.shape()[0], Kt = Pt.shape()[0];
-  Tensor S = div(matmul(V, t(cat({Pvn, Ptn}, 0))), unsqueeze(l2_norm_clamped(V), 1));  // (N, Kv + Kt)
-  Tensor Sv = slice(S, 1, 0, Kv);                 // (N, Kv)
-  Tensor St = slice(S, 1, Kv, Kv + Kt);           // (N, Kt)
+  auto similarities = [&] { return div(matmul(V, t(cat({Pvn, Ptn}, 0))), unsqueeze(l2_norm_clamped(V), 1)); };
   const std::string& ab = config_.ablation;
   if (ab == "no_transport") {
     // Ablation (issue 23): no reweighting at all, every instance weighs 1 (Xf = V); the rest of
-    // the model is unchanged. proto_vis and temp_vis then receive no gradient.
+    // the model is unchanged. proto_vis and temp_vis then receive no gradient, and the
+    // similarities are computed only for an explanation.
     Tensor w = Tensor::ones({N}, V.dtype(), V.device());
     if (ex) {
       ex->instance_weights = w.to(DType::F32).clone();
-      ex->sim_text = St.detach().to(DType::F32).clone();
+      ex->sim_text = slice(similarities(), 1, Kv, Kv + Kt).detach().to(DType::F32).clone();
     }
     return w;
   }
+  Tensor S = similarities();                      // (N, Kv + Kt)
+  Tensor Sv = slice(S, 1, 0, Kv);                 // (N, Kv)
+  Tensor St = slice(S, 1, Kv, Kv + Kt);           // (N, Kt)
   Tensor s;                        // (N) fused instance score
   Tensor plan;
   if (ab == "no_instance_priors") {
@@ -125,7 +127,7 @@ Tensor LibraMIL::fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt,
     // 6. s_j = Sv_j T St_j^T, without forming anything of size N x Kv x Kt.
     s = bilinear_rows(Sv, plan, St);  // (N)
   }
-  if (record_stats_) last_scores_ = s.detach();
+  if (record_stats_ && is_training()) last_scores_ = s.detach();
   // 7. reweight instances.
   Tensor w;
   if (config_.fusion == "literal") {
@@ -201,7 +203,7 @@ Tensor LibraMIL::run(const Tensor& x, LibraMILExplanation* ex) {
   Tensor Pb = project(proj_llm, prompt_bag, false);
   last_scores_ = Tensor();
   Tensor w = config_.mode == "paper" ? fuse_paper(V, Pv, Pt, ex) : fuse_reference(V, Pv, Pt, ex);
-  if (record_stats_) stats_ = transport_stats(w, last_scores_);
+  if (record_stats_ && is_training()) stats_ = transport_stats(w, last_scores_);
   // 8. class priors attend over the reweighted instances Xf = w[:, None] * V.
   Tensor H = class_query_attention(Pb, V, w, ex);  // (C, D)
   // 9. one logit per class query.

@@ -48,8 +48,9 @@ class LibraMIL : public nn::Module {
   // Forward that also fills `ex` (no autograd).
   Tensor explain(const Tensor& x, LibraMILExplanation& ex);
   std::string type_name() const override { return "LibraMIL"; }
-  // Issue 23: when on, every forward records the spread of its instance weights w and fused
-  // scores s (transport_stats.h; costs a copy of w and s to the host), read after the forward.
+  // Issue 23: when on, every training-mode forward records the spread of its instance weights w
+  // and fused scores s (transport_stats.h; costs a copy of w and s to the host), read after the
+  // forward; evaluation forwards (eval mode) skip it.
   void record_transport_stats(bool on) { record_stats_ = on; }
   const TransportStats& last_transport_stats() const { return stats_; }
   const LibraMILConfig& config() const { return config_; }
