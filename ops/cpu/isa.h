@@ -10,6 +10,7 @@
 // them), hardware_isa() is Scalar, and every kernel is the portable C++ one, which the compiler
 // vectorises for the target (NEON on aarch64).
 #pragma once
+#include <atomic>
 #include <string>
 
 // 1 when compiling for x86 (the AVX2 / AVX-512 kernels and their target attributes exist).
@@ -34,5 +35,24 @@ const char* isa_name(CpuIsa isa);  // "avx512" | "avx2" | "scalar"
 // The architecture this build targets: "x86-64", "aarch64", or "other" (`--version` names it
 // off x86, where "scalar" means the portable kernels vectorised for that architecture).
 const char* target_arch();
+
+// One kernel family's choice among its versions (portable C++, AVX2, AVX-512, in CpuIsa's
+// order): the best that isa_allows() permits, unless the environment variable `env` names a
+// permitted one ("portable" | "avx2" | "avx512"), unless set() chose one (tests, benchmarks;
+// "auto" restores). The row kernels (row_kernel.h) and the Sinkhorn lanes (sinkhorn.h) each
+// keep one.
+class KernelChoice {
+ public:
+  explicit KernelChoice(const char* env) : env_(env) {}
+  CpuIsa get();
+  // False, changing nothing, for an unknown name or a version isa_allows() does not permit.
+  bool set(const std::string& name);
+  static const char* name(CpuIsa version);  // "portable" | "avx2" | "avx512"
+
+ private:
+  CpuIsa default_version();
+  const char* env_;
+  std::atomic<int> default_{-1}, forced_{-1};
+};
 
 }  // namespace lm::cpu

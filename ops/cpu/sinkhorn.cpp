@@ -25,7 +25,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -78,45 +77,13 @@ template <typename T, int L, bool PL>
 }
 #endif  // LM_X86
 
-enum class Isa { Portable, Avx2, Avx512 };
-
-bool isa_supported(Isa isa) {
-  switch (isa) {
-    case Isa::Avx512: return isa_allows(CpuIsa::Avx512);  // ops/cpu/isa.h
-    case Isa::Avx2: return isa_allows(CpuIsa::Avx2);
-    case Isa::Portable: break;
-  }
-  return true;
+// The variant in use: the best the CPU runs, LIBRAMIL_SINKHORN_KERNEL, or sinkhorn_set_kernel
+// (isa.h's KernelChoice).
+KernelChoice& kernel_choice() {
+  static KernelChoice c("LIBRAMIL_SINKHORN_KERNEL");
+  return c;
 }
-
-bool parse_isa(const std::string& s, Isa* isa) {
-  if (s == "portable") *isa = Isa::Portable;
-  else if (s == "avx2") *isa = Isa::Avx2;
-  else if (s == "avx512") *isa = Isa::Avx512;
-  else return false;
-  return true;
-}
-
-// The best variant this CPU runs, or LIBRAMIL_SINKHORN_KERNEL if set (and supported).
-Isa default_isa() {
-  static const Isa isa = [] {
-    const Isa best = isa_supported(Isa::Avx512) ? Isa::Avx512 : isa_supported(Isa::Avx2) ? Isa::Avx2 : Isa::Portable;
-    const char* env = std::getenv("LIBRAMIL_SINKHORN_KERNEL");
-    if (env == nullptr || *env == '\0') return best;
-    Isa want = best;
-    if (parse_isa(env, &want) && isa_supported(want)) return want;
-    std::fprintf(stderr, "libramil: LIBRAMIL_SINKHORN_KERNEL=%s unknown or unsupported, using the default\n", env);
-    return best;
-  }();
-  return isa;
-}
-
-std::atomic<int> forced_isa{-1};  // sinkhorn_set_kernel; -1: default_isa()
-
-Isa chosen_isa() {
-  const int f = forced_isa.load(std::memory_order_relaxed);
-  return f < 0 ? default_isa() : static_cast<Isa>(f);
-}
+CpuIsa chosen_isa() { return kernel_choice().get(); }
 
 // ---- drivers: OpenMP over groups ----------------------------------------------------------------
 
@@ -207,17 +174,17 @@ void dispatch(const Args<T>& g, bool backward) {
   const bool scalar = g.opt.tol > 0.0;
   switch (chosen_isa()) {
 #if LM_X86
-    case Isa::Avx512:
+    case CpuIsa::Avx512:
       if (scalar) return drive<T, 1, PL>(g, backward, forward_avx512<T, 1, PL>, backward_avx512<T, 1, PL>);
       return drive<T, L512, PL>(g, backward, forward_avx512<T, L512, PL>, backward_avx512<T, L512, PL>);
-    case Isa::Avx2:
+    case CpuIsa::Avx2:
       if (scalar) return drive<T, 1, PL>(g, backward, forward_avx2<T, 1, PL>, backward_avx2<T, 1, PL>);
       return drive<T, L256, PL>(g, backward, forward_avx2<T, L256, PL>, backward_avx2<T, L256, PL>);
 #else
-    case Isa::Avx512:  // never chosen off x86 (isa_supported)
-    case Isa::Avx2:
+    case CpuIsa::Avx512:  // never chosen off x86 (isa_allows)
+    case CpuIsa::Avx2:
 #endif
-    case Isa::Portable:
+    case CpuIsa::Scalar:
       break;
   }
   if (scalar) return drive<T, 1, PL>(g, backward, forward_portable<T, 1, PL>, backward_portable<T, 1, PL>);
@@ -240,25 +207,9 @@ void run(Args<T>& g, bool backward) {
 
 }  // namespace
 
-bool sinkhorn_set_kernel(const std::string& name) {
-  if (name == "auto") {
-    forced_isa = -1;
-    return true;
-  }
-  Isa isa;
-  if (!parse_isa(name, &isa) || !isa_supported(isa)) return false;
-  forced_isa = static_cast<int>(isa);
-  return true;
-}
+bool sinkhorn_set_kernel(const std::string& name) { return kernel_choice().set(name); }
 
-const char* sinkhorn_kernel_name() {
-  switch (chosen_isa()) {
-    case Isa::Avx512: return "avx512";
-    case Isa::Avx2: return "avx2";
-    case Isa::Portable: break;
-  }
-  return "portable";
-}
+const char* sinkhorn_kernel_name() { return KernelChoice::name(chosen_isa()); }
 
 int64_t sinkhorn_backward_scratch_elements(int64_t K1, int64_t K2, int iterations, bool log_domain) {
   const int64_t it = std::max(iterations, 1);
