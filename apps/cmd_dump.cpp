@@ -26,7 +26,7 @@ Runner add_dump(CLI::App& app) {
   app.add_option("--label", f->label, "class label of the bag")->required();
   // The model flags replace the checkpoint's recorded values only when given (issue 19).
   CLI::Option* mode = app.add_option("--mode", f->cfg.mode, "paper | reference (default: the checkpoint's)");
-  CLI::Option* fusion = app.add_option("--fusion", f->cfg.fusion, "softmax | literal (default: the checkpoint's)");
+  CLI::Option* fusion = app.add_option("--fusion", f->cfg.fusion, "softmax | literal | standardised (default: the checkpoint's)");
   CLI::Option* eps = app.add_option("--ot_epsilon", f->cfg.ot_epsilon, "Sinkhorn regularisation (default: the checkpoint's)");
   CLI::Option* iter = app.add_option("--ot_iter", f->cfg.ot_iter, "Sinkhorn iterations (default: the checkpoint's)");
   CLI::Option* heads = app.add_option("--heads", f->cfg.heads, "attention heads (default: the checkpoint's)");

@@ -147,7 +147,8 @@ void check_flags(const TrainFlags& f) {
   if (o.model != "libramil") return;  // the Libra-MIL settings below do nothing for baselines
   const models::LibraMILConfig& m = o.libramil;
   if (m.mode != "paper" && m.mode != "reference") bad_flag(f, "--mode", m.mode, "expected paper or reference");
-  if (m.fusion != "softmax" && m.fusion != "literal") bad_flag(f, "--fusion", m.fusion, "expected softmax or literal");
+  if (m.fusion != "softmax" && m.fusion != "literal" && m.fusion != "standardised")
+    bad_flag(f, "--fusion", m.fusion, "expected softmax, literal or standardised");
   if (m.ablation != "none" && m.ablation != "no_instance_priors" && m.ablation != "no_visual_prototypes" &&
       m.ablation != "concat" && m.ablation != "no_transport")
     bad_flag(f, "--ablation", m.ablation, "expected none, no_instance_priors, no_visual_prototypes, concat or no_transport");
@@ -422,7 +423,7 @@ Runner add_train(CLI::App& app) {
   app.add_flag("--overwrite", f->overwrite, "write into a non-empty run directory: the files an earlier run wrote there (config.json, report.html, logs/, checkpoints/) are removed first, other files are kept");
   app.add_option("--model", f->opt.model, "libramil | abmil | gated_abmil | meanpool | maxpool | transmil")->capture_default_str();
   app.add_option("--mode", f->opt.libramil.mode, "Libra-MIL fusion: paper | reference")->capture_default_str();
-  app.add_option("--fusion", f->opt.libramil.fusion, "paper mode step 7: softmax | literal")->capture_default_str();
+  app.add_option("--fusion", f->opt.libramil.fusion, "paper mode step 7: softmax | literal | standardised (s standardised within the bag before the temperature; docs/science.md)")->capture_default_str();
   app.add_option("--ablation", f->opt.libramil.ablation,
                  "paper mode: none | no_instance_priors | no_visual_prototypes | concat | no_transport (every "
                  "instance weighs 1: the transport and the reweighting are switched off)")->capture_default_str();

@@ -162,6 +162,8 @@ TEST_CASE("Libra-MIL forward/backward equals the PyTorch reference of SPEC.md") 
       {"reference", "softmax", 1, "float32"}, {"reference", "softmax", 300, "float32"},
       {"reference", "softmax", 5000, "float32"}, {"paper", "softmax", 50, "float64"}, {"reference", "softmax", 50, "float64"},
       {"paper", "softmax", 300, "float32", "no_transport"},  {"paper", "softmax", 50, "float64", "no_transport"},
+      {"paper", "standardised", 1, "float32"}, {"paper", "standardised", 300, "float32"},
+      {"paper", "standardised", 50, "float64"}, {"paper", "standardised", 300, "float32", "no_instance_priors"},
   };
   for (const ParityCase& c : cases) check_parity(c, dir, weights);
 }

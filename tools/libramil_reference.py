@@ -7,8 +7,8 @@ Subcommands
   init   --out W.safetensors --dim D --text-dim Dt --kv Kv --kt Kt --classes C [--seed S]
          random weights with the reference state_dict names (PyTorch default inits).
   dump   --weights W.safetensors --features BAG.h5 --label L --mode paper|reference
-         [--fusion softmax|literal --ot_epsilon 0.05 --ot_iter 20 --heads 8 --dtype float32|float64]
-         [--ablation none|no_transport]
+         [--fusion softmax|literal|standardised --ot_epsilon 0.05 --ot_iter 20 --heads 8 --dtype float32|float64]
+         [--ablation none|no_transport|no_instance_priors]
          --out OUT.safetensors : logits (C), loss (), grad.<name> for every parameter, and the
          explanation models/mil/patch_scores.h exports: explain.weight (N, the weight w_j each
          instance gets in Xf), explain.attention (C, N, the class queries' attention over the
@@ -72,14 +72,20 @@ class LibraMIL(nn.Module):
             self.ex = {"sim_text": St.detach(), "weight": torch.ones(V.shape[0], dtype=V.dtype)}
             return V
         mu = torch.softmax(Sv.mean(0), 0)    # (Kv)
-        nu = torch.softmax(St.mean(0), 0)    # (Kt)
-        cost = 1 - Pvn @ Ptn.t()             # (Kv, Kt)
-        T = self.sinkhorn(mu, nu, torch.exp(-cost / self.eps))
-        s = ((Sv @ T) * St).sum(1)           # (N)
+        if self.ablation == "no_instance_priors":  # visual similarities under the visual marginal
+            s = Sv @ mu
+        else:
+            nu = torch.softmax(St.mean(0), 0)    # (Kt)
+            cost = 1 - Pvn @ Ptn.t()             # (Kv, Kt)
+            T = self.sinkhorn(mu, nu, torch.exp(-cost / self.eps))
+            s = ((Sv @ T) * St).sum(1)           # (N)
         self.ex = {"sim_text": St.detach()}
         if self.fusion == "literal":
             self.ex["weight"] = s.detach()
             return s.unsqueeze(1) * V
+        if self.fusion == "standardised":    # z-score within the bag (population variance)
+            c = s - s.mean()
+            s = c / torch.sqrt((c * c).mean() + 1e-8)
         w = V.shape[0] * torch.softmax(s / torch.exp(self.temp_vis), 0)
         self.ex["weight"] = w.detach()
         return w.unsqueeze(1) * V
@@ -207,11 +213,11 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--mode", default="paper", choices=["paper", "reference"])
-    common.add_argument("--fusion", default="softmax", choices=["softmax", "literal"])
+    common.add_argument("--fusion", default="softmax", choices=["softmax", "literal", "standardised"])
     common.add_argument("--ot_epsilon", type=float, default=0.05)
     common.add_argument("--ot_iter", type=int, default=20)
     common.add_argument("--heads", type=int, default=8)
-    common.add_argument("--ablation", default="none", choices=["none", "no_transport"])
+    common.add_argument("--ablation", default="none", choices=["none", "no_transport", "no_instance_priors"])
     a = sub.add_parser("init", parents=[common])
     a.add_argument("--out", required=True)
     a.add_argument("--dim", type=int, default=512)

@@ -16,7 +16,8 @@ void LibraMILConfig::validate() const {
   if (num_classes < 2) bad("num_classes must be >= 2");
   if (heads <= 0 || dim % heads != 0) bad("heads (" + std::to_string(heads) + ") must divide dim (" + std::to_string(dim) + ")");
   if (mode != "paper" && mode != "reference") bad("mode must be paper or reference, got '" + mode + "'");
-  if (fusion != "softmax" && fusion != "literal") bad("fusion must be softmax or literal, got '" + fusion + "'");
+  if (fusion != "softmax" && fusion != "literal" && fusion != "standardised")
+    bad("fusion must be softmax, literal or standardised, got '" + fusion + "'");
   if (!(ot_epsilon > 0)) bad("ot_epsilon must be positive");
   if (ot_iter < 1) bad("ot_iter must be >= 1");
   if (ablation != "none" && ablation != "no_instance_priors" && ablation != "no_visual_prototypes" && ablation != "concat" &&
@@ -132,6 +133,14 @@ Tensor LibraMIL::fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt,
   Tensor w;
   if (config_.fusion == "literal") {
     w = s;
+  } else if (config_.fusion == "standardised") {
+    // Issue 23's form with a usable scale: s standardised within the bag (zero mean, unit
+    // population standard deviation) before the temperature, so that the softmax sees logits of
+    // spread exp(-temp_vis) ~ 0.37 at the start instead of the ~5e-3 spread of raw s.
+    // kStandardiseEps keeps a constant s (a one-instance bag) at w = 1 instead of 0 / 0.
+    Tensor centred = sub(s, mean(s));
+    Tensor z = div(centred, sqrt(add(mean(mul(centred, centred)), kStandardiseEps)));
+    w = mul(softmax(mul(z, exp(neg(temp_vis))), 0), (double)N);
   } else {
     w = mul(softmax(mul(s, exp(neg(temp_vis))), 0), (double)N);
   }

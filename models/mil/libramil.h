@@ -14,6 +14,9 @@
 
 namespace lm::models {
 
+// fusion "standardised": s is divided by sqrt(var(s) + kStandardiseEps) within the bag.
+inline constexpr double kStandardiseEps = 1e-8;
+
 struct LibraMILConfig {
   int64_t dim = 512;                // D: feature width
   int64_t text_dim = 512;           // Dt: text-embedding width
@@ -22,7 +25,7 @@ struct LibraMILConfig {
   int64_t num_classes = 3;          // C (from the bag priors)
   int heads = 8;
   std::string mode = "paper";       // paper | reference
-  std::string fusion = "softmax";   // paper mode step 7: softmax | literal
+  std::string fusion = "softmax";   // paper mode step 7: softmax | literal | standardised (issue 23)
   double ot_epsilon = 0.05;
   int ot_iter = 20;
   // Ablations of the paper (Table: w/o instance priors, w/o visual prototypes, SOT -> concat).
