@@ -420,7 +420,7 @@ Runner add_train(CLI::App& app) {
   app.add_option("--instance_embeddings", f->instance_embeddings, "precomputed instance-prior embeddings (libramil encode-text)");
   app.add_option("--bag_embeddings", f->bag_embeddings, "precomputed bag-prior embeddings (libramil encode-text)");
   app.add_option("--save_dir,--out", f->save_dir, "run directory for logs/ and checkpoints/");
-  app.add_flag("--overwrite", f->overwrite, "write into a non-empty run directory: the files an earlier run wrote there (config.json, report.html, logs/, checkpoints/) are removed first, other files are kept");
+  app.add_flag("--overwrite", f->overwrite, "write into a non-empty run directory: the files an earlier run wrote there (config.json, report.html, logs/, checkpoints/, tensorboard/) are removed first, other files are kept");
   app.add_option("--model", f->opt.model, "libramil | abmil | gated_abmil | meanpool | maxpool | transmil")->capture_default_str();
   app.add_option("--mode", f->opt.libramil.mode, "Libra-MIL fusion: paper | reference")->capture_default_str();
   app.add_option("--fusion", f->opt.libramil.fusion, "paper mode step 7: softmax | literal | standardised (s standardised within the bag before the temperature; docs/science.md)")->capture_default_str();
@@ -458,6 +458,8 @@ Runner add_train(CLI::App& app) {
   app.add_option("--threads", f->threads, "CPU threads (0 = all cores)")->capture_default_str();
   app.add_option("--feature-dtype", f->cache_dtype, "in-memory feature cache: f32 | f16")->check(CLI::IsMember({"f32", "f16"}))->capture_default_str();
   app.add_flag("--quiet", f->quiet, "no progress output");
+  app.add_flag("--tensorboard", f->opt.tensorboard,
+               "also write TensorBoard event files, one folder per fold: <out>/tensorboard/fold_<k>/ (open with tensorboard --logdir <out>/tensorboard; docs/formats.md)");
   return [f, shots, num_classes] {
     f->shots_given = shots->count() > 0;
     f->num_classes_given = num_classes->count() > 0;

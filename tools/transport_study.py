@@ -8,8 +8,8 @@
 one feature folder (slide names prefixed s<seed>_) with a 25-fold split per shot count (fold
 5 * (seed index) + f is fold f of that seed's own 5-fold few-shot split, so every fold only sees
 its seed's slides), and trains every variant on every (alignment, shots) pool with `libramil
-train` (one thread per run, --jobs runs at once). A run whose logs/final_log.csv exists is
-skipped, so an interrupted study resumes. Every variant of one (alignment, shots) cell shares
+train` (one thread per run, --jobs runs at once). A run whose logs/final_log.csv lists every
+fold is skipped, so an interrupted study resumes (unfinished runs start again). Every variant of one (alignment, shots) cell shares
 the 25 splits and the per-fold initialisation seed: the comparisons are paired.
 
 `analyse` reads the runs' logs/final_log.csv and logs/transport_<fold>.csv and writes, with
@@ -115,6 +115,12 @@ def build_pool(a, out, align, seeds, shots):
     return pool
 
 
+def finished(rd, folds):
+    """A run is done when its final_log.csv (written after every fold) lists all its folds."""
+    f = rd / "logs" / "final_log.csv"
+    return f.exists() and len(read_csv(f)) == folds
+
+
 def run_dir(out, align, variant, k):
     return out / "runs" / ("align" + fmt_align(align)) / ("%s_%dshot" % (variant, k))
 
@@ -131,7 +137,7 @@ def cmd_run(a):
         for k in shots:
             for v in variants:
                 rd = run_dir(out, align, v, k)
-                if (rd / "logs" / "final_log.csv").exists():
+                if finished(rd, a.folds * len(seeds)):
                     continue
                 cmd = [a.libramil, "train", "--labels", str(pool / "labels.csv"), "--features", str(pool / "features"),
                        "--instance_path", str(pool / "instance_priors.json"), "--bag_path", str(pool / "bag_priors.csv"),
@@ -193,8 +199,8 @@ def cmd_analyse(a):
             for v in variants:
                 rd = run_dir(out, align, v, k)
                 f = rd / "logs" / "final_log.csv"
-                if not f.exists():
-                    sys.exit("transport_study: missing %s (run `run` first)" % f)
+                if not finished(rd, a.folds * len(seeds)):
+                    sys.exit("transport_study: %s is missing or incomplete (run `run` first)" % f)
                 fl = read_csv(f)
                 res[(align, k, v)] = fl
                 for r in fl:

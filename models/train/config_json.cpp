@@ -10,7 +10,7 @@ namespace lm::train {
 
 namespace {
 
-enum class Kind { Text, Integer, Unsigned, Number };
+enum class Kind { Text, Integer, Unsigned, Number, Boolean };
 
 // Every top-level key options_to_json writes, with its type.
 const std::pair<const char*, Kind> kKeys[] = {
@@ -20,7 +20,7 @@ const std::pair<const char*, Kind> kKeys[] = {
     {"num_vis_prototypes", Kind::Integer}, {"text_dim", Kind::Integer}, {"num_text_prototypes", Kind::Integer},
     {"epochs", Kind::Integer},       {"folds", Kind::Integer},      {"lr", Kind::Number},
     {"weight_decay", Kind::Number},  {"warmup_steps", Kind::Integer}, {"seed", Kind::Unsigned},
-    {"select", Kind::Text},          {"classes", Kind::Text}};
+    {"select", Kind::Text},          {"classes", Kind::Text},       {"tensorboard", Kind::Boolean}};
 
 const char* expected(Kind k) {
   switch (k) {
@@ -28,6 +28,7 @@ const char* expected(Kind k) {
     case Kind::Integer: return "an integer";
     case Kind::Unsigned: return "a non-negative integer";
     case Kind::Number: return "a number";
+    case Kind::Boolean: return "true or false";
   }
   return "";
 }
@@ -38,6 +39,7 @@ bool fits(const nlohmann::json& v, Kind k) {
     case Kind::Integer: return v.is_number_integer();
     case Kind::Unsigned: return v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0);
     case Kind::Number: return v.is_number();
+    case Kind::Boolean: return v.is_boolean();
   }
   return false;
 }
@@ -83,6 +85,9 @@ struct Reader {
   void read(const char* key, double& out) const {
     if (const auto* v = get(key)) out = v->get<double>();
   }
+  void read(const char* key, bool& out) const {
+    if (const auto* v = get(key)) out = v->get<bool>();
+  }
 };
 
 }  // namespace
@@ -117,6 +122,7 @@ nlohmann::json options_to_json(const TrainOptions& o, const Dataset& d) {
   j["warmup_steps"] = o.warmup_steps;
   j["seed"] = o.seed;
   j["select"] = o.select;
+  if (o.tensorboard) j["tensorboard"] = true;  // absent: off (so earlier runs' files read the same)
   if (!o.class_names.empty()) {
     std::string names;
     for (const auto& n : o.class_names) names += (names.empty() ? "" : ",") + n;
@@ -142,6 +148,7 @@ void options_from_json(const nlohmann::json& config, TrainOptions& o, const Wron
   r.read("warmup_steps", o.warmup_steps);
   r.read("seed", o.seed);
   r.read("select", o.select);
+  r.read("tensorboard", o.tensorboard);
   std::string names;
   r.read("classes", names);
   if (!names.empty()) {

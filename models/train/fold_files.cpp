@@ -1,6 +1,8 @@
 // Fold files (see fold_files.h).
 #include "models/train/fold_files.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +12,7 @@
 #include <stdexcept>
 
 #include "data/atomic_file.h"
+#include "data/formats/tensorboard.h"
 
 namespace lm::train {
 
@@ -46,7 +49,7 @@ nlohmann::json records_json(const std::vector<EpochRecord>& rs) {
   nlohmann::json a = nlohmann::json::array();
   for (const EpochRecord& r : rs)
     a.push_back({r.epoch, exact(r.train_loss), exact(r.train_acc), exact(r.seconds), exact(r.val_loss), exact(r.test_loss),
-                 metrics_json(r.val), metrics_json(r.test)});
+                 metrics_json(r.val), metrics_json(r.test), exact(r.wall_time)});
   return a;
 }
 std::vector<EpochRecord> records_from(const nlohmann::json& a) {
@@ -61,9 +64,31 @@ std::vector<EpochRecord> records_from(const nlohmann::json& a) {
     r.test_loss = exact(j[5]);
     r.val = metrics_from(j[6]);
     r.test = metrics_from(j[7]);
+    if (j.size() > 8) r.wall_time = exact(j[8]);  // absent in runs written before --tensorboard
     rs.push_back(r);
   }
   return rs;
+}
+
+double unix_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string epoch_events(const std::vector<EpochRecord>& rs, double fallback_wall_time) {
+  std::vector<data::ScalarEvent> events;
+  double start = fallback_wall_time;
+  for (const EpochRecord& r : rs) {
+    data::ScalarEvent e;
+    e.wall_time = r.wall_time > 0 ? r.wall_time : fallback_wall_time;
+    if (r.wall_time > 0) start = std::min(start, r.wall_time - r.seconds);
+    e.step = r.epoch;
+    e.scalars = {{"train/loss", r.train_loss}, {"train/accuracy", r.train_acc}, {"val/loss", r.val_loss},
+                 {"val/accuracy", r.val.acc},  {"val/auc", r.val.auc},          {"val/f1", r.val.f1},
+                 {"test/loss", r.test_loss},   {"test/accuracy", r.test.acc},   {"test/auc", r.test.auc},
+                 {"test/f1", r.test.f1},       {"epoch_seconds", r.seconds}};
+    events.push_back(std::move(e));
+  }
+  return data::tensorboard_event_file(start, events);
 }
 
 std::string epoch_csv(const std::vector<EpochRecord>& rs) {

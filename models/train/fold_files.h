@@ -21,6 +21,12 @@ double exact(const nlohmann::json& j);
 nlohmann::json records_json(const std::vector<EpochRecord>& records);
 std::vector<EpochRecord> records_from(const nlohmann::json& array);
 
+// The epoch records as a TensorBoard event file (data/formats/tensorboard.h): per epoch (step =
+// the 0-based epoch, as in the CSV) train/loss, train/accuracy, val/{loss,accuracy,auc,f1},
+// test/{loss,accuracy,auc,f1}, epoch_seconds; records without a wall time get `fallback_wall_time`.
+std::string epoch_events(const std::vector<EpochRecord>& records, double fallback_wall_time);
+// Unix time in seconds (with fractions).
+double unix_seconds();
 // The epoch table as CSV (header row first).
 std::string epoch_csv(const std::vector<EpochRecord>& records);
 // <save_dir>/logs/fold_<fold>_result.json, <save_dir>/checkpoints/fold_<fold>_last.safetensors.

@@ -28,8 +28,10 @@ Owned owned(const std::string& folder, const std::string& name) {
   static const std::regex top("config\\.json|report\\.html|split\\.json|run\\.log");
   static const std::regex logs("log_[0-9]+\\.csv|transport_[0-9]+\\.csv|fold_[0-9]+_result\\.json|final_log\\.csv|summary_log\\.csv|test_predictions\\.csv");
   static const std::regex ckpts("fold_[0-9]+_(best|last)\\.safetensors");
-  if (!folder.empty() && folder != "logs" && folder != "checkpoints") return Owned::No;
-  const std::regex& re = folder.empty() ? top : folder == "logs" ? logs : ckpts;
+  static const std::regex tb_folder("tensorboard/fold_[0-9]+"), tb("events\\.out\\.tfevents\\.libramil");  // kEventFileName
+  const bool is_tb = std::regex_match(folder, tb_folder);
+  if (!folder.empty() && folder != "logs" && folder != "checkpoints" && !is_tb) return Owned::No;
+  const std::regex& re = folder.empty() ? top : folder == "logs" ? logs : is_tb ? tb : ckpts;
   if (std::regex_match(name, re)) return Owned::File;
   // A writer's temporary of one of those files (data/atomic_file.h).
   const std::string target = data::atomic_target(name);
@@ -49,6 +51,20 @@ bool holds_fold_result(const fs::path& path, int fold) {
   return j.is_object() && j.contains("fold") && j["fold"].is_number_integer() && j["fold"].get<int64_t>() == fold;
 }
 
+// The folders a run writes files in: the run directory, logs/, checkpoints/ and the
+// tensorboard/fold_<k>/ folders that exist.
+std::vector<std::string> run_folders(const std::string& dir) {
+  std::vector<std::string> folders{"", "logs", "checkpoints"};
+  std::error_code ec;
+  const fs::path tb = fs::path(dir) / "tensorboard";
+  if (!fs::is_directory(fs::symlink_status(tb, ec))) return folders;
+  static const std::regex fold("fold_[0-9]+");
+  for (fs::directory_iterator it(tb, ec), end; !ec && it != end; it.increment(ec))
+    if (fs::is_directory(it->symlink_status(ec)) && std::regex_match(it->path().filename().string(), fold))
+      folders.push_back("tensorboard/" + it->path().filename().string());
+  return folders;
+}
+
 void remove_file(const fs::path& p) {
   std::error_code ec;
   if (!fs::remove(p, ec) && ec) throw std::runtime_error("cannot remove " + p.string() + ": " + ec.message());
@@ -64,7 +80,8 @@ bool run_owns(const std::string& relative_path) {
 
 int remove_run_files(const std::string& dir) {
   int removed = 0;
-  for (const char* folder : {"", "logs", "checkpoints"}) {
+  const std::vector<std::string> folders = run_folders(dir);
+  for (const std::string& folder : folders) {
     const fs::path d = fs::path(dir) / folder;
     std::error_code ec;
     if (!fs::is_directory(fs::symlink_status(d, ec))) continue;
@@ -80,17 +97,20 @@ int remove_run_files(const std::string& dir) {
       ++removed;
     }
   }
-  for (const char* folder : {"logs", "checkpoints"}) {
+  for (auto it = folders.rbegin(); it != folders.rend(); ++it) {  // the fold folders before their parent
     std::error_code ec;
-    const fs::path d = fs::path(dir) / folder;
+    if (it->empty()) continue;
+    const fs::path d = fs::path(dir) / *it;
     if (fs::is_directory(fs::symlink_status(d, ec)) && fs::is_empty(d, ec)) fs::remove(d, ec);
+    const fs::path tb = fs::path(dir) / "tensorboard";
+    if (it->rfind("tensorboard/", 0) == 0 && fs::is_directory(fs::symlink_status(tb, ec)) && fs::is_empty(tb, ec)) fs::remove(tb, ec);
   }
   return removed;
 }
 
 std::vector<std::string> remove_resume_leftovers(const std::string& dir) {
   std::vector<std::string> removed;
-  for (const char* folder : {"", "logs", "checkpoints"}) {
+  for (const std::string& folder : run_folders(dir)) {
     const fs::path d = fs::path(dir) / folder;
     std::error_code ec;
     if (!fs::is_directory(fs::symlink_status(d, ec))) continue;
@@ -101,7 +121,7 @@ std::vector<std::string> remove_resume_leftovers(const std::string& dir) {
       if (owned(folder, name) == Owned::Temporary) doomed.push_back(name);
       static const std::regex last("fold_([0-9]{1,9})_last\\.safetensors");
       std::smatch m;
-      if (std::string(folder) == "checkpoints" && std::regex_match(name, m, last) &&
+      if (folder == "checkpoints" && std::regex_match(name, m, last) &&
           holds_fold_result(fs::path(dir) / "logs" / ("fold_" + m[1].str() + "_result.json"), std::stoi(m[1].str())))
         doomed.push_back(name);
     }

@@ -8,15 +8,22 @@
 
 namespace lm::train {
 
+// The name of each fold's TensorBoard event file, in RUN/tensorboard/fold_<k>/ (TensorBoard
+// reads every file whose name holds "tfevents"; one fixed name per fold, rewritten atomically
+// after each epoch, so --resume and --overwrite know it).
+inline constexpr const char* kEventFileName = "events.out.tfevents.libramil";
+
 // True for a path inside a run directory ('/'-separated, relative to it) that a run writes:
 // config.json, report.html; logs/log_<i>.csv, logs/transport_<i>.csv, logs/fold_<i>_result.json, logs/final_log.csv,
 // logs/summary_log.csv, logs/test_predictions.csv; checkpoints/fold_<i>_best.safetensors,
-// checkpoints/fold_<i>_last.safetensors; and the temporaries the atomic writers leave beside
+// checkpoints/fold_<i>_last.safetensors; tensorboard/fold_<i>/<kEventFileName> (train
+// --tensorboard); and the temporaries the atomic writers leave beside
 // any of these when killed (.<name>.tmp-<digits>, <name>.tmp-<6 characters>).
 bool run_owns(const std::string& relative_path);
 
-// Removes every regular file (or link) of `dir`, `dir`/logs and `dir`/checkpoints that
-// run_owns, then logs/ and checkpoints/ where that leaves them empty; nothing else is touched
+// Removes every regular file (or link) of `dir`, `dir`/logs, `dir`/checkpoints and
+// `dir`/tensorboard/fold_<k> that run_owns, then those folders (and tensorboard/) where that
+// leaves them empty; nothing else is touched
 // (no other folder is entered). Returns how many files went. Throws "cannot remove <path>:
 // <reason>" on the first that cannot be removed.
 int remove_run_files(const std::string& dir);

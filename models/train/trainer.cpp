@@ -22,6 +22,7 @@
 #include "models/train/checkpoint.h"
 #include "models/train/config_json.h"
 #include "models/train/fold_files.h"
+#include "models/train/run_files.h"
 #include "models/train/transport_log.h"
 #include "ops/ops.h"
 #include "ops/transfer.h"
@@ -293,6 +294,7 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, const BagSou
     r.test = test.metrics;
     r.test_loss = test.loss;
     r.seconds = seconds_since(t0);
+    r.wall_time = unix_seconds();
     res.epochs.push_back(r);
     // best_acc / best_auc hold the selection key (they are the accuracy and AUC under the
     // default rule; the names stay for the resume files of earlier runs).
@@ -315,6 +317,11 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, const BagSou
           << " auc " << fixed_text(r.test.auc, 3) << (better ? " *" : "  ") << " (" << fixed_text(r.seconds, 1) << " s)\n";
     if (!o.save_dir.empty())
       data::write_file_atomic((fs::path(o.save_dir) / "logs" / ("log_" + std::to_string(fold) + ".csv")).string(), epoch_csv(res.epochs));
+    if (!o.save_dir.empty() && o.tensorboard) {  // the whole fold's events so far, atomically
+      const fs::path tb = fs::path(o.save_dir) / "tensorboard" / ("fold_" + std::to_string(fold));
+      fs::create_directories(tb);
+      data::write_file_atomic((tb / kEventFileName).string(), epoch_events(res.epochs, unix_seconds()));
+    }
     transport_log.end_epoch(epoch);
     if (keep_last) {  // everything needed to continue after this epoch
       std::vector<std::pair<std::string, Tensor>> ts;

@@ -36,6 +36,8 @@ struct TrainOptions {
   // Class names in label order (train --classes), for the CSVs; empty: classes are numbers.
   std::vector<std::string> class_names;
   std::string save_dir;       // empty: nothing written
+  // Also write TensorBoard event files: save_dir/tensorboard/fold_<k>/ (data/formats/tensorboard.h).
+  bool tensorboard = false;
   bool save_checkpoints = true;
   bool show_progress = true;  // progress lines on the log stream
   bool progress_bar = false;  // redraw an in-epoch bar with '\r' (for terminals)
@@ -77,6 +79,7 @@ struct EpochRecord {
   int epoch = 0;
   double train_loss = 0, train_acc = 0, seconds = 0;
   double val_loss = 0, test_loss = 0;
+  double wall_time = 0;  // Unix seconds when the epoch ended (0: not recorded, an older resume file)
   data::Metrics val, test;
 };
 
