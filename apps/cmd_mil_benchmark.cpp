@@ -22,6 +22,11 @@ Runner add_mil_benchmark(CLI::App& app) {
   app.add_option("--model", f->o.model, "abmil | gated_abmil | meanpool | maxpool | libramil")
       ->check(CLI::IsMember({"abmil", "gated_abmil", "meanpool", "maxpool", "libramil"}))
       ->capture_default_str();
+  app.add_option("--fusion", f->o.libramil_fusion, "libramil: paper mode step 7: softmax | literal | standardised")
+      ->capture_default_str();
+  app.add_option("--ablation", f->o.libramil_ablation,
+                 "libramil: none | no_instance_priors | no_visual_prototypes | concat | no_transport")
+      ->capture_default_str();
   app.add_option("--reps", f->o.reps, "repetitions of the cross-validation")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--folds", f->o.folds, "folds per repetition")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--epochs", f->o.epochs)->capture_default_str()->check(CLI::PositiveNumber);

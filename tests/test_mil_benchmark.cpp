@@ -169,6 +169,23 @@ TEST_CASE("mil benchmark: options, published figures, model") {
     lm::Tensor y = (*net)(lm::Tensor::randn({5, 166}, g));
     CHECK(y.shape() == lm::Shape{2});
   }
+  // Libra-MIL's fusion and ablation (issue 23's study): passed to the model, checked up front.
+  o.model = "abmil";
+  o.libramil_ablation = "no_transport";
+  CHECK_THROWS_WITH_AS(o.validate(), doctest::Contains("apply to --model libramil only"), std::invalid_argument);
+  o.model = "libramil";
+  o.libramil_ablation = "no_transport";
+  o.libramil_fusion = "nonsense";
+  CHECK_THROWS_WITH_AS(o.validate(), doctest::Contains("fusion must be softmax, literal or standardised"), std::invalid_argument);
+  for (auto [fusion, ablation] : {std::pair<std::string, std::string>{"standardised", "none"}, {"softmax", "no_transport"}}) {
+    o.libramil_fusion = fusion;
+    o.libramil_ablation = ablation;
+    o.validate();
+    lm::Generator g(3);
+    auto net = make_mil_benchmark_model(o, 166, g);
+    lm::Tensor y = (*net)(lm::Tensor::randn({5, 166}, g));
+    CHECK(y.shape() == lm::Shape{2});
+  }
 }
 
 TEST_CASE("mil benchmark: short protocol run on Musk1 beats chance") {
@@ -191,6 +208,9 @@ TEST_CASE("mil benchmark: short protocol run on Musk1 beats chance") {
   CHECK(j["model"] == "abmil");
   CHECK(j["published"].get<double>() == doctest::Approx(0.892));
   CHECK(j["reps"] == 1);
+  REQUIRE(j["fold_accuracy"].size() == 3);
+  for (int k = 0; k < 3; ++k) CHECK(j["fold_accuracy"][k].get<double>() == r.folds[k].accuracy);
+  CHECK_FALSE(j.contains("fusion"));  // Libra-MIL's settings only for Libra-MIL
 
   // The result does not depend on the number of threads (per-fold generators).
   o.folds = 2;

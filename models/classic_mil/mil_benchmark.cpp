@@ -118,6 +118,16 @@ void MilBenchmarkOptions::validate() const {
     if (h < 1) bad("hidden widths must be positive");
   if (attn_dim < 1) bad("attn_dim must be positive");
   if (threads < 0) bad("threads must be >= 0");
+  if (model != "libramil" && (libramil_fusion != "softmax" || libramil_ablation != "none"))
+    bad("--fusion and --ablation apply to --model libramil only");
+  models::LibraMILConfig c;  // the fusion and ablation names, checked where the model checks them
+  c.fusion = libramil_fusion;
+  c.ablation = libramil_ablation;
+  try {
+    c.validate();
+  } catch (const std::invalid_argument& e) {
+    bad(e.what());
+  }
 }
 
 std::unique_ptr<nn::Module> make_mil_benchmark_model(const MilBenchmarkOptions& o, int64_t dim, Generator& gen) {
@@ -143,6 +153,8 @@ std::unique_ptr<nn::Module> make_mil_benchmark_model(const MilBenchmarkOptions& 
     c.text_dim = o.libramil_text_dim;
     c.num_text_prototypes = o.libramil_instance_priors;
     c.num_vis_prototypes = o.libramil_vis_prototypes;
+    c.fusion = o.libramil_fusion;
+    c.ablation = o.libramil_ablation;
     c.num_classes = C;
     c.heads = 1;
     for (int h : {8, 4, 2})
@@ -302,6 +314,10 @@ std::string mil_benchmark_json(const MilBenchmarkResult& r, const MilBenchmarkOp
   nlohmann::ordered_json j;
   j["dataset"] = r.dataset;
   j["model"] = r.model;
+  if (r.model == "libramil") {
+    j["fusion"] = o.libramil_fusion;
+    j["ablation"] = o.libramil_ablation;
+  }
   j["accuracy_mean"] = r.accuracy_mean;
   j["accuracy_se"] = r.accuracy_se;
   j["reps"] = o.reps;
@@ -311,6 +327,9 @@ std::string mil_benchmark_json(const MilBenchmarkResult& r, const MilBenchmarkOp
   auto p = published_accuracy(r.dataset, r.model);
   j["published"] = p ? nlohmann::ordered_json(*p) : nlohmann::ordered_json(nullptr);
   j["rep_accuracy"] = r.rep_accuracy;
+  std::vector<double> fold_accuracy;  // rep-major, for paired comparisons between models
+  for (const MilFoldResult& f : r.folds) fold_accuracy.push_back(f.accuracy);
+  j["fold_accuracy"] = fold_accuracy;
   return j.dump();
 }
 

@@ -45,6 +45,8 @@ struct MilBenchmarkOptions {
   int threads = 0;
   // Libra-MIL only: the benchmarks have no text priors; random unit vectors stand in.
   int64_t libramil_text_dim = 64, libramil_instance_priors = 16, libramil_vis_prototypes = 10;
+  // Libra-MIL only: paper mode's step 7 and ablation (LibraMILConfig; issue 23's study).
+  std::string libramil_fusion = "softmax", libramil_ablation = "none";
   void validate() const;                // throws std::invalid_argument naming the bad field
 };
 
