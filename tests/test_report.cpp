@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "models/report/report.h"
+#include "models/report/run_dir.h"
 #include "models/report/svg_plot.h"
 #include "tests/test_util.h"
 
@@ -248,6 +249,18 @@ TEST_CASE("report: several runs give a comparison table and few-shot curves") {
   size_t blocks = 0;
   CHECK(svg_problem(html, blocks) == "");
   CHECK(blocks == 2 + 4 * 6);
+
+  // Runs that differ only in the fusion or the learning rate are told apart in the legend and
+  // the table (issue 23's study compares them; the curves keep one line per label).
+  for (const char* extra : {"\"fusion\": \"standardised\"", "\"lr\": 0.0001", "\"lr\": 0.0005"}) {
+    const std::string name = std::string(extra).find("fusion") != std::string::npos ? "std" : std::string(extra).find("0.0005") != std::string::npos ? "lr5" : "lr1";
+    fake_run(dir / name, 2, "libramil", inputs("split1.json"));
+    std::string cfg = test::read_text(dir / name / "config.json");
+    cfg.replace(cfg.find("\"lr\": 0.001"), 11, std::string(extra).find("lr") != std::string::npos ? extra : "\"lr\": 0.0001, " + std::string(extra));
+    write(dir / name / "config.json", cfg);
+    const std::string want = name == "std" ? "libramil {standardised}" : name == "lr5" ? "libramil lr 0.0005" : "libramil";
+    CHECK(report::load_run((dir / name).string(), 0).model_label == want);
+  }
 
   // Same shots everywhere: a table but no curve.
   o.run_dirs = {(dir / "lm_1shot").string(), (dir / "ab_1shot").string()};

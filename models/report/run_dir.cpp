@@ -158,6 +158,8 @@ Run load_run(const std::string& dir, size_t index) {
     r.class_names = o.class_names;
     r.mode = o.libramil.mode;
     r.ablation = o.libramil.ablation;
+    r.fusion = o.libramil.fusion;
+    r.lr = o.lr;
     r.num_classes = r.config.value("num_classes", 0);
   } catch (const std::exception& e) {
     r.notes.push_back("config.json could not be read (" + h(e.what()) + "); the model and its inputs are unknown.");
@@ -166,6 +168,14 @@ Run load_run(const std::string& dir, size_t index) {
   if (r.model == "libramil") {
     if (r.mode != "paper") r.model_label += " (" + r.mode + ")";
     if (r.ablation != "none") r.model_label += " [" + r.ablation + "]";
+    if (r.mode == "paper" && r.fusion != "softmax") r.model_label += " {" + r.fusion + "}";
+  }
+  // A learning rate other than train's default names the run apart (e.g. a baseline at its own
+  // rate beside the same model at the shared one).
+  if (r.lr > 0 && r.lr != train::TrainOptions().lr) {
+    std::ostringstream lr;
+    lr << r.lr;
+    r.model_label += " lr " + lr.str();
   }
   // Summary, per-fold results.
   try {

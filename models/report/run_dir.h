@@ -66,6 +66,8 @@ struct Run {
   std::map<std::string, std::string> inputs;
   std::string model = "unknown", model_label = "unknown";
   std::string mode = "paper", ablation = "none";  // Libra-MIL's recorded mode and ablation
+  std::string fusion = "softmax";                   // and paper mode's fusion
+  double lr = 0;                                    // the recorded learning rate
   int num_classes = 0, folds = 0;
   std::vector<std::string> class_names;  // train --classes (config.json "classes"); empty: numbered
   int shots = -1;
