@@ -9,8 +9,9 @@ one feature folder (slide names prefixed s<seed>_) with a 25-fold split per shot
 5 * (seed index) + f is fold f of that seed's own 5-fold few-shot split, so every fold only sees
 its seed's slides), and trains every variant on every (alignment, shots) pool with `libramil
 train` (one thread per run, --jobs runs at once). A run whose logs/final_log.csv lists every
-fold is skipped, so an interrupted study resumes (unfinished runs start again). Every variant of one (alignment, shots) cell shares
-the 25 splits and the per-fold initialisation seed: the comparisons are paired.
+fold is skipped and an interrupted one continues (`train --resume`), so the study can be stopped
+and started again. Every variant of one (alignment, shots) cell shares the 25 splits and the
+per-fold initialisation seed: the comparisons are paired.
 
 `analyse` reads the runs' logs/final_log.csv and logs/transport_<fold>.csv and writes, with
 SciPy (not our own code), mean +- standard error per cell, paired differences against the full
@@ -65,12 +66,16 @@ def grid(a):
             [int(k) for k in a.shots.split(",")], a.variants.split(","))
 
 
+class Failed(Exception):
+    pass
+
+
 def sh(cmd, log=None):
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if log:
         Path(log).write_text(r.stdout)
     if r.returncode != 0:
-        sys.exit("transport_study: failed (%d): %s\n%s" % (r.returncode, " ".join(cmd), r.stdout[-2000:]))
+        raise Failed("failed (%d): %s\n%s" % (r.returncode, " ".join(cmd), r.stdout[-2000:]))
     return r.stdout
 
 
@@ -136,7 +141,10 @@ def cmd_run(a):
             sys.exit("transport_study: unknown variant '%s' (known: %s)" % (v, ", ".join(VARIANTS)))
     jobs = []
     for align in aligns:
-        pool = build_pool(a, out, align, seeds, shots)
+        try:
+            pool = build_pool(a, out, align, seeds, shots)
+        except Failed as e:
+            sys.exit("transport_study: " + str(e))
         for k in shots:
             for v in variants:
                 rd = run_dir(out, align, v, k)
@@ -158,17 +166,26 @@ def cmd_run(a):
     t0 = time.time()
     done = [0]
 
+    failures = []
+
     def one(j):
         k, v, align, rd, cmd = j
         t = time.time()
         rd.parent.mkdir(parents=True, exist_ok=True)
-        sh(cmd, log=str(rd) + ".log")
+        try:
+            sh(cmd, log=str(rd) + ".log")
+        except Failed as e:  # the other runs go on; the study reports it at the end
+            failures.append(str(e))
+            print("  FAILED: alignment %g, %d shots, %s (log: %s.log)" % (align, k, v, rd), flush=True)
+            return
         done[0] += 1
         print("  [%d/%d] alignment %g, %d shots, %s: %.0f s (elapsed %.0f s)" %
               (done[0], len(jobs), align, k, v, time.time() - t, time.time() - t0), flush=True)
 
     with ThreadPoolExecutor(max_workers=a.jobs) as ex:
         list(ex.map(one, jobs))
+    if failures:
+        sys.exit("transport_study: %d of %d runs failed:\n%s" % (len(failures), len(jobs), "\n".join(failures)))
     print("transport_study: all runs done in %.0f s" % (time.time() - t0))
 
 
