@@ -307,11 +307,33 @@ def cmd_analyse(a):
                 md.append("| %g | %d | %s | %.3f | %.3f | %.3f | %.2g | %.3f |" %
                           (align, k, v, g("w_min"), g("w_max"), g("w_ess_fraction"), g("s_std"), g("temp_vis")))
     md.append("")
+    if a.mil_dir:
+        md += mil_tables(Path(a.mil_dir))
     text = "\n".join(md)
     (out / "study.md").write_text(text)
     if a.markdown:
         Path(a.markdown).write_text(text)
     print(text)
+
+
+def mil_tables(d):
+    """Musk1 / Elephant: <dataset>_<variant>.json from `libramil mil-benchmark` (same --seed, so
+    the 50 folds pair up); Libra-MIL full against each other variant."""
+    md = ["### Musk1 and Elephant (mil-benchmark, 5 x 10 folds, random unit vectors as priors)", ""]
+    md += ["| dataset | variant | accuracy (mean +- SE over 5 repetitions) | full minus variant, paired over 50 folds (t p; Wilcoxon p) |",
+           "|---|---|---|---|"]
+    for ds in ("Musk1", "Elephant"):
+        runs = {}
+        for f in sorted(d.glob(ds + "_*.json")):
+            text = f.read_text().strip()
+            if text:
+                runs[f.stem[len(ds) + 1:]] = json.loads(text)
+        if "full" not in runs:
+            continue
+        for v, j in runs.items():
+            diff = "" if v == "full" else "%+.3f +- %.3f (%.2g; %.2g)" % paired(runs["full"]["fold_accuracy"], j["fold_accuracy"])
+            md.append("| %s | %s | %.3f +- %.3f | %s |" % (ds, v, j["accuracy_mean"], j["accuracy_se"], diff))
+    return md + [""]
 
 
 def main():
@@ -323,6 +345,7 @@ def main():
     an = sub.add_parser("analyse")
     grid_args(an)
     an.add_argument("--markdown", help="also write the tables here")
+    an.add_argument("--mil-dir", help="folder of mil-benchmark JSONs (<dataset>_<variant>.json) to add")
     a = p.parse_args()
     cmd_run(a) if a.cmd == "run" else cmd_analyse(a)
 
