@@ -309,11 +309,38 @@ def cmd_analyse(a):
     md.append("")
     if a.mil_dir:
         md += mil_tables(Path(a.mil_dir))
+    if a.report:
+        md += reports(a, out, aligns, shots, variants)
     text = "\n".join(md)
     (out / "study.md").write_text(text)
     if a.markdown:
         Path(a.markdown).write_text(text)
     print(text)
+
+
+def reports(a, out, aligns, shots, variants):
+    """`libramil report` per alignment over every (variant, shots) run: the HTML page, and its
+    few-shot curves (test accuracy and AUC vs shots, one line per variant) as SVG files."""
+    import re
+    md = ["### Reports", ""]
+    for align in aligns:
+        runs = [str(run_dir(out, align, v, k)) for v in variants for k in shots]
+        html = out / ("report_align%s.html" % fmt_align(align))
+        sh([a.libramil, "report", *runs, "--slides", "0", "--overwrite", "--out", str(html),
+            "--title", "Transport study (issue 23), SIMULATED RCC, alignment %g: %d seeds x %d folds per run"
+            % (align, len(grid(a)[0]), a.folds)])
+        text = html.read_text()
+        start = text.find('id="fewshot"')
+        svgs = re.findall(r"<svg.*?</svg>", text[start:], flags=re.S)[:2] if start >= 0 else []
+        names = []
+        for svg, metric in zip(svgs, ("accuracy", "auc")):
+            f = out / ("fewshot_align%s_%s.svg" % (fmt_align(align), metric))
+            if 'xmlns=' not in svg[:200]:
+                svg = svg.replace("<svg", '<svg xmlns="http://www.w3.org/2000/svg"', 1)
+            f.write_text(svg + "\n")
+            names.append(f.name)
+        md.append("* alignment %g: %s; few-shot curves %s" % (align, html.name, ", ".join(names) or "none"))
+    return md + [""]
 
 
 def mil_tables(d):
@@ -345,6 +372,7 @@ def main():
     an = sub.add_parser("analyse")
     grid_args(an)
     an.add_argument("--markdown", help="also write the tables here")
+    an.add_argument("--report", action="store_true", help="also run `libramil report` per alignment (HTML and SVG curves)")
     an.add_argument("--mil-dir", help="folder of mil-benchmark JSONs (<dataset>_<variant>.json) to add")
     a = p.parse_args()
     cmd_run(a) if a.cmd == "run" else cmd_analyse(a)
