@@ -56,13 +56,12 @@ const char* intern(const std::string& name) {
   return names.insert(name).first->c_str();
 }
 
-void Scope::begin(const char* name, double flops, double bytes) {
+void Scope::begin(const char* name, Work w) {
   if (g_hooks.sync) g_hooks.sync();
   if (g_hooks.range_push) g_hooks.range_push(name);
   active_ = true;
   name_ = name;
-  flops_ = flops;
-  bytes_ = bytes;
+  work_ = w;
   parent_ = t_top;
   t_top = this;
   start_ = std::chrono::steady_clock::now();
@@ -80,8 +79,16 @@ void Scope::end() {
   if (r.name.empty()) r.name = name_;
   r.calls += 1;
   r.total_ms += excl * 1e-6;
-  r.flops += flops_;
-  r.bytes += bytes_;
+  if (work_.flops < 0 && work_.bytes < 0) {
+    r.uncounted_calls += 1;
+  } else {
+    r.flops += std::max(0.0, work_.flops);
+    r.bytes += std::max(0.0, work_.bytes);
+    if (work_.bytes > 0) {
+      r.calls_with_bytes += 1;
+      r.working_set += work_.working_set >= 0 ? work_.working_set : work_.bytes;
+    }
+  }
 }
 
 }  // namespace lm::profiler

@@ -1,11 +1,14 @@
 // `libramil profile`: the per-op table of a small training-step benchmark, the CSV, the exit
-// status of the wrapped command, and the profiler API's exclusive timing.
+// status of the wrapped command, and the profiler API's exclusive timing; the ops' FLOP and
+// byte counts against hand-computed formulas (docs/profiler.md's convention).
 #include <doctest/doctest.h>
 
 #include <chrono>
 #include <sstream>
 #include <thread>
 
+#include "ops/adam.h"
+#include "ops/ops.h"
 #include "tensor/profiler.h"
 #include "tests/test_util.h"
 
@@ -82,6 +85,146 @@ TEST_CASE("libramil profile: table of a training step, CSV, exit status") {
   rc = test::run_libramil("profile", log);
   CHECK(rc != 0);
   CHECK(test::read_text(log).find("give the command to profile") != std::string::npos);
+}
+
+// The profiler's row `name` after running `fn` with profiling on (a fresh table each time).
+template <class F>
+std::vector<profiler::Row> profiled(F fn) {
+  profiler::reset();
+  profiler::set_enabled(true);
+  fn();
+  profiler::set_enabled(false);
+  std::vector<profiler::Row> rows = profiler::snapshot();
+  profiler::reset();
+  return rows;
+}
+
+profiler::Row find_row(const std::vector<profiler::Row>& rows, const std::string& name) {
+  for (const profiler::Row& r : rows)
+    if (r.name == name) return r;
+  FAIL("no profiler row " << name);
+  return {};
+}
+
+// The counts follow docs/profiler.md: per element, LayerNorm forward 8 / backward 13 FLOPs, GELU
+// 24 / 48, a transcendental 20; bytes = inputs read once + outputs written once (float32: 4 B),
+// per-row saved statistics left out. Every expected value below is that formula worked out by
+// hand for the shape, not the code's expression.
+TEST_CASE("profiler counts: fused rows, LayerNorm, softmax, Adam, copy, l2_normalize and others by hand") {
+  Generator gen(3);
+  auto param = [&](Shape s) { return Tensor::randn(s, gen).set_requires_grad(true); };
+
+  SUBCASE("linear_layer_norm_gelu, rows = 6, Din = 5, D = 8") {
+    Tensor x = param({6, 5}), W = param({8, 5}), b = param({8}), gamma = param({8}), beta = param({8});
+    auto rows = profiled([&] { backward(linear_layer_norm(x, W, b, gamma, beta, 1e-5, true), Tensor::ones({6, 8})); });
+    // forward rows: (bias 1 + LayerNorm 8 + GELU 24) x 48 elements; reads y (48) + 3 vectors (24), writes 48.
+    const profiler::Row fwd = find_row(rows, "linear_layer_norm_gelu");
+    CHECK(fwd.flops == 1584.0);
+    CHECK(fwd.bytes == 4.0 * (48 + 24 + 48));
+    // backward rows: (LayerNorm 13 + bias column sum 1 + recompute 2 + GELU 48) x 48; reads g, y
+    // (96) + w, b (16); writes gy (48) + 3 column gradients (24).
+    const profiler::Row bwd = find_row(rows, "linear_layer_norm_gelu.backward_rows");
+    CHECK(bwd.flops == 3072.0);
+    CHECK(bwd.bytes == 4.0 * (96 + 16 + 48 + 24));
+    CHECK(find_row(rows, "linear_layer_norm.gemm").flops == 2.0 * 6 * 8 * 5);
+    CHECK(find_row(rows, "linear_layer_norm_gelu.backward").flops == 0);  // the engine's node: a wrapper
+    CHECK(find_row(rows, "linear_layer_norm_gelu.backward").uncounted_calls == 0);
+  }
+  SUBCASE("linear_layer_norm without GELU, rows = 6, Din = 5, D = 8") {
+    Tensor x = param({6, 5}), W = param({8, 5}), b = param({8}), gamma = param({8}), beta = param({8});
+    auto rows = profiled([&] { backward(linear_layer_norm(x, W, b, gamma, beta, 1e-5, false), Tensor::ones({6, 8})); });
+    CHECK(find_row(rows, "linear_layer_norm").flops == 9.0 * 48);
+    CHECK(find_row(rows, "linear_layer_norm").bytes == 480.0);
+    CHECK(find_row(rows, "linear_layer_norm.backward_rows").flops == 14.0 * 48);
+    CHECK(find_row(rows, "linear_layer_norm.backward_rows").bytes == 4.0 * (96 + 8 + 48 + 24));
+  }
+  SUBCASE("layer_norm on (4, 10) with weight and bias") {
+    Tensor x = param({4, 10}), w = param({10}), b = param({10});
+    auto rows = profiled([&] { backward(layer_norm(x, w, b), Tensor::ones({4, 10})); });
+    CHECK(find_row(rows, "layer_norm_forward").flops == 320.0);          // 8 x 40
+    CHECK(find_row(rows, "layer_norm_forward").bytes == 4.0 * (40 + 20 + 40));
+    CHECK(find_row(rows, "layer_norm_backward").flops == 520.0);         // 13 x 40
+    CHECK(find_row(rows, "layer_norm_backward").bytes == 4.0 * (80 + 10 + 40 + 20));
+  }
+  SUBCASE("softmax and log_softmax on (3, 7)") {
+    Tensor x = param({3, 7});
+    auto rows = profiled([&] { backward(softmax(x, 1), Tensor::ones({3, 7})); });
+    CHECK(find_row(rows, "softmax_forward").flops == 504.0);  // (max 1, sub 1, exp 20, sum 1, scale 1) x 21
+    CHECK(find_row(rows, "softmax_forward").bytes == 168.0);  // 21 read + 21 written
+    CHECK(find_row(rows, "softmax_backward").flops == 84.0);  // 4 x 21
+    CHECK(find_row(rows, "softmax_backward").bytes == 252.0); // y, g read, gx written
+    rows = profiled([&] { backward(log_softmax(x, 1), Tensor::ones({3, 7})); });
+    CHECK(find_row(rows, "softmax_backward").flops == 483.0);  // (sum 1, exp 20, mul 1, sub 1) x 21
+  }
+  SUBCASE("adam_update: 100 float32 AdamW + 10 float64 Adam with L2 decay in one call") {
+    Tensor p = Tensor::randn({100}, gen), p2 = Tensor::randn({10}, gen, DType::F64);
+    auto like = [](const Tensor& t) { return Tensor::zeros(t.shape(), t.dtype()); };
+    AdamStep decoupled{1e-3, 0.1, 1 - 1e-5, 0.9, 0.999, 1e-8, 0.01, true};
+    AdamStep l2{1e-3, 0.1, 1.0, 0.9, 0.999, 1e-8, 0.01, false};
+    std::vector<AdamParam> ps{{p, Tensor::ones({100}), like(p), like(p), decoupled},
+                              {p2, Tensor::ones({10}, DType::F64), like(p2), like(p2), l2}};
+    auto rows = profiled([&] { adam_update(ps); });
+    // 14 FLOPs x 100 + 15 x 10; 7 arrays of 4 B x 100 + 7 of 8 B x 10.
+    CHECK(find_row(rows, "adam_update").flops == 1550.0);
+    CHECK(find_row(rows, "adam_update").bytes == 2800.0 + 560.0);
+    CHECK(find_row(rows, "adam_update").working_set == 1600.0 + 320.0);  // in place: p, g, m, v once each
+  }
+  SUBCASE("copy, l2_normalize, gelu, add, sum, cross_entropy, sinkhorn, grad_accumulate") {
+    Tensor x = Tensor::randn({4, 6}, gen);
+    auto rows = profiled([&] { (void)t(x).contiguous(); });
+    CHECK(find_row(rows, "copy").flops == 0);  // counted as no arithmetic, not unknown
+    CHECK(find_row(rows, "copy").uncounted_calls == 0);
+    CHECK(find_row(rows, "copy").bytes == 192.0);  // 24 floats read + written
+
+    Tensor y = param({5, 12});
+    rows = profiled([&] { backward(l2_normalize(y), Tensor::ones({5, 12})); });
+    CHECK(find_row(rows, "l2_normalize").flops == 180.0);  // (square-add 2, scale 1) x 60
+    CHECK(find_row(rows, "l2_normalize").bytes == 480.0);
+    CHECK(find_row(rows, "l2_normalize_backward").flops == 300.0);  // 5 x 60
+    CHECK(find_row(rows, "l2_normalize_backward").bytes == 720.0);
+
+    Tensor z = param({2, 9});
+    rows = profiled([&] { backward(gelu(z), Tensor::ones({2, 9})); });
+    CHECK(find_row(rows, "gelu").flops == 432.0);  // 24 x 18
+    CHECK(find_row(rows, "gelu").bytes == 144.0);
+    const profiler::Row gb = find_row(rows, "gelu.backward");  // the kernel and the engine's node share the name
+    CHECK(gb.calls == 2);
+    CHECK(gb.flops == 864.0);  // 48 x 18
+    CHECK(gb.bytes == 216.0);  // x, g read, gx written
+
+    Tensor a = Tensor::randn({3, 4}, gen), c = Tensor::randn({4}, gen);
+    rows = profiled([&] { (void)sum(add(a, c), {1}); });
+    CHECK(find_row(rows, "add").flops == 12.0);
+    CHECK(find_row(rows, "add").bytes == 4.0 * (12 + 4 + 12));  // the broadcast operand read once
+    CHECK(find_row(rows, "sum").flops == 12.0);
+    CHECK(find_row(rows, "sum").bytes == 4.0 * (12 + 3));
+
+    Tensor logits = param({2, 5});
+    rows = profiled([&] { backward(cross_entropy(logits, Tensor::from_vector(std::vector<int64_t>{1, 3}, {2}))); });
+    CHECK(find_row(rows, "cross_entropy_forward").flops == 230.0);  // 23 x 10
+    CHECK(find_row(rows, "cross_entropy_forward").bytes == 4.0 * 11 + 16);  // logits + loss, two int64 targets
+    CHECK(find_row(rows, "cross_entropy_backward").flops == 230.0);
+    CHECK(find_row(rows, "cross_entropy_backward").bytes == 4.0 * 20 + 16);
+
+    // Sinkhorn, K1 = 3, K2 = 4, 5 iterations, plan out: exp(-C/eps) 21 x 12; per iteration
+    // 4 x 12 + 2 x 7; the plan 2 x 12. Reads a, b, cost (19 floats), writes the plan (12).
+    SinkhornOptions so;
+    so.iterations = 5;
+    Tensor sa = Tensor::full({3}, 1.0 / 3), sb = Tensor::full({4}, 0.25), cost = Tensor::randn({3, 4}, gen);
+    rows = profiled([&] { (void)sinkhorn_plan(sa, sb, cost, so); });
+    CHECK(find_row(rows, "sinkhorn_forward").flops == 252.0 + 5 * 62 + 24);
+    CHECK(find_row(rows, "sinkhorn_forward").bytes == 4.0 * (19 + 12));
+
+    // A leaf used twice: the first gradient is adopted (no work), the second added (7 FLOPs,
+    // 7 floats read twice and written once).
+    Tensor leaf = param({7});
+    rows = profiled([&] { backward(sum(add(mul(leaf, 2.0), mul(leaf, 3.0)))); });
+    const profiler::Row acc = find_row(rows, "grad_accumulate");
+    CHECK(acc.calls == 2);
+    CHECK(acc.flops == 7.0);
+    CHECK(acc.bytes == 84.0);
+    CHECK(acc.working_set == 56.0);  // in place: the sum and the new gradient
+  }
 }
 
 }  // namespace
