@@ -24,7 +24,7 @@ inline constexpr double kNotCounted = -1;
 
 // The work of one call: FLOPs, bytes read + written, and the working set (the distinct bytes
 // touched, less than `bytes` for an op that updates in place; kNotCounted: the same as bytes),
-// which decides the bandwidth peak a row is compared with.
+// which decides the bandwidth peak a row is compared with (tensor/profile_report.h).
 struct Work {
   double flops = kNotCounted;
   double bytes = kNotCounted;

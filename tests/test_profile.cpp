@@ -1,14 +1,17 @@
 // `libramil profile`: the per-op table of a small training-step benchmark, the CSV, the exit
 // status of the wrapped command, and the profiler API's exclusive timing; the ops' FLOP and
-// byte counts against hand-computed formulas (docs/profiler.md's convention).
+// byte counts against hand-computed formulas (docs/profiler.md's convention); which bandwidth
+// peak a row is held against; and the header of a profiled `train`.
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <map>
 #include <sstream>
 #include <thread>
 
 #include "ops/adam.h"
 #include "ops/ops.h"
+#include "tensor/profile_report.h"
 #include "tensor/profiler.h"
 #include "tests/test_util.h"
 
@@ -58,7 +61,7 @@ TEST_CASE("libramil profile: table of a training step, CSV, exit status") {
                           "l2_norm_clamped", "optimizer.step", "matmul.backward", "(outside any scope)"})
     CHECK_MESSAGE(out.find(row) != std::string::npos, "no row " << row);
   const std::string text = test::read_text(csv);
-  CHECK(text.rfind("name,calls,total_ms,mean_us,share_percent,gflops_per_s,gb_per_s\n", 0) == 0);
+  CHECK(text.rfind("name,calls,total_ms,mean_us,share_percent,gflops_per_s,gb_per_s,flops,bytes,peak_b_percent,peak_b_vs\n", 0) == 0);
   // Shares of all rows add up to at most 100% of the wall time (exclusive times).
   std::istringstream in(text);
   std::string line;
@@ -70,7 +73,8 @@ TEST_CASE("libramil profile: table of a training step, CSV, exit status") {
     std::string cell;
     std::istringstream ls(line.substr(line.rfind('"') + 2));
     while (std::getline(ls, cell, ',')) f.push_back(cell);
-    REQUIRE(f.size() == 6);
+    if (!line.empty() && line.back() == ',') f.push_back("");  // an empty last field (--no-peak: no peak_b_vs)
+    REQUIRE(f.size() == 10);
     share += std::stod(f[3]);
     ++n;
   }
@@ -224,6 +228,116 @@ TEST_CASE("profiler counts: fused rows, LayerNorm, softmax, Adam, copy, l2_norma
     CHECK(acc.flops == 7.0);
     CHECK(acc.bytes == 84.0);
     CHECK(acc.working_set == 56.0);  // in place: the sum and the new gradient
+  }
+}
+
+TEST_CASE("profile report: %peakB against the L2, LLC or DRAM peak by working set per call; ? and - cells") {
+  profiler::Peaks peaks;
+  peaks.gflops = 100;
+  peaks.dram_gbs = 10;
+  peaks.llc_gbs = 40;
+  peaks.l2_gbs = 100;
+  peaks.l2_bytes = 2 << 20;
+  peaks.llc_bytes = 32 << 20;
+  const double MiB = 1 << 20;
+  // {name, calls, total ms, flops, bytes, uncounted calls, calls with bytes, working set}
+  profiler::Row small{"small_op", 10, 1.0, 0, 10 * MiB, 0, 10, 10 * MiB};  // 1 MiB per call: fits L2
+  profiler::Row mid{"mid_op", 1, 1.0, 0, 8 * MiB, 0, 1, 8 * MiB};          // 8 MiB: fits the LLC only
+  profiler::Row in_place{"in_place_op", 1, 10.0, 0, 56 * MiB, 0, 1, 32 * MiB};  // moves 56 MiB, touches 32
+  profiler::Row big{"big_op", 2, 100.0, 0, 128 * MiB, 0, 2, 128 * MiB};    // 64 MiB per call: DRAM
+  profiler::Row unknown{"unknown_op", 3, 1.0, 0, 0, 3, 0, 0};
+  profiler::Row copy{"copy", 4, 1.0, 0, 4 * MiB, 0, 4, 4 * MiB};
+  CHECK(profiler::working_set_per_call(small) == MiB);
+  CHECK(profiler::working_set_per_call(in_place) == 32 * MiB);
+  CHECK(std::string(profiler::bandwidth_peak_for(small, peaks).level) == "L2");
+  CHECK(profiler::bandwidth_peak_for(small, peaks).gbs == 100);
+  CHECK(std::string(profiler::bandwidth_peak_for(mid, peaks).level) == "LLC");
+  CHECK(std::string(profiler::bandwidth_peak_for(in_place, peaks).level) == "LLC");
+  CHECK(std::string(profiler::bandwidth_peak_for(big, peaks).level) == "DRAM");
+  profiler::Peaks dram_only = peaks;
+  dram_only.l2_gbs = dram_only.llc_gbs = 0;  // not measured (CUDA): every row against device memory
+  CHECK(std::string(profiler::bandwidth_peak_for(small, dram_only).level) == "DRAM");
+  profiler::Peaks no_l2 = peaks;
+  no_l2.l2_gbs = 0;  // a level not measured passes to the next one down
+  CHECK(std::string(profiler::bandwidth_peak_for(small, no_l2).level) == "LLC");
+
+  const std::string table = profiler::op_table({small, mid, in_place, big, unknown, copy}, 1000.0, &peaks, 0);
+  INFO(table);
+  auto line_of = [&](const std::string& name) {
+    std::istringstream in(table);
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind(name + " ", 0) == 0) return line;
+    return std::string();
+  };
+  auto cells = [](const std::string& line) {
+    std::istringstream in(line);
+    std::vector<std::string> v;
+    for (std::string w; in >> w;) v.push_back(w);
+    return v;
+  };
+  // small: 10 MiB in 1 ms = 10.49 GB/s: 10.5% of the L2 peak (it would read 104.9% of DRAM's).
+  std::vector<std::string> c = cells(line_of("small_op"));
+  REQUIRE(c.size() == 10);
+  CHECK(c[6] == "10.5");
+  CHECK(c[8] == "10.5");
+  CHECK(c[9] == "L2");
+  // mid: 8 MiB in 1 ms = 8.39 GB/s: 21.0% of the LLC peak.
+  c = cells(line_of("mid_op"));
+  REQUIRE(c.size() == 10);
+  CHECK(c[8] == "21.0");
+  CHECK(c[9] == "LLC");
+  // in place: 56 MiB in 10 ms = 5.87 GB/s: 14.7% of the LLC peak (its working set fits).
+  c = cells(line_of("in_place_op"));
+  REQUIRE(c.size() == 10);
+  CHECK(c[8] == "14.7");
+  CHECK(c[9] == "LLC");
+  // big: 128 MiB in 100 ms = 1.34 GB/s: 13.4% of the DRAM peak.
+  c = cells(line_of("big_op"));
+  REQUIRE(c.size() == 10);
+  CHECK(c[8] == "13.4");
+  CHECK(c[9] == "DRAM");
+  c = cells(line_of("unknown_op"));  // no count given: "?"
+  REQUIRE(c.size() == 10);
+  CHECK(c[5] == "?");
+  CHECK(c[6] == "?");
+  c = cells(line_of("copy"));  // bytes but no arithmetic: "-" FLOP/s
+  REQUIRE(c.size() == 10);
+  CHECK(c[5] == "-");
+  CHECK(c[9] == "L2");
+  CHECK(profiler::command_line({"libramil", "train", "--out", "a b", "--x", "it's"}) ==
+        "libramil train --out 'a b' --x 'it'\\''s'");
+}
+
+TEST_CASE("libramil profile train: the full command, the bandwidth peaks, counted rows") {
+  static const auto d = test::make_tiny_dataset("profile_train", "--classes 2 --per-class 6 --dim 16 --folds 1 --seed 5");
+  const auto log = d / "profile.txt";
+  const std::string cmd = "train " + test::tiny_dataset_inputs(d) + " --epochs 2 --folds 1 --threads 1 --quiet --out " +
+                          (d / "run").string();
+  REQUIRE(test::run_libramil("profile --top 0 " + cmd, log) == 0);
+  const std::string out = test::read_text(log);
+  INFO(out);
+  CHECK(out.find("profile of `libramil " + cmd + "`") != std::string::npos);
+  CHECK(out.find("GB/s DRAM") != std::string::npos);
+  CHECK(out.find("GB/s LLC") != std::string::npos);
+  CHECK(out.find("GB/s L2") != std::string::npos);
+  CHECK(out.find("L2 per core") != std::string::npos);
+  // Rows that used to show "-" now carry both rates, against the L2 peak (tiny shapes).
+  std::istringstream in(out);
+  std::map<std::string, std::vector<std::string>> cells;
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream ls(line);
+    std::vector<std::string> v;
+    for (std::string w; ls >> w;) v.push_back(w);
+    if (v.size() == 10) cells[v[0]] = v;
+  }
+  for (const char* name : {"linear_layer_norm_gelu", "linear_layer_norm_gelu.backward_rows", "adam_update", "softmax_forward",
+                           "l2_normalize", "grad_accumulate", "sinkhorn_forward"}) {
+    INFO(name);
+    REQUIRE(cells.count(name));
+    CHECK(cells[name][5] != "?");
+    CHECK(cells[name][6] != "?");
+    CHECK(cells[name][9] == "L2");
   }
 }
 
