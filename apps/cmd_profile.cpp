@@ -2,9 +2,9 @@
 // the per-op profiler on (tensor/profiler.h) and prints, on stderr so that the command's own
 // stdout stays parseable: a header with the full command and the peaks measured just before
 // it (a large matmul; a copy through DRAM and one that stays in cache, on the same device and
-// thread count), and one row per op / kernel / backward node (calls, total and mean time, share
-// of the wall time, achieved GFLOP/s and GB/s and these as a percentage of the peaks). The
-// tables are made by tensor/profile_report.h;
+// thread count), one row per op / kernel / backward node (calls, total and mean time, share of
+// the wall time, achieved GFLOP/s and GB/s and these as a percentage of the peaks), and the
+// command's phases (loading, training, ...). The tables are made by tensor/profile_report.h;
 // docs/profiler.md explains them.
 #include <omp.h>
 #include <unistd.h>
@@ -191,6 +191,8 @@ Runner add_profile(CLI::App& app, int (*run_cli)(int, char**)) {
       "%peakF is against the measured matmul peak; %peakB against the bandwidth peak of the memory\n"
       "level the op's working set per call fits in (vs: L2 = the threads' L2 caches, LLC = the\n"
       "last-level cache, DRAM = neither); the header gives the three peaks and the sizes.\n"
+      "`train` marks phases (loading, training, evaluation, saving): a second table gives each one's\n"
+      "wall time, its share, and how much of it was inside op scopes; '(other)' is the rest.\n"
       "With CUDA tensors every scope waits for the device, so the total is slower than an unprofiled\n"
       "run, and the same names appear as NVTX ranges in Nsight Systems / Compute.");
   CLI::App* self = &app;
@@ -234,6 +236,8 @@ Runner add_profile(CLI::App& app, int (*run_cli)(int, char**)) {
       out << "\n  (" << peak_sizes << ")\n";
     }
     out << profiler::op_table(rows, wall_ms, f->no_peak ? nullptr : &peaks, f->top);
+    const std::string phases = profiler::phase_table(profiler::phases(), rows, wall_ms);
+    if (!phases.empty()) out << "\n" << phases;
     if (!f->csv.empty() && rc == 0)  // no output file for a failed command
       data::write_file_atomic(f->csv, profiler::csv(rows, wall_ms, f->no_peak ? nullptr : &peaks));
     return rc;

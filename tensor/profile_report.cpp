@@ -74,6 +74,29 @@ std::string op_table(const std::vector<Row>& rows, double wall_ms, const Peaks* 
   return out;
 }
 
+std::string phase_table(const std::vector<PhaseRow>& phases, const std::vector<Row>& rows, double wall_ms) {
+  if (phases.empty()) return "";
+  std::string out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-*s %8s %11s %7s %14s\n", kNameWidth, "phase", "calls", "wall ms", "share%",
+                "in op scopes%");
+  out += line;
+  double phase_ms = 0, phase_scoped_ms = 0;
+  auto add = [&](const std::string& name, const std::string& calls, double ms, double scoped_ms) {
+    std::snprintf(line, sizeof line, "%-*s %8s %11.2f %7.2f %14s\n", kNameWidth, name.substr(0, kNameWidth).c_str(),
+                  calls.c_str(), ms, 100.0 * ms / wall_ms, ms > 0 ? fmt_num(100.0 * scoped_ms / ms, 1).c_str() : "-");
+    out += line;
+  };
+  for (const PhaseRow& p : phases) {
+    add(p.name, std::to_string(p.calls), p.wall_ms, p.in_scopes_ms);
+    phase_ms += p.wall_ms;
+    phase_scoped_ms += p.in_scopes_ms;
+  }
+  add("(other: outside every phase)", "-", std::max(0.0, wall_ms - phase_ms),
+      std::max(0.0, sum_ms(rows) - phase_scoped_ms));
+  return out;
+}
+
 std::string csv(const std::vector<Row>& rows, double wall_ms, const Peaks* peaks) {
   std::string text = "name,calls,total_ms,mean_us,share_percent,gflops_per_s,gb_per_s,flops,bytes,peak_b_percent,peak_b_vs\n";
   for (const Row& r : rows) {

@@ -1,5 +1,5 @@
 // The tables `libramil profile` prints (apps/cmd_profile.cpp), made from the profiler's rows
-// (tensor/profiler.h) and the peaks measured before the command. Kept apart from
+// and phases (tensor/profiler.h) and the peaks measured before the command. Kept apart from
 // the command so that tests can render them from rows they make up. docs/profiler.md explains
 // every column.
 #pragma once
@@ -38,6 +38,11 @@ double working_set_per_call(const Row& row);
 // scope)". GFLOP/s and GB/s read "?" for rows whose op gives no count and "-" for rows that
 // count no work of that kind (a copy's FLOPs, a wrapper's own time). `peaks` may be null.
 std::string op_table(const std::vector<Row>& rows, double wall_ms, const Peaks* peaks, int top);
+
+// The phases table: wall ms, share of the command's wall time and the part inside op scopes,
+// one line per phase and one for the time outside every phase ("(other)"). Empty when the
+// command opened no phase.
+std::string phase_table(const std::vector<PhaseRow>& phases, const std::vector<Row>& rows, double wall_ms);
 
 // Every row as CSV: name, calls, total_ms, mean_us, share_percent, gflops_per_s, gb_per_s,
 // flops, bytes, peak_b_percent, peak_b_vs (rates 0 where not counted).

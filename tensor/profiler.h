@@ -9,6 +9,9 @@
 //
 // A Scope may carry the FLOPs and bytes of its call (the minimal work, per the convention in
 // docs/profiler.md; ops/work_counts.h has the per-op formulas), or say nothing (kNotCounted).
+//
+// Phases (Phase below) are coarser: named stretches of a command (loading, training,
+// evaluation, ...) whose wall times `profile` prints as a second, small table.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -47,6 +50,7 @@ extern std::atomic<bool> g_enabled;
 }
 inline bool enabled() { return detail::g_enabled.load(std::memory_order_relaxed); }
 void set_enabled(bool on);
+// Clears the op rows and the phases.
 void reset();
 // Rows sorted by total time, largest first.
 std::vector<Row> snapshot();
@@ -82,6 +86,43 @@ class Scope {
   Work work_;
   double child_ns_ = 0;
   Scope* parent_ = nullptr;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// One phase of a command, summed over the times it was opened. Exclusive like the op rows: a
+// phase opened inside another charges its wall time to itself only.
+struct PhaseRow {
+  std::string name;
+  int64_t calls = 0;
+  double wall_ms = 0;       // exclusive wall time
+  double in_scopes_ms = 0;  // of which inside op scopes (the rest is outside any op scope)
+};
+// Phases in the order they were first opened.
+std::vector<PhaseRow> phases();
+
+// `Phase p("training");` marks the enclosing block as a phase of the command. A no-op (one
+// relaxed atomic load) when profiling is off. Phases are per thread, like scopes.
+class Phase {
+ public:
+  // `name` must outlive the profiler session (a string literal or an interned name).
+  explicit Phase(const char* name) {
+    if (enabled()) begin(name);
+  }
+  ~Phase() {
+    if (active_) end();
+  }
+  Phase(const Phase&) = delete;
+  Phase& operator=(const Phase&) = delete;
+
+ private:
+  friend class Scope;
+  void begin(const char* name);
+  void end();
+  bool active_ = false;
+  const char* name_ = nullptr;
+  double child_ns_ = 0;   // wall time of phases opened inside this one
+  double scoped_ns_ = 0;  // exclusive time of op scopes that closed while this phase was innermost
+  Phase* parent_ = nullptr;
   std::chrono::steady_clock::time_point start_;
 };
 

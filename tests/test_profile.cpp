@@ -1,7 +1,7 @@
 // `libramil profile`: the per-op table of a small training-step benchmark, the CSV, the exit
 // status of the wrapped command, and the profiler API's exclusive timing; the ops' FLOP and
 // byte counts against hand-computed formulas (docs/profiler.md's convention); which bandwidth
-// peak a row is held against; and the header of a profiled `train`.
+// peak a row is held against; phases; and the header and phases table of a profiled `train`.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -309,7 +309,46 @@ TEST_CASE("profile report: %peakB against the L2, LLC or DRAM peak by working se
         "libramil train --out 'a b' --x 'it'\\''s'");
 }
 
-TEST_CASE("libramil profile train: the full command, the bandwidth peaks, counted rows") {
+TEST_CASE("profiler phases: exclusive wall times in first-opened order, time in op scopes, off by default") {
+  profiler::reset();
+  { profiler::Phase p("never"); }  // profiling off: nothing recorded
+  CHECK(profiler::phases().empty());
+  profiler::set_enabled(true);
+  {
+    profiler::Phase loading("loading");
+    profiler::Scope op("read");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    profiler::Phase training("training");
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    profiler::Phase evaluation("evaluation");  // nested: charged to evaluation only
+    std::this_thread::sleep_for(std::chrono::milliseconds(15));
+  }
+  profiler::set_enabled(false);
+  const std::vector<profiler::PhaseRow> ph = profiler::phases();
+  REQUIRE(ph.size() == 3);
+  CHECK(ph[0].name == "loading");
+  CHECK(ph[1].name == "training");
+  CHECK(ph[2].name == "evaluation");
+  CHECK(ph[0].calls == 1);
+  CHECK(ph[1].calls == 2);
+  CHECK(ph[0].wall_ms >= 20.0);
+  CHECK(ph[0].in_scopes_ms >= 20.0);  // the whole phase was inside the "read" scope
+  CHECK(ph[0].in_scopes_ms <= ph[0].wall_ms);
+  CHECK(ph[1].wall_ms >= 20.0);
+  CHECK(ph[1].wall_ms < 30.0 + 15.0);  // without the nested 2 x 15 ms
+  CHECK(ph[1].in_scopes_ms == 0);
+  CHECK(ph[2].wall_ms >= 30.0);
+  const std::string table = profiler::phase_table(ph, profiler::snapshot(), 200.0);
+  INFO(table);
+  CHECK(table.find("training") != std::string::npos);
+  CHECK(table.find("(other: outside every phase)") != std::string::npos);
+  profiler::reset();
+  CHECK(profiler::phases().empty());
+}
+
+TEST_CASE("libramil profile train: the full command, the bandwidth peaks, counted rows, phases table") {
   static const auto d = test::make_tiny_dataset("profile_train", "--classes 2 --per-class 6 --dim 16 --folds 1 --seed 5");
   const auto log = d / "profile.txt";
   const std::string cmd = "train " + test::tiny_dataset_inputs(d) + " --epochs 2 --folds 1 --threads 1 --quiet --out " +
@@ -339,6 +378,12 @@ TEST_CASE("libramil profile train: the full command, the bandwidth peaks, counte
     CHECK(cells[name][6] != "?");
     CHECK(cells[name][9] == "L2");
   }
+  // The phases table: loading, training, evaluation, saving and the rest.
+  const size_t at = out.find("\nphase ");
+  REQUIRE(at != std::string::npos);
+  const std::string phases = out.substr(at);
+  for (const char* p : {"\nloading ", "\ntraining ", "\nevaluation ", "\nsaving ", "\n(other: outside every phase) "})
+    CHECK_MESSAGE(phases.find(p) != std::string::npos, "no phase row " << p);
 }
 
 }  // namespace
