@@ -193,6 +193,8 @@ Runner add_profile(CLI::App& app, int (*run_cli)(int, char**)) {
       "last-level cache, DRAM = neither); the header gives the three peaks and the sizes.\n"
       "`train` marks phases (loading, training, evaluation, saving): a second table gives each one's\n"
       "wall time, its share, and how much of it was inside op scopes; '(other)' is the rest.\n"
+      "LIBRAMIL_PROFILE_SHAPES=1 splits the matmul rows by shape, e.g. 'matmul 300x512x1024 tB'\n"
+      "(M x N x K, a leading 'Bx' for B batched products, tA / tB for a transposed operand).\n"
       "With CUDA tensors every scope waits for the device, so the total is slower than an unprofiled\n"
       "run, and the same names appear as NVTX ranges in Nsight Systems / Compute.");
   CLI::App* self = &app;

@@ -89,6 +89,11 @@ TEST_CASE("libramil profile: table of a training step, CSV, exit status") {
   rc = test::run_libramil("profile", log);
   CHECK(rc != 0);
   CHECK(test::read_text(log).find("give the command to profile") != std::string::npos);
+  // --help documents the shape labels and where the counting convention is.
+  REQUIRE(test::run_libramil("profile --help", log) == 0);
+  const std::string help = test::read_text(log);
+  CHECK(help.find("LIBRAMIL_PROFILE_SHAPES=1") != std::string::npos);
+  CHECK(help.find("docs/profiler.md") != std::string::npos);
 }
 
 // The profiler's row `name` after running `fn` with profiling on (a fresh table each time).
