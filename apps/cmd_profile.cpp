@@ -1,11 +1,15 @@
 // `libramil profile [--top K] [--csv FILE] COMMAND ARGS...`: runs any other subcommand with
 // the per-op profiler on (tensor/profiler.h) and prints, on stderr so that the command's own
-// stdout stays parseable, one row per op / kernel / backward node: calls, total and mean time,
-// share of the command's wall time, achieved GFLOP/s and GB/s, and these as a percentage of
-// the peak measured just before (a large matmul and a large copy on the same device and
-// thread count).
+// stdout stays parseable: a header with the full command and the peaks measured just before
+// it (a large matmul; a copy through DRAM and one that stays in cache, on the same device and
+// thread count), one row per op / kernel / backward node (calls, total and mean time, share of
+// the wall time, achieved GFLOP/s and GB/s and these as a percentage of the peaks), and the
+// command's phases (loading, training, ...). The tables are made by tensor/profile_report.h;
+// docs/profiler.md explains them.
 #include <omp.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -14,46 +18,145 @@
 #include <vector>
 
 #include "apps/commands.h"
-#include "ops/cpu/isa.h"
 #include "data/atomic_file.h"
+#include "data/feature_cache.h"
+#include "ops/cpu/isa.h"
 #include "ops/ops.h"
+#include "tensor/profile_report.h"
 #include "tensor/profiler.h"
 
 namespace lm::app {
 
 namespace {
 
-struct Peak {
-  double gflops = 0, gbs = 0;
-};
+using Clock = std::chrono::steady_clock;
 
-// Best of three: a square matmul for FLOP/s and a packed copy for memory bandwidth.
-Peak measure_peak(Device dev) {
-  using Clock = std::chrono::steady_clock;
+// The L2 cache of one core and the last-level cache it can use: cpu0's data / unified caches in
+// sysfs (sysconf's L3 can be the whole package's on a VM), else sysconf, else 1 MiB and 32 MiB.
+struct CacheSizes {
+  int64_t l2 = 0, llc = 0;
+};
+CacheSizes cache_sizes() {
+  CacheSizes c;
+  int llc_level = 0;
+  for (int i = 0; i < 8; ++i) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/";
+    std::ifstream level_in(dir + "level"), type_in(dir + "type"), size_in(dir + "size");
+    int level = 0;
+    std::string type, size;
+    if (!(level_in >> level) || !(type_in >> type) || !(size_in >> size) || type == "Instruction") continue;
+    int64_t bytes = std::atoll(size.c_str());
+    if (size.back() == 'K') bytes <<= 10;
+    if (size.back() == 'M') bytes <<= 20;
+    if (bytes <= 0) continue;
+    if (level == 2) c.l2 = bytes;
+    if (level > llc_level) c.llc = bytes, llc_level = level;
+  }
+  if (c.l2 <= 0) c.l2 = std::max<long>(sysconf(_SC_LEVEL2_CACHE_SIZE), 0);
+  if (c.llc <= 0) c.llc = std::max<long>(sysconf(_SC_LEVEL3_CACHE_SIZE), 0);
+  if (c.l2 <= 0) c.l2 = (int64_t)1 << 20;
+  if (c.llc <= 0) c.llc = std::max<int64_t>(c.l2, (int64_t)32 << 20);
+  return c;
+}
+
+// The streams' loops, compiled for AVX-512 / AVX2 / baseline (the loader picks the widest the
+// CPU runs, as for the kernels: ops/cpu/adam.cpp), so that no peak is held down by narrow
+// loads. A copy (out = in s + add) and an in-place update (x = x s + add): a copy's stores first
+// read their lines (write-allocate), which an in-place update, like the optimizer's, does not.
+#if LM_X86
+#define LM_STREAM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define LM_STREAM_CLONES
+#endif
+LM_STREAM_CLONES void scale_add(const float* __restrict in, float* __restrict out, int64_t n, float s, float add) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] = in[i] * s + add;
+}
+LM_STREAM_CLONES void scale_add_in_place(float* __restrict x, int64_t n, float s, float add) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) x[i] = x[i] * s + add;
+}
+
+// GB/s (bytes read + written) of the faster of the copy and the in-place update, every thread
+// at once, each over its own `elems` floats per array, `passes` passes per round, best of three rounds.
+double stream_gbs(int64_t elems, int passes) {
+  const int T = std::max(1, omp_get_max_threads());
+  std::vector<std::vector<float>> src(T), dst(T);
+#pragma omp parallel num_threads(T)
+  {  // each thread writes its own buffers first: local pages, no page faults in the timing
+    const int t = omp_get_thread_num();
+    src[t].assign(elems, 1.0f);
+    dst[t].assign(elems, 0.0f);
+  }
+  volatile float scale = 0.5f;
+  const float s = scale;
+  double best = 0;
+  for (int in_place = 0; in_place < 2; ++in_place)
+    for (int round = 0; round < 3; ++round) {
+      const auto t0 = Clock::now();
+#pragma omp parallel num_threads(T)
+      {
+        const int t = omp_get_thread_num();
+        for (int p = 0; p < passes; ++p) {
+          if (in_place) scale_add_in_place(dst[t].data(), elems, s, (float)p);
+          else scale_add(src[t].data(), dst[t].data(), elems, s, (float)p);
+        }
+      }
+      const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+      best = std::max(best, 2.0 * sizeof(float) * (double)elems * T * passes / sec * 1e-9);
+    }
+  volatile float sink = dst[0][elems / 2];  // the results are used
+  (void)sink;
+  return best;
+}
+
+// Best of three: a square matmul for FLOP/s; on the CPU streams through DRAM, the last-level
+// cache and L1 / L2 (stream_gbs), on a GPU a device copy. `what` describes the sizes for the header.
+profiler::Peaks measure_peaks(Device dev, std::string& what) {
   NoGradGuard ng;
   Generator gen(7);
+  profiler::Peaks p;
   const int64_t n = dev.is_cpu() ? 1024 : 8192;
-  const int64_t copy_elems = dev.is_cpu() ? (int64_t)64 << 20 : (int64_t)256 << 20;
   Tensor a = Tensor::randn({n, n}, gen).to(dev), b = Tensor::randn({n, n}, gen).to(dev);
-  // Both buffers are written once first, so the copy measures memory traffic, not page faults.
-  Tensor big = Tensor::zeros({copy_elems}, DType::F32).to(dev), dst = Tensor::zeros({copy_elems}, DType::F32).to(dev);
-  Peak p;
   auto sync = [&] {
     if (!dev.is_cpu()) (void)Tensor::zeros({1}).to(dev).to(Device::cpu());  // a copy back waits for the stream
   };
   for (int r = 0; r < 3; ++r) {
     sync();
-    auto t0 = Clock::now();
+    const auto t0 = Clock::now();
     Tensor c = matmul(a, b);
     sync();
-    double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    p.gflops = std::max(p.gflops, 2.0 * n * n * n / s * 1e-9);
-    t0 = Clock::now();
-    dst.copy_from(big);
-    sync();
-    s = std::chrono::duration<double>(Clock::now() - t0).count();
-    p.gbs = std::max(p.gbs, 2.0 * 4 * copy_elems / s * 1e-9);
+    p.gflops = std::max(p.gflops, 2.0 * n * n * n / std::chrono::duration<double>(Clock::now() - t0).count() * 1e-9);
   }
+  what = std::to_string(n) + "^3 matmul";
+  if (!dev.is_cpu()) {  // device memory only: a device copy of 2 x 1 GiB
+    const int64_t elems = (int64_t)256 << 20;
+    Tensor big = Tensor::zeros({elems}, DType::F32).to(dev), dst = Tensor::zeros({elems}, DType::F32).to(dev);
+    for (int r = 0; r < 3; ++r) {
+      sync();
+      const auto t0 = Clock::now();
+      dst.copy_from(big);
+      sync();
+      p.dram_gbs = std::max(p.dram_gbs, 2.0 * 4 * elems / std::chrono::duration<double>(Clock::now() - t0).count() * 1e-9);
+    }
+    what += "; device memory: copy of 2 x 1 GiB; no cache peaks on this device: every row is held against device memory";
+    return p;
+  }
+  const CacheSizes caches = cache_sizes();
+  const int T = std::max(1, omp_get_max_threads());
+  p.l2_bytes = caches.l2 * T;
+  p.llc_bytes = caches.llc;
+  // DRAM: each array at least 4x the last-level cache (and 64 MiB), at most 1 GiB, split over the threads.
+  const int64_t dram_array = std::min<int64_t>(std::max<int64_t>(4 * caches.llc, (int64_t)64 << 20), (int64_t)1 << 30);
+  p.dram_gbs = stream_gbs(dram_array / 4 / T, 1);
+  // LLC: the two arrays together half the last-level cache; ~1 GiB moved per round.
+  const int64_t llc_array = caches.llc / 4;
+  p.llc_gbs = stream_gbs(llc_array / 4 / T, (int)std::max<int64_t>(1, ((int64_t)1 << 30) / (2 * llc_array)));
+  // L1 / L2: 16 + 16 KiB and 128 + 128 KiB per thread, the faster; 512 MiB moved per round.
+  p.l2_gbs = std::max(stream_gbs((16 << 10) / 4, 16384), stream_gbs((128 << 10) / 4, 2048));
+  what += "; DRAM: 2 x " + data::format_bytes(dram_array) + "; LLC (" + data::format_bytes(caches.llc) + "): 2 x " +
+          data::format_bytes(llc_array) + "; L1/L2 (" + data::format_bytes(caches.l2) +
+          " L2 per core): 2 x 16 KiB and 2 x 128 KiB per thread; each the faster of a copy and an in-place update";
   return p;
 }
 
@@ -78,11 +181,22 @@ Runner add_profile(CLI::App& app, int (*run_cli)(int, char**)) {
   app.add_flag("--no-peak", f->no_peak, "skip the peak FLOP/s and bandwidth measurement");
   app.footer(
       "Example: libramil profile bench train-step --instances 8000 --threads 2\n"
+      "The header (on stderr, after the command's own output) repeats the full command, the device,\n"
+      "threads and CPU kernels, and the peaks measured just before.\n"
       "Times are exclusive (nested scopes charge their own rows). Op rows are named after the op\n"
       "(matmul, gelu, ...); '<op>.backward' rows are backward nodes; kernels called from a backward\n"
-      "node have their own rows (e.g. matmul.backward, softmax_backward). With CUDA tensors every\n"
-      "scope waits for the device, so the total is slower than an unprofiled run, and the same names\n"
-      "appear as NVTX ranges in Nsight Systems / Compute.");
+      "node have their own rows (e.g. matmul.backward, softmax_backward).\n"
+      "GFLOP/s and GB/s count each op's minimal work (docs/profiler.md has the convention); '?' means\n"
+      "the op gives no count, '-' that it counts no work of that kind (a copy's FLOPs, a wrapper).\n"
+      "%peakF is against the measured matmul peak; %peakB against the bandwidth peak of the memory\n"
+      "level the op's working set per call fits in (vs: L2 = the threads' L2 caches, LLC = the\n"
+      "last-level cache, DRAM = neither); the header gives the three peaks and the sizes.\n"
+      "`train` marks phases (loading, training, evaluation, saving): a second table gives each one's\n"
+      "wall time, its share, and how much of it was inside op scopes; '(other)' is the rest.\n"
+      "LIBRAMIL_PROFILE_SHAPES=1 splits the matmul rows by shape, e.g. 'matmul 300x512x1024 tB'\n"
+      "(M x N x K, a leading 'Bx' for B batched products, tA / tB for a transposed operand).\n"
+      "With CUDA tensors every scope waits for the device, so the total is slower than an unprofiled\n"
+      "run, and the same names appear as NVTX ranges in Nsight Systems / Compute.");
   CLI::App* self = &app;
   return [f, self, run_cli]() -> int {
     std::vector<std::string> rest = self->remaining();
@@ -94,8 +208,9 @@ Runner add_profile(CLI::App& app, int (*run_cli)(int, char**)) {
       if (rest[i] == "--device" && rest[i + 1].rfind("cuda", 0) == 0) dev = Device::parse(rest[i + 1]);
       if (rest[i] == "--threads") set_threads(std::stoi(rest[i + 1]));
     }
-    Peak peak;
-    if (!f->no_peak) peak = measure_peak(dev);
+    profiler::Peaks peaks;
+    std::string peak_sizes;
+    if (!f->no_peak) peaks = measure_peaks(dev, peak_sizes);
     std::vector<std::string> args{"libramil"};
     args.insert(args.end(), rest.begin(), rest.end());
     std::vector<char*> argv;
@@ -104,50 +219,29 @@ Runner add_profile(CLI::App& app, int (*run_cli)(int, char**)) {
 
     profiler::reset();
     profiler::set_enabled(true);
-    auto t0 = std::chrono::steady_clock::now();
+    auto t0 = Clock::now();
     int rc = run_cli((int)args.size(), argv.data());
-    double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    double wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     profiler::set_enabled(false);
 
     std::vector<profiler::Row> rows = profiler::snapshot();
     double tracked = 0;
     for (auto& r : rows) tracked += r.total_ms;
     std::ostream& out = std::cerr;
-    out << "\nprofile of `" << rest[0] << (rest.size() > 1 ? " " + rest[1] : "") << "` on " << dev.str() << " ("
-        << omp_get_max_threads() << " threads, CPU kernels " << cpu::isa_name(cpu::cpu_isa()) << "): wall " << fmt_num(wall_ms, 1) << " ms, in scopes "
-        << fmt_num(tracked, 1) << " ms";
-    if (!f->no_peak) out << "; measured peak " << fmt_num(peak.gflops, 1) << " GFLOP/s, " << fmt_num(peak.gbs, 1) << " GB/s";
-    out << "\n";
-    char line[512];
-    std::snprintf(line, sizeof line, "%-34s %8s %11s %10s %7s %9s %8s %7s %7s\n", "op / kernel", "calls", "total ms",
-                  "mean us", "share%", "GFLOP/s", "GB/s", "%peakF", "%peakB");
-    out << line;
-    int shown = 0;
-    for (auto& r : rows) {
-      if (f->top > 0 && shown++ >= f->top) break;
-      double s = r.total_ms * 1e-3;
-      double gf = r.flops > 0 && s > 0 ? r.flops / s * 1e-9 : 0, gb = r.bytes > 0 && s > 0 ? r.bytes / s * 1e-9 : 0;
-      std::snprintf(line, sizeof line, "%-34s %8lld %11.2f %10.1f %7.2f %9s %8s %7s %7s\n", r.name.substr(0, 34).c_str(),
-                    (long long)r.calls, r.total_ms, r.total_ms * 1e3 / std::max<int64_t>(r.calls, 1),
-                    100.0 * r.total_ms / wall_ms, gf > 0 ? fmt_num(gf, 1).c_str() : "-", gb > 0 ? fmt_num(gb, 1).c_str() : "-",
-                    gf > 0 && peak.gflops > 0 ? fmt_num(100 * gf / peak.gflops, 1).c_str() : "-",
-                    gb > 0 && peak.gbs > 0 ? fmt_num(100 * gb / peak.gbs, 1).c_str() : "-");
-      out << line;
+    out << "\nprofile of `" << profiler::command_line(args) << "`\n  on " << dev.str() << " (" << omp_get_max_threads()
+        << " threads, CPU kernels " << cpu::isa_name(cpu::cpu_isa()) << "): wall " << fmt_num(wall_ms, 1) << " ms, in op scopes "
+        << fmt_num(tracked, 1) << " ms (" << fmt_num(100 * tracked / wall_ms, 1) << "%)\n";
+    if (!f->no_peak) {
+      out << "  measured peak: " << fmt_num(peaks.gflops, 1) << " GFLOP/s; bandwidth " << fmt_num(peaks.dram_gbs, 1) << " GB/s DRAM";
+      if (peaks.llc_gbs > 0) out << ", " << fmt_num(peaks.llc_gbs, 1) << " GB/s LLC";
+      if (peaks.l2_gbs > 0) out << ", " << fmt_num(peaks.l2_gbs, 1) << " GB/s L2";
+      out << "\n  (" << peak_sizes << ")\n";
     }
-    std::snprintf(line, sizeof line, "%-34s %8s %11.2f %10s %7.2f\n", "(outside any scope)", "-", wall_ms - tracked, "-",
-                  100.0 * (wall_ms - tracked) / wall_ms);
-    out << line;
-    if (!f->csv.empty() && rc == 0) {  // no output file for a failed command
-      std::string text = "name,calls,total_ms,mean_us,share_percent,gflops_per_s,gb_per_s\n";
-      for (auto& r : rows) {
-        double s = r.total_ms * 1e-3;
-        text += "\"" + r.name + "\"," + std::to_string(r.calls) + "," + fmt_num(r.total_ms, 4) + "," +
-                fmt_num(r.total_ms * 1e3 / std::max<int64_t>(r.calls, 1), 2) + "," + fmt_num(100.0 * r.total_ms / wall_ms, 3) +
-                "," + fmt_num(r.flops > 0 && s > 0 ? r.flops / s * 1e-9 : 0, 2) + "," +
-                fmt_num(r.bytes > 0 && s > 0 ? r.bytes / s * 1e-9 : 0, 2) + "\n";
-      }
-      data::write_file_atomic(f->csv, text);
-    }
+    out << profiler::op_table(rows, wall_ms, f->no_peak ? nullptr : &peaks, f->top);
+    const std::string phases = profiler::phase_table(profiler::phases(), rows, wall_ms);
+    if (!phases.empty()) out << "\n" << phases;
+    if (!f->csv.empty() && rc == 0)  // no output file for a failed command
+      data::write_file_atomic(f->csv, profiler::csv(rows, wall_ms, f->no_peak ? nullptr : &peaks));
     return rc;
   };
 }

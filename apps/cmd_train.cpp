@@ -10,6 +10,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <fstream>
@@ -27,6 +28,7 @@
 #include "models/train/run_files.h"
 #include "models/text/text_encoder.h"
 #include "models/train/trainer.h"
+#include "tensor/profiler.h"
 
 namespace lm::app {
 
@@ -234,6 +236,8 @@ int run_train(TrainFlags& f) {
     f.num_classes_given = true;
   }
   f.opt.class_names = f.classes;
+  // Labels, splits, feature bags and priors: the "loading" phase of `libramil profile`.
+  std::optional<profiler::Phase> loading(std::in_place, "loading");
   std::vector<data::LabeledSlide> labels = data::read_labels_csv(f.labels_csv, f.classes);
   int max_label = 0;
   for (auto& l : labels) max_label = std::max(max_label, l.label);
@@ -340,6 +344,7 @@ int run_train(TrainFlags& f) {
       ds.z_bag = models::encode_cached(*enc, bag, cache_dir);
     }
   }
+  loading.reset();
   if (f.opt.model == "libramil") {  // what check_flags could not see (classes, priors), before the directory is made
     models::LibraMILConfig c = f.opt.libramil;
     c.dim = ds.dim;
@@ -392,6 +397,7 @@ int run_train(TrainFlags& f) {
   if (!f.save_dir.empty()) {
     std::cout << "logs and checkpoints: " << f.save_dir << "\n";
     try {
+      profiler::Phase saving("saving");
       report::ReportOptions ro;
       ro.run_dirs = {f.save_dir};
       report::write_report(ro);

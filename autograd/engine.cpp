@@ -85,7 +85,10 @@ static void accumulate_leaf(TensorImpl& leaf, Tensor g, const std::string& from)
   if (g.shape() != leaf.shape)
     throw std::runtime_error("backward: op '" + from + "' produced a gradient of shape " + shape_str(g.shape()) +
                              " for a leaf of shape " + shape_str(leaf.shape));
-  profiler::Scope prof("grad_accumulate");
+  // The first gradient is adopted (or cloned: a "copy" row); later ones are added: n FLOPs, 3n
+  // elements moved, 2n touched (in place; docs/profiler.md).
+  const double n = (double)g.numel(), added = leaf.grad ? 1 : 0, es = (double)dtype_size(leaf.dtype);
+  profiler::Scope prof("grad_accumulate", profiler::Work{added * n, added * 3 * n * es, added * 2 * n * es});
   Tensor gc = g.dtype() == leaf.dtype ? std::move(g) : g.to(leaf.dtype);
   if (!leaf.grad) {
     // Store a packed buffer nobody else holds, so later in-place use cannot alias another tensor.
@@ -163,7 +166,8 @@ void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) 
         explicit TargetScope(const std::vector<Tensor>* t) { t_targets = t; }
         ~TargetScope() { t_targets = nullptr; }
       } target_scope(any_target ? &targets : nullptr);
-      profiler::Scope prof(profiler::enabled() ? profiler::intern(n->name + ".backward") : "");
+      // The node's own time (the closure's glue): no counted work; the kernels it calls count theirs.
+      profiler::Scope prof(profiler::enabled() ? profiler::intern(n->name + ".backward") : "", 0, 0);
       in_grads = n->backward(g);
       if (in_grads.size() != n->inputs.size())
         throw std::logic_error("backward of '" + n->name + "' returned " + std::to_string(in_grads.size()) + " gradients for " +
@@ -187,7 +191,7 @@ void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) 
         else if (gi.same(it->second)) {
           // The backward added its contribution into the running sum (accumulation_target).
         } else {
-          profiler::Scope prof("grad_accumulate");
+          profiler::Scope prof("grad_accumulate", profiler::Work{(double)gi.numel(), 3.0 * (double)gi.nbytes(), 2.0 * (double)gi.nbytes()});
           // In place when the running sum is a buffer nobody else holds (the common case
           // after the first addition); a fresh sum otherwise, since the first gradient may
           // alias a tensor saved by another node.

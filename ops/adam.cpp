@@ -20,7 +20,19 @@ void adam_update(const std::vector<AdamParam>& params) {
                                     " (packed, same dtype and device), got " + t->str());
     by_device[{(int)a.p.device().type, a.p.device().index}].push_back(a);
   }
-  for (const auto& [key, group] : by_device) LM_DISPATCH(group[0].p.device(), adam_update, group);
+  for (const auto& [key, group] : by_device) {
+    auto counts = [&group] {  // only while profiling
+      profiler::Work w{0, 0, 0};
+      for (const AdamParam& a : group) {
+        const profiler::Work one = work::adam(a.p.numel(), dtype_size(a.p.dtype()), a.step.decoupled, a.step.weight_decay != 0);
+        w.flops += one.flops;
+        w.bytes += one.bytes;
+        w.working_set += one.working_set;
+      }
+      return w;
+    };
+    LM_DISPATCH_COUNTED("adam_update", counts(), group[0].p.device(), adam_update, group);
+  }
 }
 
 }  // namespace lm

@@ -73,7 +73,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   Tensor xc = x.contiguous(), wc = weight.contiguous();
   Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
   Tensor out = Tensor::empty({g.N, g.C_out, g.OH, g.OW}, x.dtype(), x.device());
-  LM_DISPATCH(x.device(), conv2d_forward, xc, wc, bc, g, out);
+  LM_DISPATCH_COUNTED("conv2d_forward", work::conv2d_forward(g, bc.defined(), dtype_size(x.dtype())), x.device(), conv2d_forward,
+                      xc, wc, bc, g, out);
   if (needs_grad({x, weight, bias})) {
     const bool gx_needed = x.requires_grad();
     const bool gw_needed = weight.requires_grad();
@@ -88,7 +89,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
       if (gx_needed) gx = Tensor::empty({g.N, g.C_in, g.H, g.W}, dt, dev);
       if (gw_needed) gw = Tensor::empty({g.C_out, g.C_in / g.groups, g.KH, g.KW}, dt, dev);
       if (gb_needed) gb = Tensor::empty({g.C_out}, dt, dev);
-      LM_DISPATCH_NAMED(prof_label(name, "backward"), dev, conv2d_backward, gc, xs, ws, g, gx, gw, gb);
+      LM_DISPATCH_COUNTED(prof_label(name, "backward"), work::conv2d_backward(g, dtype_size(dt)), dev, conv2d_backward, gc, xs,
+                          ws, g, gx, gw, gb);
       return {gx, gw, gb};
     });
   }

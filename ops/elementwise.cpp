@@ -57,7 +57,8 @@ static Tensor binary(const char* name, BinaryOp op, const Tensor& a, const Tenso
   check_same(name, a, b);
   Shape out_shape = broadcast_shapes(name, a.shape(), b.shape());
   Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
-  LM_DISPATCH_NAMED(name, a.device(), binary_forward, op, a, b, out);
+  LM_DISPATCH_COUNTED(name, work::binary(a.numel(), b.numel(), out.numel(), dtype_size(a.dtype())), a.device(), binary_forward,
+                      op, a, b, out);
   if (needs_grad({a, b})) {
     bool ga = a.requires_grad(), gb = b.requires_grad();
     Shape sa = a.shape(), sb = b.shape();
@@ -102,13 +103,15 @@ static Tensor unary(const char* name, UnaryOp op, const Tensor& x, UnaryParams p
   check_float(name, x);
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  LM_DISPATCH_NAMED(name, x.device(), unary_forward, op, p, xc, out);
+  LM_DISPATCH_COUNTED(name, work::unary_forward(op, p.p0, x.numel(), dtype_size(x.dtype())), x.device(), unary_forward, op, p,
+                      xc, out);
   if (needs_grad({x})) {
     Tensor xs = xc.detach(), ys = out.detach();
     record(name, {x}, out, [=](const Tensor& g) -> std::vector<Tensor> {
       Tensor gc = g.contiguous();
       Tensor gx = Tensor::empty(xs.shape(), xs.dtype(), xs.device());
-      LM_DISPATCH_NAMED(prof_label(name, "backward"), xs.device(), unary_backward, op, p, xs, ys, gc, gx);
+      LM_DISPATCH_COUNTED(prof_label(name, "backward"), work::unary_backward(op, p.p0, xs.numel(), dtype_size(xs.dtype())),
+                          xs.device(), unary_backward, op, p, xs, ys, gc, gx);
       return {gx};
     });
   }

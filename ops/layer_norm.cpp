@@ -38,7 +38,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor mean = Tensor::empty({rows}, x.dtype(), x.device());
   Tensor rstd = Tensor::empty({rows}, x.dtype(), x.device());
-  LM_DISPATCH(x.device(), layer_norm_forward, xc, wc, bc, eps, rows, D, out, mean, rstd);
+  LM_DISPATCH_COUNTED("layer_norm_forward", work::layer_norm_forward(rows, D, wc.defined(), bc.defined(), dtype_size(x.dtype())),
+                      x.device(), layer_norm_forward, xc, wc, bc, eps, rows, D, out, mean, rstd);
   if (needs_grad({x, weight, bias})) {
     const bool gx_needed = x.requires_grad();
     const bool gw_needed = weight.defined() && weight.requires_grad();
@@ -50,7 +51,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
       if (gx_needed) gx = Tensor::empty(xs.shape(), xs.dtype(), xs.device());
       if (gw_needed) gw = Tensor::empty({D}, xs.dtype(), xs.device());
       if (gb_needed) gb = Tensor::empty({D}, xs.dtype(), xs.device());
-      LM_DISPATCH(xs.device(), layer_norm_backward, gc, xs, ws, mean, rstd, rows, D, gx, gw, gb);
+      LM_DISPATCH_COUNTED("layer_norm_backward", work::layer_norm_backward(rows, D, dtype_size(xs.dtype())), xs.device(),
+                          layer_norm_backward, gc, xs, ws, mean, rstd, rows, D, gx, gw, gb);
       return {gx, gw, gb};
     });
   }

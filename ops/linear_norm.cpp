@@ -48,7 +48,7 @@ Tensor linear_layer_norm(const Tensor& x, const Tensor& W, const Tensor& b, cons
     cpu::sgemm(false, true, rows, D, Din, 1.0f, xc.data<float>(), Din, Wc.data<float>(), Din, 0.0f, y.data<float>(), D);
   }
   {
-    profiler::Scope prof(name, 0, 4.0 * 3 * rows * D);
+    profiler::Scope prof(name, work::linear_norm_rows_forward(rows, D, bc.defined(), gelu));
     cpu::layer_norm_gelu_forward(y.data<float>(), bc.defined() ? bc.data<float>() : nullptr, gc.data<float>(),
                                  betac.data<float>(), (float)eps, rows, D, gelu, out.data<float>(), mean.data<float>(),
                                  rstd.data<float>());
@@ -65,7 +65,7 @@ Tensor linear_layer_norm(const Tensor& x, const Tensor& W, const Tensor& b, cons
       Tensor gg_all = Tensor::empty({D}, DType::F32), gbeta_all = Tensor::empty({D}, DType::F32),
              gb_all = Tensor::empty({D}, DType::F32);
       {
-        profiler::Scope prof(prof_label(name, "backward_rows"), 0, 4.0 * 3 * rows * D);
+        profiler::Scope prof(prof_label(name, "backward_rows"), work::linear_norm_rows_backward(rows, D, gelu));
         cpu::layer_norm_gelu_backward(gcont.data<float>(), y.data<float>(), gs.data<float>(), bs.data<float>(),
                                       mean.data<float>(), rstd.data<float>(), rows, D, gelu, gy.data<float>(),
                                       gg_all.data<float>(), gbeta_all.data<float>(), gb_all.data<float>());

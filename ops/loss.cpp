@@ -48,13 +48,15 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target) {
   Tensor xc = logits.contiguous();
   Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());
   Tensor lse = Tensor::empty({B}, DType::F64, logits.device());
-  LM_DISPATCH(logits.device(), cross_entropy_forward, xc, tc, B, C, loss, lse);
+  LM_DISPATCH_COUNTED("cross_entropy_forward", work::cross_entropy_forward(B, C, dtype_size(logits.dtype())), logits.device(),
+                      cross_entropy_forward, xc, tc, B, C, loss, lse);
   if (needs_grad({logits})) {
     Tensor xs = xc.detach(), ts = tc.detach();
     Shape shape = logits.shape();
     record(name, {logits}, loss, [=](const Tensor& g) -> std::vector<Tensor> {
       Tensor gx = Tensor::empty(shape, xs.dtype(), xs.device());
-      LM_DISPATCH(xs.device(), cross_entropy_backward, g, xs, ts, lse, B, C, gx);
+      LM_DISPATCH_COUNTED("cross_entropy_backward", work::cross_entropy_backward(B, C, dtype_size(xs.dtype())), xs.device(),
+                          cross_entropy_backward, g, xs, ts, lse, B, C, gx);
       return {gx};
     });
   }

@@ -40,7 +40,7 @@ Tensor l2_normalize_last_dim(const Tensor& x, double eps) {
   Tensor xc = x.contiguous();
   Tensor y = Tensor::empty(x.shape(), x.dtype()), denom = Tensor::empty({rows}, x.dtype());
   {
-    profiler::Scope prof("l2_normalize", 0, 2.0 * x.nbytes());
+    profiler::Scope prof("l2_normalize", work::l2_normalize_forward(x.numel(), dtype_size(x.dtype())));
     if (x.dtype() == DType::F32) cpu::l2_normalize_rows_forward(xc.data<float>(), rows, D, eps, y.data<float>(), denom.data<float>());
     else cpu::l2_normalize_rows_forward(xc.data<double>(), rows, D, eps, y.data<double>(), denom.data<double>());
   }
@@ -49,7 +49,7 @@ Tensor l2_normalize_last_dim(const Tensor& x, double eps) {
     autograd::record("l2_normalize", {x}, y, [=](const Tensor& g) -> std::vector<Tensor> {
       Tensor gc = g.contiguous();
       Tensor gx = Tensor::empty(ys.shape(), ys.dtype());
-      profiler::Scope prof("l2_normalize_backward", 0, 3.0 * ys.nbytes());
+      profiler::Scope prof("l2_normalize_backward", work::l2_normalize_backward(ys.numel(), dtype_size(ys.dtype())));
       if (ys.dtype() == DType::F32)
         cpu::l2_normalize_rows_backward(gc.data<float>(), ys.data<float>(), denom.data<float>(), rows, D, gx.data<float>());
       else

@@ -7,6 +7,7 @@
 
 #include "autograd/engine.h"
 #include "tensor/profiler.h"
+#include "ops/work_counts.h"
 #include "tensor/tensor.h"
 
 namespace lm::ops_detail {
@@ -61,21 +62,24 @@ inline const char* prof_label(const char* op, const char* suffix) {
 // CUDA tensors (declared in cuda/kernels.h with the same signature as the CPU kernel) and
 // lm::cpu::kernel_name otherwise.
 // Every dispatch is also a profiler scope (tensor/profiler.h) named after the kernel, or after
-// `label` with LM_DISPATCH_NAMED (e.g. "gelu" rather than "unary_forward").
+// `label` with LM_DISPATCH_NAMED (e.g. "gelu" rather than "unary_forward"). LM_DISPATCH_COUNTED
+// also gives the scope the call's profiler::Work (FLOPs, bytes; ops/work_counts.h), an
+// expression evaluated only while profiling.
 #define LM_DISPATCH(dev, name, ...) LM_DISPATCH_NAMED(#name, dev, name, __VA_ARGS__)
+#define LM_DISPATCH_NAMED(label, dev, name, ...) LM_DISPATCH_COUNTED(label, ::lm::profiler::Work{}, dev, name, __VA_ARGS__)
 #ifdef LIBRAMIL_WITH_CUDA
 #include "cuda/kernels.h"
-#define LM_DISPATCH_NAMED(label, dev, name, ...)        \
-  do {                                                 \
-    ::lm::profiler::Scope lm_prof_scope_(label);       \
-    if ((dev).is_cuda()) ::lm::cuda::name(__VA_ARGS__); \
-    else ::lm::cpu::name(__VA_ARGS__);                 \
+#define LM_DISPATCH_COUNTED(label, work, dev, name, ...)                                                   \
+  do {                                                                                                    \
+    ::lm::profiler::Scope lm_prof_scope_(label, ::lm::profiler::enabled() ? (work) : ::lm::profiler::Work{}); \
+    if ((dev).is_cuda()) ::lm::cuda::name(__VA_ARGS__);                                                    \
+    else ::lm::cpu::name(__VA_ARGS__);                                                                    \
   } while (0)
 #else
-#define LM_DISPATCH_NAMED(label, dev, name, ...)                                          \
-  do {                                                                                   \
-    ::lm::profiler::Scope lm_prof_scope_(label);                                         \
-    if (!(dev).is_cpu()) ::lm::ops_detail::no_cuda(#name);                               \
-    ::lm::cpu::name(__VA_ARGS__);                                                        \
+#define LM_DISPATCH_COUNTED(label, work, dev, name, ...)                                                   \
+  do {                                                                                                    \
+    ::lm::profiler::Scope lm_prof_scope_(label, ::lm::profiler::enabled() ? (work) : ::lm::profiler::Work{}); \
+    if (!(dev).is_cpu()) ::lm::ops_detail::no_cuda(#name);                                                \
+    ::lm::cpu::name(__VA_ARGS__);                                                                         \
   } while (0)
 #endif

@@ -76,7 +76,8 @@ Tensor reduce_op(const char* name, ReduceOp op, const Tensor& x, const std::vect
   ReducePlan p = plan_reduce(name, x, dims, keepdim);
   if (p.red == 0 && op != ReduceOp::Sum) fail(name, "reduction over an empty dimension of " + x.str());
   Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
-  LM_DISPATCH_NAMED(name, x.device(), reduce_forward, op, p.packed, p.outer, p.red, p.inner, out);
+  LM_DISPATCH_COUNTED(name, work::reduce(op, x.numel(), out.numel(), dtype_size(x.dtype())), x.device(), reduce_forward, op,
+                      p.packed, p.outer, p.red, p.inner, out);
   if (needs_grad({x})) {
     Shape keep = p.keep_shape, full = x.shape();
     Tensor xs = x.detach(), ys = out.detach();
@@ -133,7 +134,8 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   ReducePlan p = plan_reduce("argmax", x, {dim}, keepdim);
   if (p.red == 0) fail("argmax", "argmax over an empty dimension of " + x.str());
   Tensor out = Tensor::empty(p.out_shape, DType::I64, x.device());
-  LM_DISPATCH_NAMED("argmax", x.device(), argmax_forward, p.packed, p.outer, p.red, p.inner, out);
+  LM_DISPATCH_COUNTED("argmax", work::argmax(x.numel(), out.numel(), dtype_size(x.dtype())), x.device(), argmax_forward,
+                      p.packed, p.outer, p.red, p.inner, out);
   return out;
 }
 

@@ -68,7 +68,10 @@ Tensor run(const char* op, const Tensor& a, const Tensor& b, const Tensor& cost,
   Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
   {
     Tensor plan = plan_out ? out : Tensor(), cols = plan_out ? Tensor() : out;
-    LM_DISPATCH_NAMED("sinkhorn_forward", a.device(), sinkhorn_tensor_forward, p.a, p.b, p.cost, c, plan, cols);
+    LM_DISPATCH_COUNTED("sinkhorn_forward",
+                        work::sinkhorn_forward(p.B, p.K1, p.K2, p.shared ? 1 : p.B, c.iterations, c.log_domain, plan_out,
+                                               dtype_size(a.dtype())),
+                        a.device(), sinkhorn_tensor_forward, p.a, p.b, p.cost, c, plan, cols);
   }
   if (!p.batched) {
     Shape s = plan_out ? Shape{p.K1, p.K2} : Shape{p.K2};
@@ -87,8 +90,11 @@ Tensor run(const char* op, const Tensor& a, const Tensor& b, const Tensor& cost,
       Tensor da = Tensor::empty(sa, dt, gg.device()), db = Tensor::empty(sb, dt, gg.device()),
              dc = gc ? Tensor::empty(sc, dt, gg.device()) : Tensor();
       const Tensor gplan = plan_out ? gg : Tensor(), gcols = plan_out ? Tensor() : gg;
-      LM_DISPATCH_NAMED("sinkhorn_backward", gg.device(), sinkhorn_tensor_backward, saved.a, saved.b, saved.cost, c, gplan,
-                        gcols, da, db, dc);
+      LM_DISPATCH_COUNTED("sinkhorn_backward",
+                          work::sinkhorn_backward(saved.B, saved.K1, saved.K2, saved.shared ? 1 : saved.B, c.iterations,
+                                                  c.log_domain, plan_out, gc, dtype_size(dt)),
+                          gg.device(), sinkhorn_tensor_backward, saved.a, saved.b, saved.cost, c, gplan, gcols, da, db,
+                          dc);
       return {ga ? da : Tensor(), gb ? db : Tensor(), gc ? dc : Tensor()};
     });
   }

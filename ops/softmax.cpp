@@ -29,13 +29,15 @@ Tensor softmax_op(const char* name, const Tensor& x, int64_t dim, bool log) {
   }
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  LM_DISPATCH(x.device(), softmax_forward, xc, outer, n, inner, log, out);
+  LM_DISPATCH_COUNTED("softmax_forward", work::softmax_forward(x.numel(), dtype_size(x.dtype())), x.device(), softmax_forward,
+                      xc, outer, n, inner, log, out);
   if (needs_grad({x})) {
     Tensor ys = out.detach();
     record(name, {x}, out, [=](const Tensor& g) -> std::vector<Tensor> {
       Tensor gc = g.contiguous();
       Tensor gx = Tensor::empty(ys.shape(), ys.dtype(), ys.device());
-      LM_DISPATCH(ys.device(), softmax_backward, ys, gc, outer, n, inner, log, gx);
+      LM_DISPATCH_COUNTED("softmax_backward", work::softmax_backward(ys.numel(), dtype_size(ys.dtype()), log), ys.device(),
+                          softmax_backward, ys, gc, outer, n, inner, log, gx);
       return {gx};
     });
   }

@@ -6,6 +6,12 @@
 // one relaxed atomic load. On the GPU the CUDA backend registers hooks that synchronise the
 // device at scope boundaries (so host timings cover the kernels) and push/pop NVTX ranges of
 // the same names for Nsight Systems / Compute.
+//
+// A Scope may carry the FLOPs and bytes of its call (the minimal work, per the convention in
+// docs/profiler.md; ops/work_counts.h has the per-op formulas), or say nothing (kNotCounted).
+//
+// Phases (Phase below) are coarser: named stretches of a command (loading, training,
+// evaluation, ...) whose wall times `profile` prints as a second, small table.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -15,12 +21,28 @@
 
 namespace lm::profiler {
 
+// A scope that gives no FLOP / byte count (as opposed to a count of zero: a copy does no
+// arithmetic, a wrapper scope does no work of its own).
+inline constexpr double kNotCounted = -1;
+
+// The work of one call: FLOPs, bytes read + written, and the working set (the distinct bytes
+// touched, less than `bytes` for an op that updates in place; kNotCounted: the same as bytes),
+// which decides the bandwidth peak a row is compared with (tensor/profile_report.h).
+struct Work {
+  double flops = kNotCounted;
+  double bytes = kNotCounted;
+  double working_set = kNotCounted;
+};
+
 struct Row {
   std::string name;
   int64_t calls = 0;
-  double total_ms = 0;  // exclusive wall time
-  double flops = 0;     // summed over calls (0 when unknown)
-  double bytes = 0;     // bytes read + written, summed over calls (0 when unknown)
+  double total_ms = 0;           // exclusive wall time
+  double flops = 0;              // summed over the calls that gave a count
+  double bytes = 0;              // bytes read + written, summed over the calls that gave a count
+  int64_t uncounted_calls = 0;   // calls whose scope gave no count (kNotCounted)
+  int64_t calls_with_bytes = 0;  // calls that moved bytes (> 0)
+  double working_set = 0;        // summed over those calls: working_set / calls_with_bytes is the mean per call
 };
 
 namespace detail {
@@ -28,6 +50,7 @@ extern std::atomic<bool> g_enabled;
 }
 inline bool enabled() { return detail::g_enabled.load(std::memory_order_relaxed); }
 void set_enabled(bool on);
+// Clears the op rows and the phases.
 void reset();
 // Rows sorted by total time, largest first.
 std::vector<Row> snapshot();
@@ -43,8 +66,11 @@ void set_hooks(const Hooks& h);
 class Scope {
  public:
   // `name` must outlive the profiler session (a string literal or an interned name).
-  explicit Scope(const char* name, double flops = 0, double bytes = 0) {
-    if (enabled()) begin(name, flops, bytes);
+  explicit Scope(const char* name, double flops = kNotCounted, double bytes = kNotCounted) {
+    if (enabled()) begin(name, Work{flops, bytes});
+  }
+  Scope(const char* name, Work w) {
+    if (enabled()) begin(name, w);
   }
   ~Scope() {
     if (active_) end();
@@ -53,13 +79,50 @@ class Scope {
   Scope& operator=(const Scope&) = delete;
 
  private:
-  void begin(const char* name, double flops, double bytes);
+  void begin(const char* name, Work w);
   void end();
   bool active_ = false;
   const char* name_ = nullptr;
-  double flops_ = 0, bytes_ = 0;
+  Work work_;
   double child_ns_ = 0;
   Scope* parent_ = nullptr;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// One phase of a command, summed over the times it was opened. Exclusive like the op rows: a
+// phase opened inside another charges its wall time to itself only.
+struct PhaseRow {
+  std::string name;
+  int64_t calls = 0;
+  double wall_ms = 0;       // exclusive wall time
+  double in_scopes_ms = 0;  // of which inside op scopes (the rest is outside any op scope)
+};
+// Phases in the order they were first opened.
+std::vector<PhaseRow> phases();
+
+// `Phase p("training");` marks the enclosing block as a phase of the command. A no-op (one
+// relaxed atomic load) when profiling is off. Phases are per thread, like scopes.
+class Phase {
+ public:
+  // `name` must outlive the profiler session (a string literal or an interned name).
+  explicit Phase(const char* name) {
+    if (enabled()) begin(name);
+  }
+  ~Phase() {
+    if (active_) end();
+  }
+  Phase(const Phase&) = delete;
+  Phase& operator=(const Phase&) = delete;
+
+ private:
+  friend class Scope;
+  void begin(const char* name);
+  void end();
+  bool active_ = false;
+  const char* name_ = nullptr;
+  double child_ns_ = 0;   // wall time of phases opened inside this one
+  double scoped_ns_ = 0;  // exclusive time of op scopes that closed while this phase was innermost
+  Phase* parent_ = nullptr;
   std::chrono::steady_clock::time_point start_;
 };
 

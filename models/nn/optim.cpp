@@ -189,7 +189,7 @@ Adam::Adam(std::vector<Tensor> params, double lr, std::pair<double, double> beta
 }
 
 void Adam::step() {
-  profiler::Scope prof("optimizer.step");
+  profiler::Scope prof("optimizer.step", 0, 0);  // the update itself is the adam_update row
   autograd::NoGradGuard no_grad;
   const char* who = decoupled_ ? "AdamW" : "Adam";
   // Every parameter's working buffers first, then one update of them all (ops/adam.h).

@@ -14,6 +14,7 @@
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "data/atomic_file.h"
@@ -26,6 +27,7 @@
 #include "models/train/transport_log.h"
 #include "ops/ops.h"
 #include "ops/transfer.h"
+#include "tensor/profiler.h"
 
 namespace lm::train {
 
@@ -126,6 +128,7 @@ Evaluation evaluate(nn::Module& model, const std::vector<std::string>& slides, c
 
 static Evaluation evaluate_from(nn::Module& model, const std::vector<std::string>& slides, const Dataset& d,
                                 const BagSource& bags) {
+  profiler::Phase phase("evaluation");  // `libramil profile`'s phases table
   NoGradGuard no_grad;
   bool was_training = model.is_training();
   model.eval();
@@ -225,6 +228,7 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, const BagSou
     model->train();
     double loss_sum = 0;
     int correct = 0;
+    std::optional<profiler::Phase> training(std::in_place, "training");  // the epoch's steps, for `libramil profile`
     for (size_t b = 0; b < order.size(); ++b) {
       const std::string& slide = order[b];
       int y = d.labels.at(slide);
@@ -283,6 +287,7 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, const BagSou
             << " loss " << fixed_text(loss_sum / (double)(b + 1)) << std::flush;
       }
     }
+    training.reset();
     EpochRecord r;
     r.epoch = epoch;
     r.train_loss = loss_sum / (double)order.size();
@@ -296,6 +301,7 @@ static FoldResult run_fold(const TrainOptions& o, const Dataset& d, const BagSou
     r.seconds = seconds_since(t0);
     r.wall_time = unix_seconds();
     res.epochs.push_back(r);
+    profiler::Phase saving("saving");  // the rest of the epoch: the best state, logs, the resume checkpoint
     // best_acc / best_auc hold the selection key (they are the accuracy and AUC under the
     // default rule; the names stay for the resume files of earlier runs).
     const auto key = selection_key(o.select, r);
@@ -379,6 +385,7 @@ RunResult run_protocol(const TrainOptions& o, const Dataset& d, std::ostream& lo
     } else {
       f = run_fold(o, d, bags, fold, log);
       if (!o.save_dir.empty()) {
+        profiler::Phase saving("saving");
         write_fold_result(o, f);
         // The fold is complete (a resume now skips it), so its resume state (model + AdamW
         // moments, ~20 MB for Libra-MIL at D = 512) is no longer needed.
@@ -394,6 +401,7 @@ RunResult run_protocol(const TrainOptions& o, const Dataset& d, std::ostream& lo
     f1s.push_back(f.test.f1);
     run.folds.push_back(std::move(f));
     if (!o.save_dir.empty()) {
+      profiler::Phase saving("saving");
       std::ostringstream s;
       s << "fold,best_epoch,val_acc,val_auc,val_f1,test_acc,test_auc,test_f1\n";
       for (const FoldResult& r : run.folds)
