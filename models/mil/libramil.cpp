@@ -137,9 +137,9 @@ Tensor LibraMIL::fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt,
     // Issue 23's form with a usable scale: s standardised within the bag (zero mean, unit
     // population standard deviation) before the temperature, so that the softmax sees logits of
     // spread exp(-temp_vis) ~ 0.37 at the start instead of the ~5e-3 spread of raw s.
-    // kStandardiseEps keeps a constant s (a one-instance bag) at w = 1 instead of 0 / 0.
-    Tensor centred = sub(s, mean(s));
-    Tensor z = div(centred, sqrt(add(mean(mul(centred, centred)), kStandardiseEps)));
+    // That is layer normalisation of s as one row, without weight or bias; kStandardiseEps
+    // keeps a constant s (a one-instance bag) at w = 1 instead of 0 / 0.
+    Tensor z = reshape(layer_norm(unsqueeze(s, 0), Tensor(), Tensor(), kStandardiseEps), {-1});  // (N)
     w = mul(softmax(mul(z, exp(neg(temp_vis))), 0), (double)N);
   } else {
     w = mul(softmax(mul(s, exp(neg(temp_vis))), 0), (double)N);
