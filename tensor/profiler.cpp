@@ -25,8 +25,27 @@ std::vector<PhaseRow>& phase_table() {  // first-opened order; few entries
   return t;
 }
 Hooks g_hooks;
-thread_local Scope* t_top = nullptr;
-thread_local Phase* t_phase = nullptr;
+thread_local detail::Frame* t_top = nullptr;    // innermost open op scope
+thread_local detail::Frame* t_phase = nullptr;  // innermost open phase
+
+// Opening and closing a Scope's or a Phase's frame: the device sync and the NVTX range around
+// it, the per-thread stack `top`, and the exclusive time, which close returns (ns).
+void open_frame(detail::Frame& f, detail::Frame*& top, const char* name) {
+  if (g_hooks.sync) g_hooks.sync();
+  if (g_hooks.range_push) g_hooks.range_push(name);
+  f.name = name;
+  f.parent = top;
+  top = &f;
+  f.start = std::chrono::steady_clock::now();
+}
+double close_frame(detail::Frame& f, detail::Frame*& top) {
+  if (g_hooks.sync) g_hooks.sync();
+  const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - f.start).count();
+  if (g_hooks.range_pop) g_hooks.range_pop();
+  top = f.parent;
+  if (f.parent) f.parent->child_ns += ns;
+  return std::max(0.0, ns - f.child_ns);
+}
 }  // namespace
 
 void set_enabled(bool on) { detail::g_enabled.store(on, std::memory_order_relaxed); }
@@ -68,27 +87,17 @@ const char* intern(const std::string& name) {
 }
 
 void Scope::begin(const char* name, Work w) {
-  if (g_hooks.sync) g_hooks.sync();
-  if (g_hooks.range_push) g_hooks.range_push(name);
   active_ = true;
-  name_ = name;
   work_ = w;
-  parent_ = t_top;
-  t_top = this;
-  start_ = std::chrono::steady_clock::now();
+  open_frame(frame_, t_top, name);
 }
 
 void Scope::end() {
-  if (g_hooks.sync) g_hooks.sync();
-  const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start_).count();
-  if (g_hooks.range_pop) g_hooks.range_pop();
-  t_top = parent_;
-  if (parent_) parent_->child_ns_ += ns;
-  const double excl = std::max(0.0, ns - child_ns_);
-  if (t_phase) t_phase->scoped_ns_ += excl;
+  const double excl = close_frame(frame_, t_top);
+  if (t_phase) t_phase->scoped_ns += excl;
   std::lock_guard<std::mutex> lock(g_mu);
-  Row& r = table()[name_];
-  if (r.name.empty()) r.name = name_;
+  Row& r = table()[frame_.name];
+  if (r.name.empty()) r.name = frame_.name;
   r.calls += 1;
   r.total_ms += excl * 1e-6;
   if (work_.flops < 0 && work_.bytes < 0) {
@@ -104,34 +113,24 @@ void Scope::end() {
 }
 
 void Phase::begin(const char* name) {
-  if (g_hooks.sync) g_hooks.sync();
-  if (g_hooks.range_push) g_hooks.range_push(name);
   active_ = true;
-  name_ = name;
-  parent_ = t_phase;
-  t_phase = this;
   {
     std::lock_guard<std::mutex> lock(g_mu);  // the row is made on first opening, to keep that order
     std::vector<PhaseRow>& t = phase_table();
     if (std::none_of(t.begin(), t.end(), [&](const PhaseRow& p) { return p.name == name; })) t.push_back(PhaseRow{name});
   }
-  start_ = std::chrono::steady_clock::now();
+  open_frame(frame_, t_phase, name);
 }
 
 void Phase::end() {
-  if (g_hooks.sync) g_hooks.sync();
-  const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start_).count();
-  if (g_hooks.range_pop) g_hooks.range_pop();
-  t_phase = parent_;
-  if (parent_) parent_->child_ns_ += ns;
-  const double excl = std::max(0.0, ns - child_ns_);
+  const double excl = close_frame(frame_, t_phase);
   std::lock_guard<std::mutex> lock(g_mu);
   std::vector<PhaseRow>& t = phase_table();
-  auto it = std::find_if(t.begin(), t.end(), [&](const PhaseRow& p) { return p.name == name_; });
-  if (it == t.end()) it = t.insert(t.end(), PhaseRow{name_});  // after a reset() mid-phase
+  auto it = std::find_if(t.begin(), t.end(), [&](const PhaseRow& p) { return p.name == frame_.name; });
+  if (it == t.end()) it = t.insert(t.end(), PhaseRow{frame_.name});  // after a reset() mid-phase
   it->calls += 1;
   it->wall_ms += excl * 1e-6;
-  it->in_scopes_ms += std::min(excl, scoped_ns_) * 1e-6;
+  it->in_scopes_ms += std::min(excl, frame_.scoped_ns) * 1e-6;
 }
 
 }  // namespace lm::profiler

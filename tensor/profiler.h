@@ -63,6 +63,18 @@ struct Hooks {
 };
 void set_hooks(const Hooks& h);
 
+namespace detail {
+// What a Scope and a Phase both keep while open: they nest on per-thread stacks, and each
+// charges its wall time to the frame it was opened in, so every frame's time is exclusive.
+struct Frame {
+  const char* name = nullptr;
+  double child_ns = 0;   // wall time of the frames opened inside this one
+  double scoped_ns = 0;  // phases only: exclusive time of op scopes that closed while this phase was innermost
+  Frame* parent = nullptr;
+  std::chrono::steady_clock::time_point start;
+};
+}  // namespace detail
+
 class Scope {
  public:
   // `name` must outlive the profiler session (a string literal or an interned name).
@@ -82,11 +94,8 @@ class Scope {
   void begin(const char* name, Work w);
   void end();
   bool active_ = false;
-  const char* name_ = nullptr;
   Work work_;
-  double child_ns_ = 0;
-  Scope* parent_ = nullptr;
-  std::chrono::steady_clock::time_point start_;
+  detail::Frame frame_;
 };
 
 // One phase of a command, summed over the times it was opened. Exclusive like the op rows: a
@@ -115,15 +124,10 @@ class Phase {
   Phase& operator=(const Phase&) = delete;
 
  private:
-  friend class Scope;
   void begin(const char* name);
   void end();
   bool active_ = false;
-  const char* name_ = nullptr;
-  double child_ns_ = 0;   // wall time of phases opened inside this one
-  double scoped_ns_ = 0;  // exclusive time of op scopes that closed while this phase was innermost
-  Phase* parent_ = nullptr;
-  std::chrono::steady_clock::time_point start_;
+  detail::Frame frame_;
 };
 
 // True when LIBRAMIL_PROFILE_SHAPES=1: ops that know their shapes (matmul) name one row per shape.
