@@ -97,13 +97,12 @@ int remove_run_files(const std::string& dir) {
       ++removed;
     }
   }
-  for (auto it = folders.rbegin(); it != folders.rend(); ++it) {  // the fold folders before their parent
+  std::vector<std::string> emptied(folders.begin() + 1, folders.end());  // not the run directory
+  emptied.push_back("tensorboard");  // after its fold folders
+  for (const std::string& folder : emptied) {
     std::error_code ec;
-    if (it->empty()) continue;
-    const fs::path d = fs::path(dir) / *it;
+    const fs::path d = fs::path(dir) / folder;
     if (fs::is_directory(fs::symlink_status(d, ec)) && fs::is_empty(d, ec)) fs::remove(d, ec);
-    const fs::path tb = fs::path(dir) / "tensorboard";
-    if (it->rfind("tensorboard/", 0) == 0 && fs::is_directory(fs::symlink_status(tb, ec)) && fs::is_empty(tb, ec)) fs::remove(tb, ec);
   }
   return removed;
 }
