@@ -226,13 +226,13 @@ TEST_CASE("dgemm: all transposes, edge shapes") {
   check_all<double>(lm::cpu::dgemm, 1e-13, "dgemm");
 }
 
-// ---- AVX-512 skinny broadcast forms --------------------------------------------------------
-#if LM_X86  // x86 builds only (ops/cpu/isa.h), like gemm_skinny_avx512.cpp
-// Each form of detail::sgemm_skinny_avx512 on odd sizes around its 16-float vectors and its
-// row tiles, every transpose it accepts, alpha/beta variants (NaN-filled C with beta = 0),
-// padded leading dimensions, on 1 and 2 threads. The function must accept the shape (so that
-// a change of the dispatch cannot silently send these cases to the packed path), match the
-// float64 reference, and give bit-identical results on 1 and 2 threads.
+// ---- skinny broadcast forms (AVX-512 and AVX2) ---------------------------------------------
+#if LM_X86  // x86 builds only (ops/cpu/isa.h), like gemm_skinny_avx512.cpp / gemm_skinny_avx2.cpp
+// Each form of detail::sgemm_skinny_avx512 / _avx2 (gemm_skinny.h) on odd sizes around the
+// vectors (16 or 8 floats) and the row tiles, every transpose it accepts, alpha/beta variants
+// (NaN-filled C with beta = 0), padded leading dimensions, on 1 and 2 threads. The function must
+// accept the shape (so that a change of the dispatch cannot silently send these cases to the
+// packed path), match the float64 reference, and give bit-identical results on 1 and 2 threads.
 namespace {
 
 struct SkinnyForm {
@@ -241,7 +241,11 @@ struct SkinnyForm {
   std::vector<int64_t> Ms, Ns, Ks;
 };
 
-void check_skinny_form(const SkinnyForm& f) {
+using SkinnyFn = bool (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
+                          int64_t, float, float*, int64_t, int);
+
+// expect_handled = false: the form must decline every case (the AVX2 short-K products).
+void check_skinny_form(SkinnyFn skinny, const SkinnyForm& f, bool expect_handled = true) {
   const AlphaBeta abs[] = {{1, 0, true}, {-1.5, 0.25, false}, {0.5, 0, true}, {2, 1, false}};
   std::mt19937 rng(11);
   int64_t cases = 0, bad_cases = 0, not_handled = 0, thread_mismatch = 0, n = 0;
@@ -258,12 +262,12 @@ void check_skinny_form(const SkinnyForm& f) {
             std::vector<float> first;
             for (int threads : {1, 2}) {
               std::vector<float> got = p.C;
-              const bool handled = lm::cpu::detail::sgemm_skinny_avx512(
+              const bool handled = skinny(
                   ta, tb, M, N, K, p.alpha, p.A.data(), p.lda, p.B.data(), p.ldb, p.beta, got.data(), p.ldc,
                   threads);
               ++cases;
               if (!handled) {
-                if (not_handled++ == 0)
+                if (not_handled++ == 0 && expect_handled)
                   MESSAGE(f.name << ": not handled M=" << M << " N=" << N << " K=" << K << " ta=" << ta
                                  << " tb=" << tb);
                 continue;
@@ -279,9 +283,25 @@ void check_skinny_form(const SkinnyForm& f) {
           }
   INFO(f.name);
   CHECK(cases > 0);
-  CHECK(not_handled == 0);
+  CHECK(not_handled == (expect_handled ? 0 : cases));
   CHECK_MESSAGE(bad_cases == 0, f.name << ": " << bad_cases << " of " << cases << " cases wrong");
   CHECK(thread_mismatch == 0);
+}
+
+// Every form on one ISA; short_k: whether that ISA streams short-K products (AVX2 leaves them
+// to the packed path).
+void check_skinny_forms(SkinnyFn skinny, bool short_k) {
+  // Small N: op(A) rows streamed against op(B) (B^T packed into a panel when trans_b).
+  check_skinny_form(skinny, {"small N", {false, true}, {false, true}, {129, 1000}, {1, 7, 8, 9, 15, 16, 17, 56, 64}, {1, 10, 17, 512}});
+  // Small M, trans_b: C^T = B op(A)^T, written transposed.
+  check_skinny_form(skinny, {"small M, trans_b", {false, true}, {true}, {1, 5, 24, 64}, {129, 1000}, {1, 10, 17, 512}});
+  // Tiny M (<= 4), trans_b, !trans_a: dot products over K (two chains, masked tail).
+  check_skinny_form(skinny, {"tiny M, dot", {false}, {true}, {1, 2, 3, 4}, {16, 17, 129, 512}, {16, 17, 33, 47, 512}});
+  // Small M (<= 32), !trans_b, long K: K blocked (block 128), strips of 64 or 48 (AVX-512) or
+  // 16 or 8 (AVX2) columns per thread.
+  check_skinny_form(skinny, {"small M, long K", {false, true}, {false}, {1, 5, 8, 12, 24, 32}, {129, 200}, {128, 257, 512}});
+  // Short K (<= 32), !trans_b: op(A) rows streamed against B, 64-column strips (AVX-512 only).
+  check_skinny_form(skinny, {"short K", {false, true}, {false}, {129, 1000}, {129, 200}, {1, 10, 17, 32}}, short_k);
 }
 
 }  // namespace
@@ -291,17 +311,15 @@ TEST_CASE("sgemm: AVX-512 skinny broadcast forms against float64, 1 and 2 thread
     MESSAGE("skipped: this CPU has no AVX-512, the skinny forms are never used");
     return;
   }
-  // Small N: op(A) rows streamed against op(B) (B^T packed into a panel when trans_b).
-  check_skinny_form({"small N", {false, true}, {false, true}, {129, 1000}, {1, 15, 16, 17, 56, 64}, {1, 10, 17, 512}});
-  // Small M, trans_b: C^T = B op(A)^T, written transposed.
-  check_skinny_form({"small M, trans_b", {false, true}, {true}, {1, 5, 24, 64}, {129, 1000}, {1, 10, 17, 512}});
-  // Tiny M (<= 4), trans_b, !trans_a: dot products over K (two chains of 16, masked tail).
-  check_skinny_form({"tiny M, dot", {false}, {true}, {1, 2, 3, 4}, {16, 17, 129, 512}, {16, 17, 33, 47, 512}});
-  // Small M (<= 32), !trans_b, long K: K blocked (block 128), strips of 64 (M = 24) or 48
-  // (M = 8) columns per thread.
-  check_skinny_form({"small M, long K", {false, true}, {false}, {1, 5, 8, 24, 32}, {129, 200}, {128, 257, 512}});
-  // Short K (<= 32), !trans_b: op(A) rows streamed against B, 64-column strips.
-  check_skinny_form({"short K", {false, true}, {false}, {129, 1000}, {129, 200}, {1, 10, 17, 32}});
+  check_skinny_forms(lm::cpu::detail::sgemm_skinny_avx512, true);
+}
+
+TEST_CASE("sgemm: AVX2 skinny broadcast forms against float64, 1 and 2 threads") {
+  if (!lm::cpu::gemm_kernel_supported(GemmKernel::Avx2)) {
+    MESSAGE("skipped: this CPU has no AVX2, the AVX2 skinny forms are never used");
+    return;
+  }
+  check_skinny_forms(lm::cpu::detail::sgemm_skinny_avx2, false);
 }
 #endif  // LM_X86
 

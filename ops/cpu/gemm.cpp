@@ -316,6 +316,9 @@ void sgemm_impl(const KernelSpec& ks, bool trans_a, bool trans_b, int64_t M, int
   if (ks.id == GemmKernel::Avx512 && skinny_enabled() &&
       detail::sgemm_skinny_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_threads(M, N, K)))
     return;
+  if (ks.id == GemmKernel::Avx2 && skinny_enabled() &&
+      detail::sgemm_skinny_avx2(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_threads(M, N, K)))
+    return;
 #endif
   const int64_t m_tiles = (M + ks.mr - 1) / ks.mr, n_tiles = (N + ks.nr - 1) / ks.nr;
   const bool split_m = m_tiles >= n_tiles;

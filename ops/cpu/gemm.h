@@ -82,11 +82,14 @@ struct KernelSpec {
   PackB pack_b = nullptr;
 };
 
-// Skinny products on AVX-512 CPUs, the large operand streamed without packing
-// (gemm_skinny_avx512.cpp): returns false when the shape is not one it handles. `threads` > 1 allows an OpenMP loop. Only called after
-// checking AVX-512 support; LIBRAMIL_GEMM_SKINNY=0 turns it off. x86 builds only.
+// Skinny products, the large operand streamed without packing (gemm_skinny.h; tiles in
+// gemm_skinny_avx512.cpp / gemm_skinny_avx2.cpp): return false when the shape is not one they
+// handle. `threads` > 1 allows an OpenMP loop. Only called after checking the ISA's support;
+// LIBRAMIL_GEMM_SKINNY=0 turns them off. x86 builds only.
 bool sgemm_skinny_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, int threads);
+bool sgemm_skinny_avx2(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                       int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, int threads);
 
 // Defined in gemm_avx512.cpp / gemm_avx2.cpp; compiled with per-function target attributes,
 // so only call them after checking __builtin_cpu_supports. x86 builds only (LM_X86, isa.h).
