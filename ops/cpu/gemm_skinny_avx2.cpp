@@ -43,6 +43,10 @@ template <int R, int NV, bool PARTIAL>
 LM_AVX2 inline void bcast_accumulate(int64_t kc, const float* a, int64_t sa_i, int64_t sa_k,
                                      const float* b, int64_t sb_k, __m256i last, __m256 acc[R][NV]) {
   for (int64_t k = 0; k < kc; ++k, a += sa_k, b += sb_k) {
+    if ((k & 15) == 0) {  // the streamed rows come from DRAM on a large bag: fetch 2 lines ahead
+#pragma GCC unroll 12
+      for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(a + r * sa_i + 32 * sa_k), _MM_HINT_T0);
+    }
     __m256 bv[NV];
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v)
