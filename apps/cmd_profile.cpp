@@ -110,18 +110,22 @@ double stream_gbs(int64_t elems, int passes) {
   return best;
 }
 
-// Best of three: a square matmul for FLOP/s; on the CPU streams through DRAM, the last-level
-// cache and L1 / L2 (stream_gbs), on a GPU a device copy. `what` describes the sizes for the header.
+// FLOP/s: a square matmul through the ISA's kernels in use (LIBRAMIL_CPU_ISA), one warm-up call
+// (thread pool, packing buffers) and the best of five; on the CPU 1536^3 (~35 ms a call: a
+// 1024^3 best of three read anywhere from 129 to 203 GFLOP/s on one 2-core host). Bandwidth: on
+// the CPU streams through DRAM, the last-level cache and L1 / L2 (stream_gbs), on a GPU a device
+// copy. `what` describes the sizes for the header.
 profiler::Peaks measure_peaks(Device dev, std::string& what) {
   NoGradGuard ng;
   Generator gen(7);
   profiler::Peaks p;
-  const int64_t n = dev.is_cpu() ? 1024 : 8192;
+  const int64_t n = dev.is_cpu() ? 1536 : 8192;
   Tensor a = Tensor::randn({n, n}, gen).to(dev), b = Tensor::randn({n, n}, gen).to(dev);
   auto sync = [&] {
     if (!dev.is_cpu()) (void)Tensor::zeros({1}).to(dev).to(Device::cpu());  // a copy back waits for the stream
   };
-  for (int r = 0; r < 3; ++r) {
+  (void)matmul(a, b);  // warm-up
+  for (int r = 0; r < 5; ++r) {
     sync();
     const auto t0 = Clock::now();
     Tensor c = matmul(a, b);
