@@ -3,7 +3,9 @@
 Debian's OpenBLAS 0.3.21 does not recognise some virtualised Xeons and falls back to its
 'Prescott' (SSE3) kernels, which would make every ratio against PyTorch look several times
 better than it is. Unless the caller already set OPENBLAS_CORETYPE, pick SkylakeX on AVX-512
-CPUs and Haswell on AVX2 CPUs. Import this before torch; `describe()` says what was chosen.
+CPUs and Haswell on AVX2 CPUs, and Haswell when LIBRAMIL_CPU_ISA=avx2 forces our AVX2 kernels
+on an AVX-512 CPU (both sides then run the code an AVX2-only processor gets). Import this
+before torch; `describe()` says what was chosen.
 """
 import os
 
@@ -15,7 +17,8 @@ if not _chosen:
             flags = f.read()
     except OSError:
         pass
-    if " avx512f" in flags:
+    forced = os.environ.get("LIBRAMIL_CPU_ISA", "").strip().lower()
+    if " avx512f" in flags and forced != "avx2":
         _chosen = "SkylakeX"
     elif " avx2" in flags:
         _chosen = "Haswell"

@@ -12,8 +12,8 @@ namespace lm::cpu {
 namespace {
 
 // One contiguous range of the Adam update, in float64 arithmetic with the rounding points of
-// torch.optim's float32 implementation. Compiled for AVX-512 / AVX2 / baseline (the loader
-// picks one); the loop vectorises under `omp simd`.
+// torch.optim's float32 implementation. Compiled for AVX-512 / AVX2 / baseline (pick_f32 /
+// pick_f64 choose); the loop vectorises under `omp simd`.
 // Weight decay variants, fixed per call so that the loop has no branches.
 enum class Decay { None, Decoupled, L2 };
 
@@ -45,20 +45,42 @@ inline __attribute__((always_inline)) void adam_range_any(T* p, const T* g, T* m
   else adam_range<T, Decay::None>(p, g, m, v, n, step_size, bc2_sqrt, b1, b2, eps, wd, decay);
 }
 
-#if LM_X86  // ops/cpu/isa.h; elsewhere one version, vectorised for the target
-#define LM_OPT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define LM_OPT_CLONES
+// One version per instruction-set level, chosen by cpu_isa() (ops/cpu/isa.h), so that
+// LIBRAMIL_CPU_ISA=avx2 also runs the AVX2 update on an AVX-512 host (a target_clones resolver,
+// used before, picked by the hardware alone). Off x86: one version, vectorised for the target.
+#define LM_ADAM_PARAMS(T)                                                                            \
+  T *p, const T *g, T *m, T *v, int64_t n, double step_size, double bc2_sqrt, double b1, double b2, \
+      double eps, double wd, double decay, bool decoupled
+#define LM_ADAM_BODY \
+  { adam_range_any(p, g, m, v, n, step_size, bc2_sqrt, b1, b2, eps, wd, decay, decoupled); }
+template <class T>
+using AdamFn = void (*)(LM_ADAM_PARAMS(T));
+
+void adam_f32_base(LM_ADAM_PARAMS(float)) LM_ADAM_BODY
+void adam_f64_base(LM_ADAM_PARAMS(double)) LM_ADAM_BODY
+#if LM_X86
+#define LM_ADAM_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")))
+#define LM_ADAM_AVX2 __attribute__((target("avx2,fma")))
+LM_ADAM_AVX512 void adam_f32_avx512(LM_ADAM_PARAMS(float)) LM_ADAM_BODY
+LM_ADAM_AVX512 void adam_f64_avx512(LM_ADAM_PARAMS(double)) LM_ADAM_BODY
+LM_ADAM_AVX2 void adam_f32_avx2(LM_ADAM_PARAMS(float)) LM_ADAM_BODY
+LM_ADAM_AVX2 void adam_f64_avx2(LM_ADAM_PARAMS(double)) LM_ADAM_BODY
 #endif
-LM_OPT_CLONES void adam_range_f32(float* p, const float* g, float* m, float* v, int64_t n, double step_size,
-                                  double bc2_sqrt, double b1, double b2, double eps, double wd, double decay,
-                                  bool decoupled) {
-  adam_range_any(p, g, m, v, n, step_size, bc2_sqrt, b1, b2, eps, wd, decay, decoupled);
+
+// The version for the level in use (called once per process, like cpu_isa()).
+AdamFn<float> pick_f32() {
+#if LM_X86
+  if (isa_allows(CpuIsa::Avx512)) return adam_f32_avx512;
+  if (isa_allows(CpuIsa::Avx2)) return adam_f32_avx2;
+#endif
+  return adam_f32_base;
 }
-LM_OPT_CLONES void adam_range_f64(double* p, const double* g, double* m, double* v, int64_t n, double step_size,
-                                  double bc2_sqrt, double b1, double b2, double eps, double wd, double decay,
-                                  bool decoupled) {
-  adam_range_any(p, g, m, v, n, step_size, bc2_sqrt, b1, b2, eps, wd, decay, decoupled);
+AdamFn<double> pick_f64() {
+#if LM_X86
+  if (isa_allows(CpuIsa::Avx512)) return adam_f64_avx512;
+  if (isa_allows(CpuIsa::Avx2)) return adam_f64_avx2;
+#endif
+  return adam_f64_base;
 }
 
 }  // namespace
@@ -75,16 +97,18 @@ void adam_update(const std::vector<AdamParam>& jobs) {
     for (int64_t i0 = 0; i0 < jobs[j].p.numel(); i0 += kBlock) blocks.emplace_back((int)j, i0);
   }
   const int64_t nb = (int64_t)blocks.size();
+  static const AdamFn<float> adam_f32 = pick_f32();
+  static const AdamFn<double> adam_f64 = pick_f64();
 #pragma omp parallel for schedule(static) if (total > (1 << 18))
   for (int64_t b = 0; b < nb; ++b) {
     const AdamParam& jb = jobs[blocks[b].first];
     const AdamStep& c = jb.step;
     const int64_t i0 = blocks[b].second, len = std::min(kBlock, jb.p.numel() - i0);
     if (jb.p.dtype() == DType::F32)
-      adam_range_f32(jb.p.data<float>() + i0, jb.g.data<float>() + i0, jb.m.data<float>() + i0, jb.v.data<float>() + i0,
+      adam_f32(jb.p.data<float>() + i0, jb.g.data<float>() + i0, jb.m.data<float>() + i0, jb.v.data<float>() + i0,
                      len, c.step_size, c.bc2_sqrt, c.beta1, c.beta2, c.eps, c.weight_decay, c.decay, c.decoupled);
     else
-      adam_range_f64(jb.p.data<double>() + i0, jb.g.data<double>() + i0, jb.m.data<double>() + i0,
+      adam_f64(jb.p.data<double>() + i0, jb.g.data<double>() + i0, jb.m.data<double>() + i0,
                      jb.v.data<double>() + i0, len, c.step_size, c.bc2_sqrt, c.beta1, c.beta2, c.eps, c.weight_decay,
                      c.decay, c.decoupled);
   }

@@ -1,9 +1,9 @@
 // Which x86 instruction-set level the CPU kernels may use: the most the processor supports,
 // lowered by LIBRAMIL_CPU_ISA=avx512|avx2|scalar so that the AVX2 and scalar paths can be run,
 // tested and timed on an AVX-512 host (CI runs the op table under each). Every run-time kernel
-// choice in ops/cpu asks isa_allows() before its hardware check: the GEMM micro-kernels, the
-// AVX-512 and AVX2 row kernels (row_kernel.h: softmax, LayerNorm + GELU, normalisation, bilinear
-// rows) and the Sinkhorn lanes. Finer per-family switches (LIBRAMIL_GEMM_KERNEL, LIBRAMIL_ROW_KERNEL,
+// choice in ops/cpu asks isa_allows() before its hardware check: the GEMM micro-kernels and
+// skinny forms, the AVX-512 and AVX2 row kernels (row_kernel.h: softmax, LayerNorm + GELU,
+// normalisation, bilinear rows), the Sinkhorn lanes and the Adam update. Finer per-family switches (LIBRAMIL_GEMM_KERNEL, LIBRAMIL_ROW_KERNEL,
 // LIBRAMIL_SINKHORN_KERNEL) still apply below this ceiling.
 //
 // Off x86 (aarch64: tools/arm_check.sh) the intrinsic kernels are not compiled (LM_X86 guards
