@@ -5,7 +5,7 @@
 //   forward:  U = a M (our GEMM, a read through its row stride), s_i = <U_i, b_i>
 //   backward: gU_i = g_i b_i,  gb_i = g_i U_i (U saved from the forward),
 //             ga = gU M^T,     gM = a^T gU.
-// The GEMMs run at full speed on these skinny shapes (ops/cpu/gemm_skinny_avx512.cpp), where
+// The GEMMs run at full speed on these skinny shapes (ops/cpu/gemm_skinny.h), where
 // a per-row loop over P x Q spends most of its time in short-loop overhead.
 #include "ops/bilinear_rows.h"
 

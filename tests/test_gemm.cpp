@@ -1,7 +1,7 @@
 // lm::cpu::sgemm / dgemm against a float64 naive reference: every micro-kernel the CPU
 // supports, all four transpose combinations, edge shapes (0, 1, odd, block-straddling),
-// padded leading dimensions, alpha/beta variants and beta = 0 over a NaN-filled C; and the
-// AVX-512 skinny forms (gemm_skinny_avx512.cpp) called directly, on 1 and 2 threads.
+// padded leading dimensions, alpha/beta variants and beta = 0 over a NaN-filled C (the skinny
+// forms and sgemm_rows' row epilogue: test_gemm_skinny.cpp).
 // The CUDA GEMMs (cuda/gemm.h: cuBLAS, tiled, tensor-core TF32, gemm_bf16) against the same
 // float64 reference when a GPU is present; counted and reported as skipped otherwise.
 #include <doctest/doctest.h>
@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "gemm_problem.h"
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/isa.h"
 
@@ -30,82 +31,11 @@
 
 namespace {
 
+using gemm_test::AlphaBeta;
+using gemm_test::count_mismatches;
+using gemm_test::Problem;
+using gemm_test::Shape;
 using lm::cpu::GemmKernel;
-
-struct Shape {
-  int64_t M, N, K;
-};
-
-// One random problem in type T: op(A)(M,K), op(B)(K,N), C(M,N) with padded leading dims.
-template <typename T>
-struct Problem {
-  bool ta, tb;
-  int64_t M, N, K, lda, ldb, ldc;
-  T alpha, beta;
-  std::vector<T> A, B, C;  // A: (M,K) or (K,M) if ta; B: (K,N) or (N,K) if tb; C: (M,N)
-
-  Problem(bool ta_, bool tb_, Shape s, int64_t pad, T alpha_, T beta_, bool nan_c,
-          std::mt19937& rng)
-      : ta(ta_), tb(tb_), M(s.M), N(s.N), K(s.K), alpha(alpha_), beta(beta_) {
-    const int64_t a_rows = ta ? K : M, a_cols = ta ? M : K;
-    const int64_t b_rows = tb ? N : K, b_cols = tb ? K : N;
-    lda = a_cols + pad;
-    ldb = b_cols + pad;
-    ldc = N + pad;
-    std::uniform_real_distribution<T> d(-1, 1);
-    A.resize(std::max<int64_t>(1, a_rows * lda));
-    B.resize(std::max<int64_t>(1, b_rows * ldb));
-    C.resize(std::max<int64_t>(1, M * ldc));
-    for (auto& v : A) v = d(rng);
-    for (auto& v : B) v = d(rng);
-    for (auto& v : C) v = nan_c ? std::numeric_limits<T>::quiet_NaN() : d(rng);
-  }
-
-  T a(int64_t i, int64_t k) const { return ta ? A[k * lda + i] : A[i * lda + k]; }
-  T b(int64_t k, int64_t j) const { return tb ? B[j * ldb + k] : B[k * ldb + j]; }
-
-  // float64 naive reference of the whole C buffer (padding columns must be untouched).
-  std::vector<double> reference() const {
-    std::vector<double> ref(C.begin(), C.end());
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t j = 0; j < N; ++j) {
-        double s = 0;
-        for (int64_t k = 0; k < K; ++k) s += double(a(i, k)) * double(b(k, j));
-        const double c0 = beta == T(0) ? 0.0 : double(beta) * double(C[i * ldc + j]);
-        ref[i * ldc + j] = double(alpha) * s + c0;
-      }
-    return ref;
-  }
-};
-
-// Compares result vs reference; tolerance scales with sqrt(K) and the magnitudes involved.
-// Returns the number of mismatches (and reports the first one).
-template <typename T>
-int64_t count_mismatches(const Problem<T>& p, const std::vector<T>& got,
-                         const std::vector<double>& ref, double eps, const std::string& what) {
-  int64_t bad = 0;
-  const double tol = eps * std::sqrt(double(std::max<int64_t>(p.K, 1))) *
-                     (std::abs(double(p.alpha)) + std::abs(double(p.beta)) + 1);
-  for (int64_t i = 0; i < p.M; ++i) {
-    for (int64_t j = 0; j < p.ldc; ++j) {
-      const int64_t idx = i * p.ldc + j;
-      const double r = ref[idx], g = double(got[idx]);
-      bool ok;
-      if (j >= p.N) {
-        // padding: must be bit-identical to the input (NaN stays NaN)
-        ok = (std::isnan(r) && std::isnan(g)) || r == g;
-      } else {
-        ok = std::isfinite(g) && std::abs(g - r) <= tol * (1 + std::abs(r));
-      }
-      if (!ok && bad++ == 0) {
-        MESSAGE(what << " M=" << p.M << " N=" << p.N << " K=" << p.K << " ta=" << p.ta
-                     << " tb=" << p.tb << " alpha=" << p.alpha << " beta=" << p.beta
-                     << " at (" << i << "," << j << "): got " << g << " want " << r);
-      }
-    }
-  }
-  return bad;
-}
 
 std::vector<Shape> test_shapes() {
   std::vector<Shape> s = {
@@ -125,10 +55,6 @@ std::vector<Shape> test_shapes() {
   return s;
 }
 
-struct AlphaBeta {
-  double alpha, beta;
-  bool nan_c;
-};
 const AlphaBeta kAlphaBetas[] = {{1, 0, true}, {0.5, 0, true}, {1, 1, false},
                                  {-1.5, 0.25, false}, {0, 2, false}, {0, 0, true}};
 
@@ -225,103 +151,6 @@ TEST_CASE("sgemm: unsupported kernel request throws, Auto works") {
 TEST_CASE("dgemm: all transposes, edge shapes") {
   check_all<double>(lm::cpu::dgemm, 1e-13, "dgemm");
 }
-
-// ---- skinny broadcast forms (AVX-512 and AVX2) ---------------------------------------------
-#if LM_X86  // x86 builds only (ops/cpu/isa.h), like gemm_skinny_avx512.cpp / gemm_skinny_avx2.cpp
-// Each form of detail::sgemm_skinny_avx512 / _avx2 (gemm_skinny.h) on odd sizes around the
-// vectors (16 or 8 floats) and the row tiles, every transpose it accepts, alpha/beta variants
-// (NaN-filled C with beta = 0), padded leading dimensions, on 1 and 2 threads. The function must
-// accept the shape (so that a change of the dispatch cannot silently send these cases to the
-// packed path), match the float64 reference, and give bit-identical results on 1 and 2 threads.
-namespace {
-
-struct SkinnyForm {
-  const char* name;
-  std::vector<bool> ta, tb;  // transposes the form accepts
-  std::vector<int64_t> Ms, Ns, Ks;
-};
-
-using SkinnyFn = bool (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
-                          int64_t, float, float*, int64_t, int);
-
-// expect_handled = false: the form must decline every case (the AVX2 short-K products).
-void check_skinny_form(SkinnyFn skinny, const SkinnyForm& f, bool expect_handled = true) {
-  const AlphaBeta abs[] = {{1, 0, true}, {-1.5, 0.25, false}, {0.5, 0, true}, {2, 1, false}};
-  std::mt19937 rng(11);
-  int64_t cases = 0, bad_cases = 0, not_handled = 0, thread_mismatch = 0, n = 0;
-  for (int64_t M : f.Ms)
-    for (int64_t N : f.Ns)
-      for (int64_t K : f.Ks)
-        for (bool ta : f.ta)
-          for (bool tb : f.tb) {
-            ++n;
-            const AlphaBeta& ab = abs[n % std::size(abs)];
-            const int64_t pad = n % 3 == 0 ? 0 : 5;
-            Problem<float> p(ta, tb, {M, N, K}, pad, float(ab.alpha), float(ab.beta), ab.nan_c, rng);
-            const auto ref = p.reference();
-            std::vector<float> first;
-            for (int threads : {1, 2}) {
-              std::vector<float> got = p.C;
-              const bool handled = skinny(
-                  ta, tb, M, N, K, p.alpha, p.A.data(), p.lda, p.B.data(), p.ldb, p.beta, got.data(), p.ldc,
-                  threads);
-              ++cases;
-              if (!handled) {
-                if (not_handled++ == 0 && expect_handled)
-                  MESSAGE(f.name << ": not handled M=" << M << " N=" << N << " K=" << K << " ta=" << ta
-                                 << " tb=" << tb);
-                continue;
-              }
-              if (count_mismatches(p, got, ref, 2e-6, std::string(f.name) + " threads=" + std::to_string(threads)))
-                ++bad_cases;
-              if (threads == 1)
-                first = got;
-              else if (!std::equal(first.begin(), first.end(), got.begin(), got.end(),
-                                   [](float x, float y) { return x == y || (std::isnan(x) && std::isnan(y)); }))
-                ++thread_mismatch;
-            }
-          }
-  INFO(f.name);
-  CHECK(cases > 0);
-  CHECK(not_handled == (expect_handled ? 0 : cases));
-  CHECK_MESSAGE(bad_cases == 0, f.name << ": " << bad_cases << " of " << cases << " cases wrong");
-  CHECK(thread_mismatch == 0);
-}
-
-// Every form on one ISA; short_k: whether that ISA streams short-K products (AVX2 leaves them
-// to the packed path).
-void check_skinny_forms(SkinnyFn skinny, bool short_k) {
-  // Small N: op(A) rows streamed against op(B) (B^T packed into a panel when trans_b).
-  check_skinny_form(skinny, {"small N", {false, true}, {false, true}, {129, 1000}, {1, 7, 8, 9, 15, 16, 17, 56, 64}, {1, 10, 17, 512}});
-  // Small M, trans_b: C^T = B op(A)^T, written transposed.
-  check_skinny_form(skinny, {"small M, trans_b", {false, true}, {true}, {1, 5, 24, 64}, {129, 1000}, {1, 10, 17, 512}});
-  // Tiny M (<= 4), trans_b, !trans_a: dot products over K (two chains, masked tail).
-  check_skinny_form(skinny, {"tiny M, dot", {false}, {true}, {1, 2, 3, 4}, {16, 17, 129, 512}, {16, 17, 33, 47, 512}});
-  // Small M (<= 32), !trans_b, long K: K blocked (block 128), strips of 64 or 48 (AVX-512) or
-  // 16 or 8 (AVX2) columns per thread.
-  check_skinny_form(skinny, {"small M, long K", {false, true}, {false}, {1, 5, 8, 12, 24, 32}, {129, 200}, {128, 257, 512}});
-  // Short K (<= 32), !trans_b: op(A) rows streamed against B, 64-column strips (AVX-512 only).
-  check_skinny_form(skinny, {"short K", {false, true}, {false}, {129, 1000}, {129, 200}, {1, 10, 17, 32}}, short_k);
-}
-
-}  // namespace
-
-TEST_CASE("sgemm: AVX-512 skinny broadcast forms against float64, 1 and 2 threads") {
-  if (!lm::cpu::gemm_kernel_supported(GemmKernel::Avx512)) {
-    MESSAGE("skipped: this CPU has no AVX-512, the skinny forms are never used");
-    return;
-  }
-  check_skinny_forms(lm::cpu::detail::sgemm_skinny_avx512, true);
-}
-
-TEST_CASE("sgemm: AVX2 skinny broadcast forms against float64, 1 and 2 threads") {
-  if (!lm::cpu::gemm_kernel_supported(GemmKernel::Avx2)) {
-    MESSAGE("skipped: this CPU has no AVX2, the AVX2 skinny forms are never used");
-    return;
-  }
-  check_skinny_forms(lm::cpu::detail::sgemm_skinny_avx2, false);
-}
-#endif  // LM_X86
 
 // ---- CUDA GEMMs (cuda/gemm.h) ----------------------------------------------------------------
 // Every problem (Problem above: alpha = 1, beta = 0, C NaN-filled so that padding columns must

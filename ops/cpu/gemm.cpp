@@ -29,6 +29,9 @@
 // whichever has more register tiles), and each thread runs gemm_serial on its slab with its
 // own thread_local packing buffers; no barriers, no shared mutable state. Small problems and
 // calls made inside an OpenMP parallel region run on the calling thread only.
+//
+// Row epilogue (sgemm_rows): after the last K block of an A block, at the last N block, rows
+// [ic, ic+mc) of C are final and still in L2: the caller's row-wise op runs on them there.
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/isa.h"
 
@@ -248,9 +251,11 @@ void macro_kernel(const KernelSpec& ks, int64_t mc, int64_t nc, int64_t kc, floa
 // ---- single-thread driver ---------------------------------------------------------------
 // The five-loop nest described at the top of the file, on the calling thread.
 // A: (M, K) or (K, M) when trans_a.  B: (K, N) or (N, K) when trans_b.  C: (M, N), ldc.
+// ep (may be null): called for rows [row0 + ic, row0 + ic + mc) once they are final.
 void gemm_serial(const KernelSpec& ks, bool trans_a, bool trans_b, int64_t M, int64_t N,
                  int64_t K, float alpha, const float* A, int64_t lda, const float* B,
-                 int64_t ldb, float beta, float* C, int64_t ldc) {
+                 int64_t ldb, float beta, float* C, int64_t ldc,
+                 const RowEpilogue* ep = nullptr, int64_t row0 = 0) {
   const int mr = ks.mr, nr = ks.nr;
   const int64_t MC = ks.mc, KC = ks.kc, NC = ks.nc;
   PackBuffers& buf = thread_pack_buffers();
@@ -276,6 +281,7 @@ void gemm_serial(const KernelSpec& ks, bool trans_a, bool trans_b, int64_t M, in
         else
           pack_a(trans_a, a_blk, lda, mc, kc, mr, Ap);
         macro_kernel(ks, mc, nc, kc, alpha, Ap, Bp, beta_blk, C + ic * ldc + jc, ldc);
+        if (ep && jc + NC >= N && pc + KC >= K) ep->fn(ep->ctx, row0 + ic, row0 + ic + mc);
       }
     }
   }
@@ -304,28 +310,33 @@ void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
 }
 
 // ---- multi-thread driver ----------------------------------------------------------------
+// ep (may be null): the row epilogue of sgemm_rows, called for every row of C exactly once.
 void sgemm_impl(const KernelSpec& ks, bool trans_a, bool trans_b, int64_t M, int64_t N,
                 int64_t K, float alpha, const float* A, int64_t lda, const float* B,
-                int64_t ldb, float beta, float* C, int64_t ldc) {
-  if (M <= 0 || N <= 0) return;
+                int64_t ldb, float beta, float* C, int64_t ldc, const RowEpilogue* ep = nullptr) {
+  if (M <= 0) return;
+  auto all_rows = [&] {
+    if (ep) ep->fn(ep->ctx, 0, M);
+  };
+  if (N <= 0) return all_rows();
   if (K <= 0 || alpha == 0.0f) {
     scale_c(M, N, beta, C, ldc);
-    return;
+    return all_rows();
   }
 #if LM_X86
   if (ks.id == GemmKernel::Avx512 && skinny_enabled() &&
       detail::sgemm_skinny_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_threads(M, N, K)))
-    return;
+    return all_rows();
   if (ks.id == GemmKernel::Avx2 && skinny_enabled() &&
       detail::sgemm_skinny_avx2(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_threads(M, N, K)))
-    return;
+    return all_rows();
 #endif
   const int64_t m_tiles = (M + ks.mr - 1) / ks.mr, n_tiles = (N + ks.nr - 1) / ks.nr;
   const bool split_m = m_tiles >= n_tiles;
   const int64_t tiles = split_m ? m_tiles : n_tiles;
   const int threads = static_cast<int>(std::min<int64_t>(gemm_threads(M, N, K), tiles));
   if (threads <= 1) {
-    gemm_serial(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_serial(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
     return;
   }
 #pragma omp parallel num_threads(threads)
@@ -338,7 +349,7 @@ void sgemm_impl(const KernelSpec& ks, bool trans_a, bool trans_b, int64_t M, int
       if (m1 > m0) {
         const float* a = trans_a ? A + m0 : A + m0 * lda;
         gemm_serial(ks, trans_a, trans_b, m1 - m0, N, K, alpha, a, lda, B, ldb, beta,
-                    C + m0 * ldc, ldc);
+                    C + m0 * ldc, ldc, ep, m0);
       }
     } else {
       const int64_t n0 = t0 * ks.nr, n1 = std::min(N, t1 * ks.nr);
@@ -349,6 +360,7 @@ void sgemm_impl(const KernelSpec& ks, bool trans_a, bool trans_b, int64_t M, int
       }
     }
   }
+  if (!split_m) all_rows();  // a row is final only when every thread's columns are
 }
 
 }  // namespace
@@ -386,6 +398,13 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
            int64_t ldc) {
   static const KernelSpec ks = spec_for(default_kernel());
   sgemm_impl(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void sgemm_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                int64_t ldc, const RowEpilogue& epilogue) {
+  static const KernelSpec ks = spec_for(default_kernel());
+  sgemm_impl(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, &epilogue);
 }
 
 const char* sgemm_kernel_name(GemmKernel k) { return spec_for(k).name; }

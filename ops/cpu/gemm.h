@@ -22,6 +22,23 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc);
 
+// A row epilogue: fn(ctx, r0, r1) is called once rows [r0, r1) of C are final (every K block,
+// every column), while they are still in the cache, possibly from several threads at once for
+// disjoint row ranges (then inside an OpenMP parallel region: fn should not expect to start
+// threads of its own). Every row of C is passed exactly once.
+struct RowEpilogue {
+  void (*fn)(void* ctx, int64_t r0, int64_t r1);
+  void* ctx;
+};
+
+// sgemm, then the epilogue over every row of C: the packed path calls it per A block (MC rows)
+// right after that block's last K block, so a row-wise op on C (linear_layer_norm's LayerNorm +
+// GELU) reads C from L2 instead of memory; the skinny forms, and products split over threads
+// along N, call it once over all rows at the end.
+void sgemm_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                int64_t ldc, const RowEpilogue& epilogue);
+
 // Same contract in float64 (straightforward blocked loops, OpenMP over rows of C).
 void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
            const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
