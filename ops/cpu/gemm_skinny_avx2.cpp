@@ -47,6 +47,9 @@ LM_AVX2 inline void bcast_accumulate(int64_t kc, const float* a, int64_t sa_i, i
 #pragma GCC unroll 12
       for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(a + r * sa_i + 32 * sa_k), _MM_HINT_T0);
     }
+    // b's row 32 ahead (6 cycles of FMAs per k): stream_k's B block comes from memory on the first row tile of a strip.
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(b + 32 * sb_k + 8 * v), _MM_HINT_T0);
     __m256 bv[NV];
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v)

@@ -53,6 +53,9 @@ LM_AVX512 void bcast_tile(int64_t kc, const float* a, int64_t sa_i, int64_t sa_k
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(a + r * sa_i + 32 * sa_k), _MM_HINT_T0);
     }
+    // b's row 16 ahead: stream_k's B block comes from memory on the first row tile of a strip.
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(b + 16 * sb_k + 16 * v), _MM_HINT_T0);
     __m512 bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = v + 1 < NV ? _mm512_loadu_ps(b + 16 * v) : _mm512_maskz_loadu_ps(last, b + 16 * v);
