@@ -24,13 +24,14 @@
 //     - K <= 32, !trans_b (8000x512x24 tA): b = B in place, strips of W*NV columns (AVX-512
 //       only: with AVX2's 16-column strips every row tile re-reads all of B from L2, and the
 //       packed path was faster, 186 against 138 GFLOP/s at 8000x512x24 tA).
-//   stream_k: M <= 32, long K, !trans_b (24x512x8000): B streamed in place. K blocks of 128
+//   stream_k: M <= 64 (AVX-512) or 32 (AVX2), long K, !trans_b (24x512x8000, and on AVX-512
+//     56x512x8000 tA: 195 against the packed path's 174 GFLOP/s; on AVX2 117 against 123): B streamed in place. K blocks of 128
 //     keep a thread's B block (128 x its columns) in L2 and one strip in L1 while every row
 //     tile passes over it; C accumulates across K blocks (beta on the first). OpenMP over strips.
 //   dot rows: M <= 4, trans_b (the 3 class rows through 512x512 Linear layers, 3x512x512 tB):
 //     each C[m, j] a dot product over K, B rows read once, lanes reduced at the end.
-// Left on the packed path (measured no faster on AVX-512): M = 56 with long K (56x512x8000 tA:
-// 56 is exactly four 14-row packed tiles), and K = 56 (8000x512x56).
+// Left on the packed path (measured no faster): K = 56 (8000x512x56), and on AVX2 M = 56 with
+// long K and short K (K <= 32).
 //
 // The tiling does not depend on the thread count, so results are bit-identical for any number
 // of threads. Handles alpha, beta (beta == 0: C not read) and any leading dimensions; the result
@@ -44,6 +45,7 @@
 //   static DotFn dot(int m);           m = 1..4
 //   static int strip_vectors(int64_t M, int64_t N);   stream_k's strip width
 //   static constexpr bool kShortKForm;  whether short-K products take stream_rows
+//   static constexpr int64_t kStreamKRows;  stream_k: M at most this
 #pragma once
 #include <omp.h>
 
@@ -57,7 +59,6 @@ namespace lm::cpu::detail::skinny {
 
 constexpr int64_t kSkinny = 64;       // stream_rows: the small dimension (N or M) is at most this
 constexpr int64_t kLong = 128;        // ... and the streamed dimension at least this
-constexpr int64_t kStreamKRows = 32;  // stream_k: M at most this (M = 56: the packed 14-row tiles win)
 constexpr int64_t kShortK = 32;       // short-K stream_rows: K at most this (K = 56: no gain, packed)
 constexpr int64_t kKBlock = 128;      // stream_k: K block
 constexpr int64_t kMaxPanel = 256 * 1024;  // stream_rows: K * padded width floats of b kept near L2
@@ -194,7 +195,7 @@ bool sgemm_skinny(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
     return true;
   }
   // Small M, !trans_b, long K: B (K, N) streamed in K blocks against op(A).
-  if (!trans_b && M <= kStreamKRows && K >= kLong && N >= kLong) {
+  if (!trans_b && M <= Isa::kStreamKRows && K >= kLong && N >= kLong) {
     stream_k<Isa>({M, N, K, A, sa_i, sa_k, B, ldb, alpha, beta, C, ldc, false, Isa::strip_vectors(M, N)},
                   threads);
     return true;

@@ -174,6 +174,7 @@ LM_AVX2 void dot_rows(int64_t N, int64_t K, float alpha, const float* A, int64_t
 // The tile set gemm_skinny.h's drivers run on AVX2.
 struct Avx2Tiles {
   static constexpr int kWidth = 8, kMaxNV = 2;
+  static constexpr int64_t kStreamKRows = 32;  // M = 56: the packed 6 x 16 tiles win
   static constexpr bool kShortKForm = false;  // the packed path is faster (gemm_skinny.h)
   static int rows_for(int nv) { return skinny_rows_for(nv); }
   static TileFn tile(bool trans_c, int nv, int rows) { return kTiles[trans_c][nv - 1][rows - 1]; }
