@@ -12,8 +12,8 @@ namespace lm::cpu {
 namespace {
 
 // One contiguous range of the Adam update, in float64 arithmetic with the rounding points of
-// torch.optim's float32 implementation. Compiled for AVX-512 / AVX2 / baseline (pick_f32 /
-// pick_f64 choose); the loop vectorises under `omp simd`.
+// torch.optim's float32 implementation. Compiled for AVX-512 / AVX2 / baseline (pick chooses);
+// the loop vectorises under `omp simd`.
 // Weight decay variants, fixed per call so that the loop has no branches.
 enum class Decay { None, Decoupled, L2 };
 
@@ -67,20 +67,13 @@ LM_ADAM_AVX2 void adam_f32_avx2(LM_ADAM_PARAMS(float)) LM_ADAM_BODY
 LM_ADAM_AVX2 void adam_f64_avx2(LM_ADAM_PARAMS(double)) LM_ADAM_BODY
 #endif
 
-// The version for the level in use (called once per process, like cpu_isa()).
-AdamFn<float> pick_f32() {
-#if LM_X86
-  if (isa_allows(CpuIsa::Avx512)) return adam_f32_avx512;
-  if (isa_allows(CpuIsa::Avx2)) return adam_f32_avx2;
-#endif
-  return adam_f32_base;
-}
-AdamFn<double> pick_f64() {
-#if LM_X86
-  if (isa_allows(CpuIsa::Avx512)) return adam_f64_avx512;
-  if (isa_allows(CpuIsa::Avx2)) return adam_f64_avx2;
-#endif
-  return adam_f64_base;
+// The version for the level in use (called once per process, like cpu_isa()); avx512 / avx2
+// are null off x86.
+template <class T>
+AdamFn<T> pick(AdamFn<T> avx512, AdamFn<T> avx2, AdamFn<T> base) {
+  if (avx512 && isa_allows(CpuIsa::Avx512)) return avx512;
+  if (avx2 && isa_allows(CpuIsa::Avx2)) return avx2;
+  return base;
 }
 
 }  // namespace
@@ -97,8 +90,13 @@ void adam_update(const std::vector<AdamParam>& jobs) {
     for (int64_t i0 = 0; i0 < jobs[j].p.numel(); i0 += kBlock) blocks.emplace_back((int)j, i0);
   }
   const int64_t nb = (int64_t)blocks.size();
-  static const AdamFn<float> adam_f32 = pick_f32();
-  static const AdamFn<double> adam_f64 = pick_f64();
+#if LM_X86
+  static const AdamFn<float> adam_f32 = pick<float>(adam_f32_avx512, adam_f32_avx2, adam_f32_base);
+  static const AdamFn<double> adam_f64 = pick<double>(adam_f64_avx512, adam_f64_avx2, adam_f64_base);
+#else
+  static const AdamFn<float> adam_f32 = pick<float>(nullptr, nullptr, adam_f32_base);
+  static const AdamFn<double> adam_f64 = pick<double>(nullptr, nullptr, adam_f64_base);
+#endif
 #pragma omp parallel for schedule(static) if (total > (1 << 18))
   for (int64_t b = 0; b < nb; ++b) {
     const AdamParam& jb = jobs[blocks[b].first];

@@ -50,10 +50,12 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <utility>
 
 namespace lm::cpu::detail::skinny {
 
@@ -72,6 +74,48 @@ using TileFn = void (*)(int64_t kc, const float* a, int64_t sa_i, int64_t sa_k, 
 // C (m, N) = alpha * A (m, K) B^T + beta * C, B: (N, K) with row stride ldb; OpenMP inside.
 using DotFn = void (*)(int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                        const float* B, int64_t ldb, float beta, float* C, int64_t ldc, int threads);
+
+// ---- pieces the ISA files share ---------------------------------------------------------
+
+// A tile written transposed (T = C^T): tile[r][j] = alpha * T(r, j) for r < R, j < ncols, row
+// stride `width` floats; c[j*ldc + r] = tile[r][j] (+ beta * c[j*ldc + r] when beta != 0).
+template <int R>
+inline void store_tile_transposed(const float* tile, int width, int ncols, float beta, float* c, int64_t ldc) {
+  for (int j = 0; j < ncols; ++j) {
+    float* p = c + j * ldc;
+    if (beta == 0.0f)
+      for (int r = 0; r < R; ++r) p[r] = tile[r * width + j];
+    else
+      for (int r = 0; r < R; ++r) p[r] = tile[r * width + j] + beta * p[r];
+  }
+}
+
+// The table of tile functions an ISA's tile(trans_c, nv, rows) looks up:
+// TileTable<Tile, MaxNV, MaxR, rows_for>::value[trans_c][nv - 1][rows - 1], where
+// Tile<R, NV, TRANS_C>::fn is the tile function; nullptr where rows > rows_for(nv).
+template <template <int, int, bool> class Tile, int MaxNV, int MaxR, int (*RowsFor)(int)>
+struct TileTable {
+  template <int NV, bool T, int... R>
+  static constexpr std::array<TileFn, MaxR> row(std::integer_sequence<int, R...>) {
+    return {Tile<R + 1, NV, T>::fn...};
+  }
+  template <bool T, int... NV>
+  static constexpr std::array<std::array<TileFn, MaxR>, MaxNV> table(std::integer_sequence<int, NV...>) {
+    return {row<NV + 1, T>(std::make_integer_sequence<int, RowsFor(NV + 1)>{})...};
+  }
+  static constexpr std::array<std::array<std::array<TileFn, MaxR>, MaxNV>, 2> value = {
+      table<false>(std::make_integer_sequence<int, MaxNV>{}), table<true>(std::make_integer_sequence<int, MaxNV>{})};
+};
+
+// stream_k's strip width in vectors of `width` floats: nv_a or nv_b, whichever pads the M x N
+// output less (nv_b on a tie).
+inline int fewer_padded(int64_t M, int64_t N, int width, int nv_a, int nv_b, int (*rows_for)(int)) {
+  auto padded = [&](int nv) {
+    const int64_t R = rows_for(nv), W = int64_t(width) * nv;
+    return (M + R - 1) / R * R * ((N + W - 1) / W * W);
+  };
+  return padded(nv_a) < padded(nv_b) ? nv_a : nv_b;
+}
 
 // A product T(rows, cols) = a(rows, K) * b(K, cols), written into C (transposed or not).
 struct Stream {

@@ -13,9 +13,6 @@
 #include <immintrin.h>
 #include <omp.h>
 
-#include <array>
-#include <utility>
-
 #include "ops/cpu/avx2_math.h"
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/gemm_skinny.h"
@@ -103,28 +100,15 @@ LM_AVX2 void bcast_tile(int64_t kc, const float* a, int64_t sa_i, int64_t sa_k, 
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) _mm256_store_ps(&tile[r][8 * v], _mm256_mul_ps(va, acc[r][v]));
-    for (int j = 0; j < ncols; ++j) {
-      float* p = c + j * ldc;
-      if (beta == 0.0f)
-        for (int r = 0; r < R; ++r) p[r] = tile[r][j];
-      else
-        for (int r = 0; r < R; ++r) p[r] = tile[r][j] + beta * p[r];
-    }
+    skinny::store_tile_transposed<R>(&tile[0][0], 8 * NV, ncols, beta, c, ldc);
   }
 }
 
-// kTiles[trans_c][nv - 1][rows - 1]; nullptr where rows > rows_for(nv).
-template <int NV, bool T, int... R>
-constexpr std::array<TileFn, kMaxR> tile_row(std::integer_sequence<int, R...>) {
-  return {&bcast_tile<R + 1, NV, T>...};
-}
-template <bool T>
-constexpr std::array<std::array<TileFn, kMaxR>, kMaxNV> tile_table() {
-  return {tile_row<1, T>(std::make_integer_sequence<int, skinny_rows_for(1)>{}),
-          tile_row<2, T>(std::make_integer_sequence<int, skinny_rows_for(2)>{})};
-}
-constexpr std::array<std::array<std::array<TileFn, kMaxR>, kMaxNV>, 2> kTiles = {tile_table<false>(),
-                                                                                  tile_table<true>()};
+template <int R, int NV, bool T>
+struct Tile {
+  static constexpr TileFn fn = &bcast_tile<R, NV, T>;
+};
+constexpr auto& kTiles = skinny::TileTable<Tile, kMaxNV, kMaxR, skinny_rows_for>::value;
 
 // Sum of the 8 lanes of v.
 LM_AVX2 inline float hsum8(__m256 v) {
@@ -183,13 +167,7 @@ struct Avx2Tiles {
   }
   // stream_k's strip width in vectors: 2 (6-row tiles) or 1 (12-row tiles), whichever pads the
   // M x N output less (24 rows: 2; 12 rows: 1).
-  static int strip_vectors(int64_t M, int64_t N) {
-    auto padded = [&](int nv) {
-      const int64_t R = skinny_rows_for(nv), W = 8 * nv;
-      return (M + R - 1) / R * R * ((N + W - 1) / W * W);
-    };
-    return padded(1) < padded(2) ? 1 : 2;
-  }
+  static int strip_vectors(int64_t M, int64_t N) { return skinny::fewer_padded(M, N, 8, 1, 2, skinny_rows_for); }
 };
 
 }  // namespace

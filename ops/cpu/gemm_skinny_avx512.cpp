@@ -13,9 +13,6 @@
 #include <immintrin.h>
 #include <omp.h>
 
-#include <array>
-#include <utility>
-
 #include "ops/cpu/avx512_math.h"
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/gemm_skinny.h"
@@ -84,30 +81,15 @@ LM_AVX512 void bcast_tile(int64_t kc, const float* a, int64_t sa_i, int64_t sa_k
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) _mm512_store_ps(&tile[r][16 * v], _mm512_mul_ps(va, acc[r][v]));
-    for (int j = 0; j < ncols; ++j) {
-      float* p = c + j * ldc;
-      if (beta == 0.0f)
-        for (int r = 0; r < R; ++r) p[r] = tile[r][j];
-      else
-        for (int r = 0; r < R; ++r) p[r] = tile[r][j] + beta * p[r];
-    }
+    skinny::store_tile_transposed<R>(&tile[0][0], 16 * NV, ncols, beta, c, ldc);
   }
 }
 
-// kTiles[trans_c][nv - 1][rows - 1]; nullptr where rows > rows_for(nv).
-template <int NV, bool T, int... R>
-constexpr std::array<TileFn, kMaxR> tile_row(std::integer_sequence<int, R...>) {
-  return {&bcast_tile<R + 1, NV, T>...};
-}
-template <bool T>
-constexpr std::array<std::array<TileFn, kMaxR>, kMaxNV> tile_table() {
-  return {tile_row<1, T>(std::make_integer_sequence<int, skinny_rows_for(1)>{}),
-          tile_row<2, T>(std::make_integer_sequence<int, skinny_rows_for(2)>{}),
-          tile_row<3, T>(std::make_integer_sequence<int, skinny_rows_for(3)>{}),
-          tile_row<4, T>(std::make_integer_sequence<int, skinny_rows_for(4)>{})};
-}
-constexpr std::array<std::array<std::array<TileFn, kMaxR>, kMaxNV>, 2> kTiles = {tile_table<false>(),
-                                                                                  tile_table<true>()};
+template <int R, int NV, bool T>
+struct Tile {
+  static constexpr TileFn fn = &bcast_tile<R, NV, T>;
+};
+constexpr auto& kTiles = skinny::TileTable<Tile, kMaxNV, kMaxR, skinny_rows_for>::value;
 
 // ---- tiny M, trans_b: dot products ------------------------------------------------------
 // C (M <= 4, N) = op(A) B^T with A rows and B rows contiguous along K (q_proj / o_proj / head
@@ -159,13 +141,7 @@ struct Avx512Tiles {
   }
   // stream_k's strip width in vectors: 4 (6-row tiles) or 3 (8-row tiles), whichever pads the
   // M x N output less (8 rows: 3; 24 rows: 4).
-  static int strip_vectors(int64_t M, int64_t N) {
-    auto padded = [&](int nv) {
-      const int64_t R = skinny_rows_for(nv), W = 16 * nv;
-      return (M + R - 1) / R * R * ((N + W - 1) / W * W);
-    };
-    return padded(3) < padded(4) ? 3 : 4;
-  }
+  static int strip_vectors(int64_t M, int64_t N) { return skinny::fewer_padded(M, N, 16, 3, 4, skinny_rows_for); }
 };
 
 }  // namespace
