@@ -13,6 +13,8 @@
 //   for k:  bv[v] = b[k, W*v : W*v+W]               (NV loads, the last one masked)
 //           for r < R:  acc[r][v] += a(r, k) * bv[v]  (R*NV FMAs)
 //
+// The tiles prefetch the streamed rows (a) and b's rows ahead: on a large bag both come from
+// memory (stream_k's B block on a strip's first row tile; the rows of V at N = 32000).
 // The ISA file supplies the tiles (with as many accumulators as its register file holds) and a
 // dot-product form; this header supplies which operand is streamed unpacked and which is small:
 //   stream_rows: rows of T are streamed (op(A) rows; B rows when T = C^T), each row tile runs
@@ -24,10 +26,11 @@
 //     - K <= 32, !trans_b (8000x512x24 tA): b = B in place, strips of W*NV columns (AVX-512
 //       only: with AVX2's 16-column strips every row tile re-reads all of B from L2, and the
 //       packed path was faster, 186 against 138 GFLOP/s at 8000x512x24 tA).
-//   stream_k: M <= 64 (AVX-512) or 32 (AVX2), long K, !trans_b (24x512x8000, and on AVX-512
-//     56x512x8000 tA: 195 against the packed path's 174 GFLOP/s; on AVX2 117 against 123): B streamed in place. K blocks of 128
-//     keep a thread's B block (128 x its columns) in L2 and one strip in L1 while every row
-//     tile passes over it; C accumulates across K blocks (beta on the first). OpenMP over strips.
+//   stream_k: M <= 64 (AVX-512) or 32 (AVX2), long K, !trans_b (24x512x8000; on AVX-512 also
+//     56x512x8000 tA, 195 against the packed path's 174 GFLOP/s, where AVX2 got 117 against
+//     123): B streamed in place. K blocks of 128 keep a thread's B block (128 x its columns) in
+//     L2 and one strip in L1 while every row tile passes over it; C accumulates across K blocks
+//     (beta on the first). OpenMP over strips.
 //   dot rows: M <= 4, trans_b (the 3 class rows through 512x512 Linear layers, 3x512x512 tB):
 //     each C[m, j] a dot product over K, B rows read once, lanes reduced at the end.
 // Left on the packed path (measured no faster): K = 56 (8000x512x56), and on AVX2 M = 56 with
