@@ -23,12 +23,8 @@ void adam_update(const std::vector<AdamParam>& params) {
   for (const auto& [key, group] : by_device) {
     auto counts = [&group] {  // only while profiling
       profiler::Work w{0, 0, 0};
-      for (const AdamParam& a : group) {
-        const profiler::Work one = work::adam(a.p.numel(), dtype_size(a.p.dtype()), a.step.decoupled, a.step.weight_decay != 0);
-        w.flops += one.flops;
-        w.bytes += one.bytes;
-        w.working_set += one.working_set;
-      }
+      for (const AdamParam& a : group)
+        w = work::combined(w, work::adam(a.p.numel(), dtype_size(a.p.dtype()), a.step.decoupled, a.step.weight_decay != 0));
       return w;
     };
     LM_DISPATCH_COUNTED("adam_update", counts(), group[0].p.device(), adam_update, group);

@@ -62,7 +62,7 @@ Tensor linear_layer_norm(const Tensor& x, const Tensor& W, const Tensor& b, cons
     }
   } row_job{y.data<float>(), bc.defined() ? bc.data<float>() : nullptr, gc.data<float>(), betac.data<float>(),
             (float)eps, D, gelu, out.data<float>(), mean.data<float>(), rstd.data<float>()};
-  const double gemm_flops = 2.0 * rows * D * Din, gemm_bytes = 4.0 * (rows * Din + D * Din + rows * D);
+  const profiler::Work gemm_work = work::gemm(rows, D, Din, 4);
   const profiler::Work rows_work = work::linear_norm_rows_forward(rows, D, bc.defined(), gelu);
   // y (rows, D) = x (rows, Din) W^T; W is (D, Din) row-major, i.e. op(B) = W^T.
   if (rows * D >= kFuseRowsElems) {
@@ -70,12 +70,12 @@ Tensor linear_layer_norm(const Tensor& x, const Tensor& W, const Tensor& b, cons
     // block of rows while it is in L2, instead of reading y back from memory (at 32000 x 512 the
     // separate pass took 6-7 ms of a ~120 ms inference forward). One profiler row for both.
     profiler::Scope prof(gelu ? "linear_layer_norm_gelu.gemm+rows" : "linear_layer_norm.gemm+rows",
-                         gemm_flops + rows_work.flops, gemm_bytes + rows_work.bytes);
+                         work::combined(gemm_work, rows_work));
     cpu::sgemm_rows(false, true, rows, D, Din, 1.0f, xc.data<float>(), Din, Wc.data<float>(), Din, 0.0f,
                     y.data<float>(), D, cpu::RowEpilogue{&Rows::run, &row_job});
   } else {
     {
-      profiler::Scope prof("linear_layer_norm.gemm", gemm_flops, gemm_bytes);
+      profiler::Scope prof("linear_layer_norm.gemm", gemm_work);
       cpu::sgemm(false, true, rows, D, Din, 1.0f, xc.data<float>(), Din, Wc.data<float>(), Din, 0.0f, y.data<float>(),
                  D);
     }
@@ -100,14 +100,14 @@ Tensor linear_layer_norm(const Tensor& x, const Tensor& W, const Tensor& b, cons
                                       gg_all.data<float>(), gbeta_all.data<float>(), gb_all.data<float>());
       }
       if (gW_needed) {
-        profiler::Scope prof("linear_layer_norm.gemm_dW", 2.0 * rows * D * Din, 4.0 * (rows * Din + D * Din + rows * D));
+        profiler::Scope prof("linear_layer_norm.gemm_dW", gemm_work);  // D x Din x rows: the same count
         // dW (D, Din) = gy^T (D, rows) x (rows, Din).
         gW = Tensor::empty({D, Din}, DType::F32);
         cpu::sgemm(true, false, D, Din, rows, 1.0f, gy.data<float>(), D, xs.data<float>(), Din, 0.0f, gW.data<float>(),
                    Din);
       }
       if (gx_needed) {
-        profiler::Scope prof("linear_layer_norm.gemm_dx", 2.0 * rows * D * Din, 4.0 * (rows * Din + D * Din + rows * D));
+        profiler::Scope prof("linear_layer_norm.gemm_dx", gemm_work);  // rows x Din x D: the same count
         // dx (rows, Din) = gy (rows, D) W (D, Din).
         gx = Tensor::empty({rows, Din}, DType::F32);
         cpu::sgemm(false, false, rows, Din, D, 1.0f, gy.data<float>(), D, Ws.data<float>(), Din, 0.0f, gx.data<float>(),

@@ -103,7 +103,7 @@ Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in, const char* prof_n
     prof_name = profiler::intern(std::string(prof_name) + " " + (nb > 1 ? std::to_string(nb) + "x" : "") + std::to_string(M) +
                                  "x" + std::to_string(N) + "x" + std::to_string(K) + (la.transposed ? " tA" : "") +
                                  (lb.transposed ? " tB" : ""));
-  profiler::Scope prof(prof_name, 2.0 * M * N * K * nb, double(es) * (M * K + K * N + M * N) * nb);
+  profiler::Scope prof(prof_name, work::gemm(M, N, K, es, nb));
   auto one = [&](int64_t k) {
     gemm_dispatch(a, la.transposed, lb.transposed, M, N, K, pa + oa[k] * es, la.ld, pb + ob[k] * es, lb.ld,
                   pc + k * M * N * es, N, accumulate);

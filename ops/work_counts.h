@@ -22,6 +22,19 @@ namespace lm::work {
 
 using profiler::Work;
 
+// Two pieces of work counted as one call (both counted; working sets add, an uncounted one
+// being its bytes).
+inline Work combined(const Work& a, const Work& b) {
+  auto ws = [](const Work& w) { return w.working_set >= 0 ? w.working_set : w.bytes; };
+  return {a.flops + b.flops, a.bytes + b.bytes, ws(a) + ws(b)};
+}
+
+// A GEMM C(M, N) = op(A)(M, K) op(B)(K, N), `batches` times: 2 M N K FLOPs; reads A and B,
+// writes C.
+inline Work gemm(int64_t M, int64_t N, int64_t K, int64_t elem, int64_t batches = 1) {
+  return {2.0 * M * N * K * batches, (double)elem * (M * K + K * N + M * N) * batches};
+}
+
 inline constexpr double kTranscendental = 20;
 inline constexpr double kGeluForward = kTranscendental + 4;       // 0.5 x (1 + erf(x / sqrt 2))
 inline constexpr double kGeluBackward = 2 * kTranscendental + 8;  // erf and the Gaussian density, times g

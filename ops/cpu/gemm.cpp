@@ -128,26 +128,9 @@ KernelSpec spec_for(GemmKernel k) {
 }
 
 // ---- packing buffers --------------------------------------------------------------------
-// 64-byte aligned scratch that grows on demand; one pair per thread (thread_local), so
-// concurrent sgemm calls never share packing memory.
-struct AlignedBuffer {
-  struct Free {
-    void operator()(float* p) const { std::free(p); }
-  };
-  std::unique_ptr<float, Free> data;
-  size_t capacity = 0;  // in floats
-
-  float* get(size_t n) {
-    if (n > capacity) {
-      size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
-      data.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-      if (!data) throw std::bad_alloc();
-      capacity = bytes / sizeof(float);
-    }
-    return data.get();
-  }
-};
-
+// One pair of detail::AlignedBuffer per thread (thread_local), so concurrent sgemm calls never
+// share packing memory.
+using detail::AlignedBuffer;
 struct PackBuffers {
   AlignedBuffer a, b;
 };

@@ -12,7 +12,11 @@
 // Both functions are safe to call from several threads at once; inside an OpenMP parallel
 // region they run single-threaded.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <new>
 
 namespace lm::cpu {
 
@@ -68,6 +72,25 @@ const char* sgemm_kernel_name(GemmKernel k);
 
 // ---- internals shared by gemm.cpp and the per-ISA gemm_*.cpp files ----------------------
 namespace detail {
+
+// 64-byte aligned float scratch that grows on demand (contents not kept when it grows).
+struct AlignedBuffer {
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> data;
+  size_t capacity = 0;  // in floats
+
+  float* get(size_t n) {
+    if (n > capacity) {
+      const size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+      data.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+      if (!data) throw std::bad_alloc();
+      capacity = bytes / sizeof(float);
+    }
+    return data.get();
+  }
+};
 
 // A micro-kernel computes one MR x NR tile of C from packed panels:
 //   Ap: (kc, MR) -- for each k, MR consecutive values op(A)(i0..i0+MR-1, k)

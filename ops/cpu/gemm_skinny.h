@@ -55,10 +55,9 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <cstdlib>
-#include <memory>
-#include <new>
 #include <utility>
+
+#include "ops/cpu/gemm.h"  // AlignedBuffer
 
 namespace lm::cpu::detail::skinny {
 
@@ -182,18 +181,8 @@ void stream_k(const Stream& s, int threads) {
 
 // (K, npad) panel, 64-byte aligned, one per thread (grows on demand).
 inline float* panel_buffer(int64_t floats) {
-  struct Free {
-    void operator()(float* p) const { std::free(p); }
-  };
-  thread_local std::unique_ptr<float, Free> buf;
-  thread_local int64_t capacity = 0;
-  if (floats > capacity) {
-    const int64_t bytes = (floats * 4 + 63) / 64 * 64;
-    buf.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-    if (!buf) throw std::bad_alloc();
-    capacity = bytes / 4;
-  }
-  return buf.get();
+  thread_local AlignedBuffer buf;
+  return buf.get(static_cast<size_t>(floats));
 }
 
 // P(k, j) = src[j*lds + k] for j < n, 0 for n <= j < npad; P: (K, npad), row stride npad.
