@@ -1,7 +1,8 @@
 // lm::cpu::sgemm / dgemm against a float64 naive reference: every micro-kernel the CPU
 // supports, all four transpose combinations, edge shapes (0, 1, odd, block-straddling),
-// padded leading dimensions, alpha/beta variants and beta = 0 over a NaN-filled C (the skinny
-// forms and sgemm_rows' row epilogue: test_gemm_skinny.cpp).
+// padded leading dimensions, alpha/beta variants and beta = 0 over a NaN-filled C; the K-split
+// form on 1, 2 and 3 threads (the skinny forms and sgemm_rows' row epilogue:
+// test_gemm_skinny.cpp).
 // The CUDA GEMMs (cuda/gemm.h: cuBLAS, tiled, tensor-core TF32, gemm_bf16) against the same
 // float64 reference when a GPU is present; counted and reported as skipped otherwise.
 #include <doctest/doctest.h>
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -20,7 +22,6 @@
 #include "ops/cpu/isa.h"
 
 #ifdef LIBRAMIL_WITH_CUDA
-#include <cstring>
 #include <stdexcept>
 
 #include "cuda/device.h"
@@ -133,6 +134,44 @@ TEST_CASE("sgemm: inside an OpenMP parallel region (runs single-threaded per cal
     for (int64_t i = 0; i < M * N; ++i) mismatches += got[t][i] != want[i];
   }
   CHECK(mismatches == 0);  // same blocking, same kernel -> bit-identical
+}
+
+TEST_CASE("sgemm: K-split form (small C, long K) against float64, bit-identical on 1, 2, 3 threads") {
+  // Shapes no skinny form takes (M, N < 128, M > 4), each with its expected chunk count, so the
+  // test fails if the form stops being chosen as well as if it computes wrongly.
+  const struct {
+    Shape s;
+    int64_t chunks;
+  } cases[] = {{{40, 50, 4200}, 2}, {{33, 17, 8300}, 4}, {{21, 37, 33000}, 16}};
+  CHECK(lm::cpu::detail::k_split_chunks(512, 512, 16000) == 4);  // a Linear layer's dW over a bag
+  CHECK(lm::cpu::detail::k_split_chunks(2048, 2048, 2048) == 1);  // large C: slabs
+  CHECK(lm::cpu::detail::k_split_chunks(64, 64, 4095) == 1);      // K below 2 chunks
+  const int saved_threads = omp_get_max_threads();
+  std::mt19937 rng(11);
+  for (GemmKernel k : supported_kernels()) {
+    const std::string name = lm::cpu::sgemm_kernel_name(k);
+    for (size_t ci = 0; ci < std::size(cases); ++ci) {
+      const Shape& s = cases[ci].s;
+      REQUIRE(lm::cpu::detail::k_split_chunks(s.M, s.N, s.K) == cases[ci].chunks);
+      for (int t = 0; t < 4; ++t) {
+        const bool ta = t & 1, tb = t & 2;
+        const AlphaBeta& ab = kAlphaBetas[(ci + t) % 4];  // alpha, beta, NaN-filled C cases
+        Problem<float> p(ta, tb, s, t % 2 ? 3 : 0, float(ab.alpha), float(ab.beta), ab.nan_c, rng);
+        INFO(name << " M=" << s.M << " N=" << s.N << " K=" << s.K << " ta=" << ta << " tb=" << tb);
+        std::vector<std::vector<float>> got;
+        for (int threads : {1, 2, 3}) {
+          omp_set_num_threads(threads);
+          got.push_back(p.C);
+          lm::cpu::sgemm_with_kernel(k, ta, tb, p.M, p.N, p.K, p.alpha, p.A.data(), p.lda, p.B.data(), p.ldb,
+                                     p.beta, got.back().data(), p.ldc);
+        }
+        omp_set_num_threads(saved_threads);
+        CHECK(count_mismatches(p, got[0], p.reference(), 2e-6, name) == 0);
+        CHECK(std::memcmp(got[0].data(), got[1].data(), got[0].size() * sizeof(float)) == 0);
+        CHECK(std::memcmp(got[0].data(), got[2].data(), got[0].size() * sizeof(float)) == 0);
+      }
+    }
+  }
 }
 
 TEST_CASE("sgemm: unsupported kernel request throws, Auto works") {
