@@ -127,7 +127,7 @@ void check_skinny_form(SkinnyFn skinny, const SkinnyForm& f, bool expect_handled
 // to the packed path); stream_k_rows: the most rows its stream_k takes (64 or 32).
 void check_skinny_forms(SkinnyFn skinny, bool short_k, int64_t stream_k_rows) {
   // Small N: op(A) rows streamed against op(B) (B^T packed into a panel when trans_b).
-  check_skinny_form(skinny, {"small N", {false, true}, {false, true}, {129, 1000}, {1, 7, 8, 9, 15, 16, 17, 56, 64}, {1, 10, 17, 512}});
+  check_skinny_form(skinny, {"small N", {false, true}, {false, true}, {129, 1000}, {1, 7, 8, 9, 15, 16, 17, 56, 64, 65, 80, 113, 128}, {1, 10, 17, 512}});
   // Small M, trans_b: C^T = B op(A)^T, written transposed.
   check_skinny_form(skinny, {"small M, trans_b", {false, true}, {true}, {1, 5, 24, 64}, {129, 1000}, {1, 10, 17, 512}});
   // Tiny M (<= 4), trans_b, !trans_a: dot products over K (two chains, masked tail).

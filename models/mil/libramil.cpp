@@ -84,14 +84,23 @@ Tensor LibraMIL::explain(const Tensor& x, LibraMILExplanation& ex) {
 
 // Steps 2-7 of paper mode. V (N, D), Pv (Kv, D), Pt (Kt, D) -> the instance weights w (N),
 // so that Xf = w[:, None] * V (applied inside class_query_attention, never materialised).
-Tensor LibraMIL::fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt, LibraMILExplanation* ex) {
+Tensor LibraMIL::fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt, LibraMILExplanation* ex,
+                            const Tensor& key_queries, Tensor* keys_t) {
   const int64_t N = V.shape()[0];
   // 2. cosine similarities of every instance to every prototype.
   // One product against both prototype sets, divided by the instances' norms afterwards:
   // l2_normalize(V) P^T == (V P^T) / max(|V_j|, eps), without materialising normalised V.
+  // With key_queries (R, D), step 8's V key_queries^T rides along as R more columns: one pass
+  // over V (and, backwards, one product into V's gradient) instead of two.
   Tensor Pvn = l2_normalize(Pv, 1), Ptn = l2_normalize(Pt, 1);
   const int64_t Kv = Pv.shape()[0], Kt = Pt.shape()[0];
-  auto similarities = [&] { return div(matmul(V, t(cat({Pvn, Ptn}, 0))), unsqueeze(l2_norm_clamped(V), 1)); };
+  const bool with_keys = key_queries.defined() && keys_t != nullptr;
+  auto similarities = [&] {
+    if (!with_keys) return div(matmul(V, t(cat({Pvn, Ptn}, 0))), unsqueeze(l2_norm_clamped(V), 1));
+    Tensor all = matmul(V, t(cat({Pvn, Ptn, key_queries}, 0)));  // (N, Kv + Kt + R)
+    *keys_t = slice(all, 1, Kv + Kt, all.shape()[1]);
+    return div(slice(all, 1, 0, Kv + Kt), unsqueeze(l2_norm_clamped(V), 1));
+  };
   const std::string& ab = config_.ablation;
   if (ab == "no_transport") {
     // Ablation (issue 23): no reweighting at all, every instance weighs 1 (Xf = V); the rest of
@@ -183,16 +192,22 @@ Tensor LibraMIL::fuse_reference(const Tensor& V, const Tensor& Pv, const Tensor&
 // in the softmax and is dropped. This replaces the two (N, D) x (D, D) projections of the
 // keys and values (and their gradients) by products with only C x heads rows; the result
 // equals o_proj(MHA(q_proj(Pb), k_proj(Xf), v_proj(Xf))) (see the parity test).
-Tensor LibraMIL::class_query_attention(const Tensor& Pb, const Tensor& V, const Tensor& w, LibraMILExplanation* ex) {
+Tensor LibraMIL::key_queries(const Tensor& Pb) {
   const int64_t C = Pb.shape()[0], D = config_.dim, heads = config_.heads, d = D / heads;
-  Tensor q = permute(reshape(q_proj(Pb), {C, heads, d}), {1, 0, 2});         // (H, C, d)
-  Tensor wk = reshape(k_proj.weight, {heads, d, D});                         // (H, d, D)
+  Tensor q = permute(reshape(q_proj(Pb), {C, heads, d}), {1, 0, 2});  // (H, C, d)
+  Tensor wk = reshape(k_proj.weight, {heads, d, D});                  // (H, d, D)
+  return reshape(matmul(q, wk), {heads * C, D});                      // (H*C, D)
+}
+
+Tensor LibraMIL::class_query_attention(const Tensor& q_keys, const Tensor& V, Tensor keys_t, const Tensor& w,
+                                       LibraMILExplanation* ex) {
+  const int64_t C = q_keys.shape()[0] / config_.heads, D = config_.dim, heads = config_.heads, d = D / heads;
   Tensor wv = reshape(v_proj.weight, {heads, d, D});                         // (H, d, D)
-  Tensor q_keys = reshape(matmul(q, wk), {heads * C, D});                    // (H*C, D)
   Tensor wrow = unsqueeze(w, 0);                                             // (1, N)
   // Scores as the transpose of V (Q_h Wk_h)^T: with V as the left operand, V's gradient from
   // this product is one GEMM that adds into V's running gradient sum (autograd/node.h).
-  Tensor keys_t = matmul(V, t(q_keys));                                      // (N, H*C)
+  // Paper mode computes it inside step 2's product (fuse_paper); otherwise it is computed here.
+  if (!keys_t.defined()) keys_t = matmul(V, t(q_keys));                     // (N, H*C)
   Tensor scores = mul(t(keys_t), mul(wrow, 1.0 / std::sqrt((double)d)));    // (H*C, N)
   Tensor attn = softmax(scores, -1);                                         // (H*C, N)
   Tensor pooled = reshape(matmul(mul(attn, wrow), V), {heads, C, D});        // (H, C, D)
@@ -211,10 +226,12 @@ Tensor LibraMIL::run(const Tensor& x, LibraMILExplanation* ex) {
   Tensor Pt = project(proj_llm, prompt_inst, false);
   Tensor Pb = project(proj_llm, prompt_bag, false);
   last_scores_ = Tensor();
-  Tensor w = config_.mode == "paper" ? fuse_paper(V, Pv, Pt, ex) : fuse_reference(V, Pv, Pt, ex);
+  Tensor q_keys = key_queries(Pb);  // (H*C, D), step 8's queries through the key projection
+  Tensor keys_t;                    // (N, H*C) = V q_keys^T, from step 2's product in paper mode
+  Tensor w = config_.mode == "paper" ? fuse_paper(V, Pv, Pt, ex, q_keys, &keys_t) : fuse_reference(V, Pv, Pt, ex);
   if (record_stats_ && is_training()) stats_ = transport_stats(w, last_scores_);
   // 8. class priors attend over the reweighted instances Xf = w[:, None] * V.
-  Tensor H = class_query_attention(Pb, V, w, ex);  // (C, D)
+  Tensor H = class_query_attention(q_keys, V, keys_t, w, ex);  // (C, D)
   // 9. one logit per class query.
   return squeeze(classification_head(H), -1);
 }

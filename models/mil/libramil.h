@@ -67,11 +67,18 @@ class LibraMIL : public nn::Module {
   // The transport fusion alone (SPEC steps 2-7): projected instances V (N, D), visual and text
   // prototypes Pv (Kv, D), Pt (Kt, D) -> the instance weights w (N) (Xf = w[:, None] V); fills
   // ex when given. Public for `bench train-step --fusion`, which times it beside the step.
-  Tensor fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt, LibraMILExplanation* ex = nullptr);
+  // With key_queries (R, D) and keys_t, step 8's keys V key_queries^T (N, R) come out of step
+  // 2's product into *keys_t (the ablation "no_transport" computes them on their own).
+  Tensor fuse_paper(const Tensor& V, const Tensor& Pv, const Tensor& Pt, LibraMILExplanation* ex = nullptr,
+                    const Tensor& key_queries = Tensor(), Tensor* keys_t = nullptr);
   Tensor fuse_reference(const Tensor& V, const Tensor& Pv, const Tensor& Pt, LibraMILExplanation* ex = nullptr);
 
  private:
-  Tensor class_query_attention(const Tensor& Pb, const Tensor& V, const Tensor& w, LibraMILExplanation* ex);
+  // Step 8's class queries through q_proj and each head's rows of k_proj: (H*C, D).
+  Tensor key_queries(const Tensor& Pb);
+  // Step 8 from the key queries; keys_t (N, H*C) = V q_keys^T when already computed, else undefined.
+  Tensor class_query_attention(const Tensor& q_keys, const Tensor& V, Tensor keys_t, const Tensor& w,
+                               LibraMILExplanation* ex);
   Tensor run(const Tensor& x, LibraMILExplanation* ex);
   LibraMILConfig config_;
   bool record_stats_ = false;
