@@ -110,12 +110,22 @@ Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t s
   Tensor v = x.as_strided(sh, st, x.offset() + start * x.strides()[d]);
   Shape orig = x.shape();
   return make_view("slice", x, v, [orig, d, start, step, sh](const Tensor& g) {
+    // The slice's region of a packed tensor of x's shape.
+    auto region_of = [&](const Tensor& full) {
+      Shape vst = full.strides();
+      vst[d] *= step;
+      return full.as_strided(sh, vst, full.offset() + start * full.strides()[d]);
+    };
+    // When x's gradient already has a running sum (another slice of x got there first: Sv and
+    // St of the similarities, or paper mode's similarities and keys of one product), add g into
+    // its region in place (autograd/node.h) instead of a zero-filled x-sized gradient that the
+    // engine would then add.
+    Tensor acc = autograd::accumulation_target(0);
+    if (acc.defined() && acc.shape() == orig && acc.dtype() == g.dtype() && acc.is_contiguous() &&
+        add_into_view(region_of(acc), g))
+      return acc;
     Tensor gx = Tensor::zeros(orig, g.dtype(), g.device());
-    Shape gst = gx.strides();
-    Shape vst = gst;
-    vst[d] = gst[d] * step;
-    Tensor region = gx.as_strided(sh, vst, start * gst[d]);
-    region.copy_from(g);
+    region_of(gx).copy_from(g);
     return gx;
   });
 }

@@ -375,6 +375,24 @@ bool add_same_shape_inplace(Tensor& acc, const Tensor& b) {
   return true;
 }
 
+bool add_into_view(const Tensor& view, const Tensor& b) {
+  if (!view.defined() || !b.defined() || view.shape() != b.shape() || view.dtype() != b.dtype()) return false;
+  if (!view.device().is_cpu() || !b.device().is_cpu()) return false;
+  if (view.dtype() == DType::F32) {
+    float* d = view.data<float>();
+    const float* s = b.data<float>();
+    for_each_index(view.shape(), view.strides(), b.strides(), [&](int64_t i, int64_t j) { d[i] += s[j]; });
+    return true;
+  }
+  if (view.dtype() == DType::F64) {
+    double* d = view.data<double>();
+    const double* s = b.data<double>();
+    for_each_index(view.shape(), view.strides(), b.strides(), [&](int64_t i, int64_t j) { d[i] += s[j]; });
+    return true;
+  }
+  return false;
+}
+
 Tensor add_same_shape(const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape() || a.dtype() != b.dtype())
     throw std::invalid_argument("add_same_shape: " + a.str() + " + " + b.str());

@@ -127,5 +127,9 @@ Tensor add_same_shape(const Tensor& a, const Tensor& b);
 // handle holds the only reference to its impl and storage); returns false (and leaves acc
 // alone) otherwise. The autograd engine sums gradients with it.
 bool add_same_shape_inplace(Tensor& acc, const Tensor& b);
+// view += b for a view (any strides) into CPU float32 / float64 storage, b of the same shape and
+// dtype (any layout); returns false (nothing touched) for other devices or dtypes. The caller
+// must own what the view points into (slice's backward: the engine's running gradient sum).
+bool add_into_view(const Tensor& view, const Tensor& b);
 
 }  // namespace lm

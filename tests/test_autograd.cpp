@@ -55,10 +55,11 @@ TEST_CASE("autograd: a .grad the caller holds is never changed by a later backwa
   CHECK_FALSE(y.grad().impl().storage == g.impl().storage);
 }
 
-TEST_CASE("autograd: gradients added into a running sum by the ops themselves (matmul, l2_norm_clamped)") {
-  // V feeds four ops whose backwards can add into V's running gradient sum (GEMM with
-  // beta = 1, the row-norm backward): as left and right matmul operand, through a transposed
-  // product, and l2_norm_clamped; float64 central differences check the total.
+TEST_CASE("autograd: gradients added into a running sum by the ops themselves (matmul, l2_norm_clamped, slice)") {
+  // V feeds ops whose backwards can add into V's running gradient sum (GEMM with beta = 1, the
+  // row-norm backward, a slice's region): as left and right matmul operand, through a
+  // transposed product, l2_norm_clamped, and overlapping column slices and a strided row slice;
+  // float64 central differences check the total.
   Generator gen(3);
   Tensor X = Tensor::randn({6, 5}, gen).to(DType::F64);
   Tensor A = Tensor::randn({5, 3}, gen).to(DType::F64), B = Tensor::randn({4, 6}, gen).to(DType::F64),
@@ -72,6 +73,8 @@ TEST_CASE("autograd: gradients added into a running sum by the ops themselves (m
       Tensor n = sum(l2_norm_clamped(V, 1e-12));
       Tensor y = add(sum(mul(matmul(V, A), matmul(V, A))), sum(matmul(B, V)));
       y = add(y, sum(mul(t(matmul(V, t(Q))), 0.5)));
+      y = add(y, sum(mul(slice(V, 1, 0, 3), slice(V, 1, 2, 5))));  // column 2 in both
+      y = add(y, sum(mul(slice(V, 0, 1, 6, 2), 2.0)));             // rows 1, 3, 5
       return norm_first ? add(n, y) : add(y, n);
     };
     X.set_requires_grad(true);
