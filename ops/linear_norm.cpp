@@ -89,10 +89,28 @@ Tensor linear_layer_norm(const Tensor& x, const Tensor& W, const Tensor& b, cons
     Tensor xs = xc.detach(), Ws = Wc.detach(), gs = gc.detach(), bs = betac.detach();
     record(name, {x, W, b, gamma, beta}, out, [=](const Tensor& g) -> std::vector<Tensor> {
       Tensor gcont = g.contiguous();
-      Tensor gy = Tensor::empty({rows, D}, DType::F32);
       Tensor gW, gb, gg, gbeta, gx;
       Tensor gg_all = Tensor::empty({D}, DType::F32), gbeta_all = Tensor::empty({D}, DType::F32),
              gb_all = Tensor::empty({D}, DType::F32);
+      auto other_grads = [&]() -> std::vector<Tensor> {
+        if (gb_needed) gb = gb_all;
+        if (gg_needed) gg = gg_all;
+        if (gbeta_needed) gbeta = gbeta_all;
+        return {gx, gW, gb, gg, gbeta};
+      };
+      if (gW_needed && !gx_needed && rows >= cpu::kLnBackwardDwMinRows) {
+        // x needs no gradient (a bag's features): gy is made in blocks that go straight into
+        // dW's product (ops/cpu/layer_norm_gelu_dw.cpp) instead of being written out whole.
+        profiler::Scope prof(prof_label(name, "backward_rows+dW"),
+                             work::combined(work::linear_norm_rows_backward(rows, D, gelu), gemm_work));
+        gW = Tensor::empty({D, Din}, DType::F32);
+        cpu::layer_norm_gelu_backward_dw(gcont.data<float>(), y.data<float>(), gs.data<float>(), bs.data<float>(),
+                                         mean.data<float>(), rstd.data<float>(), rows, D, gelu, xs.data<float>(), Din,
+                                         gW.data<float>(), gg_all.data<float>(), gbeta_all.data<float>(),
+                                         gb_all.data<float>());
+        return other_grads();
+      }
+      Tensor gy = Tensor::empty({rows, D}, DType::F32);
       {
         profiler::Scope prof(prof_label(name, "backward_rows"), work::linear_norm_rows_backward(rows, D, gelu));
         cpu::layer_norm_gelu_backward(gcont.data<float>(), y.data<float>(), gs.data<float>(), bs.data<float>(),
@@ -113,10 +131,7 @@ Tensor linear_layer_norm(const Tensor& x, const Tensor& W, const Tensor& b, cons
         cpu::sgemm(false, false, rows, Din, D, 1.0f, gy.data<float>(), D, Ws.data<float>(), Din, 0.0f, gx.data<float>(),
                    Din);
       }
-      if (gb_needed) gb = gb_all;
-      if (gg_needed) gg = gg_all;
-      if (gbeta_needed) gbeta = gbeta_all;
-      return {gx, gW, gb, gg, gbeta};
+      return other_grads();
     });
   }
   return out;

@@ -538,3 +538,65 @@ TEST_CASE("nn ops: linear_layer_norm with the rows fused into the GEMM equals GE
     }
   }
 }
+
+// linear_layer_norm's backward when x needs no gradient and rows >= cpu::kLnBackwardDwMinRows:
+// gy made in blocks that go straight into dW's product (ops/cpu/layer_norm_gelu_dw.cpp). The
+// LayerNorm and bias gradients must be the bits of the unfused backward (same rows, same
+// partials), dW must match it to float32 rounding and the composed op in float64, and all of
+// them must be the same bits on 1, 2, 3 and 5 threads (3 and 5 threads exceed the 2 and 4 chunks
+// of the first two shapes: the path that makes gy first, then the blocks' products).
+TEST_CASE("nn ops: linear_layer_norm backward with dW fused into the rows (x without gradient)") {
+  struct Case {
+    int64_t rows, Din, D;
+    bool gelu;
+  };
+  for (const Case c : {Case{4100, 64, 512, true}, Case{8300, 24, 128, false}, Case{5000, 8, 64, true}}) {
+    INFO("rows=" << c.rows << " Din=" << c.Din << " D=" << c.D << " gelu=" << c.gelu);
+    REQUIRE(c.rows >= lm::cpu::kLnBackwardDwMinRows);
+    Generator g(44);
+    Tensor x = Tensor::randn({c.rows, c.Din}, g, DType::F32), W = Tensor::randn({c.D, c.Din}, g, DType::F32);
+    Tensor b = Tensor::randn({c.D}, g, DType::F32), gamma = Tensor::randn({c.D}, g, DType::F32),
+           beta = Tensor::randn({c.D}, g, DType::F32), R = Tensor::randn({c.rows, c.D}, g, DType::F32);
+    // Gradients of W, b, gamma, beta for sum(out * R), x needing a gradient or not.
+    auto grads = [&](bool x_grad, int threads) {
+      const int prev = omp_get_max_threads();
+      omp_set_num_threads(threads);
+      std::vector<Tensor> ls = {x.detach().clone(), W.detach().clone(), b.detach().clone(), gamma.detach().clone(),
+                                beta.detach().clone()};
+      for (size_t i = x_grad ? 0 : 1; i < ls.size(); ++i) ls[i].set_requires_grad(true);
+      backward(linear_layer_norm(ls[0], ls[1], ls[2], ls[3], ls[4], 1e-5, c.gelu), R);
+      omp_set_num_threads(prev);
+      std::vector<std::vector<float>> out;
+      for (size_t i = 1; i < ls.size(); ++i) out.push_back(ls[i].grad().to_float_vector());
+      return out;
+    };
+    const auto unfused = grads(true, 2), fused = grads(false, 1);
+    for (int i = 1; i < 4; ++i) {  // b, gamma, beta: the same rows, partials and reduction
+      INFO("gradient of input " << i + 1);
+      CHECK(std::memcmp(fused[i].data(), unfused[i].data(), fused[i].size() * sizeof(float)) == 0);
+    }
+    double worst = 0, scale = 0;  // dW: the same products summed in another order
+    for (size_t j = 0; j < fused[0].size(); ++j) {
+      worst = std::max(worst, (double)std::abs(fused[0][j] - unfused[0][j]));
+      scale = std::max(scale, (double)std::abs(unfused[0][j]));
+    }
+    CHECK(worst <= 1e-5 * scale);
+    for (int threads : {2, 3, 5}) {
+      INFO("threads=" << threads);
+      const auto again = grads(false, threads);
+      for (int i = 0; i < 4; ++i)
+        CHECK(std::memcmp(again[i].data(), fused[i].data(), fused[i].size() * sizeof(float)) == 0);
+    }
+    // float64: the composed op's gradients.
+    std::vector<Tensor> l64 = {x.to(DType::F64), W.to(DType::F64), b.to(DType::F64), gamma.to(DType::F64),
+                               beta.to(DType::F64)};
+    for (size_t i = 1; i < l64.size(); ++i) l64[i].set_requires_grad(true);
+    backward(linear_layer_norm_composed(l64[0], l64[1], l64[2], l64[3], l64[4], 1e-5, c.gelu), R.to(DType::F64));
+    for (int i = 0; i < 4; ++i) {
+      INFO("gradient of input " << i + 1 << " against float64");
+      const Shape sh = l64[i + 1].shape();
+      CHECK(rel_error(Tensor::from_vector(std::vector<double>(fused[i].begin(), fused[i].end()), sh),
+                      l64[i + 1].grad(), 1e-2) < 5e-4);
+    }
+  }
+}

@@ -24,7 +24,6 @@ namespace {
 
 #define LM_INLINE static inline __attribute__((always_inline))
 
-constexpr int64_t kRowsPerChunk = 32;  // chunking of the column reductions in backward
 
 constexpr float kInvSqrt2 = 0.70710678118654752440f;
 constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
@@ -256,37 +255,38 @@ void layer_norm_gelu_forward(float* y, const float* lin_bias, const float* w, co
   }
 }
 
-void layer_norm_gelu_backward(const float* g, const float* y, const float* w, const float* b, const float* mean,
-                              const float* rstd, int64_t rows, int64_t D, bool gelu, float* gy, float* gw, float* gb,
-                              float* gcol) {
+void layer_norm_gelu_backward_rows(const float* g, const float* y, const float* w, const float* b,
+                                   const float* mean, const float* rstd, int64_t r0, int64_t r1, int64_t D, bool gelu,
+                                   float* gy, float* part) {
   [[maybe_unused]] const RowKernel kernel = row_kernel();  // unused off x86
-  const int64_t nchunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
-  // Per chunk: [gw partial | gb partial | gcol partial], D floats each.
-  std::vector<float> part((size_t)(nchunks * 3 * D), 0.0f);
-#pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
-  for (int64_t c = 0; c < nchunks; ++c) {
-    float* cw = part.data() + c * 3 * D;
-    const int64_t r1 = std::min(rows, (c + 1) * kRowsPerChunk);
-    for (int64_t r = c * kRowsPerChunk; r < r1; ++r) {
+  for (int64_t c0 = r0; c0 < r1; c0 += kLnBackwardChunkRows) {
+    float* cw = part + (c0 / kLnBackwardChunkRows) * 3 * D;
+    std::fill(cw, cw + 3 * D, 0.0f);
+    for (int64_t r = c0, end = std::min(r1, c0 + kLnBackwardChunkRows); r < end; ++r) {
+      float* gyr = gy + (r - r0) * D;
 #if LM_X86
       if (kernel == RowKernel::Avx512) {
-        backward_row_avx512(g + r * D, y + r * D, w, b, mean[r], rstd[r], D, gelu, gy + r * D, cw, cw + D, cw + 2 * D);
+        backward_row_avx512(g + r * D, y + r * D, w, b, mean[r], rstd[r], D, gelu, gyr, cw, cw + D, cw + 2 * D);
         continue;
       }
       if (kernel == RowKernel::Avx2) {
-        backward_row_avx2(g + r * D, y + r * D, w, b, mean[r], rstd[r], D, gelu, gy + r * D, cw, cw + D, cw + 2 * D);
+        backward_row_avx2(g + r * D, y + r * D, w, b, mean[r], rstd[r], D, gelu, gyr, cw, cw + D, cw + 2 * D);
         continue;
       }
 #endif
-      backward_row(g + r * D, y + r * D, w, b, mean[r], rstd[r], D, gelu, gy + r * D, cw, cw + D, cw + 2 * D);
+      backward_row(g + r * D, y + r * D, w, b, mean[r], rstd[r], D, gelu, gyr, cw, cw + D, cw + 2 * D);
     }
   }
+}
+
+void layer_norm_gelu_backward_reduce(const float* part, int64_t rows, int64_t D, float* gw, float* gb, float* gcol) {
+  const int64_t nchunks = (rows + kLnBackwardChunkRows - 1) / kLnBackwardChunkRows;
   // Chunk partials added in chunk order, in float64.
 #pragma omp parallel for schedule(static) if (nchunks * D > kParallelGrain)
   for (int64_t j = 0; j < D; ++j) {
     double sw = 0, sb = 0, sc = 0;
     for (int64_t c = 0; c < nchunks; ++c) {
-      const float* p = part.data() + c * 3 * D;
+      const float* p = part + c * 3 * D;
       sw += p[j];
       sb += p[D + j];
       sc += p[2 * D + j];
@@ -295,6 +295,19 @@ void layer_norm_gelu_backward(const float* g, const float* y, const float* w, co
     if (gb) gb[j] = (float)sb;
     if (gcol) gcol[j] = (float)sc;
   }
+}
+
+void layer_norm_gelu_backward(const float* g, const float* y, const float* w, const float* b, const float* mean,
+                              const float* rstd, int64_t rows, int64_t D, bool gelu, float* gy, float* gw, float* gb,
+                              float* gcol) {
+  const int64_t nchunks = (rows + kLnBackwardChunkRows - 1) / kLnBackwardChunkRows;
+  std::vector<float> part((size_t)(nchunks * 3 * D));
+#pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const int64_t r0 = c * kLnBackwardChunkRows, r1 = std::min(rows, r0 + kLnBackwardChunkRows);
+    layer_norm_gelu_backward_rows(g, y, w, b, mean, rstd, r0, r1, D, gelu, gy + r0 * D, part.data());
+  }
+  layer_norm_gelu_backward_reduce(part.data(), rows, D, gw, gb, gcol);
 }
 
 }  // namespace lm::cpu

@@ -22,4 +22,28 @@ void layer_norm_gelu_backward(const float* g, const float* y, const float* w, co
                               const float* rstd, int64_t rows, int64_t D, bool gelu, float* gy, float* gw, float* gb,
                               float* gcol);
 
+// The backward's two halves, for callers that produce gy block by block (layer_norm_gelu_dw.cpp).
+// The column reductions run over chunks of kLnBackwardChunkRows rows: chunk i's partial sums
+// [gw | gb | gcol] (3 D floats) live at part + 3 D i.
+constexpr int64_t kLnBackwardChunkRows = 32;
+// Rows [r0, r1) on the calling thread (r0 a multiple of kLnBackwardChunkRows): gy rows from gy
+// (gy points at row r0's output) and the partials of the chunks they cover.
+void layer_norm_gelu_backward_rows(const float* g, const float* y, const float* w, const float* b,
+                                   const float* mean, const float* rstd, int64_t r0, int64_t r1, int64_t D, bool gelu,
+                                   float* gy, float* part);
+// gw, gb, gcol (each may be null) from the partials of all ceil(rows / kLnBackwardChunkRows)
+// chunks, added in chunk order in float64.
+void layer_norm_gelu_backward_reduce(const float* part, int64_t rows, int64_t D, float* gw, float* gb, float* gcol);
+
+// linear_layer_norm's backward when x needs no gradient (a bag's features): dW (D, Din) = gy^T x
+// with gy made in blocks of rows that go straight into the product while in L2, never written
+// out whole; gw, gb, gcol as above (the same bits). Blocking fixed by the shape (the same bits for
+// any thread count); see layer_norm_gelu_dw.cpp. Meant for rows >= kLnBackwardDwMinRows (from
+// there the rows split into chunks that threads take whole; below, one chunk: correct, but on
+// several threads it only makes gy first and then runs the blocks' products one by one).
+constexpr int64_t kLnBackwardDwMinRows = 4096;
+void layer_norm_gelu_backward_dw(const float* g, const float* y, const float* w, const float* b, const float* mean,
+                                 const float* rstd, int64_t rows, int64_t D, bool gelu, const float* x, int64_t Din,
+                                 float* dW, float* gw, float* gb, float* gcol);
+
 }  // namespace lm::cpu
