@@ -8,9 +8,10 @@ stored transposed (A as (K, M), B as (N, K)), as in the training step.
 Two tables:
 - large: 8192x512x512 (tall output), 512x512x8192 (long inner dimension) and 2048^3, ours
   against OpenBLAS (target >= 0.9x, issue 27);
-- skinny: the Libra-MIL step's skinny products at N = 8000 instances (D = 512, 24 class
-  queries, 56 prototypes, the 46 -> 10 head), ours against OpenBLAS and as a share of our own
-  large-GEMM rate (the best of the large table; target >= 80%).
+- skinny: the Libra-MIL step's skinny products at N = 8000 instances (D = 512; 24 = 3 class
+  queries x 8 heads; 80 = 10 + 46 prototypes + the 24 key queries, one product since step 2
+  carries step 8's keys; the 46 x 10 transport plan), ours against OpenBLAS and as a share of our
+  own large-GEMM rate (the best of the large table; target >= 80%).
 
 Each figure is the median of --repeats calls; with --rounds R > 1 the anchor and ours run
 alternately R times per shape and each column is the median over the rounds (single runs move by
@@ -38,11 +39,11 @@ import openblas_env  # noqa: E402  (sets OPENBLAS_CORETYPE before torch loads Op
 import torch  # noqa: E402
 
 LARGE = [(8192, 512, 512, 0, 0), (512, 512, 8192, 0, 0), (2048, 2048, 2048, 0, 0)]  # (M, N, K, tA, tB)
-# The step's skinny products (ops/cpu/gemm_skinny.h names them): similarities V P^T, attention
-# scores Q V^T, pooled attn V, dV = attn^T dPooled, dP = dS^T V, the prototypes' gradient
-# products, the class rows through 512x512 Linear layers, the head.
-SKINNY = [(8000, 56, 512, 0, 1), (24, 8000, 512, 0, 1), (24, 512, 8000, 0, 0), (8000, 512, 24, 1, 0),
-          (56, 512, 8000, 1, 0), (8000, 512, 56, 0, 0), (3, 512, 512, 0, 1), (8000, 46, 10, 0, 0)]
+# The step's skinny products (ops/cpu/gemm_skinny.h names them): similarities and keys
+# V [P; Qk]^T, attention gradient dPooled V^T, pooled attn V, dV += attn^T dPooled,
+# d[P; Qk] = dS^T V, dV = dS [P; Qk], the class rows through 512x512 Linear layers, St T^T.
+SKINNY = [(8000, 80, 512, 0, 1), (24, 8000, 512, 0, 1), (24, 512, 8000, 0, 0), (8000, 512, 24, 1, 0),
+          (80, 512, 8000, 1, 0), (8000, 512, 80, 0, 0), (3, 512, 512, 0, 1), (8000, 46, 10, 0, 0)]
 
 
 def operands(M, N, K, ta, tb):
