@@ -146,6 +146,7 @@ TEST_CASE("sgemm: K-split form (small C, long K) against float64, bit-identical 
   CHECK(lm::cpu::detail::k_split_chunks(512, 512, 16000) == 4);  // a Linear layer's dW over a bag
   CHECK(lm::cpu::detail::k_split_chunks(2048, 2048, 2048) == 1);  // large C: slabs
   CHECK(lm::cpu::detail::k_split_chunks(64, 64, 4095) == 1);      // K below 2 chunks
+  CHECK(lm::cpu::detail::k_split_chunks(1024, 1024, 65536) == 4);  // 3 partial Cs of 4 MiB: the cap
   const int saved_threads = omp_get_max_threads();
   std::mt19937 rng(11);
   for (GemmKernel k : supported_kernels()) {

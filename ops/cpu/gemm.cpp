@@ -419,7 +419,8 @@ namespace detail {
 int64_t k_split_chunks(int64_t M, int64_t N, int64_t K) {
   if (M * N > kSplitMaxC || K < 2 * kSplitChunkK || K < 8 * std::max(M, N)) return 1;
   int64_t chunks = 2;
-  while (chunks * 2 <= std::min(kSplitMaxChunks, K / kSplitChunkK)) chunks *= 2;
+  while (chunks * 2 <= std::min(kSplitMaxChunks, K / kSplitChunkK) && (chunks * 2 - 1) * M * N <= kSplitMaxPartials)
+    chunks *= 2;
   return chunks;
 }
 }  // namespace detail

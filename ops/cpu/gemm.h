@@ -94,11 +94,13 @@ struct AlignedBuffer {
 
 // The K-split form (gemm.cpp): how many chunks of K an M x N x K product is cut into, 1 when
 // it is not split. Split: C of at most kSplitMaxC floats, K >= 2 kSplitChunkK and K >= 8 max(M,
-// N); then the largest power of two <= min(kSplitMaxChunks, K / kSplitChunkK), at least 2, so
-// chunks hold kSplitChunkK to 2 kSplitChunkK rows of K. A function of the shape only.
+// N); then the largest power of two <= min(kSplitMaxChunks, K / kSplitChunkK), at least 2, whose
+// chunks - 1 partial Cs fit in kSplitMaxPartials floats (beyond 2 chunks), so chunks hold at
+// least kSplitChunkK rows of K. A function of the shape only.
 constexpr int64_t kSplitMaxC = int64_t(1) << 20;
 constexpr int64_t kSplitChunkK = 2048;
 constexpr int64_t kSplitMaxChunks = 16;
+constexpr int64_t kSplitMaxPartials = int64_t(1) << 22;  // 16 MiB of scratch at most
 int64_t k_split_chunks(int64_t M, int64_t N, int64_t K);
 
 // A micro-kernel computes one MR x NR tile of C from packed panels:

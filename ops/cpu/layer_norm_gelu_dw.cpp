@@ -38,11 +38,16 @@ static_assert(kBlockRows % kLnBackwardChunkRows == 0, "blocks must hold whole re
 constexpr int64_t kChunkRows = kLnBackwardDwMinRows / 2;  // at least this many rows per chunk
 constexpr int64_t kMaxChunks = 16;
 
+constexpr int64_t kMaxPartials = int64_t(1) << 22;  // partial dWs: 16 MiB at most beyond 2 chunks
+
 // Chunks: the largest power of two <= min(kMaxChunks, rows / kChunkRows), at least 1 (at least 2
-// from kLnBackwardDwMinRows rows).
-int64_t dw_chunks(int64_t rows) {
+// from kLnBackwardDwMinRows rows), whose chunks - 1 partial dWs (D x Din each) fit in
+// kMaxPartials floats beyond 2 chunks.
+int64_t dw_chunks(int64_t rows, int64_t dw_size) {
   int64_t chunks = 1;
-  while (chunks * 2 <= std::min(kMaxChunks, rows / kChunkRows)) chunks *= 2;
+  while (chunks * 2 <= std::min(kMaxChunks, rows / kChunkRows) &&
+         (chunks < 2 || (chunks * 2 - 1) * dw_size <= kMaxPartials))
+    chunks *= 2;
   return chunks;
 }
 
@@ -56,7 +61,7 @@ int64_t chunk_start(int64_t c, int64_t chunks, int64_t rows) {
 void layer_norm_gelu_backward_dw(const float* g, const float* y, const float* w, const float* b, const float* mean,
                                  const float* rstd, int64_t rows, int64_t D, bool gelu, const float* x, int64_t Din,
                                  float* dW, float* gw, float* gb, float* gcol) {
-  const int64_t chunks = dw_chunks(rows), nred = (rows + kLnBackwardChunkRows - 1) / kLnBackwardChunkRows;
+  const int64_t chunks = dw_chunks(rows, D * Din), nred = (rows + kLnBackwardChunkRows - 1) / kLnBackwardChunkRows;
   std::vector<float> part(static_cast<size_t>(nred * 3 * D));              // the rows' column partials
   // dW_c for c >= 1 (64-byte aligned, like every buffer the GEMM and the row kernels touch here).
   detail::AlignedBuffer partials;
