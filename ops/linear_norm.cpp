@@ -98,7 +98,7 @@ Tensor linear_layer_norm(const Tensor& x, const Tensor& W, const Tensor& b, cons
         if (gbeta_needed) gbeta = gbeta_all;
         return {gx, gW, gb, gg, gbeta};
       };
-      if (gW_needed && !gx_needed && rows >= cpu::kLnBackwardDwMinRows) {
+      if (gW_needed && !gx_needed && cpu::detail::k_split_chunks(D, Din, rows) > 1) {
         // x needs no gradient (a bag's features): gy is made in blocks that go straight into
         // dW's product (ops/cpu/layer_norm_gelu_dw.cpp) instead of being written out whole.
         profiler::Scope prof(prof_label(name, "backward_rows+dW"),

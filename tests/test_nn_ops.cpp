@@ -485,6 +485,12 @@ TEST_CASE("nn ops: layer_norm backward is bit-identical for any thread count") {
   }
 }
 
+// A linear_layer_norm problem: x (rows, Din) through W (D, Din), with or without GELU.
+struct LinearNormCase {
+  int64_t rows, Din, D;
+  bool gelu;
+};
+
 // linear_layer_norm on a large y (rows x D >= 2^20) runs LayerNorm (+ GELU) as the GEMM's row
 // epilogue (cpu::sgemm_rows). Its output must be the bits of the GEMM followed by the same row
 // kernel over all rows (the path smaller products take), for 1 and 2 threads; and output and
@@ -492,10 +498,7 @@ TEST_CASE("nn ops: layer_norm backward is bit-identical for any thread count") {
 // GEMM's three ways of calling the epilogue: per A block (threads split M), once at the end
 // (threads split N: 128 rows x 8192 columns), and after a skinny form (17000 x 64).
 TEST_CASE("nn ops: linear_layer_norm with the rows fused into the GEMM equals GEMM then rows; float64 agreement") {
-  struct Case {
-    int64_t rows, Din, D;
-    bool gelu;
-  };
+  using Case = LinearNormCase;
   for (const Case c : {Case{2100, 64, 512, true}, Case{128, 16, 8192, false}, Case{17000, 8, 64, true}}) {
     INFO("rows=" << c.rows << " Din=" << c.Din << " D=" << c.D << " gelu=" << c.gelu);
     Generator g(43);
@@ -539,20 +542,17 @@ TEST_CASE("nn ops: linear_layer_norm with the rows fused into the GEMM equals GE
   }
 }
 
-// linear_layer_norm's backward when x needs no gradient and rows >= cpu::kLnBackwardDwMinRows:
+// linear_layer_norm's backward when x needs no gradient and dW takes the GEMM's K-split form:
 // gy made in blocks that go straight into dW's product (ops/cpu/layer_norm_gelu_dw.cpp). The
 // LayerNorm and bias gradients must be the bits of the unfused backward (same rows, same
 // partials), dW must match it to float32 rounding and the composed op in float64, and all of
 // them must be the same bits on 1, 2, 3 and 5 threads (3 and 5 threads exceed the 2 and 4 chunks
 // of the first two shapes: the path that makes gy first, then the blocks' products).
 TEST_CASE("nn ops: linear_layer_norm backward with dW fused into the rows (x without gradient)") {
-  struct Case {
-    int64_t rows, Din, D;
-    bool gelu;
-  };
+  using Case = LinearNormCase;
   for (const Case c : {Case{4100, 64, 512, true}, Case{8300, 24, 128, false}, Case{5000, 8, 64, true}}) {
     INFO("rows=" << c.rows << " Din=" << c.Din << " D=" << c.D << " gelu=" << c.gelu);
-    REQUIRE(c.rows >= lm::cpu::kLnBackwardDwMinRows);
+    REQUIRE(lm::cpu::detail::k_split_chunks(c.D, c.Din, c.rows) > 1);  // the shape takes the fused path
     Generator g(44);
     Tensor x = Tensor::randn({c.rows, c.Din}, g, DType::F32), W = Tensor::randn({c.D, c.Din}, g, DType::F32);
     Tensor b = Tensor::randn({c.D}, g, DType::F32), gamma = Tensor::randn({c.D}, g, DType::F32),

@@ -305,15 +305,19 @@ void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
 }
 
 // ---- multi-thread driver ----------------------------------------------------------------
-// Thread t of nt: the t-th contiguous slab of C's register tiles along M or N (whichever has
-// more tiles), on gemm_serial. Returns whether the split is along M (then ep has run on the
-// slab's rows; along N the caller runs it once every slab is done).
-bool run_slab(const KernelSpec& ks, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+// Slabs split C along M when it has at least as many register tiles of rows as of columns.
+bool slabs_split_m(const KernelSpec& ks, int64_t M, int64_t N) {
+  return (M + ks.mr - 1) / ks.mr >= (N + ks.nr - 1) / ks.nr;
+}
+
+// Thread t of nt: the t-th contiguous slab of C's register tiles along M or N
+// (slabs_split_m), on gemm_serial. Along M, ep runs on the slab's rows; along N the caller runs
+// it once every slab is done.
+void run_slab(const KernelSpec& ks, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
               float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
               float* C, int64_t ldc, const RowEpilogue* ep, int t, int nt) {
-  const int64_t m_tiles = (M + ks.mr - 1) / ks.mr, n_tiles = (N + ks.nr - 1) / ks.nr;
-  const bool split_m = m_tiles >= n_tiles;
-  const int64_t tiles = split_m ? m_tiles : n_tiles;
+  const bool split_m = slabs_split_m(ks, M, N);
+  const int64_t tiles = split_m ? (M + ks.mr - 1) / ks.mr : (N + ks.nr - 1) / ks.nr;
   const int64_t t0 = tiles * t / nt, t1 = tiles * (t + 1) / nt;
   if (split_m) {
     const int64_t m0 = t0 * ks.mr, m1 = std::min(M, t1 * ks.mr);
@@ -328,7 +332,6 @@ bool run_slab(const KernelSpec& ks, bool trans_a, bool trans_b, int64_t M, int64
       gemm_serial(ks, trans_a, trans_b, M, n1 - n0, K, alpha, A, lda, b, ldb, beta, C + n0, ldc);
     }
   }
-  return split_m;
 }
 
 // The K-split form (top of the file): `chunks` (> 1) chunks of K, chunk c = [K c / chunks,
@@ -360,15 +363,7 @@ void sgemm_k_split(const KernelSpec& ks, bool trans_a, bool trans_b, int64_t M, 
       for (int64_t c = t; c < chunks; c += nt) run_chunk(c, 0, 1);
     }
   }
-  // C += partial 1 + partial 2 + ..., in chunk order for every element.
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t i = 0; i < M; ++i) {
-    float* __restrict c = C + i * ldc;
-    for (int64_t p = 0; p < chunks - 1; ++p) {
-      const float* __restrict q = partials + p * MN + i * N;
-      for (int64_t j = 0; j < N; ++j) c[j] += q[j];
-    }
-  }
+  detail::add_partials(C, ldc, M, N, partials, chunks - 1, threads);
 }
 
 // ep (may be null): the row epilogue of sgemm_rows, called for every row of C exactly once.
@@ -396,26 +391,33 @@ void sgemm_impl(const KernelSpec& ks, bool trans_a, bool trans_b, int64_t M, int
     sgemm_k_split(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, chunks);
     return all_rows();
   }
-  const int64_t m_tiles = (M + ks.mr - 1) / ks.mr, n_tiles = (N + ks.nr - 1) / ks.nr;
-  const int64_t tiles = std::max(m_tiles, n_tiles);
+  const int64_t tiles = std::max((M + ks.mr - 1) / ks.mr, (N + ks.nr - 1) / ks.nr);
   const int threads = static_cast<int>(std::min<int64_t>(gemm_threads(M, N, K), tiles));
   if (threads <= 1) {
     gemm_serial(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
     return;
   }
-  bool split_m = true;
 #pragma omp parallel num_threads(threads)
-  {
-    const bool m = run_slab(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep,
-                            omp_get_thread_num(), omp_get_num_threads());
-    if (omp_get_thread_num() == 0) split_m = m;
-  }
-  if (!split_m) all_rows();  // a row is final only when every thread's columns are
+  run_slab(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep, omp_get_thread_num(),
+           omp_get_num_threads());
+  if (!slabs_split_m(ks, M, N)) all_rows();  // a row is final only when every thread's columns are
 }
 
 }  // namespace
 
 namespace detail {
+void add_partials(float* C, int64_t ldc, int64_t M, int64_t N, const float* partials, int64_t count,
+                  int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && count > 0)
+  for (int64_t i = 0; i < M; ++i) {
+    float* __restrict c = C + i * ldc;
+    for (int64_t p = 0; p < count; ++p) {
+      const float* __restrict q = partials + p * M * N + i * N;
+      for (int64_t j = 0; j < N; ++j) c[j] += q[j];
+    }
+  }
+}
+
 int64_t k_split_chunks(int64_t M, int64_t N, int64_t K) {
   if (M * N > kSplitMaxC || K < 2 * kSplitChunkK || K < 8 * std::max(M, N)) return 1;
   int64_t chunks = 2;

@@ -102,6 +102,11 @@ constexpr int64_t kSplitChunkK = 2048;
 constexpr int64_t kSplitMaxChunks = 16;
 constexpr int64_t kSplitMaxPartials = int64_t(1) << 22;  // 16 MiB of scratch at most
 int64_t k_split_chunks(int64_t M, int64_t N, int64_t K);
+// C (M x N, leading dimension ldc) += partials[0] + partials[1] + ... + partials[count - 1], each
+// a packed M x N block, added in that order for every element (so the same bits for any
+// `threads`, which > 1 allows an OpenMP loop over rows). The K-split form's last step.
+void add_partials(float* C, int64_t ldc, int64_t M, int64_t N, const float* partials, int64_t count,
+                  int threads);
 
 // A micro-kernel computes one MR x NR tile of C from packed panels:
 //   Ap: (kc, MR) -- for each k, MR consecutive values op(A)(i0..i0+MR-1, k)

@@ -38,10 +38,10 @@ void layer_norm_gelu_backward_reduce(const float* part, int64_t rows, int64_t D,
 // linear_layer_norm's backward when x needs no gradient (a bag's features): dW (D, Din) = gy^T x
 // with gy made in blocks of rows that go straight into the product while in L2, never written
 // out whole; gw, gb, gcol as above (the same bits). Blocking fixed by the shape (the same bits for
-// any thread count); see layer_norm_gelu_dw.cpp. Meant for rows >= kLnBackwardDwMinRows (from
-// there the rows split into chunks that threads take whole; below, one chunk: correct, but on
+// any thread count); see layer_norm_gelu_dw.cpp. Meant for the shapes where dW takes sgemm's
+// K-split form, detail::k_split_chunks(D, Din, rows) > 1 (rows >= 4096 for D = Din = 512): the
+// rows split into those chunks and threads take them whole (with one chunk it is correct, but on
 // several threads it only makes gy first and then runs the blocks' products one by one).
-constexpr int64_t kLnBackwardDwMinRows = 4096;
 void layer_norm_gelu_backward_dw(const float* g, const float* y, const float* w, const float* b, const float* mean,
                                  const float* rstd, int64_t rows, int64_t D, bool gelu, const float* x, int64_t Din,
                                  float* dW, float* gw, float* gb, float* gcol);

@@ -6,8 +6,9 @@
 // back; both stream g and y, or gy and x, from memory. Here gy is made kBlockRows rows at a time
 // into a block that stays in L2 and goes straight into dW's product:
 //
-//   rows split into `chunks` contiguous chunks (a power of two fixed by the shape, like the GEMM's
-//   K-split form), chunk c's rows in blocks of kBlockRows:
+//   rows split into `chunks` contiguous chunks (the GEMM's K-split chunk count for dW,
+//   detail::k_split_chunks(D, Din, rows): a power of two fixed by the shape), chunk c's rows in
+//   blocks of kBlockRows:
 //     for each block:  gy_blk = rows backward (g, y rows of the block)      (kBlockRows, D)
 //                      dW_c  (+)= gy_blk^T x_blk                               (D, Din)
 //   dW = dW_0 + dW_1 + ... in chunk order; gw, gb, gcol from the rows' 32-row partials.
@@ -35,22 +36,6 @@ namespace {
 constexpr int64_t kBlockRows = 256;  // gy block: 256 x 512 floats = 512 KiB, half an L2
 static_assert(kBlockRows % kLnBackwardChunkRows == 0, "blocks must hold whole reduction chunks");
 
-constexpr int64_t kChunkRows = kLnBackwardDwMinRows / 2;  // at least this many rows per chunk
-constexpr int64_t kMaxChunks = 16;
-
-constexpr int64_t kMaxPartials = int64_t(1) << 22;  // partial dWs: 16 MiB at most beyond 2 chunks
-
-// Chunks: the largest power of two <= min(kMaxChunks, rows / kChunkRows), at least 1 (at least 2
-// from kLnBackwardDwMinRows rows), whose chunks - 1 partial dWs (D x Din each) fit in
-// kMaxPartials floats beyond 2 chunks.
-int64_t dw_chunks(int64_t rows, int64_t dw_size) {
-  int64_t chunks = 1;
-  while (chunks * 2 <= std::min(kMaxChunks, rows / kChunkRows) &&
-         (chunks < 2 || (chunks * 2 - 1) * dw_size <= kMaxPartials))
-    chunks *= 2;
-  return chunks;
-}
-
 // First row of chunk c (block-aligned; chunk `chunks` starts at rows).
 int64_t chunk_start(int64_t c, int64_t chunks, int64_t rows) {
   return c >= chunks ? rows : rows * c / chunks / kBlockRows * kBlockRows;
@@ -61,7 +46,8 @@ int64_t chunk_start(int64_t c, int64_t chunks, int64_t rows) {
 void layer_norm_gelu_backward_dw(const float* g, const float* y, const float* w, const float* b, const float* mean,
                                  const float* rstd, int64_t rows, int64_t D, bool gelu, const float* x, int64_t Din,
                                  float* dW, float* gw, float* gb, float* gcol) {
-  const int64_t chunks = dw_chunks(rows, D * Din), nred = (rows + kLnBackwardChunkRows - 1) / kLnBackwardChunkRows;
+  const int64_t chunks = detail::k_split_chunks(D, Din, rows);
+  const int64_t nred = (rows + kLnBackwardChunkRows - 1) / kLnBackwardChunkRows;
   std::vector<float> part(static_cast<size_t>(nred * 3 * D));              // the rows' column partials
   // dW_c for c >= 1 (64-byte aligned, like every buffer the GEMM and the row kernels touch here).
   detail::AlignedBuffer partials;
@@ -100,11 +86,7 @@ void layer_norm_gelu_backward_dw(const float* g, const float* y, const float* w,
            r0 += kBlockRows)
         block_product(c, r0, std::min(kBlockRows, end - r0), gy + r0 * D);
   }
-  // dW += dW_1 + dW_2 + ..., in chunk order for every element.
-  const int64_t n = D * Din;
-#pragma omp parallel for schedule(static) if (chunks > 1 && n * (chunks - 1) > (int64_t(1) << 16))
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t c = 1; c < chunks; ++c) dW[i] += partial_dw[(c - 1) * n + i];
+  detail::add_partials(dW, Din, D, Din, partial_dw, chunks - 1, threads);  // dW += dW_1 + dW_2 + ...
   layer_norm_gelu_backward_reduce(part.data(), rows, D, gw, gb, gcol);
 }
 
