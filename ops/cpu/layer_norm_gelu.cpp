@@ -16,7 +16,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
-#include <vector>
+#include <memory>
 
 namespace lm::cpu {
 
@@ -301,13 +301,14 @@ void layer_norm_gelu_backward(const float* g, const float* y, const float* w, co
                               const float* rstd, int64_t rows, int64_t D, bool gelu, float* gy, float* gw, float* gb,
                               float* gcol) {
   const int64_t nchunks = (rows + kLnBackwardChunkRows - 1) / kLnBackwardChunkRows;
-  std::vector<float> part((size_t)(nchunks * 3 * D));
+  // Every chunk's partials are written (zeroed first) by layer_norm_gelu_backward_rows.
+  std::unique_ptr<float[]> part(new float[(size_t)(nchunks * 3 * D)]);
 #pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
   for (int64_t c = 0; c < nchunks; ++c) {
     const int64_t r0 = c * kLnBackwardChunkRows, r1 = std::min(rows, r0 + kLnBackwardChunkRows);
-    layer_norm_gelu_backward_rows(g, y, w, b, mean, rstd, r0, r1, D, gelu, gy + r0 * D, part.data());
+    layer_norm_gelu_backward_rows(g, y, w, b, mean, rstd, r0, r1, D, gelu, gy + r0 * D, part.get());
   }
-  layer_norm_gelu_backward_reduce(part.data(), rows, D, gw, gb, gcol);
+  layer_norm_gelu_backward_reduce(part.get(), rows, D, gw, gb, gcol);
 }
 
 }  // namespace lm::cpu

@@ -27,7 +27,7 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <vector>
+#include <memory>
 
 namespace lm::cpu {
 
@@ -48,7 +48,8 @@ void layer_norm_gelu_backward_dw(const float* g, const float* y, const float* w,
                                  float* dW, float* gw, float* gb, float* gcol) {
   const int64_t chunks = detail::k_split_chunks(D, Din, rows);
   const int64_t nred = (rows + kLnBackwardChunkRows - 1) / kLnBackwardChunkRows;
-  std::vector<float> part(static_cast<size_t>(nred * 3 * D));              // the rows' column partials
+  // The rows' column partials, each chunk's written (zeroed first) by layer_norm_gelu_backward_rows.
+  std::unique_ptr<float[]> part(new float[static_cast<size_t>(nred * 3 * D)]);
   // dW_c for c >= 1 (64-byte aligned, like every buffer the GEMM and the row kernels touch here).
   detail::AlignedBuffer partials;
   float* partial_dw = partials.get(static_cast<size_t>((chunks - 1) * D * Din));
@@ -69,7 +70,7 @@ void layer_norm_gelu_backward_dw(const float* g, const float* y, const float* w,
         for (int64_t r0 = chunk_start(c, chunks, rows), end = chunk_start(c + 1, chunks, rows); r0 < end;
              r0 += kBlockRows) {
           const int64_t n = std::min(kBlockRows, end - r0);
-          layer_norm_gelu_backward_rows(g, y, w, b, mean, rstd, r0, r0 + n, D, gelu, block, part.data());
+          layer_norm_gelu_backward_rows(g, y, w, b, mean, rstd, r0, r0 + n, D, gelu, block, part.get());
           block_product(c, r0, n, block);  // single-threaded inside the region
         }
     }
@@ -79,7 +80,7 @@ void layer_norm_gelu_backward_dw(const float* g, const float* y, const float* w,
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < nred; ++i) {
       const int64_t r0 = i * kLnBackwardChunkRows, r1 = std::min(rows, r0 + kLnBackwardChunkRows);
-      layer_norm_gelu_backward_rows(g, y, w, b, mean, rstd, r0, r1, D, gelu, gy + r0 * D, part.data());
+      layer_norm_gelu_backward_rows(g, y, w, b, mean, rstd, r0, r1, D, gelu, gy + r0 * D, part.get());
     }
     for (int64_t c = 0; c < chunks; ++c)
       for (int64_t r0 = chunk_start(c, chunks, rows), end = chunk_start(c + 1, chunks, rows); r0 < end;
@@ -87,7 +88,7 @@ void layer_norm_gelu_backward_dw(const float* g, const float* y, const float* w,
         block_product(c, r0, std::min(kBlockRows, end - r0), gy + r0 * D);
   }
   detail::add_partials(dW, Din, D, Din, partial_dw, chunks - 1, threads);  // dW += dW_1 + dW_2 + ...
-  layer_norm_gelu_backward_reduce(part.data(), rows, D, gw, gb, gcol);
+  layer_norm_gelu_backward_reduce(part.get(), rows, D, gw, gb, gcol);
 }
 
 }  // namespace lm::cpu
