@@ -124,7 +124,7 @@ void check_skinny_form(SkinnyFn skinny, const SkinnyForm& f, bool expect_handled
 }
 
 // Every form on one ISA; short_k: whether that ISA streams short-K products (AVX2 leaves them
-// to the packed path); stream_k_rows: the most rows its stream_k takes (64 or 32).
+// to the packed path); stream_k_rows: the most rows its stream_k takes (128 or 32).
 void check_skinny_forms(SkinnyFn skinny, bool short_k, int64_t stream_k_rows) {
   // Small N: op(A) rows streamed against op(B) (B^T packed into a panel when trans_b).
   check_skinny_form(skinny, {"small N", {false, true}, {false, true}, {129, 1000}, {1, 7, 8, 9, 15, 16, 17, 56, 64, 65, 80, 113, 128}, {1, 10, 17, 512}});
@@ -132,10 +132,10 @@ void check_skinny_forms(SkinnyFn skinny, bool short_k, int64_t stream_k_rows) {
   check_skinny_form(skinny, {"small M, trans_b", {false, true}, {true}, {1, 5, 24, 64}, {129, 1000}, {1, 10, 17, 512}});
   // Tiny M (<= 4), trans_b, !trans_a: dot products over K (two chains, masked tail).
   check_skinny_form(skinny, {"tiny M, dot", {false}, {true}, {1, 2, 3, 4}, {16, 17, 129, 512}, {16, 17, 33, 47, 512}});
-  // Small M (<= 64 on AVX-512, 32 on AVX2), !trans_b, long K: K blocked (block 128), strips of 64 or 48 (AVX-512) or
+  // Small M (<= 128 on AVX-512, 32 on AVX2), !trans_b, long K: K blocked (block 128), strips of 64 or 48 (AVX-512) or
   // 16 or 8 (AVX2) columns per thread.
   std::vector<int64_t> long_k_rows = {1, 5, 8, 12, 24, 32};
-  if (stream_k_rows >= 64) long_k_rows.insert(long_k_rows.end(), {33, 56, 64});
+  if (stream_k_rows >= 128) long_k_rows.insert(long_k_rows.end(), {33, 56, 64, 65, 80, 101, 128});
   check_skinny_form(skinny, {"small M, long K", {false, true}, {false}, long_k_rows, {129, 200}, {128, 257, 512}});
   // Short K (<= 32), !trans_b: op(A) rows streamed against B, 64-column strips (AVX-512 only).
   check_skinny_form(skinny, {"short K", {false, true}, {false}, {129, 1000}, {129, 200}, {1, 10, 17, 32}}, short_k);
@@ -148,7 +148,7 @@ TEST_CASE("sgemm: AVX-512 skinny broadcast forms against float64, 1 and 2 thread
     MESSAGE("skipped: this CPU has no AVX-512, the skinny forms are never used");
     return;
   }
-  check_skinny_forms(lm::cpu::detail::sgemm_skinny_avx512, true, 64);
+  check_skinny_forms(lm::cpu::detail::sgemm_skinny_avx512, true, 128);
 }
 
 TEST_CASE("sgemm: AVX2 skinny broadcast forms against float64, 1 and 2 threads") {

@@ -132,7 +132,7 @@ LM_AVX512 void dot_rows(int64_t N, int64_t K, float alpha, const float* A, int64
 // The tile set gemm_skinny.h's drivers run on AVX-512.
 struct Avx512Tiles {
   static constexpr int kWidth = 16, kMaxNV = 4;
-  static constexpr int64_t kStreamKRows = 64;  // includes M = 56 (gemm_skinny.h)
+  static constexpr int64_t kStreamKRows = 128;  // includes M = 56 and 80 (gemm_skinny.h)
   static constexpr bool kShortKForm = true;
   static int rows_for(int nv) { return skinny_rows_for(nv); }
   static TileFn tile(bool trans_c, int nv, int rows) { return kTiles[trans_c][nv - 1][rows - 1]; }
