@@ -119,6 +119,15 @@ Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in, const char* prof_n
 
 }  // namespace
 
+Tensor matmul_untracked(const Tensor& a, const Tensor& b, const char* prof_name, const Tensor& into) {
+  check_float("matmul", a);
+  check_float("matmul", b);
+  check_same("matmul", a, b);
+  if (a.dim() < 2 || b.dim() < 2 || a.shape()[a.dim() - 1] != b.shape()[b.dim() - 2])
+    fail("matmul", "operands do not chain: " + a.str() + " @ " + b.str());
+  return matmul_forward(a.detach(), b.detach(), prof_name, into);
+}
+
 Tensor matmul(const Tensor& a, const Tensor& b) {
   check_float("matmul", a);
   check_float("matmul", b);

@@ -12,6 +12,7 @@
 #include "ops/reduce.h"
 #include "ops/resize.h"
 #include "ops/scale_rows.h"
+#include "ops/attention_pool.h"
 #include "ops/bilinear_rows.h"
 #include "ops/shape.h"
 #include "ops/sinkhorn.h"

@@ -12,8 +12,6 @@ namespace lm::test::op_table {
 
 namespace {
 
-std::string sh(const Shape& s) { return shape_str(s); }
-const char* lay_name(Lay l) { return l == Lay::C ? "" : (l == Lay::T ? "T" : "S"); }
 
 std::vector<OpCase> build_table() {
   std::vector<OpCase> tab;
@@ -303,6 +301,18 @@ std::vector<OpCase> build_table() {
               [n, p, q, l](Draw& d) { return Inputs{d({n, p}, D::Normal, l), d({p, q}, D::Normal), d({n, q}, D::Normal, l)}; },
               [](const Inputs& x) { return bilinear_rows(x[0], x[1], x[2]); }});
 
+  // -- weighted_attention_pool: (softmax_n(keys^T * w * scale) * w) V; keys strided / transposed as
+  // the columns of a wider product, w of either sign (literal fusion), N = 1
+  for (auto [n, r, d_, lk, lv] : std::vector<std::tuple<int64_t, int64_t, int64_t, L, L>>{
+           {5, 3, 4, L::C, L::C}, {1, 2, 3, L::C, L::C}, {6, 1, 5, L::S, L::C}, {4, 3, 2, L::T, L::T}, {7, 4, 3, L::S, L::S}}) {
+    OpCase c{"weighted_attention_pool",
+             "weighted_attention_pool keys" + sh({n, r}) + lay_name(lk) + " V" + sh({n, d_}) + lay_name(lv), {{"scale", 0.7}},
+             [n, r, d_, lk, lv](Draw& d) { return Inputs{d({n, r}, D::Normal, lk), d({n}), d({n, d_}, D::Normal, lv)}; },
+             [](const Inputs& x) { return weighted_attention_pool(x[0], x[1], x[2], 0.7); }};
+    c.f32 = kMatmulF32;
+    add_case(c);
+  }
+
   // -- cross_entropy: (B, C) logits with (B) targets, one sample (C) with a scalar / (1) target
   for (auto [s, l, tshape] : std::vector<std::tuple<Shape, L, Shape>>{
            {{4, 5}, L::C, {4}}, {{1, 3}, L::C, {1}}, {{7, 2}, L::T, {7}}, {{3, 6}, L::S, {3}}, {{5}, L::C, {}}, {{4}, L::C, {1}}}) {
@@ -533,49 +543,7 @@ std::vector<OpCase> build_table() {
     unary_case("adaptive_avg_pool2d", "->" + std::to_string(oh) + "x" + std::to_string(ow), {{"out_h", oh}, {"out_w", ow}},
                s, l, [oh, ow](const Tensor& x) { return adaptive_avg_pool2d(x, oh, ow); });
 
-  // ---- image resize and normalisation
-  // resize_image: torch's F.interpolate(align_corners=False); downscales with antialias (the
-  // 512 -> 448 / 256 -> 224 encoder inputs in small), upscales with clamped bicubic borders,
-  // a non-antialiased downscale (pixels no output reads: zero gradient there), mixed up / down
-  // axes, a size-1 axis, and non-contiguous inputs.
-  struct Rs {
-    Shape s;
-    int64_t oh, ow;
-    ResizeMode mode;
-    bool aa;
-    L l;
-  };
-  for (const Rs& r : std::vector<Rs>{{{2, 3, 13, 11}, 7, 6, ResizeMode::bilinear, true, L::C},
-                                     {{2, 3, 5, 4}, 9, 7, ResizeMode::bilinear, false, L::C},
-                                     {{2, 3, 13, 11}, 7, 6, ResizeMode::bicubic, true, L::C},
-                                     {{2, 3, 5, 4}, 9, 7, ResizeMode::bicubic, false, L::C},
-                                     {{2, 3, 13, 11}, 6, 4, ResizeMode::bilinear, false, L::T},
-                                     {{2, 3, 13, 11}, 6, 5, ResizeMode::bicubic, false, L::C},
-                                     {{1, 2, 5, 9}, 8, 4, ResizeMode::bilinear, true, L::S},
-                                     {{1, 2, 6, 9}, 11, 4, ResizeMode::bicubic, true, L::T},
-                                     {{1, 1, 1, 3}, 2, 5, ResizeMode::bicubic, false, L::C}}) {
-    const char* mode = r.mode == ResizeMode::bilinear ? "bilinear" : "bicubic";
-    OpCase c{"resize_image",
-             "resize_image " + sh(r.s) + lay_name(r.l) + "->" + std::to_string(r.oh) + "x" + std::to_string(r.ow) + " " +
-                 mode + (r.aa ? " aa" : ""),
-             {{"size", {r.oh, r.ow}}, {"mode", mode}, {"antialias", r.aa}},
-             [r](Draw& d) { return Inputs{d(r.s, D::Normal, r.l)}; },
-             [r](const Inputs& x) { return resize_image(x[0], r.oh, r.ow, r.mode, r.aa); }};
-    // Keys' cubic pieces cancel (W(1.8) = -3.024 + 3), so float32 bicubic weights carry ~2e-7
-    // absolute rounding, which torch (its kernels built with FMA contraction) rounds otherwise:
-    // on these N(0, 1) inputs torch's own float32 output is ~2e-6 from its float64 one.
-    if (r.mode == ResizeMode::bicubic) c.f32 = Tol{1e-5, 1e-5};
-    add_case(c);
-  }
-  // normalize_channels: (x - mean[c]) / std[c] with fixed per-channel constants (not inputs).
-  for (auto [s, l, mean, sd] : std::vector<std::tuple<Shape, L, std::vector<double>, std::vector<double>>>{
-           {{2, 3, 4, 5}, L::C, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}},
-           {{1, 3, 3, 2}, L::T, {0.5, -0.25, 0.0}, {2.0, 0.5, 1.0}},
-           {{2, 1, 2, 3}, L::S, {0.3}, {0.7}}})
-    add_case({"normalize_channels", "normalize_channels " + sh(s) + lay_name(l), {{"mean", mean}, {"std", sd}},
-              [s, l](Draw& d) { return Inputs{d(s, D::Normal, l)}; },
-              [mean, sd](const Inputs& x) { return normalize_channels(x[0], mean, sd); }});
-
+  add_image_cases(tab);  // op_table_image_cases.cpp
   return tab;
 }
 
@@ -592,7 +560,7 @@ extern const std::vector<std::string> kAllOps;
 const std::vector<std::string> kAllOps = {
     "add", "sub", "mul", "div", "eq", "add_scalar", "mul_scalar", "rsub", "neg", "exp", "log", "sqrt", "pow", "abs", "clamp",
     "relu", "sigmoid", "tanh", "gelu", "sum_to", "matmul", "linear", "sum", "mean", "amax", "max", "argmax", "logsumexp",
-    "softmax", "log_softmax", "layer_norm", "linear_layer_norm", "linear_layer_norm_gelu", "scale_rows", "bilinear_rows", "l2_norm_clamped", "cross_entropy", "l2_normalize", "l1_normalize", "cosine_similarity_matrix",
+    "softmax", "log_softmax", "layer_norm", "linear_layer_norm", "linear_layer_norm_gelu", "scale_rows", "bilinear_rows", "weighted_attention_pool", "l2_norm_clamped", "cross_entropy", "l2_normalize", "l1_normalize", "cosine_similarity_matrix",
     "scaled_dot_product_attention", "reshape", "permute", "transpose", "t", "expand", "slice", "select", "unsqueeze",
     "squeeze", "flatten", "contiguous", "cat", "stack", "index_select", "sinkhorn_plan", "sinkhorn_column_sums",
     "conv2d", "relu6", "adaptive_avg_pool2d", "resize_image", "normalize_channels"};

@@ -139,6 +139,13 @@ struct OpCase {
 };
 
 
+// Case names: a shape as "(2, 3)" and a layout's suffix ("", "T", "S").
+inline std::string sh(const Shape& s) { return shape_str(s); }
+inline const char* lay_name(Lay l) { return l == Lay::C ? "" : (l == Lay::T ? "T" : "S"); }
+
+// The image rows (op_table_image_cases.cpp), appended to `tab`.
+void add_image_cases(std::vector<OpCase>& tab);
+
 // The table, built once; and every public op of ops/ops.h (the table must list each).
 const std::vector<OpCase>& table();
 extern const std::vector<std::string> kAllOps;

@@ -9,7 +9,7 @@
 # binary: its default is the suites that need only lm_ops, LM_CORE_SUITES below (a suite added
 # here must include nothing from data/ or models/ and must not run the binary).
 set(LIBRAMIL_TEST_SUITES "" CACHE STRING "Test suites (tests/<name>.cpp) to build and register; empty = all")
-set(LM_CORE_SUITES test_op_table test_autograd test_gemm test_gemm_skinny test_conv test_resize test_nn_ops test_sinkhorn_kernels test_block_cache)
+set(LM_CORE_SUITES test_op_table test_autograd test_attention_pool test_gemm test_gemm_skinny test_conv test_resize test_nn_ops test_sinkhorn_kernels test_block_cache)
 if(LIBRAMIL_CORE_ONLY AND NOT LIBRAMIL_TEST_SUITES)
   set(LIBRAMIL_TEST_SUITES ${LM_CORE_SUITES})
 endif()

@@ -6,7 +6,8 @@
 #
 # Suites run (SUITES overrides; names of tests/test_*.cpp):
 #   test_safetensors test_tokenizer test_data test_validation   readers, validation, the CLI
-#   test_op_table test_autograd test_gemm test_gemm_skinny test_sinkhorn_kernels  kernels and the autograd engine on small shapes
+#   test_op_table test_autograd test_gemm test_gemm_skinny test_sinkhorn_kernels test_attention_pool
+#                           kernels and the autograd engine on small shapes (and one fused op on large bags)
 #   test_cuda_emulated*   the CUDA kernels on the CPU emulator (shared-memory overruns)
 #   test_tissue test_patch  tissue segmentation; `libramil patch` (instrumented) on the real and
 #                           the hostile slides (truncated, lying and corrupt images)
@@ -28,7 +29,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS="${JOBS:-$(nproc)}"
-SUITES="${SUITES:-test_safetensors test_tokenizer test_data test_validation test_op_table test_autograd test_gemm test_gemm_skinny test_sinkhorn_kernels test_cuda_emulated test_cuda_emulated_rows test_cuda_emulated_gemm_image test_block_cache test_tissue test_patch test_conv test_resize test_extract test_config_file}"
+SUITES="${SUITES:-test_safetensors test_tokenizer test_data test_validation test_op_table test_autograd test_gemm test_gemm_skinny test_sinkhorn_kernels test_attention_pool test_cuda_emulated test_cuda_emulated_rows test_cuda_emulated_gemm_image test_block_cache test_tissue test_patch test_conv test_resize test_extract test_config_file}"
 cmake --preset sanitize -DLIBRAMIL_TEST_SUITES="${SUITES// /;}" >/dev/null
 cmake --build --preset sanitize -j "$JOBS"
 # The test binary starts `libramil` subprocesses (test_validation, ...): they inherit these.

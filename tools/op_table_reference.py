@@ -144,6 +144,9 @@ def run_op(op, p, x):
         return x[1].unsqueeze(1) * x[0]
     if op == "bilinear_rows":
         return torch.einsum("ip,pq,iq->i", x[0], x[1], x[2])
+    if op == "weighted_attention_pool":
+        attn = torch.softmax(x[0].t() * (x[1] * p["scale"]), -1)
+        return (attn * x[1]) @ x[2]
     if op in ("linear_layer_norm", "linear_layer_norm_gelu"):
         y = F.layer_norm(F.linear(x[0], x[1], x[4] if p["bias"] else None), (x[1].shape[0],), x[2], x[3], p["eps"])
         return F.gelu(y) if op == "linear_layer_norm_gelu" else y

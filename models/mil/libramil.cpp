@@ -203,14 +203,15 @@ Tensor LibraMIL::class_query_attention(const Tensor& q_keys, const Tensor& V, Te
                                        LibraMILExplanation* ex) {
   const int64_t C = q_keys.shape()[0] / config_.heads, D = config_.dim, heads = config_.heads, d = D / heads;
   Tensor wv = reshape(v_proj.weight, {heads, d, D});                         // (H, d, D)
-  Tensor wrow = unsqueeze(w, 0);                                             // (1, N)
-  // Scores as the transpose of V (Q_h Wk_h)^T: with V as the left operand, V's gradient from
-  // this product is one GEMM that adds into V's running gradient sum (autograd/node.h).
+  // The keys V (Q_h Wk_h)^T, as V's product with the queries: with V as the left operand, V's
+  // gradient from it is one GEMM that adds into V's running gradient sum (autograd/node.h).
   // Paper mode computes it inside step 2's product (fuse_paper); otherwise it is computed here.
   if (!keys_t.defined()) keys_t = matmul(V, t(q_keys));                     // (N, H*C)
-  Tensor scores = mul(t(keys_t), mul(wrow, 1.0 / std::sqrt((double)d)));    // (H*C, N)
-  Tensor attn = softmax(scores, -1);                                         // (H*C, N)
-  Tensor pooled = reshape(matmul(mul(attn, wrow), V), {heads, C, D});        // (H, C, D)
+  // scores = keys^T * w^T / sqrt(d), attn = softmax(scores) along N, pooled = (attn * w^T) V:
+  // one op (ops/attention_pool.h).
+  Tensor attn;
+  Tensor pooled = weighted_attention_pool(keys_t, w, V, 1.0 / std::sqrt((double)d), ex ? &attn : nullptr);
+  pooled = reshape(pooled, {heads, C, D});                                   // (H, C, D)
   Tensor out = add(matmul(pooled, transpose(wv, 1, 2)), reshape(v_proj.bias, {heads, 1, d}));  // (H, C, d)
   if (ex) ex->attention = mean(reshape(attn, {heads, C, -1}), {0}).detach().to(DType::F32).contiguous();
   return o_proj(reshape(permute(out, {1, 0, 2}), {C, D}));                   // (C, D)

@@ -246,6 +246,9 @@ void backward_typed(const T* y, const T* g, int64_t outer, int64_t n, int64_t in
 
 }  // namespace
 
+void softmax_one_row(const float* x, int64_t n, float* y) { softmax_row_any(x, n, false, y, row_kernel()); }
+void softmax_one_row(const double* x, int64_t n, double* y) { softmax_row(x, n, false, y); }
+
 void softmax_forward(const Tensor& x, int64_t outer, int64_t n, int64_t inner, bool log, Tensor& out) {
   if (outer * n * inner == 0) return;
   if (x.dtype() == DType::F32) forward_typed<float>(x.data<float>(), outer, n, inner, log, out.data<float>());

@@ -12,6 +12,11 @@ namespace lm::cpu {
 // Stable: the maximum along n is subtracted first; sums accumulate in float64.
 void softmax_forward(const Tensor& x, int64_t outer, int64_t n, int64_t inner, bool log, Tensor& out);
 
+// Softmax of one contiguous row of n values, x -> y (y may be x), by the row kernel in use
+// (row_kernel.h): softmax_forward's rows, for a caller that runs its own parallel loop.
+void softmax_one_row(const float* x, int64_t n, float* y);
+void softmax_one_row(const double* x, int64_t n, double* y);
+
 // y: (outer, n, inner) the saved forward output (softmax, or log_softmax when log = true);
 // grad_y: same shape, packed; grad_x: same shape, packed (written).
 //   softmax:     grad_x = y * (grad_y - sum_n(grad_y * y))
