@@ -32,9 +32,9 @@
 //   stream_k: M <= 128 (AVX-512) or 32 (AVX2), long K, !trans_b (24x512x8000; on AVX-512 also
 //     56x512x8000 tA, 195 against the packed path's 174 GFLOP/s, where AVX2 got 117 against
 //     123; and the step's 80x512x16000 tA, 7.5 against 8.5 ms, 128x512x4000 2.7 against 3.0,
-//     where AVX2 got 10.7 against 8.2 ms): B streamed in place. K blocks of 128 keep a thread's B block (128 x its columns) in
-//     L2 and one strip in L1 while every row tile passes over it; C accumulates across K blocks
-//     (beta on the first). OpenMP over strips.
+//     where AVX2 got 10.7 against 8.2 ms): B streamed in place. K blocks of 128 keep a
+//     thread's B block (128 x its columns) in L2 and one strip in L1 while every row tile
+//     passes over it; C accumulates across K blocks (beta on the first). OpenMP over strips.
 //   dot rows: M <= 4, trans_b (the 3 class rows through 512x512 Linear layers, 3x512x512 tB):
 //     each C[m, j] a dot product over K, B rows read once, lanes reduced at the end.
 // Left on the packed path (measured no faster): K = 56 (8000x512x56), and on AVX2 M = 56 with
