@@ -37,34 +37,38 @@ using namespace ops_detail;
 
 namespace {
 
-constexpr int64_t kBlock = 256;               // instances per block of the column passes
-constexpr int64_t kGrain = int64_t(1) << 15;  // R * N above this: OpenMP
+constexpr int64_t kBlock = 256;  // instances per block of the column passes
 
 // Forward, in one parallel region:
-//   KT[r, n] = scale * keys[n*ks0 + r*ks1]   by blocks of instances: each thread reads its own
-//                                             part of keys' rows once (a strided read of cold
-//                                             memory: 240-400 us at 16000 x 24 where threads
-//                                             owning rows and reading every row took 850-900)
-//   A[r, :]  = softmax(KT[r, :] * w),  B[r, :] = A[r, :] * w      by rows
-// KT is kept for the backward.
+//   A[r, n]  = (scale * keys[n*ks0 + r*ks1]) * w[n]   the scores, by blocks of instances: each
+//                                                     thread reads its own part of keys' rows
+//                                                     once (a strided read of cold memory:
+//                                                     240-400 us at 16000 x 24 where threads
+//                                                     owning rows and reading every row took
+//                                                     850-900); KT[r, n] = scale * keys[n, r]
+//                                                     beside it when KT is not null
+//   A[r, :]  = softmax(A[r, :]),  B[r, :] = A[r, :] * w              by rows
+// KT (the backward's, for w's gradient) is null when nothing needs a gradient.
 template <class T>
 void forward_rows(const T* keys, int64_t ks0, int64_t ks1, const T* w, T scale, int64_t N, int64_t R, T* KT, T* A,
                   T* B) {
-#pragma omp parallel if (N * R > kGrain)
+#pragma omp parallel if (N * R > cpu::kFusedRowsParallelGrain)
   {
 #pragma omp for schedule(static)
     for (int64_t b0 = 0; b0 < N; b0 += kBlock)
       for (int64_t n = b0, n1 = std::min(N, b0 + kBlock); n < n1; ++n) {
         const T* k = keys + n * ks0;
-        for (int64_t r = 0; r < R; ++r) KT[r * N + n] = scale * k[r * ks1];
+        const T wn = w[n];
+        for (int64_t r = 0; r < R; ++r) {
+          const T kt = scale * k[r * ks1];
+          if (KT) KT[r * N + n] = kt;
+          A[r * N + n] = kt * wn;
+        }
       }
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; ++r) {
-      const T* kt = KT + r * N;
       T* a = A + r * N;
       T* o = B + r * N;
-#pragma omp simd
-      for (int64_t n = 0; n < N; ++n) a[n] = kt[n] * w[n];
       cpu::softmax_one_row(a, N, a);
 #pragma omp simd
       for (int64_t n = 0; n < N; ++n) o[n] = a[n] * w[n];
@@ -75,7 +79,7 @@ void forward_rows(const T* keys, int64_t ks0, int64_t ks1, const T* w, T scale, 
 // d_r = sum_n A[r, n] w[n] gB[r, n], in float64.
 template <class T>
 void row_dots(const T* A, const T* w, const T* gB, int64_t N, int64_t R, double* d) {
-#pragma omp parallel for schedule(static) if (N * R > kGrain)
+#pragma omp parallel for schedule(static) if (N * R > cpu::kFusedRowsParallelGrain)
   for (int64_t r = 0; r < R; ++r) {
     const T* a = A + r * N;
     const T* g = gB + r * N;
@@ -92,7 +96,7 @@ void row_dots(const T* A, const T* w, const T* gB, int64_t N, int64_t R, double*
 template <class T>
 void column_pass(const T* A, const T* gB, const T* KT, const double* d, const T* w, T scale, int64_t N, int64_t R,
                  T* gkeys, T* gw) {
-#pragma omp parallel if (N * R > kGrain)
+#pragma omp parallel if (N * R > cpu::kFusedRowsParallelGrain)
   {
     std::vector<T> tile(R * kBlock), wsum(kBlock);
 #pragma omp for schedule(static)
@@ -149,15 +153,19 @@ Tensor weighted_attention_pool(const Tensor& keys, const Tensor& w, const Tensor
 
   const DType dt = keys.dtype();
   Tensor kd = keys.detach(), wc = w.detach().contiguous(), Vd = V.detach();
-  Tensor KT = Tensor::empty({R, N}, dt), A = Tensor::empty({R, N}, dt), B = Tensor::empty({R, N}, dt), out;
+  const bool need_k = keys.requires_grad(), need_w = w.requires_grad(), need_v = V.requires_grad();
+  const bool grad = autograd::needs_grad({keys, w, V});
+  // KT is read back only by the column pass, which runs when keys or w need a gradient.
+  Tensor KT = grad && (need_k || need_w) ? Tensor::empty({R, N}, dt) : Tensor();
+  Tensor A = Tensor::empty({R, N}, dt), B = Tensor::empty({R, N}, dt), out;
   {
     NoGradGuard no_grad;
     {
       profiler::Scope prof(name, 4.0 * R * N, (double)dtype_size(dt) * 4 * R * N);
       auto forward = [&](auto tag) {
         using T = decltype(tag);
-        forward_rows<T>(kd.data<T>(), kd.strides()[0], kd.strides()[1], wc.data<T>(), (T)scale, N, R, KT.data<T>(),
-                        A.data<T>(), B.data<T>());
+        forward_rows<T>(kd.data<T>(), kd.strides()[0], kd.strides()[1], wc.data<T>(), (T)scale, N, R,
+                        KT.defined() ? KT.data<T>() : nullptr, A.data<T>(), B.data<T>());
       };
       if (dt == DType::F32) forward(float{});
       else forward(double{});
@@ -165,8 +173,7 @@ Tensor weighted_attention_pool(const Tensor& keys, const Tensor& w, const Tensor
     out = matmul_untracked(B, Vd, "matmul");  // (R, D)
   }
   if (attention) *attention = A;
-  if (autograd::needs_grad({keys, w, V})) {
-    const bool need_k = keys.requires_grad(), need_w = w.requires_grad(), need_v = V.requires_grad();
+  if (grad) {
     const Shape v_shape = V.shape();
     autograd::record(name, {keys, w, V}, out, [=](const Tensor& g) -> std::vector<Tensor> {
       Tensor gk, gw, gv;

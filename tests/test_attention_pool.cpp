@@ -5,16 +5,19 @@
 //   separate ops (each checked against PyTorch by the op table) in float64;
 // - the same bits for 1, 2 and 3 threads;
 // - V's gradient added into a running sum when V feeds another op too;
+// - the forward without autograd gives the same bits;
 // - bad shapes give one clear error naming the op.
 // The small cases (gradcheck and PyTorch, float32 and float64) are in the op table.
 #include <doctest/doctest.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ops/ops.h"
@@ -79,6 +82,29 @@ Result run(const Case& c, const std::vector<Tensor>& in, DType dt, bool composed
   return r;
 }
 
+// A run's five results with their names, in one order for the checks below.
+std::vector<std::pair<const char*, Tensor>> named(const Result& r) {
+  return {{"out", r.out}, {"attention", r.attention}, {"keys' gradient", r.g_wide}, {"w's gradient", r.g_w},
+          {"V's gradient", r.g_v}};
+}
+
+// Each result of `got` within tol[i] of `want`'s (max_rel), in named()'s order.
+void check_close(const Result& got, const Result& want, const std::array<double, 5>& tol) {
+  const auto g = named(got), w = named(want);
+  for (size_t i = 0; i < g.size(); ++i) {
+    INFO(g[i].first);
+    CHECK(max_rel(g[i].second, w[i].second) < tol[i]);
+  }
+}
+
+void check_same_bits(const Result& a, const Result& b) {
+  const auto x = named(a), y = named(b);
+  for (size_t i = 0; i < x.size(); ++i) {
+    INFO(x[i].first);
+    CHECK(same_bits(x[i].second, y[i].second));
+  }
+}
+
 std::vector<Tensor> inputs(const Case& c, uint64_t seed) {
   Generator g(seed);
   Tensor wide = Tensor::randn({c.N, 80}, g, DType::F64);
@@ -97,11 +123,7 @@ TEST_CASE("weighted_attention_pool: large bags against the composed ops in float
       INFO("V also in a second product: " << v_twice);
       const Result ref = run(c, in, DType::F64, true, v_twice, 2);
       const Result f64 = run(c, in, DType::F64, false, v_twice, 2);
-      CHECK(max_rel(f64.out, ref.out) < 1e-12);
-      CHECK(max_rel(f64.attention, ref.attention) < 1e-12);
-      CHECK(max_rel(f64.g_wide, ref.g_wide) < 1e-12);
-      CHECK(max_rel(f64.g_w, ref.g_w) < 1e-12);
-      CHECK(max_rel(f64.g_v, ref.g_v) < 1e-12);
+      check_close(f64, ref, {1e-12, 1e-12, 1e-12, 1e-12, 1e-12});
       // The columns of `wide` outside the keys get no gradient from the op.
       const auto gw = f64.g_wide.to_double_vector();
       double outside = 0;
@@ -110,19 +132,19 @@ TEST_CASE("weighted_attention_pool: large bags against the composed ops in float
       CHECK(outside == 0.0);
 
       const Result f32 = run(c, in, DType::F32, false, v_twice, 2);
-      CHECK(max_rel(f32.out, ref.out) < 1e-5);
-      CHECK(max_rel(f32.attention, ref.attention) < 1e-5);
-      CHECK(max_rel(f32.g_wide, ref.g_wide) < 1e-4);
-      CHECK(max_rel(f32.g_w, ref.g_w) < 1e-4);
-      CHECK(max_rel(f32.g_v, ref.g_v) < 1e-5);
+      check_close(f32, ref, {1e-5, 1e-5, 1e-4, 1e-4, 1e-5});
+      {  // without autograd (nothing kept for a backward): the same forward bits
+        NoGradGuard no_grad;
+        Tensor keys = slice(in[0].to(DType::F32), 1, 80 - c.R, 80);
+        Tensor attention;
+        Tensor out = weighted_attention_pool(keys, in[1].to(DType::F32), in[2].to(DType::F32), 1.0 / std::sqrt(64.0),
+                                             &attention);
+        CHECK(same_bits(out, f32.out));
+        CHECK(same_bits(attention, f32.attention));
+      }
       for (int threads : {1, 3}) {
         INFO("threads=" << threads);
-        const Result again = run(c, in, DType::F32, false, v_twice, threads);
-        CHECK(same_bits(again.out, f32.out));
-        CHECK(same_bits(again.attention, f32.attention));
-        CHECK(same_bits(again.g_wide, f32.g_wide));
-        CHECK(same_bits(again.g_w, f32.g_w));
-        CHECK(same_bits(again.g_v, f32.g_v));
+        check_same_bits(run(c, in, DType::F32, false, v_twice, threads), f32);
       }
     }
   }
